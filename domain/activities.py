@@ -1,0 +1,228 @@
+"""Inputs and outputs of every activity (one model in, one out).
+
+Kept apart from the activity classes so workflow code can build requests without
+importing anything that does I/O.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from domain.calendar import BusinessCalendar
+from domain.enrolment import Enrolment, MaintenanceSubscription
+from domain.errors import RuleViolation
+from domain.inventory import Finding, SiteInventory
+from domain.policy import ProgramPolicy
+from domain.program import BillableExtra, ProgramStatus
+
+
+# ---- calendar -----------------------------------------------------------------
+class PlanPeriodRequest(BaseModel):
+    calendar: BusinessCalendar
+    period: int
+    period_start: date
+    term_months: int
+    policy: ProgramPolicy
+
+
+class DeadlineItem(BaseModel):
+    key: str
+    # Either a fixed agreed date, or a count of business days from a date.
+    due_on: date | None = None
+    business_days_from: date | None = None
+    business_days: int = 0
+
+
+class DeadlineRequest(BaseModel):
+    calendar: BusinessCalendar
+    items: list[DeadlineItem]
+    reminder_business_days: int = 2
+
+
+class ScheduledDeadline(BaseModel):
+    key: str
+    due_on: date
+    due_at: datetime  # end of the business day `due_on`, UTC
+    remind_at: datetime  # start of the business day `reminder_business_days` before, UTC
+
+
+class DeadlineSchedule(BaseModel):
+    items: list[ScheduledDeadline]
+
+
+class BusinessDeadlineRequest(BaseModel):
+    calendar: BusinessCalendar
+    start: datetime
+    minutes: int
+    warning_minutes: int = 0
+    round_the_clock: bool = False
+
+
+class BusinessDeadline(BaseModel):
+    deadline: datetime
+    warning_at: datetime | None = None
+
+
+# ---- database -----------------------------------------------------------------
+class EnrolmentCheckRequest(BaseModel):
+    enrolment: Enrolment
+    policy: ProgramPolicy
+    period: int = 1
+
+
+class EnrolmentCheckResult(BaseModel):
+    violations: list[RuleViolation] = Field(default_factory=list)
+    subscription: MaintenanceSubscription | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return not self.violations
+
+
+class AuditEntry(BaseModel):
+    at: datetime
+    actor: str
+    action: str
+    customer_id: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+    interface: str = "temporal"  # "cli", "portal", "temporal-ui", "signal"
+    role: str | None = None
+
+
+class RegisterProgramme(BaseModel):
+    status: ProgramStatus
+    enrolment: Enrolment
+
+
+class WorkspaceRef(BaseModel):
+    workspace_id: str
+
+
+class ProjectionUpdate(BaseModel):
+    status: ProgramStatus
+    audit: list[AuditEntry] = Field(default_factory=list)
+
+
+class ExtraRecord(BaseModel):
+    customer_id: str
+    period: int
+    extra: BillableExtra
+    idempotency_key: str
+
+
+class CloseWorkspace(BaseModel):
+    customer_id: str
+    period: int
+    reason: str
+
+
+class Ack(BaseModel):
+    ok: bool = True
+    detail: str = ""
+
+
+# ---- documents ----------------------------------------------------------------
+DocumentKind = Literal[
+    "welcome", "kickoff_minutes", "communication_plan", "site_inventory", "configuration_findings",
+    "analysis_presentation", "monthly_report", "renewal_notice", "non_renewal_notice", "final_report", "notice",
+]
+
+
+class FileDocumentRequest(BaseModel):
+    """Render `templates/documents/<template>.html.j2` (+ `.txt.j2`) and file it in the workspace (A9)."""
+
+    customer_id: str
+    period: int
+    kind: DocumentKind
+    title: str
+    template: str
+    context: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str
+    version: int = 1
+
+
+class DocumentRef(BaseModel):
+    document_id: int
+    title: str
+    kind: str
+
+
+class AnalysisRequest(BaseModel):
+    customer_id: str
+    period: int
+    inventory: SiteInventory
+    as_of: date
+
+
+class AnalysisResult(BaseModel):
+    findings: list[Finding]
+
+
+class MonthlyReportRequest(BaseModel):
+    customer_id: str
+    customer_name: str
+    period: int
+    month: int
+    month_start: date
+    month_end: date
+    call_held_on: date | None = None
+    call_notes: str | None = None
+    idempotency_key: str
+
+
+class ReportDraft(BaseModel):
+    document_id: int
+    title: str
+    summary: str
+
+
+class FinalReportRequest(BaseModel):
+    status: ProgramStatus
+    idempotency_key: str
+
+
+# ---- mail ---------------------------------------------------------------------
+class Attachment(BaseModel):
+    filename: str
+    content_type: str = "text/plain"
+    content: str
+
+
+class CallInvite(BaseModel):
+    """A follow-up call (A5) as an .ics invite."""
+
+    uid: str
+    summary: str
+    description: str = ""
+    starts_at: datetime
+    duration_minutes: int = 60
+    location: str = ""
+    organizer_email: str
+    attendee_emails: list[str]
+
+
+class MailRequest(BaseModel):
+    """Mail `templates/mail/<template>.{subject,txt,html}.j2` to `to`.
+
+    `idempotency_key` is derived from the workflow ID, period and purpose, so a retried
+    or replayed activity finds its outbox row and never mails twice.
+    """
+
+    idempotency_key: str
+    to: list[str] = Field(min_length=1)
+    cc: list[str] = Field(default_factory=list)
+    template: str
+    context: dict[str, Any] = Field(default_factory=dict)
+    customer_id: str | None = None
+    attachments: list[Attachment] = Field(default_factory=list)
+    invite: CallInvite | None = None
+    attach_document_id: int | None = None  # a filed workspace document, attached as HTML
+
+
+class MailResult(BaseModel):
+    outbox_id: int
+    status: Literal["sent", "already_sent"]
+    message_id: str

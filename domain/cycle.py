@@ -1,0 +1,94 @@
+"""One month of the programme: follow-up call and written report (D6, D7, A5, A6, C10)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from domain.calendar import BusinessCalendar
+from domain.enrolment import Contact, TechnicalLead
+from domain.policy import ProgramPolicy
+from domain.program import StepInput, StepState
+
+
+class CycleStepName(StrEnum):
+    schedule_call = "schedule_call"  # D6/A5
+    hold_call = "hold_call"  # D6/A5
+    approve_report = "approve_report"  # D7/A6
+
+
+class CycleInput(BaseModel):
+    customer_id: str
+    customer_name: str
+    parent_workflow_id: str
+    period: int
+    month: int  # 1-based within the period
+    month_start: date
+    month_end: date  # inclusive
+    calendar: BusinessCalendar
+    technical_lead: TechnicalLead
+    contacts: list[Contact]
+    policy: ProgramPolicy = Field(default_factory=ProgramPolicy)
+    # A month long gone when the programme was taken over: nothing is mailed for it.
+    stale: bool = False
+
+
+class ScheduleCall(StepInput):
+    call_at: datetime
+    duration_minutes: int = Field(default=60, ge=15, le=480)
+    dial_in: str = ""
+    agenda: str = "Open and closed issues, tasks, coming events and changes, planning (A5)"
+
+
+class HoldCall(StepInput):
+    held_on: date
+    attendees: list[str] = Field(min_length=1)
+    notes: str = Field(min_length=1)
+
+
+class ApproveReport(StepInput):
+    comments: str = ""
+
+
+class RecordExtraCall(StepInput):
+    """Rule C10: a second call or report in the same month is a billable extra."""
+
+    held_on: date
+    notes: str = Field(min_length=1)
+    agreement_ref: str = Field(min_length=1)
+
+
+class CycleStatus(BaseModel):
+    workflow_id: str
+    customer_id: str
+    period: int
+    month: int
+    month_start: date
+    month_end: date
+    steps: list[StepState]
+    call_at: datetime | None = None
+    call_held_on: date | None = None
+    call_notes: str | None = None
+    report_document_id: int | None = None
+    report_summary: str | None = None
+    extra_calls: int = 0
+    done: bool = False
+
+
+class CycleResult(BaseModel):
+    month: int
+    call_held_on: date | None
+    report_document_id: int | None
+    extra_calls: int
+
+
+class CycleCompleted(BaseModel):
+    """Signal from a monthly cycle to its programme (works across continue-as-new)."""
+
+    period: int
+    month: int
+    call_held_on: date | None = None
+    report_document_id: int | None = None
+    extra_calls: int = 0

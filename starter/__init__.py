@@ -1,0 +1,1 @@
+"""Entry points: the `techconnect` command line, settings, the Temporal client, the dev stack."""
