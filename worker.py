@@ -1,0 +1,99 @@
+"""The worker: builds settings, engine, mailer and activities, then runs one Worker.
+
+Activity classes get their dependencies here (and in tests), nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.calendar import CalendarActivities
+from activities.db import DatabaseActivities
+from activities.documents import DocumentActivities
+from activities.mail import MailActivities
+from activities.mailer import SmtpMailer
+from activities.templating import make_template_environment
+from starter.settings import Settings
+from storage.db import SessionFactory, make_engine, make_session_factory
+from workflows.monthly_cycle import MonthlyCycleWorkflow
+from workflows.program import ProgramWorkflow
+
+WORKFLOWS = [ProgramWorkflow, MonthlyCycleWorkflow]
+
+
+@dataclass
+class ActivitySet:
+    calendar: CalendarActivities
+    database: DatabaseActivities
+    documents: DocumentActivities
+    mail: MailActivities
+
+    def all(self) -> list[object]:
+        return [
+            self.calendar.plan_period, self.calendar.schedule_deadlines, self.calendar.business_deadline,
+            self.database.check_enrolment, self.database.register_programme, self.database.save_projection,
+            self.database.record_billable_extra, self.database.close_workspace,
+            self.documents.file_document, self.documents.analyse_configuration,
+            self.documents.generate_monthly_report, self.documents.generate_final_report,
+            self.mail.send_mail,
+        ]
+
+
+def build_activities(settings: Settings, session_factory: SessionFactory, mailer: SmtpMailer | None = None) -> ActivitySet:
+    templates = make_template_environment()
+    return ActivitySet(
+        calendar=CalendarActivities(),
+        database=DatabaseActivities(session_factory),
+        documents=DocumentActivities(session_factory, templates),
+        mail=MailActivities(session_factory, mailer or SmtpMailer.from_settings(settings), templates,
+                            settings.policy.sender),
+    )
+
+
+def build_worker(client: Client, settings: Settings, session_factory: SessionFactory,
+                 mailer: SmtpMailer | None = None, task_queue: str | None = None) -> Worker:
+    acts = build_activities(settings, session_factory, mailer)
+    return Worker(client, task_queue=task_queue or settings.task_queue, workflows=WORKFLOWS,
+                  activities=acts.all())  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+    engine = make_engine(settings.effective_database_url)
+    try:
+        worker = build_worker(client, settings, make_session_factory(engine))
+        async with worker:
+            yield worker
+    finally:
+        await engine.dispose()
+
+
+async def main() -> None:
+    from starter.temporal import connect
+    from storage.migrate import upgrade
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    await upgrade(settings.effective_database_url)
+    client = await connect(settings.temporal)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_worker(client, settings):
+        logging.info("worker polling task queue %r on %s", settings.task_queue, settings.temporal.address)
+        await stop.wait()
+        logging.info("shutting down: finishing in-flight activities")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
