@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.calendar import CalendarActivities
 from activities.db import DatabaseActivities
@@ -27,6 +28,15 @@ from workflows.monthly_cycle import MonthlyCycleWorkflow
 from workflows.program import ProgramWorkflow
 
 WORKFLOWS = [ProgramWorkflow, MonthlyCycleWorkflow]
+
+# Pure, deterministic libraries the domain models use: shared with the sandbox rather
+# than re-imported for every workflow run.
+SANDBOX_PASSTHROUGH = ("pydantic", "pydantic_core", "email_validator", "idna", "annotated_types", "domain")
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*SANDBOX_PASSTHROUGH))
 
 
 @dataclass
@@ -62,7 +72,7 @@ def build_worker(client: Client, settings: Settings, session_factory: SessionFac
                  mailer: SmtpMailer | None = None, task_queue: str | None = None) -> Worker:
     acts = build_activities(settings, session_factory, mailer)
     return Worker(client, task_queue=task_queue or settings.task_queue, workflows=WORKFLOWS,
-                  activities=acts.all())  # type: ignore[arg-type]
+                  activities=acts.all(), workflow_runner=workflow_runner())  # type: ignore[arg-type]
 
 
 @contextlib.asynccontextmanager

@@ -14,6 +14,11 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
+_UTC = ZoneInfo("UTC")
+# Guard against calendars with no business day at all (empty weekdays, or every day a
+# holiday): no search walks further than this many calendar days.
+_MAX_SCAN_DAYS = 366 * 20
+
 
 class BusinessCalendar(BaseModel):
     """A programme's working calendar: rule C5 (and C12 for the 24x7 case)."""
@@ -50,12 +55,62 @@ def add_business_days(start: date, days: int, cal: BusinessCalendar, holidays: s
 
     `days == 0` returns `start` itself when it is a business day, else the next one.
     """
-    raise NotImplementedError
+    if days == 0:
+        return next_business_day_on_or_after(start, cal, holidays)
+    step = 1 if days > 0 else -1
+    d = start
+    for _ in range(abs(days)):
+        d = _scan_business_day(d + timedelta(days=step), step, cal, holidays)
+    return d
+
+
+def next_business_day_on_or_after(d: date, cal: BusinessCalendar, holidays: set[date]) -> date:
+    """`d` itself when it is a business day, else the next business day."""
+    return _scan_business_day(d, 1, cal, holidays)
+
+
+def previous_business_day_on_or_before(d: date, cal: BusinessCalendar, holidays: set[date]) -> date:
+    """`d` itself when it is a business day, else the previous business day."""
+    return _scan_business_day(d, -1, cal, holidays)
+
+
+def _scan_business_day(d: date, step: int, cal: BusinessCalendar, holidays: set[date]) -> date:
+    for _ in range(_MAX_SCAN_DAYS):
+        if is_business_day(d, cal, holidays):
+            return d
+        d += timedelta(days=step)
+    raise ValueError(f"no business day within {_MAX_SCAN_DAYS} days: check the calendar's weekdays and holidays")
+
+
+def local_instant(d: date, t: time, cal: BusinessCalendar) -> datetime:
+    """`d` at local wall time `t` in the calendar's time zone, as an aware UTC datetime.
+
+    A wall time inside a DST gap is read with the offset in force before the change
+    (zoneinfo's fold=0), i.e. it lands just after the gap.
+    """
+    return datetime.combine(d, t, tzinfo=ZoneInfo(cal.timezone)).astimezone(_UTC)
+
+
+def start_of_business_day(d: date, cal: BusinessCalendar) -> datetime:
+    """`d` at the calendar's day start, as an aware UTC datetime (DST-correct)."""
+    return local_instant(d, cal.day_start, cal)
+
+
+def business_window(d: date, cal: BusinessCalendar) -> tuple[datetime, datetime]:
+    """Business hours of day `d` as the half-open UTC interval [day_start, day_end) (rule C5)."""
+    if cal.day_start >= cal.day_end:
+        raise ValueError(f"calendar day_start {cal.day_start} must be before day_end {cal.day_end}")
+    return local_instant(d, cal.day_start, cal), local_instant(d, cal.day_end, cal)
+
+
+def _require_aware(value: datetime, name: str) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime, got naive {value!r}")
 
 
 def end_of_business_day(d: date, cal: BusinessCalendar) -> datetime:
     """`d` at the calendar's day end, as an aware UTC datetime (DST-correct)."""
-    raise NotImplementedError
+    return local_instant(d, cal.day_end, cal)
 
 
 def start_of_day(d: date, cal: BusinessCalendar) -> datetime:
@@ -71,12 +126,53 @@ def business_deadline(
     Counting runs only inside business hours of business days (rule C12: "within one
     hour" on the programme calendar); a start outside hours counts from the next
     opening. With `round_the_clock`, plain elapsed minutes (out-of-hours agreement).
+
+    Business minutes are real elapsed minutes inside [day_start, day_end) local time
+    of business days. With `minutes > 0` the result is the earliest instant by which
+    that many business minutes have elapsed, so it lies in (day_start, day_end] of a
+    business day (a request at 16:00 with 60 minutes is due at 17:00 that day). With
+    `minutes == 0` it is the start itself when inside business hours, else the next opening.
     """
-    raise NotImplementedError
+    _require_aware(start, "start")
+    if minutes < 0:
+        raise ValueError(f"minutes must be >= 0, got {minutes}")
+    cur = start.astimezone(_UTC)
+    if round_the_clock:  # rule C12: out-of-hours agreement, 24x7 clock
+        return cur + timedelta(minutes=minutes)
+    remaining = timedelta(minutes=minutes)
+    d = cur.astimezone(ZoneInfo(cal.timezone)).date()
+    while True:
+        d = next_business_day_on_or_after(d, cal, holidays)
+        opens, closes = business_window(d, cal)
+        cur = max(cur, opens)
+        if cur < closes:
+            if remaining <= closes - cur:
+                return cur + remaining
+            remaining -= closes - cur
+        d += timedelta(days=1)
 
 
-def business_instant_before(
-    deadline: datetime, minutes: int, cal: BusinessCalendar, holidays: set[date]
-) -> datetime:
-    """The instant `minutes` business minutes before `deadline` (for SLA warnings)."""
-    raise NotImplementedError
+def business_instant_before(deadline: datetime, minutes: int, cal: BusinessCalendar, holidays: set[date]) -> datetime:
+    """The instant `minutes` business minutes before `deadline` (for SLA warnings).
+
+    Mirror of `business_deadline`: the latest instant from which `minutes` business
+    minutes run up to `deadline`, so with `minutes > 0` it lies in [day_start, day_end)
+    of a business day (a Monday 09:00 deadline with 15 minutes gives Friday 16:45).
+    With `minutes == 0` it is `deadline` itself when that is in (day_start, day_end] of
+    a business day, else the previous closing.
+    """
+    _require_aware(deadline, "deadline")
+    if minutes < 0:
+        raise ValueError(f"minutes must be >= 0, got {minutes}")
+    cur = deadline.astimezone(_UTC)
+    remaining = timedelta(minutes=minutes)
+    d = cur.astimezone(ZoneInfo(cal.timezone)).date()
+    while True:
+        d = previous_business_day_on_or_before(d, cal, holidays)
+        opens, closes = business_window(d, cal)
+        cur = min(cur, closes)
+        if cur > opens:
+            if remaining <= cur - opens:
+                return cur - remaining
+            remaining -= cur - opens
+        d -= timedelta(days=1)

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -222,12 +222,13 @@ async def maintenance_import(
 async def precheck_enrolment(settings: Settings, enrolment: Enrolment) -> None:
     """The same rules the workflow checks, so ops see a refusal at once (exit 2)."""
     from activities.calendar import supported_countries
-    from storage.repositories import get_maintenance_subscription
+    from storage.repositories import get_subscription, subscription_model
 
     engine, sessions = await _session_factory(settings)
     try:
         async with sessions() as session:
-            sub = await get_maintenance_subscription(session, enrolment.customer.maintenance_subscription_id)
+            row = await get_subscription(session, enrolment.customer.maintenance_subscription_id)
+            sub = subscription_model(row) if row else None
     finally:
         await engine.dispose()
     violations = check_enrolment(enrolment, sub, settings.policy, known_countries=supported_countries())
@@ -255,8 +256,8 @@ async def start_program(client: Client, settings: Settings, enrolment: Enrolment
                 + ", ".join(f"{p.name} {p.version}" for p in enrolment.products)
             ),
             search_attributes=TypedSearchAttributes([
-                SA_CUSTOMER_ID.value_set(enrolment.customer.id),
-                SA_TECHNICAL_LEAD.value_set(enrolment.technical_lead.id),
+                SearchAttributePair(SA_CUSTOMER_ID, enrolment.customer.id),
+                SearchAttributePair(SA_TECHNICAL_LEAD, enrolment.technical_lead.id),
             ]),
         )
     except WorkflowAlreadyStartedError:

@@ -60,7 +60,7 @@ class SmtpSink:
         credentials: dict[str, str] | None = None,
         dedupe: bool = True,
     ) -> None:
-        """`port=0` picks a free port; `credentials` (user -> password) turns on AUTH without TLS."""
+        """`port=0` picks a free port; `credentials` (user -> password) offers AUTH without TLS."""
         self.host = host
         self.port = port or _free_port(host)
         self.directory = directory
@@ -85,7 +85,9 @@ class SmtpSink:
             self._remember_stored_ids(self.directory)
         kwargs: dict[str, Any] = {}
         if self.credentials is not None:
-            kwargs.update(authenticator=self._authenticate, auth_required=True, auth_require_tls=False)
+            # AUTH offered without TLS (loopback), but not required: aiosmtpd warns on every
+            # connection when both are set, and a sink has nothing to protect.
+            kwargs.update(authenticator=self._authenticate, auth_required=False, auth_require_tls=False)
         self._controller = Controller(_Handler(self), hostname=self.host, port=self.port, **kwargs)
         self._controller.start()
         log.info("SMTP sink listening on %s:%s (directory: %s)", self.host, self.port, self.directory)
@@ -128,7 +130,10 @@ class SmtpSink:
             self.refused = 0
 
     async def wait_for(
-        self, predicate: Predicate | None = None, count: int = 1, timeout: float = 10
+        self,
+        predicate: Predicate | None = None,
+        count: int = 1,
+        timeout: float = 10,  # noqa: ASYNC109 (a polling deadline, read by tests more easily than asyncio.timeout)
     ) -> list[email.message.EmailMessage]:
         """Wait until at least `count` held messages match `predicate` (all messages when None)."""
         deadline = time.monotonic() + timeout
@@ -179,7 +184,8 @@ class SmtpSink:
             f"Return-Path: <{envelope.mail_from or ''}>\r\nX-Original-To: {', '.join(envelope.rcpt_tos)}\r\n"
         ).encode()
         raw = trace + raw
-        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        # The email package works in "\n" internally; CRLF left in would leak into get_content().
+        parsed = email.message_from_bytes(raw.replace(b"\r\n", b"\n"), policy=email.policy.default)
         assert isinstance(parsed, email.message.EmailMessage)
         message_id = str(parsed.get("Message-ID", "")).strip()
         with self._lock:

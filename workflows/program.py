@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from temporalio import workflow
-from temporalio.common import TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
@@ -364,7 +364,8 @@ class ProgramWorkflow:
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 static_summary=f"{s.customer_name}: follow-up call and report, period {s.period} month {c.month}",
                 search_attributes=TypedSearchAttributes([
-                    SA_CUSTOMER_ID.value_set(s.customer_id), SA_TECHNICAL_LEAD.value_set(s.technical_lead.id),
+                    SearchAttributePair(SA_CUSTOMER_ID, s.customer_id),
+                    SearchAttributePair(SA_TECHNICAL_LEAD, s.technical_lead.id),
                 ]),
             )
             c.status = "running"

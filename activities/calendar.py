@@ -1,0 +1,222 @@
+"""Calendar activities: period plan, business-day due dates, business-hour SLA deadlines.
+
+The `holidays` package cannot run in the workflow sandbox and its data changes between
+releases, so workflows call these activities and Temporal records the results in
+history (DESIGN "Business calendar"). The maths lives in `domain.calendar` (pure);
+this module only turns a programme calendar (rule C5) into a set of holiday dates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from typing import TypeVar
+from zoneinfo import ZoneInfo
+
+import holidays as holidays_lib
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from domain.activities import (
+    BusinessDeadline,
+    BusinessDeadlineRequest,
+    DeadlineItem,
+    DeadlineRequest,
+    DeadlineSchedule,
+    PlanPeriodRequest,
+    ScheduledDeadline,
+)
+from domain.calendar import (
+    BusinessCalendar,
+    add_business_days,
+    add_months,
+    business_deadline,
+    business_instant_before,
+    end_of_business_day,
+    period_end_date,
+    previous_business_day_on_or_before,
+    start_of_business_day,
+    start_of_day,
+)
+from domain.program import PeriodPlan
+
+T = TypeVar("T")
+
+# A computation whose result lands outside the holiday years loaded so far is redone
+# with more years; this bounds how far that may go.
+_MAX_YEARS = 200
+
+
+@lru_cache(maxsize=1)
+def _supported() -> frozenset[str]:
+    return frozenset(holidays_lib.list_supported_countries(include_aliases=True))
+
+
+def supported_countries() -> set[str]:
+    """Country codes the calendar activities accept (ISO 3166 alpha-2, plus the package's aliases)."""
+    return set(_supported())
+
+
+def _invalid(message: str) -> ApplicationError:
+    # A bad calendar will not get better on retry: fail the activity for good.
+    return ApplicationError(message, type="InvalidCalendar", non_retryable=True)
+
+
+class CalendarActivities:
+    """Activities computing calendar dates; holiday sets are cached per (country, subdivision, year)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str | None, int], frozenset[date]] = {}
+
+    # ---- holidays ---------------------------------------------------------------
+    def holidays_for(self, cal: BusinessCalendar, first_year: int, last_year: int) -> set[date]:
+        """Public holidays of the calendar's country/subdivision (rule C5) for the years given."""
+        result: set[date] = set()
+        for year in range(max(first_year, date.min.year), min(last_year, date.max.year) + 1):
+            key = (cal.country, cal.subdivision, year)
+            cached = self._cache.get(key)
+            if cached is None:
+                try:
+                    found = holidays_lib.country_holidays(cal.country, subdiv=cal.subdivision, years=year)
+                except NotImplementedError as exc:
+                    raise _invalid(
+                        f"rule C5: no public-holiday data for country {cal.country!r}"
+                        f" subdivision {cal.subdivision!r}: {exc}"
+                    ) from exc
+                cached = frozenset(found.keys())
+                self._cache[key] = cached
+            result |= cached
+        return result
+
+    def _solve(
+        self, cal: BusinessCalendar, anchor: date, compute: Callable[[set[date]], T], span: Callable[[T], list[date]]
+    ) -> T:
+        """Run `compute` with holidays of the years around `anchor`, widened until the result fits.
+
+        Every function in domain.calendar only looks at the days between its input and
+        its result, so once the result's (local) dates fall inside the loaded years the
+        answer is exact: holidays outside them cannot change it.
+        """
+        lo, hi = anchor.year - 1, anchor.year + 1
+        for _ in range(_MAX_YEARS):
+            result = compute(self.holidays_for(cal, lo, hi))
+            years = [d.year for d in span(result)]
+            if lo <= min(years) and max(years) <= hi:
+                return result
+            lo, hi = min(lo, min(years) - 1), max(hi, max(years) + 1)
+        raise _invalid(f"calendar computation did not converge within {_MAX_YEARS} years")
+
+    # ---- activities -------------------------------------------------------------
+    @activity.defn(name="plan_period")
+    async def plan_period(self, req: PlanPeriodRequest) -> PeriodPlan:
+        """Dates of one period (rules C2, C14, C16), as local dates and UTC instants."""
+        cal, policy = req.calendar, req.policy
+        try:
+            _check_timezone(cal)
+            period_end = period_end_date(req.period_start, req.term_months)  # rule C2
+            # rule C14: the renewal notice goes out `renewal_notice_days_before_end` days before the end.
+            renewal_notice_on = period_end - timedelta(days=policy.renewal_notice_days_before_end)
+            # rule C16: a non-renewal notice is on time up to and including this day (local time).
+            non_renewal_deadline = period_end - timedelta(days=policy.non_renewal_notice_days)
+            reminder_on = non_renewal_deadline - timedelta(days=policy.non_renewal_reminder_days_before_deadline)
+            month_starts = [add_months(req.period_start, i) for i in range(req.term_months)]
+            return PeriodPlan(
+                period=req.period,
+                period_start=req.period_start,
+                period_end=period_end,
+                period_start_at=start_of_day(req.period_start, cal),
+                period_end_at=start_of_day(period_end + timedelta(days=1), cal),
+                renewal_notice_on=renewal_notice_on,
+                renewal_notice_at=start_of_business_day(renewal_notice_on, cal),
+                non_renewal_deadline=non_renewal_deadline,
+                # rule C16: inclusive deadline, so it ends at the local midnight closing that day.
+                non_renewal_deadline_end_at=start_of_day(non_renewal_deadline + timedelta(days=1), cal),
+                non_renewal_reminder_on=reminder_on,
+                non_renewal_reminder_at=start_of_business_day(reminder_on, cal),
+                month_starts=month_starts,
+                month_start_ats=[start_of_business_day(m, cal) for m in month_starts],
+            )
+        except (ValueError, OverflowError) as exc:
+            raise _invalid(f"cannot plan period {req.period} from {req.period_start}: {exc}") from exc
+
+    @activity.defn(name="schedule_deadlines")
+    async def schedule_deadlines(self, req: DeadlineRequest) -> DeadlineSchedule:
+        """Business-day due dates (rule C5): due at the end of the due day, reminded N business days before."""
+        cal = req.calendar
+        _check_timezone(cal)
+        try:
+            return DeadlineSchedule(
+                items=[self._schedule_one(cal, item, req.reminder_business_days) for item in req.items]
+            )
+        except (ValueError, OverflowError) as exc:
+            raise _invalid(f"cannot schedule deadlines: {exc}") from exc
+
+    def _schedule_one(self, cal: BusinessCalendar, item: DeadlineItem, reminder_days: int) -> ScheduledDeadline:
+        if item.due_on is not None:
+            # An agreed date is kept as given, even on a non-business day.
+            due_on = item.due_on
+        elif item.business_days_from is not None:
+            start = item.business_days_from
+            due_on = self._solve(
+                cal, start, lambda h: add_business_days(start, item.business_days, cal, h), lambda r: [start, r]
+            )
+        else:
+            raise ValueError(f"deadline {item.key!r} needs due_on or business_days_from")
+
+        def remind(h: set[date]) -> date:
+            if reminder_days <= 0:
+                return previous_business_day_on_or_before(due_on, cal, h)
+            return add_business_days(due_on, -reminder_days, cal, h)
+
+        remind_on = self._solve(cal, due_on, remind, lambda r: [r, due_on])
+        return ScheduledDeadline(
+            key=item.key,
+            due_on=due_on,
+            due_at=end_of_business_day(due_on, cal),
+            remind_at=start_of_business_day(remind_on, cal),
+        )
+
+    @activity.defn(name="business_deadline")
+    async def business_deadline(self, req: BusinessDeadlineRequest) -> BusinessDeadline:
+        """First-response deadline on the programme calendar (rule C12), with its warning instant."""
+        cal = req.calendar
+        _check_timezone(cal)
+        # rule C12: an out-of-hours agreement makes the clock run 24x7.
+        round_the_clock = req.round_the_clock or bool(cal.out_of_hours_agreement_ref)
+        tz = ZoneInfo(cal.timezone)
+        if req.start.tzinfo is None or req.start.utcoffset() is None:
+            raise _invalid(f"rule C12: the request start must be timezone-aware, got {req.start!r}")
+        try:
+            start = req.start
+            local_start = start.astimezone(tz).date()
+            deadline = self._solve(
+                cal,
+                local_start,
+                lambda h: business_deadline(start, req.minutes, cal, h, round_the_clock=round_the_clock),
+                lambda r: [local_start, r.astimezone(tz).date()],
+            )
+            warning_at: datetime | None = None
+            if req.warning_minutes > 0:
+                if round_the_clock:
+                    warning_at = deadline - timedelta(minutes=req.warning_minutes)
+                else:
+                    local_deadline = deadline.astimezone(tz).date()
+                    warning_at = self._solve(
+                        cal,
+                        local_deadline,
+                        lambda h: business_instant_before(deadline, req.warning_minutes, cal, h),
+                        lambda r: [r.astimezone(tz).date(), local_deadline],
+                    )
+                # A warning longer than the SLA itself fires as soon as the request is filed.
+                warning_at = max(warning_at, start.astimezone(deadline.tzinfo))
+            return BusinessDeadline(deadline=deadline, warning_at=warning_at)
+        except (ValueError, OverflowError) as exc:
+            raise _invalid(f"cannot compute the business deadline from {req.start}: {exc}") from exc
+
+
+def _check_timezone(cal: BusinessCalendar) -> None:
+    try:
+        ZoneInfo(cal.timezone)
+    except (KeyError, ValueError) as exc:  # ZoneInfoNotFoundError is a KeyError
+        raise _invalid(f"rule C5: unknown time zone {cal.timezone!r}") from exc

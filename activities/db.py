@@ -1,0 +1,123 @@
+"""Activities that read and write the application database.
+
+Every write is idempotent: keys come from the workflow's own identity (workflow ID,
+period, time of the event recorded in history), so a retried activity, or one run
+again after a worker was killed, finds its earlier rows instead of adding new ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from temporalio import activity
+
+from activities.calendar import supported_countries
+from domain.activities import (
+    Ack,
+    AuditEntry,
+    CloseWorkspace,
+    EnrolmentCheckRequest,
+    EnrolmentCheckResult,
+    ExtraRecord,
+    ProjectionUpdate,
+    RegisterProgramme,
+    WorkspaceRef,
+)
+from domain.enrolment import Contact, check_enrolment, check_maintenance
+from domain.program import Phase
+from storage import repositories as repo
+from storage.db import SessionFactory
+
+# Phases in which the customer's contacts no longer have access (D10: the workspace
+# lives for the period only; a refused enrolment never opened it).
+_NO_ACCESS_PHASES = {Phase.closed, Phase.refused}
+
+
+def audit_key(workflow_id: str, entry: AuditEntry) -> str:
+    """Stable key of an audit entry: the same entry sent again (retry, cumulative list) is stored once.
+
+    Entries written in one workflow task share `at` (workflow time), so the digest of the
+    whole entry tells apart two different actions recorded at the same instant.
+    """
+    digest = hashlib.sha256(json.dumps(entry.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+    # workflow_id <= 128 and action <= 64 chars (tables.py), so the key fits its 255.
+    return f"{workflow_id}:{entry.at.isoformat()}:{entry.action}:{digest}"
+
+
+def _merge_contacts(*groups: list[Contact]) -> list[Contact]:
+    seen: dict[str, Contact] = {}
+    for group in groups:
+        for contact in group:
+            seen.setdefault(str(contact.email).lower(), contact)
+    return list(seen.values())
+
+
+class DatabaseActivities:
+    def __init__(self, session_factory: SessionFactory) -> None:
+        self._session_factory = session_factory
+
+    @activity.defn
+    async def check_enrolment(self, request: EnrolmentCheckRequest) -> EnrolmentCheckResult:
+        """Rules E1, C2, C4, C5, C8, C9, C1, C15 at enrolment; only E1 at a renewal."""
+        enrolment = request.enrolment
+        async with self._session_factory() as session:
+            row = await repo.get_subscription(session, enrolment.customer.maintenance_subscription_id)
+        subscription = repo.subscription_model(row) if row is not None else None
+        if request.period > 1:
+            # rule E1 "re-checked at every renewal": the rest was accepted at enrolment and
+            # must not end a running programme now (e.g. a contact limit changed since).
+            violations = check_maintenance(subscription, enrolment.customer.id,
+                                           enrolment.customer.maintenance_subscription_id,
+                                           enrolment.period_start, enrolment.period_end)
+        else:
+            # The CLI prechecks with the same country list, so it never accepts what this refuses.
+            violations = check_enrolment(enrolment, subscription, request.policy,
+                                         known_countries=supported_countries())
+        return EnrolmentCheckResult(violations=violations, subscription=subscription)
+
+    @activity.defn
+    async def register_programme(self, request: RegisterProgramme) -> WorkspaceRef:
+        """Customer, contacts, projection (with E2 acceptance) and the D10 workspace, in one transaction."""
+        status, enrolment = request.status, request.enrolment
+        customer = enrolment.customer
+        async with self._session_factory() as session, session.begin():
+            await repo.upsert_customer(session, customer.id, customer.name, customer.maintenance_subscription_id)
+            await repo.upsert_contacts(session, customer.id, _merge_contacts(enrolment.contacts(), status.contacts))
+            await repo.upsert_programme(session, status, enrolment)
+            # reopen: a customer enrolled again after a closed programme gets its workspace back.
+            workspace = await repo.create_workspace(session, customer.id, repo.workspace_id_for(customer.id),
+                                                    reopen=True)
+        return WorkspaceRef(workspace_id=workspace.id)
+
+    @activity.defn
+    async def save_projection(self, update: ProjectionUpdate) -> Ack:
+        status = update.status
+        active = status.phase not in _NO_ACCESS_PHASES
+        async with self._session_factory() as session, session.begin():
+            await repo.ensure_customer(session, status.customer_id, status.customer_name)
+            await repo.upsert_programme(session, status)
+            # A closed programme's projection must not give revoked contacts their access back.
+            await repo.sync_contacts(session, status.customer_id, status.contacts, active=active)
+            added = 0
+            for entry in update.audit:
+                result = await repo.append_audit(session, entry, idempotency_key=audit_key(status.workflow_id, entry))
+                added += result.created
+        return Ack(detail=f"projection saved, {added} new audit entr{'y' if added == 1 else 'ies'}")
+
+    @activity.defn
+    async def record_billable_extra(self, record: ExtraRecord) -> Ack:
+        async with self._session_factory() as session, session.begin():
+            result = await repo.insert_billable_extra(session, customer_id=record.customer_id, period=record.period,
+                                                      extra=record.extra, idempotency_key=record.idempotency_key)
+        return Ack(detail=f"extra {result.row.id} " + ("recorded" if result.created else "already recorded"))
+
+    @activity.defn
+    async def close_workspace(self, request: CloseWorkspace) -> Ack:
+        """D10 ends with the period: archive the workspace and revoke every contact's access."""
+        async with self._session_factory() as session, session.begin():
+            workspace = await repo.archive_workspace(session, request.customer_id)
+            revoked = await repo.deactivate_contacts(session, request.customer_id)
+        if workspace is None:
+            return Ack(detail=f"no workspace for {request.customer_id}; {revoked} contact(s) revoked")
+        return Ack(detail=f"workspace {workspace.id} archived; {revoked} contact(s) revoked")

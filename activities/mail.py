@@ -1,0 +1,229 @@
+"""The mail activity: render, record in the outbox, deliver once per idempotency key.
+
+Delivery is at-least-once with a deterministic Message-ID. The outbox makes a retry
+after a *recorded* success a no-op; the one window it cannot close (SMTP accepted the
+message, then the worker died or timed out before the outbox row said "sent") is
+closed downstream: the resend carries the same Message-ID, which mailbox providers
+(and our SmtpSink) use to drop the duplicate. The alternative, at-most-once, would
+silently lose a renewal or non-renewal notice whenever a worker died mid-connect.
+"""
+
+from __future__ import annotations
+
+import email.message
+import email.policy
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime, parseaddr
+
+import jinja2
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.invites import render_ics
+from activities.mailer import PermanentMailError, SmtpMailer, TransientMailError
+from domain.activities import MailRequest, MailResult
+from storage.db import SessionFactory
+from storage.tables import DocumentRow, OutboxRow
+
+_NOT_FILENAME = re.compile(r"[^\w .()-]+")
+
+
+@dataclass(frozen=True)
+class RenderedMail:
+    subject: str
+    text: str
+    html: str
+
+
+def message_id_for(idempotency_key: str, sender: str) -> str:
+    """Same key, same Message-ID: what lets a mailbox drop a resent duplicate."""
+    digest = hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:40]
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "techconnect.invalid"
+    return f"<tc.{digest}@{domain}>"
+
+
+def _text_body(rendered: RenderedMail, document: DocumentRow | None) -> str:
+    if document is None:
+        return rendered.text
+    # Clients that hide attachments (or show only text) still show the document.
+    rule = "=" * 72
+    return f"{rendered.text.rstrip()}\n\n{rule}\n{document.title}\n{rule}\n\n{document.body_text.rstrip()}\n"
+
+
+def _safe_filename(title: str, suffix: str) -> str:
+    stem = _NOT_FILENAME.sub("_", title).strip(" ._") or "document"
+    return f"{stem[:120]}{suffix}"
+
+
+class MailActivities:
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        mailer: SmtpMailer,
+        templates: jinja2.Environment,
+        sender: str,
+    ) -> None:
+        self._sessions = session_factory
+        self._mailer = mailer
+        self._templates = templates
+        self._sender = sender
+
+    def render(self, template: str, context: dict[str, object]) -> RenderedMail:
+        # A StrictUndefined error here is a bug in the calling workflow: it is left
+        # retryable on purpose, so a fixed worker deployment resumes the programme
+        # instead of the programme failing on a template.
+        subject = self._templates.get_template(f"mail/{template}.subject.j2").render(context)
+        text = self._templates.get_template(f"mail/{template}.txt.j2").render(context)
+        html = self._templates.get_template(f"mail/{template}.html.j2").render(context)
+        # One line only: a newline in a header would be header injection.
+        return RenderedMail(subject=" ".join(subject.split()), text=text, html=html)
+
+    async def _load_document(self, request: MailRequest) -> DocumentRow:
+        async with self._sessions() as session:
+            doc = await session.get(DocumentRow, request.attach_document_id)
+        if doc is None:
+            raise ApplicationError(
+                f"document {request.attach_document_id} does not exist", type="DocumentNotFound", non_retryable=True
+            )
+        if request.customer_id is not None and doc.customer_id != request.customer_id:
+            # A workspace document must never reach another customer's contacts.
+            raise ApplicationError(
+                f"document {doc.id} belongs to {doc.customer_id}, not {request.customer_id}",
+                type="DocumentCustomerMismatch",
+                non_retryable=True,
+            )
+        return doc
+
+    def build_message(
+        self,
+        request: MailRequest,
+        rendered: RenderedMail,
+        message_id: str,
+        created_at: datetime,
+        document: DocumentRow | None = None,
+    ) -> email.message.EmailMessage:
+        msg = email.message.EmailMessage(policy=email.policy.SMTP)
+        msg["From"] = self._sender
+        msg["To"] = ", ".join(request.to)
+        if request.cc:
+            msg["Cc"] = ", ".join(request.cc)
+        msg["Subject"] = rendered.subject
+        msg["Date"] = format_datetime(datetime.now(UTC))
+        msg["Message-ID"] = message_id
+        # RFC 3834: keeps out-of-office replies from mailing the service back.
+        msg["Auto-Submitted"] = "auto-generated"
+        msg["X-TechConnect-Template"] = request.template
+        if request.customer_id:
+            msg["X-TechConnect-Customer"] = request.customer_id
+
+        msg.set_content(_text_body(rendered, document))
+        msg.add_alternative(rendered.html, subtype="html")
+
+        for att in request.attachments:
+            maintype, _, subtype = att.content_type.partition("/")
+            if maintype == "text":
+                msg.add_attachment(att.content, subtype=subtype or "plain", filename=att.filename)
+            else:
+                msg.add_attachment(
+                    att.content.encode("utf-8"),
+                    maintype=maintype or "application",
+                    subtype=subtype or "octet-stream",
+                    filename=att.filename,
+                )
+        if document is not None:
+            msg.add_attachment(document.body_html, subtype="html", filename=_safe_filename(document.title, ".html"))
+        if request.invite is not None:
+            # DTSTAMP from the outbox row, not the clock: a resend carries the same invite.
+            ics = render_ics(request.invite, self._sender, stamp=created_at)
+            msg.add_attachment(ics, subtype="calendar", filename="invite.ics", params={"method": "REQUEST"})
+        return msg
+
+    async def _claim(self, request: MailRequest, rendered: RenderedMail, message_id: str) -> OutboxRow:
+        """Insert the outbox row for this key, or get the one a previous attempt (or a racer) wrote."""
+        key = request.idempotency_key
+        async with self._sessions() as session:
+            row = await session.scalar(select(OutboxRow).where(OutboxRow.idempotency_key == key))
+            if row is not None:
+                return row
+            row = OutboxRow(
+                idempotency_key=key,
+                customer_id=request.customer_id,
+                template=request.template,
+                message_id=message_id,
+                sender=self._sender,
+                recipients=", ".join([*request.to, *request.cc]),
+                subject=rendered.subject[:998],
+                body_text=rendered.text,
+                body_html=rendered.html,
+                status="pending",
+                attempts=0,
+                created_at=datetime.now(UTC),
+            )
+            session.add(row)
+            try:
+                await session.commit()
+                return row
+            except IntegrityError:
+                await session.rollback()
+        # Lost the race on the unique key: the winner's row is the one to use.
+        async with self._sessions() as session:
+            return (await session.scalars(select(OutboxRow).where(OutboxRow.idempotency_key == key))).one()
+
+    async def _update(self, outbox_id: int, **values: object) -> None:
+        async with self._sessions() as session:
+            await session.execute(update(OutboxRow).where(OutboxRow.id == outbox_id).values(**values))
+            await session.commit()
+
+    @staticmethod
+    def _already_sent(row: OutboxRow) -> MailResult:
+        activity.logger.info("mail %s already sent as %s", row.idempotency_key, row.message_id)
+        return MailResult(outbox_id=row.id, status="already_sent", message_id=row.message_id)
+
+    @activity.defn
+    async def send_mail(self, request: MailRequest) -> MailResult:
+        # Looked up before rendering: a mail sent last month must stay "already sent" even if
+        # its template has changed (or gone) since.
+        async with self._sessions() as session:
+            row = await session.scalar(select(OutboxRow).where(OutboxRow.idempotency_key == request.idempotency_key))
+        if row is not None and row.status == "sent":
+            return self._already_sent(row)
+        rendered = self.render(request.template, request.context)
+        row = await self._claim(request, rendered, message_id_for(request.idempotency_key, self._sender))
+        if row.status == "sent":  # a concurrent attempt finished in between
+            return self._already_sent(row)
+
+        document = await self._load_document(request) if request.attach_document_id is not None else None
+        message = self.build_message(request, rendered, row.message_id, row.created_at, document)
+
+        # Counted before the attempt, so a worker that dies mid-send still leaves a trace.
+        # Content is refreshed too: a row left "failed" can be retried by a new call with corrected input.
+        await self._update(
+            row.id,
+            attempts=OutboxRow.attempts + 1,
+            status="pending",
+            recipients=", ".join([*request.to, *request.cc]),
+            subject=rendered.subject[:998],
+            body_text=_text_body(rendered, document),
+            body_html=rendered.html,
+        )
+        try:
+            await self._mailer.send(message)
+        except TransientMailError as exc:
+            await self._update(row.id, last_error=str(exc))
+            # Left to Temporal's retry policy; the retry resends with the same Message-ID.
+            raise
+        except PermanentMailError as exc:
+            await self._update(row.id, status="failed", last_error=str(exc))
+            raise ApplicationError(
+                f"mail {request.idempotency_key} refused: {exc}",
+                {"code": exc.code, "text": exc.text, "outbox_id": row.id},
+                type="PermanentMailError",
+                non_retryable=True,
+            ) from exc
+        await self._update(row.id, status="sent", sent_at=datetime.now(UTC))
+        return MailResult(outbox_id=row.id, status="sent", message_id=row.message_id)

@@ -1,0 +1,445 @@
+"""Mail: templates, .ics invites, SMTP round trips through the embedded sink, and the outbox.
+
+Every SMTP exchange here is real, over loopback, against starter.smtp_sink.SmtpSink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.message
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pytest
+import pytest_asyncio
+from icalendar import Calendar, Event
+from sqlalchemy import select
+from temporalio.exceptions import ApplicationError
+
+from activities.invites import render_ics
+from activities.mail import MailActivities, message_id_for
+from activities.mailer import PermanentMailError, SmtpMailer, TransientMailError
+from activities.templating import TEMPLATES_DIR, format_date, format_money, make_template_environment
+from domain.activities import Attachment, CallInvite, MailRequest
+from starter.smtp_sink import SmtpSink
+from storage.db import SessionFactory, make_engine, make_session_factory
+from storage.tables import Base, CustomerRow, DocumentRow, OutboxRow
+from tests.conftest import free_port
+
+SENDER = "TechConnect <techconnect@support.example>"
+ALICE = {"name": "Alice Martin", "email": "alice@support.example"}
+BOB = {"name": "Bob Stone", "email": "bob@acme.example"}
+BASE = {"customer_name": "ACME Corp", "customer_id": "acme", "portal_url": "http://127.0.0.1:8000/w/acme"}
+
+# One sample context per mail template: the contract between workflows and templates.
+SAMPLE_CONTEXTS: dict[str, dict[str, Any]] = {
+    "welcome": {
+        "period_start": "2027-01-04",
+        "period_end": "2028-01-03",
+        "technical_lead": ALICE,
+        "handbook_version": "TechConnect handbook FR, OpenText, rev. 2024",
+        "workspace_url": "http://127.0.0.1:8000/w/acme",
+        "deliverables": [
+            {"id": "D4", "title": "Programme planning and review meeting", "frequency": "once a period"},
+            {"id": "D6", "title": "Follow-up calls", "frequency": "monthly"},
+        ],
+    },
+    "tl_assignment": {
+        "technical_lead": ALICE,
+        "period_start": "2027-01-04",
+        "period_end": "2028-01-03",
+        "open_steps": [{"title": "Schedule the kickoff meeting", "due_on": "2027-01-11"}],
+    },
+    "step_reminder": {"step_title": "Communication plan", "due_on": "2027-02-15", "technical_lead": ALICE},
+    "step_escalation": {"step_title": "Communication plan", "due_on": "2027-02-15", "technical_lead": ALICE},
+    "step_rejected": {"step": "kickoff_held", "reason": "the kickoff is not scheduled yet", "by": "tl-alice"},
+    "tl_reassigned": {"previous_technical_lead": ALICE, "technical_lead": BOB, "reason": "rule C7: workload"},
+    "contact_added": {"contact": BOB},
+    "kickoff_scheduled": {
+        "meeting_at": "2027-01-12T09:30:00+00:00",
+        "attendance": "remote",
+        "location": "Teams",
+        "technical_lead": ALICE,
+    },
+    "call_invite": {
+        "call_at": "2027-02-03T14:00:00+00:00",
+        "dial_in": "https://teams.example/l/acme",
+        "agenda": "Open issues\nComing changes",
+        "month_label": "February 2027",
+        "technical_lead": ALICE,
+    },
+    "monthly_report": {
+        "month_label": "February 2027",
+        "summary": "3 open, 5 closed, 1 pending.",
+        "technical_lead": ALICE,
+    },
+    "renewal_notice": {
+        "period_end": "2028-01-03",
+        "current_price": {"amount": "48000.00", "currency": "EUR"},
+        "next_price": {"amount": "52800.00", "currency": "EUR"},
+        "non_renewal_deadline": "2027-10-05",
+    },
+    "non_renewal_reminder": {"non_renewal_deadline": "2027-10-05", "period_end": "2028-01-03"},
+    "non_renewal_accepted": {
+        "party": "customer",
+        "received_on": "2027-09-01",
+        "reference": "LTR-2027-17",
+        "period_end": "2028-01-03",
+    },
+    "programme_closed": {"period_end": "2028-01-03", "reason": "non-renewal notice from the customer"},
+    "document_filed": {"document_title": "Communication plan 2027", "kind": "communication_plan"},
+}
+
+
+def sample_context(name: str) -> dict[str, Any]:
+    return {**BASE, **SAMPLE_CONTEXTS[name]}
+
+
+def mail_template_names() -> list[str]:
+    return sorted(p.name.removesuffix(".subject.j2") for p in (TEMPLATES_DIR / "mail").glob("*.subject.j2"))
+
+
+# ---- plumbing shared with test_mail_retry.py ------------------------------------
+@asynccontextmanager
+async def database(url: str) -> AsyncIterator[SessionFactory]:
+    engine = make_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    try:
+        async with make_session_factory(engine)() as session:
+            session.add(
+                CustomerRow(id="acme", name="ACME Corp", maintenance_subscription_id="SMP-1001", created_at=_now())
+            )
+            await session.commit()
+        yield make_session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_mail_activities(sessions: SessionFactory, sink: SmtpSink, mailer: SmtpMailer | None = None) -> MailActivities:
+    return MailActivities(
+        sessions, mailer or SmtpMailer(sink.host, sink.port, timeout=5), make_template_environment(), SENDER
+    )
+
+
+def mail_request(key: str = "program-acme-p1-welcome", **overrides: Any) -> MailRequest:
+    values: dict[str, Any] = {
+        "idempotency_key": key,
+        "to": ["bob@acme.example"],
+        "template": "welcome",
+        "context": sample_context("welcome"),
+        "customer_id": "acme",
+    }
+    values.update(overrides)
+    return MailRequest(**values)
+
+
+async def outbox_row(sessions: SessionFactory, key: str) -> OutboxRow:
+    async with sessions() as session:
+        return (await session.scalars(select(OutboxRow).where(OutboxRow.idempotency_key == key))).one()
+
+
+@pytest_asyncio.fixture
+async def sink(tmp_path: Path) -> AsyncIterator[SmtpSink]:
+    async with SmtpSink(port=free_port(), directory=tmp_path / "mail") as running:
+        yield running
+
+
+@pytest_asyncio.fixture
+async def sessions(sqlite_url: str) -> AsyncIterator[SessionFactory]:
+    async with database(sqlite_url) as factory:
+        yield factory
+
+
+# ---- templates ----------------------------------------------------------------
+def test_every_template_has_a_sample_context_and_all_three_parts() -> None:
+    names = mail_template_names()
+    assert names == sorted(SAMPLE_CONTEXTS)
+    for name in names:
+        for part in ("subject", "txt", "html"):
+            assert (TEMPLATES_DIR / "mail" / f"{name}.{part}.j2").is_file(), (name, part)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLE_CONTEXTS))
+def test_template_renders_with_its_sample_context(name: str) -> None:
+    env = make_template_environment()
+    ctx = sample_context(name)
+    subject = env.get_template(f"mail/{name}.subject.j2").render(ctx).strip()
+    text = env.get_template(f"mail/{name}.txt.j2").render(ctx)
+    html = env.get_template(f"mail/{name}.html.j2").render(ctx)
+    assert subject and "\n" not in subject
+    for body in (subject, text, html):
+        assert "{{" not in body and "{%" not in body
+    assert "ACME Corp" in text and "acme" in html
+    assert html.lstrip().startswith("<!DOCTYPE html>") and "</html>" in html
+    assert BASE["portal_url"] in text and BASE["portal_url"] in html
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLE_CONTEXTS))
+def test_template_refuses_a_missing_key(name: str) -> None:
+    env = make_template_environment()
+    for key in SAMPLE_CONTEXTS[name]:
+        ctx = sample_context(name)
+        del ctx[key]
+        parts = [env.get_template(f"mail/{name}.{p}.j2") for p in ("subject", "txt", "html")]
+        with pytest.raises(jinja2.UndefinedError):
+            for template in parts:
+                template.render(ctx)
+
+
+def test_html_is_escaped_and_text_is_not() -> None:
+    env = make_template_environment()
+    ctx = {**sample_context("step_rejected"), "reason": "<script>alert(1)</script> & more"}
+    html = env.get_template("mail/step_rejected.html.j2").render(ctx)
+    text = env.get_template("mail/step_rejected.txt.j2").render(ctx)
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<script>alert(1)</script> & more" in text
+
+
+def test_filters_format_dates_and_money() -> None:
+    env = make_template_environment()
+    text = env.get_template("mail/renewal_notice.txt.j2").render(sample_context("renewal_notice"))
+    assert "EUR 48,000.00" in text and "EUR 52,800.00" in text
+    assert "5 October 2027" in text and "3 January 2028" in text
+    assert format_date(None) == "not set"  # a step without an agreed date must not read "None"
+    assert format_date("2027-02-10T10:00:00+01:00") == "10 February 2027, 10:00 UTC+01:00"
+    assert format_money({"amount": "1234.5", "currency": "USD"}) == "USD 1,234.50"
+
+
+# ---- .ics ----------------------------------------------------------------------
+def _invite() -> CallInvite:
+    return CallInvite(
+        uid="program-acme-p1-m02-call@techconnect",
+        summary="TechConnect follow-up call, February 2027",
+        description="Open issues; coming changes",
+        starts_at=datetime(2027, 2, 3, 15, 0, tzinfo=UTC) + timedelta(hours=-1),
+        duration_minutes=45,
+        location="https://teams.example/l/acme",
+        organizer_email="alice@support.example",
+        attendee_emails=["bob@acme.example", "carol@acme.example"],
+    )
+
+
+def test_render_ics_is_a_parsable_request() -> None:
+    ics = render_ics(_invite(), SENDER)
+    cal = Calendar.from_ical(ics)
+    assert str(cal["METHOD"]) == "REQUEST"
+    (event,) = cal.walk("VEVENT")
+    assert isinstance(event, Event)
+    assert str(event["UID"]) == "program-acme-p1-m02-call@techconnect"
+    assert event.decoded("DTSTART") == datetime(2027, 2, 3, 14, 0, tzinfo=UTC)
+    assert event.decoded("DTEND") == datetime(2027, 2, 3, 14, 45, tzinfo=UTC)
+    assert "DTSTART:20270203T140000Z" in ics  # UTC form, not a floating time
+    assert str(event["ORGANIZER"]) == "mailto:alice@support.example"
+    assert event["ORGANIZER"].params["SENT-BY"] == "mailto:techconnect@support.example"
+    assert sorted(str(a) for a in event.attendees) == ["mailto:bob@acme.example", "mailto:carol@acme.example"]
+    assert str(event["SUMMARY"]) == "TechConnect follow-up call, February 2027"
+    assert str(event["LOCATION"]) == "https://teams.example/l/acme"
+    assert str(event["DESCRIPTION"]) == "Open issues; coming changes"
+    # Deterministic: a resend carries byte-identical invite content.
+    assert render_ics(_invite(), SENDER) == ics
+
+
+# ---- SMTP round trips ------------------------------------------------------------
+def _parts(msg: email.message.EmailMessage) -> dict[str, email.message.EmailMessage]:
+    return {name: part for part in msg.iter_attachments() if (name := part.get_filename())}
+
+
+async def test_round_trip_multipart_invite_and_document(database_url: str, tmp_path: Path) -> None:
+    async with database(database_url) as sessions, SmtpSink(port=free_port(), directory=tmp_path / "mail") as sink:
+        async with sessions() as session:
+            doc = DocumentRow(
+                customer_id="acme",
+                period=1,
+                kind="monthly_report",
+                title="Follow-up report February 2027",
+                body_text="Requests: 3 open, 5 closed.",
+                body_html="<h1>Follow-up report</h1><p>Requests: 3 open, 5 closed.</p>",
+                data={},
+                idempotency_key="doc-acme-p1-m02",
+                created_at=_now(),
+            )
+            session.add(doc)
+            await session.commit()
+            doc_id = doc.id
+        acts = make_mail_activities(sessions, sink)
+        request = mail_request(
+            "program-acme-p1-m02-invite",
+            to=["bob@acme.example"],
+            cc=["carol@acme.example"],
+            template="call_invite",
+            context=sample_context("call_invite"),
+            attachments=[Attachment(filename="agenda.txt", content="1. Open issues\n2. Coming changes\n")],
+            invite=_invite(),
+            attach_document_id=doc_id,
+        )
+        result = await acts.send_mail(request)
+
+        assert result.status == "sent"
+        assert result.message_id == message_id_for("program-acme-p1-m02-invite", SENDER)
+        (msg,) = await sink.wait_for(count=1)
+        assert msg["Message-ID"] == result.message_id
+        # CPython folds a header that fits on one continuation line as "Subject:\r\n value".
+        assert msg["Subject"].strip() == "TechConnect follow-up call for February 2027: 3 February 2027, 14:00 UTC"
+        assert msg["From"] == SENDER and msg["To"] == "bob@acme.example" and msg["Cc"] == "carol@acme.example"
+        assert msg["X-Original-To"] == "bob@acme.example, carol@acme.example"
+        assert msg.get_content_type() == "multipart/mixed"
+
+        text_part = msg.get_body(("plain",))
+        html_part = msg.get_body(("html",))
+        assert isinstance(text_part, email.message.EmailMessage)
+        assert isinstance(html_part, email.message.EmailMessage)
+        text, html = text_part.get_content(), html_part.get_content()
+        assert "follow-up call for February 2027" in text
+        assert "Requests: 3 open, 5 closed." in text  # the document's text, appended
+        assert "<!DOCTYPE html>" in html and "Follow-up call for February 2027" in html
+
+        parts = _parts(msg)
+        assert set(parts) == {"agenda.txt", "Follow-up report February 2027.html", "invite.ics"}
+        assert parts["agenda.txt"].get_content() == "1. Open issues\n2. Coming changes\n"
+        assert "<h1>Follow-up report</h1>" in parts["Follow-up report February 2027.html"].get_content()
+        ics_part = parts["invite.ics"]
+        assert ics_part.get_content_type() == "text/calendar"
+        assert ics_part.get_param("method") == "REQUEST"
+        cal = Calendar.from_ical(ics_part.get_content())
+        assert str(cal["METHOD"]) == "REQUEST"
+        assert str(cal.walk("VEVENT")[0]["UID"]) == _invite().uid
+
+        row = await outbox_row(sessions, "program-acme-p1-m02-invite")
+        assert (row.status, row.attempts, row.last_error) == ("sent", 1, None)
+        assert row.sent_at is not None and row.message_id == result.message_id
+        assert row.recipients == "bob@acme.example, carol@acme.example"
+        assert row.subject == msg["Subject"].strip() and "Requests: 3 open" in row.body_text
+        assert len(list((tmp_path / "mail").glob("*-1.eml"))) == 1
+
+
+async def test_same_key_twice_delivers_one_message(database_url: str, sink: SmtpSink) -> None:
+    async with database(database_url) as sessions:
+        acts = make_mail_activities(sessions, sink)
+        first = await acts.send_mail(mail_request())
+        second = await acts.send_mail(mail_request())
+        assert (first.status, second.status) == ("sent", "already_sent")
+        assert first.outbox_id == second.outbox_id and first.message_id == second.message_id
+        await sink.wait_for(count=1)
+        await asyncio.sleep(0.1)
+        # received counts SMTP transactions: the outbox, not the sink's dedupe, stopped the second one.
+        assert sink.received == 1 and len(sink.messages) == 1 and not sink.duplicates
+        row = await outbox_row(sessions, "program-acme-p1-welcome")
+        assert (row.status, row.attempts) == ("sent", 1)
+        # Not even rendered again: a template changed or removed since cannot fail a sent mail's retry.
+        gone = await acts.send_mail(mail_request(template="template_removed_since", context={}))
+        assert gone.status == "already_sent" and sink.received == 1
+
+
+async def test_concurrent_claims_share_one_outbox_row(database_url: str, sink: SmtpSink) -> None:
+    async with database(database_url) as sessions:
+        acts = make_mail_activities(sessions, sink)
+        request = mail_request("program-acme-p1-race")
+        rendered = acts.render(request.template, request.context)
+        mid = message_id_for(request.idempotency_key, SENDER)
+        rows = await asyncio.gather(*(acts._claim(request, rendered, mid) for _ in range(4)))
+        assert len({r.id for r in rows}) == 1
+        async with sessions() as session:
+            assert len((await session.scalars(select(OutboxRow))).all()) == 1
+
+
+async def test_4xx_is_retryable_and_recorded(sessions: SessionFactory, sink: SmtpSink) -> None:
+    acts = make_mail_activities(sessions, sink)
+    sink.fail_with = (451, "4.3.0 mailbox busy, try later")
+    with pytest.raises(TransientMailError) as info:
+        await acts.send_mail(mail_request())
+    assert info.value.code == 451
+    row = await outbox_row(sessions, "program-acme-p1-welcome")
+    assert row.status == "pending" and row.attempts == 1
+    assert row.last_error is not None and "451" in row.last_error and "mailbox busy" in row.last_error
+    assert sink.refused == 1 and sink.messages == []
+
+    sink.fail_with = None
+    assert (await acts.send_mail(mail_request())).status == "sent"
+    row = await outbox_row(sessions, "program-acme-p1-welcome")
+    assert (row.status, row.attempts) == ("sent", 2)
+    assert len(sink.messages) == 1
+
+
+async def test_5xx_is_permanent_and_marks_the_row_failed(sessions: SessionFactory, sink: SmtpSink) -> None:
+    acts = make_mail_activities(sessions, sink)
+    sink.fail_with = (554, "5.7.1 message rejected")
+    with pytest.raises(ApplicationError) as info:
+        await acts.send_mail(mail_request())
+    assert info.value.type == "PermanentMailError" and info.value.non_retryable
+    assert isinstance(info.value.__cause__, PermanentMailError) and info.value.__cause__.code == 554
+    row = await outbox_row(sessions, "program-acme-p1-welcome")
+    assert row.status == "failed" and row.attempts == 1
+    assert row.last_error is not None and "554" in row.last_error
+    assert sink.messages == []
+
+
+async def test_connection_refused_is_transient(sessions: SessionFactory, sink: SmtpSink) -> None:
+    nobody = SmtpMailer("127.0.0.1", free_port(), timeout=2)
+    acts = make_mail_activities(sessions, sink, mailer=nobody)
+    with pytest.raises(TransientMailError):
+        await acts.send_mail(mail_request())
+    row = await outbox_row(sessions, "program-acme-p1-welcome")
+    assert row.status == "pending" and row.attempts == 1 and row.last_error
+
+
+async def test_document_of_another_customer_is_never_attached(sessions: SessionFactory, sink: SmtpSink) -> None:
+    async with sessions() as session:
+        session.add(CustomerRow(id="globex", name="Globex", maintenance_subscription_id="SMP-2", created_at=_now()))
+        doc = DocumentRow(
+            customer_id="globex",
+            period=1,
+            kind="notice",
+            title="Secret",
+            body_text="x",
+            body_html="<p>x</p>",
+            data={},
+            idempotency_key="doc-globex",
+            created_at=_now(),
+        )
+        session.add(doc)
+        await session.commit()
+    acts = make_mail_activities(sessions, sink)
+    with pytest.raises(ApplicationError) as info:
+        await acts.send_mail(mail_request(attach_document_id=doc.id))
+    assert info.value.type == "DocumentCustomerMismatch" and info.value.non_retryable
+    assert sink.received == 0
+
+
+async def test_smtp_auth_success_and_refusal() -> None:
+    async with SmtpSink(port=free_port(), credentials={"worker": "s3cret"}) as sink:
+        msg = email.message.EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = SENDER, "bob@acme.example", "auth"
+        msg.set_content("hello")
+        await SmtpMailer(sink.host, sink.port, "worker", "s3cret", timeout=5).send(msg)
+        assert len(await sink.wait_for(count=1)) == 1
+        # Must fail fast with 535, not hang until the client's timeout.
+        with pytest.raises(PermanentMailError) as info:
+            await asyncio.wait_for(SmtpMailer(sink.host, sink.port, "worker", "wrong", timeout=5).send(msg), 3)
+        assert info.value.code == 535
+
+
+async def test_sink_drops_a_resent_message_id_and_remembers_stored_ones(tmp_path: Path) -> None:
+    directory = tmp_path / "mail"
+    msg = email.message.EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = SENDER, "bob@acme.example", "once"
+    msg["Message-ID"] = message_id_for("k", SENDER)
+    msg.set_content("hello")
+    async with SmtpSink(port=free_port(), directory=directory) as sink:
+        mailer = SmtpMailer(sink.host, sink.port, timeout=5)
+        await mailer.send(msg)
+        await mailer.send(msg)
+        assert sink.received == 2 and len(sink.messages) == 1 and len(sink.duplicates) == 1
+    # A restarted sink (make run) still knows the stored message.
+    async with SmtpSink(port=free_port(), directory=directory) as sink:
+        await SmtpMailer(sink.host, sink.port, timeout=5).send(msg)
+        assert sink.received == 1 and sink.messages == [] and len(sink.duplicates) == 1
+    assert len(list(directory.glob("*.eml"))) == 1
