@@ -57,7 +57,9 @@ class ActivitySet:
         ]
 
 
-def build_activities(settings: Settings, session_factory: SessionFactory, mailer: SmtpMailer | None = None) -> ActivitySet:
+def build_activities(
+    settings: Settings, session_factory: SessionFactory, mailer: SmtpMailer | None = None
+) -> ActivitySet:
     templates = make_template_environment()
     return ActivitySet(
         calendar=CalendarActivities(),

@@ -22,14 +22,19 @@ from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.cycle import ApproveReport, CycleStatus, CycleStepName, HoldCall, RecordExtraCall, ScheduleCall
 from domain.enrolment import Enrolment, check_enrolment
 from domain.errors import RuleViolation
-from domain.naming import SA_CUSTOMER_ID, SA_TECHNICAL_LEAD, program_workflow_id
+from domain.naming import SA_CUSTOMER_ID, SA_OPEN_STEPS, SA_PROGRAM_PHASE, SA_TECHNICAL_LEAD, program_workflow_id
 from domain.program import (
     AddContact,
     AddFindings,
@@ -289,7 +294,8 @@ async def program_start(
 async def fetch_status(client: Client, customer_id: str) -> ProgramStatus:
     handle = client.get_workflow_handle(program_workflow_id(customer_id))
     try:
-        return await handle.query("get_status", result_type=ProgramStatus)
+        status: ProgramStatus = await handle.query("get_status", result_type=ProgramStatus)
+        return status
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise Refused(f"no programme for customer {customer_id}") from None
@@ -336,13 +342,12 @@ async def program_list(
         query += f" AND ProgramPhase = '{_quote(phase)}'"
     if tl:
         query += f" AND TechnicalLead = '{_quote(tl)}'"
-    rows = []
+    rows: list[dict[str, Any]] = []
     async for wf in client.list_workflows(query):
         sa = wf.typed_search_attributes
         rows.append({"workflow_id": wf.id, "customer_id": sa.get(SA_CUSTOMER_ID),
-                     "technical_lead": sa.get(SA_TECHNICAL_LEAD),
-                     "phase": wf.search_attributes.get("ProgramPhase", [None])[0],
-                     "open_steps": list(wf.search_attributes.get("OpenSteps", []))})
+                     "technical_lead": sa.get(SA_TECHNICAL_LEAD), "phase": sa.get(SA_PROGRAM_PHASE),
+                     "open_steps": [str(x) for x in sa.get(SA_OPEN_STEPS) or []]})
 
     def human() -> None:
         t = Table("customer", "phase", "TL", "open steps")

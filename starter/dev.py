@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import shutil
 import signal
-import subprocess
 import sys
 from datetime import date
 from pathlib import Path
@@ -45,12 +44,12 @@ def dev_server_command(settings: Settings, host: str, port: int, ui_port: int) -
     return cmd
 
 
-async def wait_for_temporal(settings: Settings, proc: subprocess.Popen[bytes], timeout: float = 60) -> Client:
+async def wait_for_temporal(settings: Settings, proc: asyncio.subprocess.Process, wait_s: float = 60) -> Client:
     from starter.temporal import connect
 
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + wait_s
     while True:
-        if proc.poll() is not None:
+        if proc.returncode is not None:
             raise SystemExit(f"the Temporal dev server exited with code {proc.returncode}; "
                              f"see {settings.data_dir / 'temporal.log'}")
         try:
@@ -95,8 +94,8 @@ async def run_dev_stack(settings: Settings) -> None:
     await upgrade(settings.effective_database_url)
     host, port = settings.temporal.address.rsplit(":", 1)
     log = (settings.data_dir / "temporal.log").open("ab")
-    proc = subprocess.Popen(dev_server_command(settings, host, int(port), 8233), stdout=log, stderr=log,
-                            start_new_session=True)
+    proc = await asyncio.create_subprocess_exec(*dev_server_command(settings, host, int(port), 8233),
+                                                stdout=log, stderr=log, start_new_session=True)
     sink = SmtpSink(host=settings.smtp_host, port=settings.smtp_port, directory=settings.mail_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -113,11 +112,12 @@ async def run_dev_stack(settings: Settings) -> None:
     finally:
         with contextlib.suppress(Exception):
             sink.stop()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=15)
+            except TimeoutError:
+                proc.kill()
         log.close()
     print("stopped; data kept under", settings.data_dir, flush=True)
 

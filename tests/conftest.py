@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import uuid
@@ -45,7 +44,7 @@ async def pg_url() -> AsyncIterator[str]:
     name = f"tc_test_{uuid.uuid4().hex[:12]}"
     try:
         await _pg_admin(f'CREATE DATABASE "{name}"')
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         _pg_unreachable(exc)
     base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
     try:
@@ -68,7 +67,7 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         name = f"tc_test_{uuid.uuid4().hex[:12]}"
         try:
             await _pg_admin(f'CREATE DATABASE "{name}"')
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             _pg_unreachable(exc)
         base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
         try:

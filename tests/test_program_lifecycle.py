@@ -20,8 +20,8 @@ from temporalio.testing import WorkflowEnvironment
 from domain.cycle import CycleStatus
 from domain.naming import program_workflow_id
 from domain.program import Phase, ProgramResult, ProgramStatus
-from tests.test_program_refusals import assert_no_trace, history_len
 from tests.harness import Stack, add_subscription, enrolment, stack, start_time_skipping
+from tests.test_program_refusals import assert_no_trace, history_len
 
 PARIS = ZoneInfo("Europe/Paris")
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.api.enums.v1 import EventType
 
 from domain.enrolment import MaintenanceSubscription, check_enrolment
-from domain.money import Money, check_renewal_price
 from domain.errors import RuleRefused
+from domain.money import Money, check_renewal_price
 from domain.policy import ProgramPolicy
 from domain.program import ProgramResult, ProgramStatus
 from tests.harness import Stack, add_subscription, enrolment, stack, start_time_skipping

@@ -39,7 +39,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.naming import SA_OPEN_STEPS, SA_PROGRAM_PHASE
     from domain.program import BillableExtra, BillableExtraKind, StepState, StepStatus
-
     from workflows import activity_calls as act
 
 TITLES = {
@@ -102,7 +101,7 @@ class MonthlyCycleWorkflow:
                         lambda: self._wakeup, timeout=max(next_at - workflow.now(), timedelta(seconds=1)),
                         timeout_summary=f"Next reminder or escalation at {next_at.isoformat()}",
                     )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         await workflow.wait_condition(workflow.all_handlers_finished)
         s = self._status

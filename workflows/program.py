@@ -15,14 +15,14 @@ refused signal is kept as a rejection and mailed, never failing the workflow.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from temporalio import workflow
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributePair, SearchAttributeUpdate, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         monthly_cycle_workflow_id,
     )
     from domain.program import (
+        EXTRA_RULES,
         STEP_DEPENDS_ON,
         STEP_RULES,
         STEP_TITLES,
@@ -84,9 +85,7 @@ with workflow.unsafe.imports_passed_through():
         StepState,
         StepStatus,
         SubmitSiteInventory,
-        EXTRA_RULES,
     )
-
     from workflows import activity_calls as act
     from workflows.monthly_cycle import MonthlyCycleWorkflow
 
@@ -225,7 +224,7 @@ class ProgramWorkflow:
                     lambda: self._wakeup, timeout=next_at - now,
                     timeout_summary=f"Next programme event at {next_at.isoformat()}",
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
         # Let in-flight Updates finish before the run ends (Temporal would warn and drop them).
@@ -537,7 +536,7 @@ class ProgramWorkflow:
     def _publish(self) -> None:
         """Search attributes and current details: what admins see in the Temporal UI."""
         s = self._status
-        updates = [
+        updates: list[SearchAttributeUpdate[Any]] = [
             SA_CUSTOMER_ID.value_set(s.customer_id),
             SA_TECHNICAL_LEAD.value_set(s.technical_lead.id),
             SA_PROGRAM_PHASE.value_set(s.phase.value),
@@ -877,7 +876,8 @@ class ProgramWorkflow:
     @workflow.signal
     async def complete_step(self, sig: CompleteStepSignal) -> None:
         """The signal route: same models and checks as the Updates; refusals are kept, never raised."""
-        handlers: dict[str, tuple[type[BaseModel], Callable[[Any], None], Callable[[Any], Awaitable[Any]]]] = {
+        # Update methods called directly: same body, same lock, same state as the Update route.
+        handlers: dict[str, tuple[type[BaseModel], Callable[[Any], None], Any]] = {
             "schedule_kickoff": (ScheduleKickoff, self._validate_schedule_kickoff, self.schedule_kickoff),
             "complete_kickoff": (CompleteKickoff, self._validate_complete_kickoff, self.complete_kickoff),
             "deliver_communication_plan": (DeliverCommunicationPlan, self._validate_deliver_communication_plan,
