@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -81,3 +81,23 @@ def artefacts_dir() -> Iterator[Path]:
     path = Path(__file__).resolve().parent.parent / ".artefacts"
     path.mkdir(exist_ok=True)
     yield path
+
+
+# Figures measured by tests (history size, wall time), printed at the end of every run
+# so `make test` shows them without `-s`.
+FIGURES: list[tuple[str, str]] = []
+
+
+@pytest.fixture
+def report_figure() -> Callable[[str, object], None]:
+    def record(name: str, value: object) -> None:
+        FIGURES.append((name, str(value)))
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FIGURES:
+        terminalreporter.section("measured figures")
+        for name, value in FIGURES:
+            terminalreporter.write_line(f"{name}: {value}")

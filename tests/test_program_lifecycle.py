@@ -5,7 +5,7 @@ capped price (C14, C15), and the second period by continue-as-new (E1 re-checked
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -87,8 +87,9 @@ async def run_cycle(st: Stack, wid: str, month_start: date) -> CycleStatus:
     return result
 
 
-async def test_full_period_then_renewal_by_continue_as_new(env: WorkflowEnvironment, tmp_path: Path,
-                                                           sqlite_url: str) -> None:
+async def test_full_period_then_renewal_by_continue_as_new(
+    env: WorkflowEnvironment, tmp_path: Path, sqlite_url: str, report_figure: Callable[[str, object], None]
+) -> None:
     wall = time.monotonic()
     async with stack(env, sqlite_url, tmp_path) as st:
         today = (await st.now()).astimezone(PARIS).date()
@@ -145,8 +146,8 @@ async def test_full_period_then_renewal_by_continue_as_new(env: WorkflowEnvironm
         first = st.client.get_workflow_handle(program_workflow_id("acme"), run_id=first_run_id)
         events = [ev async for ev in first.fetch_history_events()]
         assert events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
-        print(f"\nevents in one full programme period: {len(events)}; "
-              f"wall time of the full period: {time.monotonic() - wall:.1f} s")
+        report_figure("events_per_period (one full programme period, time-skipping server)", len(events))
+        report_figure("full_period_seconds (wall time of this test's period)", f"{time.monotonic() - wall:.1f}")
         assert len(events) < 2000
 
 
