@@ -147,3 +147,105 @@ class AuditLogRow(Base):
     interface: Mapped[str] = mapped_column(String(32))
     detail: Mapped[dict[str, Any]]
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+
+
+class TrackingCounterRow(Base):
+    """Rule A4: tracking numbers `TC-<CUSTOMER>-<YEAR>-<NNNN>`, allocated per customer and year."""
+
+    __tablename__ = "tracking_counters"
+    customer_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SupportRequestRow(Base):
+    """A support request (A4, A6, C12, C13); its workflow is `request-<tracking_number>`."""
+
+    __tablename__ = "support_requests"
+    tracking_number: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    period: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16), index=True)  # support | product | advisory | training
+    priority: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str] = mapped_column(Text, default="")
+    channel: Mapped[str] = mapped_column(String(16))
+    filed_by: Mapped[str] = mapped_column(String(128))
+    customisation: Mapped[bool] = mapped_column(Boolean, default=False)
+    agreement_ref: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # open | pending | closed
+    pending_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    opened_at: Mapped[datetime] = mapped_column(index=True)
+    first_response_deadline: Mapped[datetime | None] = mapped_column(nullable=True)
+    first_response_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    sla_breached: Mapped[bool] = mapped_column(Boolean, default=False)
+    closed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    closure: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime]
+
+
+class RequestStatusChangeRow(Base):
+    """Every status change of a request, with who and when (A4: "its latest status change")."""
+
+    __tablename__ = "request_status_changes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tracking_number: Mapped[str] = mapped_column(ForeignKey("support_requests.tracking_number"), index=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    from_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    to_state: Mapped[str] = mapped_column(String(16))
+    by: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str] = mapped_column(Text, default="")
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+
+
+class SlaEventRow(Base):
+    """Rule C12: started, warned, met, breached, responded_late: every SLA event, with times."""
+
+    __tablename__ = "sla_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tracking_number: Mapped[str] = mapped_column(ForeignKey("support_requests.tracking_number"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(index=True)
+    deadline: Mapped[datetime]
+    note: Mapped[str] = mapped_column(Text, default="")
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+
+
+class DispatchRow(Base):
+    """On-site dispatch (A4): approvals, booking, visit; the cost becomes a billable extra (C3)."""
+
+    __tablename__ = "dispatches"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tracking_number: Mapped[str] = mapped_column(ForeignKey("support_requests.tracking_number"), index=True)
+    customer_id: Mapped[str] = mapped_column(String(63), index=True)
+    seq: Mapped[int] = mapped_column(Integer)  # 1st, 2nd ... dispatch of the request
+    reason: Mapped[str] = mapped_column(Text)
+    estimated_cost: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    currency: Mapped[str] = mapped_column(String(3))
+    agreement_ref: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))  # requested | approved | refused | booked | visited
+    requested_by: Mapped[str] = mapped_column(String(128))
+    requested_at: Mapped[datetime]
+    customer_approved_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    customer_approved_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    manager_approved_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    manager_approved_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    refusal: Mapped[str | None] = mapped_column(Text, nullable=True)
+    engineer: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    booking_ref: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    visit_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    visit_notes: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime]
+    __table_args__ = (UniqueConstraint("tracking_number", "seq"),)
+
+
+class OptionalProgrammeRow(Base):
+    """A6: "use of any other optional support programme the customer subscribes to"."""
+
+    __tablename__ = "optional_programmes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    start: Mapped[date] = mapped_column(Date)
+    end: Mapped[date | None] = mapped_column(Date, nullable=True)
+    usage_note: Mapped[str] = mapped_column(Text, default="")
