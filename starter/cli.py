@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import date
@@ -20,6 +21,7 @@ import typer
 import yaml
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import (
@@ -100,6 +102,10 @@ class Refused(Exception):
 T = TypeVar("T")
 
 
+# Set once this process has created a Temporal client (see `finish`).
+_temporal_client_created = False
+
+
 def run_async(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> None:
@@ -107,19 +113,62 @@ def run_async(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., Non
             asyncio.run(fn(*args, **kwargs))
         except Refused as exc:
             fail(str(exc), 2)
-        except (RPCError, ConnectionError, OSError) as exc:
+        except RPCError as exc:
+            if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+                fail(f"cannot reach Temporal ({Settings().temporal.address}): {exc.message or exc}", 1)
+            fail(f"Temporal refused the request ({exc.status.name if exc.status else 'unknown status'}): "
+                 f"{exc.message or exc}", 1)
+        except (ConnectionError, OSError) as exc:
             fail(f"cannot reach a service: {exc}", 1)
         except RuntimeError as exc:
             if "connect" in str(exc).lower():
                 fail(f"cannot reach Temporal ({Settings().temporal.address}): {exc}", 1)
             raise
+        except Exception as exc:
+            if _is_database_error(exc):
+                # Not the URL: it may hold a password.
+                fail(f"database error: {getattr(exc, 'orig', None) or str(exc).splitlines()[0]}", 1)
+            raise
+        finish(0)
 
     return wrapper
 
 
+def _is_database_error(exc: BaseException) -> bool:
+    # By module name: importing SQLAlchemy here would slow every command down.
+    return any(cls.__module__.startswith("sqlalchemy.") for cls in type(exc).__mro__)
+
+
+def _is_cli_process() -> bool:
+    """True when this process is the `techconnect` command itself (console script or
+    `python -m starter.cli`), false when the app is invoked in-process (tests, CliRunner)."""
+    return getattr(sys.modules.get("__main__"), "app", None) is app
+
+
+def finish(code: int) -> None:
+    """End the command with `code`.
+
+    The Temporal client's Rust runtime keeps threads that may call into Python while the
+    interpreter finalizes, which aborts the process now and then (SIGABRT/SIGSEGV instead
+    of the exit code; temporalio/sdk-python#300). A CLI process that created a client
+    therefore leaves without interpreter teardown, once its output is flushed.
+    """
+    if _temporal_client_created and _is_cli_process():
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    if code:
+        raise typer.Exit(code)
+
+
 def fail(message: str, code: int) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+    # The message quotes user input (file contents, IDs): never read it as rich markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    finish(code)
+    raise typer.Exit(code)  # finish() has exited already; this line satisfies NoReturn
 
 
 def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
@@ -132,9 +181,12 @@ def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
 def load_document(path: Path) -> Any:
     """JSON or YAML by extension; errors name the line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: editors on Windows often save a byte-order mark, which json refuses.
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise Refused(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise Refused(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             return yaml.safe_load(text)
@@ -142,6 +194,12 @@ def load_document(path: Path) -> Any:
     except json.JSONDecodeError as exc:
         raise Refused(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            problem = getattr(exc, "problem", None) or "syntax error"
+            context = getattr(exc, "context", None)
+            raise Refused(f"{path}: invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+                          + (f" ({context})" if context else "")) from None
         raise Refused(f"{path}: invalid YAML: {exc}") from None
 
 
@@ -162,6 +220,8 @@ def violations_message(violations: list[RuleViolation]) -> str:
 async def client_for(settings: Settings) -> Client:
     from starter.temporal import connect
 
+    global _temporal_client_created
+    _temporal_client_created = True  # the Rust runtime starts with the first connect attempt
     return await connect(settings.temporal)
 
 
@@ -218,6 +278,8 @@ async def maintenance_import(
         report = await import_maintenance_csv(file, sessions)
     except MaintenanceImportError as exc:
         raise Refused(f"{file}: {exc}; nothing was imported") from None
+    except OSError as exc:
+        raise Refused(f"cannot read {file}: {exc.strerror or exc}; nothing was imported") from None
     finally:
         await engine.dispose()
     data = report.model_dump() if isinstance(report, BaseModel) else dict(vars(report))
@@ -310,20 +372,22 @@ async def program_status(customer_id: str, as_json: bool = typer.Option(False, "
     s = await fetch_status(client, customer_id)
 
     def human() -> None:
-        out.print(f"[bold]{s.customer_name}[/] ({s.customer_id}) period {s.period}, phase [bold]{s.phase}[/]")
-        out.print(f"TL: {s.technical_lead.name} <{s.technical_lead.email}>")
+        # escape(): names and reasons are user text, not rich markup.
+        out.print(f"[bold]{escape(s.customer_name)}[/] ({s.customer_id}) period {s.period}, "
+                  f"phase [bold]{s.phase}[/]")
+        out.print(escape(f"TL: {s.technical_lead.name} <{s.technical_lead.email}>"))
         if s.plan:
             out.print(f"period {s.plan.period_start} to {s.plan.period_end}; "
                       f"non-renewal deadline {s.plan.non_renewal_deadline}")
         t = Table("step", "rule", "status", "due", "done by")
         for st in s.steps:
-            t.add_row(st.step, st.rule, st.status.value, str(st.due_on or ""), st.done_by or "")
+            t.add_row(st.step, st.rule, st.status.value, str(st.due_on or ""), escape(st.done_by or ""))
         out.print(t)
         out.print("cycles: " + " ".join(f"{c.month}:{c.status}" for c in s.cycles))
         for r in s.rejections:
-            out.print(f"[yellow]rejected[/] {r.step} by {r.by}: {r.reason}")
+            out.print(f"[yellow]rejected[/] {escape(f'{r.step} by {r.by}: {r.reason}')}")
         for v in s.refusal:
-            out.print(f"[red]refused[/] rule {v.rule}: {v.message}")
+            out.print(f"[red]refused[/] {escape(f'rule {v.rule}: {v.message}')}")
 
     emit(s.model_dump(mode="json"), as_json, human)
 
@@ -352,7 +416,8 @@ async def program_list(
     def human() -> None:
         t = Table("customer", "phase", "TL", "open steps")
         for r in rows:
-            t.add_row(str(r["customer_id"]), str(r["phase"]), str(r["technical_lead"]), ", ".join(r["open_steps"]))
+            t.add_row(str(r["customer_id"]), str(r["phase"]), escape(str(r["technical_lead"])),
+                      ", ".join(r["open_steps"]))
         out.print(t)
 
     emit(rows, as_json, human)
@@ -387,7 +452,7 @@ async def step_list(tl: str | None = typer.Option(None, "--tl"), as_json: bool =
     def human() -> None:
         t = Table("customer", "step", "rule", "due", "workflow")
         for r in rows:
-            due = f"[red]{r['due_on']} overdue[/]" if r["overdue"] else str(r["due_on"])
+            due = f"[red]{r['due_on']} overdue[/]" if r["overdue"] else str(r["due_on"] or "")
             t.add_row(r["customer_id"], r["step"], r["rule"], due, r["workflow_id"])
         out.print(t)
 
@@ -405,17 +470,24 @@ async def cycle_for_step(client: Client, customer_id: str, step: str, month: int
                   + (f" for month {month}" if month else ""))
 
 
-async def execute_step(client: Client, customer_id: str, step: str, by: str, payload: dict[str, Any],
-                       month: int | None = None) -> dict[str, Any]:
-    if step in PROGRAM_UPDATES:
-        model, wid, result_type = PROGRAM_UPDATES[step], program_workflow_id(customer_id), ProgramStatus
-    elif step in CYCLE_UPDATES:
-        model, result_type = CYCLE_UPDATES[step], CycleStatus  # type: ignore[assignment]
-        wid = await cycle_for_step(client, customer_id, step, month)
-    else:
+def prepare_step(step: str, by: str, payload: dict[str, Any]) -> BaseModel:
+    """The Update's argument, checked before anything talks to Temporal (exit 2 on a bad step or payload)."""
+    model = PROGRAM_UPDATES.get(step) or CYCLE_UPDATES.get(step)
+    if model is None:
         known = sorted([*PROGRAM_UPDATES, *CYCLE_UPDATES])
         raise Refused(f"unknown step {step!r}; known steps: {', '.join(known)}")
-    arg = parse_model(model, {**payload, "by": by}, f"payload of {step}")
+    return parse_model(model, {**payload, "by": by}, f"payload of {step}")
+
+
+async def execute_step(client: Client, customer_id: str, step: str, by: str, payload: dict[str, Any],
+                       month: int | None = None) -> dict[str, Any]:
+    arg = prepare_step(step, by, payload)
+    result_type: type[BaseModel]
+    if step in PROGRAM_UPDATES:
+        wid, result_type = program_workflow_id(customer_id), ProgramStatus
+    else:
+        result_type = CycleStatus
+        wid = await cycle_for_step(client, customer_id, step, month)
     try:
         result = await client.get_workflow_handle(wid).execute_update(step, arg, result_type=result_type)
     except WorkflowUpdateFailedError as exc:
@@ -441,8 +513,11 @@ async def step_complete(
 ) -> None:
     """Complete a step with an Update (the same one `temporal workflow update execute` sends)."""
     payload = load_document(file) if file else {}
+    if payload is None:
+        payload = {}  # an empty YAML file
     if not isinstance(payload, dict):
         raise Refused(f"{file}: the payload must be an object")
+    prepare_step(step, by, payload)
     client = await client_for(Settings())
     res = await execute_step(client, customer_id, step, by, payload, month)
     emit(res, as_json, lambda: out.print(f"{step} done on {res['workflow_id']}"))
@@ -463,9 +538,10 @@ async def notice_non_renewal(
         date.fromisoformat(received_on)
     except ValueError:
         raise Refused(f"--received-on {received_on!r} is not a date (YYYY-MM-DD)") from None
+    payload = {"party": party, "received_on": received_on, "reference": reference}
+    prepare_step("give_non_renewal_notice", by, payload)
     client = await client_for(Settings())
-    res = await execute_step(client, customer_id, "give_non_renewal_notice", by,
-                             {"party": party, "received_on": received_on, "reference": reference})
+    res = await execute_step(client, customer_id, "give_non_renewal_notice", by, payload)
     emit(res, as_json, lambda: out.print(f"non-renewal notice recorded for {customer_id}; "
                                          f"the programme closes at the period end"))
 
