@@ -123,6 +123,10 @@ class MonthlyCycleWorkflow:
                  if t is not None]
         return min(times) if times else None
 
+    def _is_stale(self, at: datetime) -> bool:
+        """A date long gone when the cycle started (programme taken over late): no mail for it (DESIGN)."""
+        return workflow.now() - at > timedelta(days=self._input.policy.stale_after_days)
+
     async def _process_due_events(self) -> None:
         now = workflow.now()
         i = self._input
@@ -131,11 +135,15 @@ class MonthlyCycleWorkflow:
                 continue
             if st.remind_at and not st.reminded and now >= st.remind_at:
                 st.reminded = True
-                await self._mail([i.technical_lead.email], "step_reminder", f"reminder:{st.step}", {
-                    "step_title": f"{st.title} ({self._label})", "due_on": st.due_on.isoformat() if st.due_on else None,
-                    "technical_lead": i.technical_lead.model_dump(mode="json")})
+                if not self._is_stale(st.remind_at):
+                    await self._mail([i.technical_lead.email], "step_reminder", f"reminder:{st.step}", {
+                        "step_title": f"{st.title} ({self._label})",
+                        "due_on": st.due_on.isoformat() if st.due_on else None,
+                        "technical_lead": i.technical_lead.model_dump(mode="json")})
             if st.due_at and not st.escalated and now >= st.due_at:
                 st.escalated = True
+                if self._is_stale(st.due_at):
+                    continue  # a date long gone when the programme was taken over: no mail
                 await self._mail([i.technical_lead.email], "step_escalation", f"escalation:{st.step}", {
                     "step_title": f"{st.title} ({self._label})", "due_on": st.due_on.isoformat() if st.due_on else None,
                     "technical_lead": i.technical_lead.model_dump(mode="json")},

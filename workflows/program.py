@@ -210,6 +210,9 @@ class ProgramWorkflow:
         await self._save()
 
         while True:
+            # Reset before the work, not after it: an Update or signal that lands while
+            # `_save` awaits its activity (outside the lock) sets it again and is not lost.
+            self._wakeup = False
             async with self._lock:
                 await self._process_due_events()
             if self._dirty:
@@ -218,7 +221,6 @@ class ProgramWorkflow:
             if now >= plan.period_end_at:
                 break
             next_at = self._next_event_at()
-            self._wakeup = False
             try:
                 await workflow.wait_condition(
                     lambda: self._wakeup, timeout=next_at - now,
@@ -315,11 +317,15 @@ class ProgramWorkflow:
         assert s.plan is not None and s.renewal is not None
         now = workflow.now()
         for st in s.steps:
-            if st.status != StepStatus.open:
+            if st.status not in (StepStatus.open, StepStatus.waiting):
                 continue
+            # A deadline long gone (programme taken over late, or a step left waiting behind an
+            # overdue one) is missed, open or not, and mailed about never (DESIGN).
             if st.due_at and not st.escalated and now >= st.due_at and self._is_stale(st.due_at):
                 st.status, st.reminded, st.escalated = StepStatus.missed, True, True
                 self._dirty = True
+                continue
+            if st.status != StepStatus.open:
                 continue
             if st.remind_at and not st.reminded and now >= st.remind_at:
                 st.reminded = True
@@ -427,6 +433,9 @@ class ProgramWorkflow:
             if st is not None:
                 st.due_on, st.due_at, st.remind_at = d.due_on, d.due_at, d.remind_at
                 st.reminded = st.escalated = False
+                if st.status == StepStatus.missed and not self._is_stale(d.due_at):
+                    st.status = StepStatus.waiting  # a new agreed date (A2) revives a missed step
+        self._open_ready_steps()
 
     def _open_ready_steps(self) -> None:
         done = {st.step for st in self._status.steps if st.status == StepStatus.done}
@@ -444,9 +453,10 @@ class ProgramWorkflow:
             raise ValueError(f"unknown step {step.value}")
         if st.status == StepStatus.done:
             raise ValueError(f"step {step.value} is already done (by {st.done_by} at {_iso(st.done_at)})")
-        if st.status == StepStatus.waiting:
-            waiting_for = [d.value for d in STEP_DEPENDS_ON[step]
-                           if (dep := s.step(d.value)) and dep.status != StepStatus.done]
+        waiting_for = [d.value for d in STEP_DEPENDS_ON[step]
+                       if (dep := s.step(d.value)) and dep.status != StepStatus.done]
+        # A missed step may still be done late, but in order, like any other.
+        if st.status == StepStatus.waiting or (st.status == StepStatus.missed and waiting_for):
             raise ValueError(f"step {step.value} is out of order: it waits for {', '.join(waiting_for)}")
         return st
 

@@ -1,0 +1,144 @@
+"""Replay the saved histories (tests/replay/histories, recorded by `python -m
+tests.replay.export_histories`) against today's workflow code.
+
+A change to ProgramWorkflow or MonthlyCycleWorkflow that would break running programmes
+(a command added, removed or reordered without `workflow.patched`) fails here. The last
+test shows the check has teeth: a variant that does one thing differently is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from domain.cycle import CycleInput, CycleResult
+from domain.program import ProgramInput, ProgramResult
+from workflows.monthly_cycle import MonthlyCycleWorkflow
+from workflows.program import ProgramWorkflow
+
+# The sandbox imports this module again for the workflow variants below: what they do not
+# need (settings read files at import) comes from outside it.
+with workflow.unsafe.imports_passed_through():
+    from starter.temporal import DATA_CONVERTER
+    from worker import workflow_runner
+
+HISTORIES = Path(__file__).parent / "replay" / "histories"
+# File access is refused in the sandbox: only the test process lists the files.
+FILES: list[Path] = [] if workflow.unsafe.in_sandbox() else sorted(HISTORIES.glob("*.json"))
+
+
+def load(path: Path) -> WorkflowHistory:
+    # The file name is the workflow ID (the export script saves them so).
+    return WorkflowHistory.from_json(path.stem, path.read_text())
+
+
+def replayer(*workflows: type) -> Replayer:
+    return Replayer(workflows=list(workflows), data_converter=DATA_CONVERTER, workflow_runner=workflow_runner())
+
+
+def activities(path: Path) -> Counter[str]:
+    events = json.loads(path.read_text())["events"]
+    return Counter(e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
+                   for e in events if "activityTaskScheduledEventAttributes" in e)
+
+
+def event_types(path: Path) -> Counter[str]:
+    return Counter(e["eventType"].removeprefix("EVENT_TYPE_") for e in json.loads(path.read_text())["events"])
+
+
+def test_the_main_paths_are_recorded() -> None:
+    names = {p.stem for p in FILES}
+    assert names >= {"program-replay-onboarding", "program-replay-onboarding-p1-m01", "program-replay-refused",
+                     "program-replay-lapsed", "program-replay-closed", "program-replay-renewed"}, names
+
+    # Onboarding: enrolment check (E1), workspace (D10), every step by Update, the inventory
+    # analysis (A8), month 1 started as a child and reported done by signal.
+    onboarding = HISTORIES / "program-replay-onboarding.json"
+    acts, types = activities(onboarding), event_types(onboarding)
+    assert {"check_enrolment", "plan_period", "schedule_deadlines", "register_programme", "file_document",
+            "send_mail", "save_projection", "analyse_configuration"} <= set(acts)
+    assert types["WORKFLOW_EXECUTION_UPDATE_COMPLETED"] == 6
+    assert types["START_CHILD_WORKFLOW_EXECUTION_INITIATED"] >= 1 and types["WORKFLOW_EXECUTION_SIGNALED"] >= 1
+
+    cycle = HISTORIES / "program-replay-onboarding-p1-m01.json"
+    assert {"schedule_deadlines", "generate_monthly_report", "send_mail"} <= set(activities(cycle))
+    assert event_types(cycle)["SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED"] == 1
+    assert event_types(cycle)["WORKFLOW_EXECUTION_COMPLETED"] == 1
+
+    # Refused: the enrolment check and nothing else, completed (not failed).
+    refused = HISTORIES / "program-replay-refused.json"
+    assert activities(refused) == Counter({"check_enrolment": 1})
+    assert event_types(refused)["WORKFLOW_EXECUTION_COMPLETED"] == 1
+
+    # Closed paths: final report and archived workspace.
+    for name in ("program-replay-closed", "program-replay-lapsed"):
+        acts = activities(HISTORIES / f"{name}.json")
+        assert acts["generate_final_report"] == 1 and acts["close_workspace"] == 1, name
+        assert event_types(HISTORIES / f"{name}.json")["WORKFLOW_EXECUTION_COMPLETED"] == 1
+    assert event_types(HISTORIES / "program-replay-closed.json")["WORKFLOW_EXECUTION_UPDATE_COMPLETED"] == 1
+
+    # Renewed: the maintenance re-check (E1) and continue-as-new.
+    renewed = HISTORIES / "program-replay-renewed.json"
+    assert activities(renewed)["check_enrolment"] == 2
+    assert event_types(renewed)["WORKFLOW_EXECUTION_CONTINUED_AS_NEW"] == 1
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+async def test_saved_history_replays_without_nondeterminism(path: Path) -> None:
+    result = await replayer(ProgramWorkflow, MonthlyCycleWorkflow).replay_workflow(
+        load(path), raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.name}: {result.replay_failure!r}"
+
+
+@workflow.defn(name="ProgramWorkflow")
+class ProgramWorkflowWithAnExtraTimer(ProgramWorkflow):
+    """A careless change: a timer before the enrolment check, where history has the activity."""
+
+    @workflow.run
+    async def run(self, input: ProgramInput) -> ProgramResult:
+        await workflow.sleep(timedelta(seconds=1))
+        return await super().run(input)
+
+
+@workflow.defn(name="ProgramWorkflow")
+class ProgramWorkflowWithoutTlAssignment(ProgramWorkflow):
+    """A careless change: the TL is no longer told at enrolment (one send_mail activity skipped)."""
+
+    @workflow.run
+    async def run(self, input: ProgramInput) -> ProgramResult:
+        return await super().run(input)
+
+    async def _mail_tl_assignment(self, purpose: str) -> None:
+        return None
+
+
+@workflow.defn(name="MonthlyCycleWorkflow")
+class MonthlyCycleWithoutMail(MonthlyCycleWorkflow):
+    """A careless change: the cycle mails nothing (invite and report mails skipped)."""
+
+    @workflow.run
+    async def run(self, input: CycleInput) -> CycleResult:
+        return await super().run(input)
+
+    async def _mail(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+@pytest.mark.parametrize(("variant", "history"), [
+    (ProgramWorkflowWithAnExtraTimer, "program-replay-refused"),
+    (ProgramWorkflowWithoutTlAssignment, "program-replay-onboarding"),
+    (MonthlyCycleWithoutMail, "program-replay-onboarding-p1-m01"),
+], ids=["program-extra-timer", "program-skips-an-activity", "cycle-skips-its-mail"])
+async def test_a_changed_workflow_is_caught_as_nondeterministic(variant: type, history: str) -> None:
+    """The replay test is not vacuous: the same histories refuse a workflow that changed."""
+    others = [ProgramWorkflow] if variant.__name__.startswith("MonthlyCycle") else [MonthlyCycleWorkflow]
+    with pytest.raises(workflow.NondeterminismError):
+        await replayer(variant, *others).replay_workflow(load(HISTORIES / f"{history}.json"))
