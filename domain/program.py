@@ -334,7 +334,11 @@ class ProgramStatus(BaseModel):
         return next((s for s in self.steps if s.step == name), None)
 
     def open_steps(self) -> list[StepState]:
-        return [s for s in self.steps if s.status == StepStatus.open]
+        """Steps a person can complete now: open ones, and missed ones whose predecessors are done
+        (a missed step stays to do; it is completed late, in order)."""
+        done = {s.step for s in self.steps if s.status == StepStatus.done}
+        return [s for s in self.steps if s.status == StepStatus.open or (
+            s.status == StepStatus.missed and all(d.value in done for d in STEP_DEPENDS_ON[StepName(s.step)]))]
 
 
 class ProgramResult(BaseModel):

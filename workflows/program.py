@@ -813,7 +813,8 @@ class ProgramWorkflow:
         self._check_live()
         r = self._status.renewal
         if r is None or r.notice_sent:
-            raise ValueError("the renewal notice has been sent already; the price is fixed (C14)")
+            raise ValueError(f"the renewal notice date ({r.notice_on if r else '?'}) has passed; "
+                             f"the next period's price is fixed (C14)")
         try:
             check_renewal_price(self._status.annual_fee, inp.price, self._input.policy.max_price_increase_percent)
         except RuleRefused as err:
