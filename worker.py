@@ -11,6 +11,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -21,13 +22,15 @@ from activities.db import DatabaseActivities
 from activities.documents import DocumentActivities
 from activities.mail import MailActivities
 from activities.mailer import SmtpMailer
+from activities.requests import RequestActivities
 from activities.templating import make_template_environment
 from starter.settings import Settings
 from storage.db import SessionFactory, make_engine, make_session_factory
 from workflows.monthly_cycle import MonthlyCycleWorkflow
 from workflows.program import ProgramWorkflow
+from workflows.support_request import SupportRequestWorkflow
 
-WORKFLOWS = [ProgramWorkflow, MonthlyCycleWorkflow]
+WORKFLOWS = [ProgramWorkflow, MonthlyCycleWorkflow, SupportRequestWorkflow]
 
 # Pure, deterministic libraries the domain models use: shared with the sandbox rather
 # than re-imported for every workflow run.
@@ -45,6 +48,7 @@ class ActivitySet:
     database: DatabaseActivities
     documents: DocumentActivities
     mail: MailActivities
+    requests: RequestActivities
 
     def all(self) -> list[object]:
         return [
@@ -54,6 +58,8 @@ class ActivitySet:
             self.documents.file_document, self.documents.analyse_configuration,
             self.documents.generate_monthly_report, self.documents.generate_final_report,
             self.mail.send_mail,
+            self.requests.record_request_opened, self.requests.save_request, self.requests.record_status_change,
+            self.requests.record_sla_event, self.requests.record_dispatch, self.requests.book_dispatch,
         ]
 
 
@@ -67,6 +73,7 @@ def build_activities(
         documents=DocumentActivities(session_factory, templates),
         mail=MailActivities(session_factory, mailer or SmtpMailer.from_settings(settings), templates,
                             settings.policy.sender),
+        requests=RequestActivities(session_factory),
     )
 
 
@@ -74,7 +81,13 @@ def build_worker(client: Client, settings: Settings, session_factory: SessionFac
                  mailer: SmtpMailer | None = None, task_queue: str | None = None) -> Worker:
     acts = build_activities(settings, session_factory, mailer)
     return Worker(client, task_queue=task_queue or settings.task_queue, workflows=WORKFLOWS,
-                  activities=acts.all(), workflow_runner=workflow_runner())  # type: ignore[arg-type]
+                  activities=acts.all(), workflow_runner=workflow_runner(),  # type: ignore[arg-type]
+                  # Scaling knobs (README "Running at scale"): slots per worker and the sticky cache.
+                  max_concurrent_activities=settings.worker_max_concurrent_activities,
+                  max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+                  max_cached_workflows=settings.worker_max_cached_workflows,
+                  # On shutdown, running activities get this long to finish before they are cancelled.
+                  graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds))
 
 
 @contextlib.asynccontextmanager
@@ -89,6 +102,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
 
 
 async def main() -> None:
+    from starter.metrics import serve_worker_metrics
     from starter.temporal import connect
     from storage.migrate import upgrade
 
@@ -96,15 +110,27 @@ async def main() -> None:
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     await upgrade(settings.effective_database_url)
-    client = await connect(settings.temporal)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        logging.info("%s: graceful shutdown (up to %ss for in-flight activities)", sig.name,
+                     settings.worker_graceful_shutdown_seconds)
+        stop.set()
+        for s in (signal.SIGINT, signal.SIGTERM):  # a second signal stops at once
+            loop.remove_signal_handler(s)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with running_worker(client, settings):
-        logging.info("worker polling task queue %r on %s", settings.task_queue, settings.temporal.address)
-        await stop.wait()
-        logging.info("shutting down: finishing in-flight activities")
+        loop.add_signal_handler(sig, on_signal, sig)
+    # Metrics first: the Temporal client must be created on the runtime that exports them.
+    async with serve_worker_metrics(settings):
+        client = await connect(settings)
+        async with running_worker(client, settings):
+            logging.info("worker %s polling task queue %r on %s", client.identity, settings.task_queue,
+                         settings.temporal.address)
+            await stop.wait()
+            logging.info("shutting down: no new tasks; waiting for in-flight activities")
+        logging.info("worker stopped")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ silently lose a renewal or non-renewal notice whenever a worker died mid-connect
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.message
 import email.policy
 import hashlib
@@ -17,6 +19,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parseaddr
+from typing import Any
 
 import jinja2
 from sqlalchemy import select, update
@@ -26,6 +29,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.invites import render_ics
 from activities.mailer import PermanentMailError, SmtpMailer, TransientMailError
+from activities.metrics import MAILS_FAILED, MAILS_SENT
 from domain.activities import MailRequest, MailResult
 from storage.db import SessionFactory
 from storage.tables import DocumentRow, OutboxRow
@@ -58,6 +62,50 @@ def _text_body(rendered: RenderedMail, document: DocumentRow | None) -> str:
 def _safe_filename(title: str, suffix: str) -> str:
     stem = _NOT_FILENAME.sub("_", title).strip(" ._") or "document"
     return f"{stem[:120]}{suffix}"
+
+
+@dataclass(frozen=True)
+class DocumentFile:
+    """A file filed with a document (`DocumentRow.data["mail_files"]`), e.g. the monthly report's
+    requests CSV and chart PNG (A6). `cid` is set for an image the HTML body shows inline."""
+
+    filename: str
+    content_type: str
+    content: bytes | str
+    cid: str | None = None
+    alt: str = ""
+
+
+def document_files(document: DocumentRow | None, sender: str) -> list[DocumentFile]:
+    """The files a document carries into mail; unreadable entries are skipped, not fatal."""
+    if document is None or not isinstance(document.data, dict):
+        return []
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "techconnect.invalid"
+    files: list[DocumentFile] = []
+    for n, raw in enumerate(document.data.get("mail_files") or []):
+        if not isinstance(raw, dict) or not raw.get("filename"):
+            continue
+        entry: dict[str, Any] = raw
+        content: bytes | str
+        try:
+            content = base64.b64decode(entry["base64"], validate=True) if "base64" in entry else str(entry["text"])
+        except (KeyError, binascii.Error):
+            continue
+        # Deterministic Content-ID: a resent mail (same document) is byte-identical.
+        cid = f"doc{document.id}.{n}@{domain}" if entry.get("inline") else None
+        files.append(DocumentFile(filename=_safe_filename(str(entry["filename"]), ""),
+                                  content_type=str(entry.get("content_type") or "application/octet-stream"),
+                                  content=content, cid=cid, alt=str(entry.get("alt") or "")))
+    return files
+
+
+def _files_context(files: list[DocumentFile]) -> dict[str, Any]:
+    """What the mail templates may show of the document's files (monthly report: the chart, by CID)."""
+    image = next((f for f in files if f.cid is not None), None)
+    context: dict[str, Any] = {"attached_files": [f.filename for f in files if f.cid is None]}
+    if image is not None:
+        context.update(chart_cid=image.cid, chart_alt=image.alt)
+    return context
 
 
 class MailActivities:
@@ -123,6 +171,15 @@ class MailActivities:
 
         msg.set_content(_text_body(rendered, document))
         msg.add_alternative(rendered.html, subtype="html")
+        files = document_files(document, self._sender)
+        html_part = msg.get_body(("html",))
+        for f in files:
+            if f.cid is not None and isinstance(f.content, bytes) and isinstance(html_part, email.message.EmailMessage):
+                # multipart/related around the HTML part: the body shows it as <img src="cid:...">,
+                # which Gmail and Outlook render where they drop inline SVG.
+                maintype, _, subtype = f.content_type.partition("/")
+                html_part.add_related(f.content, maintype=maintype, subtype=subtype, cid=f"<{f.cid}>",
+                                      filename=f.filename, disposition="inline")
 
         for att in request.attachments:
             maintype, _, subtype = att.content_type.partition("/")
@@ -137,6 +194,13 @@ class MailActivities:
                 )
         if document is not None:
             msg.add_attachment(document.body_html, subtype="html", filename=_safe_filename(document.title, ".html"))
+        for f in files:
+            if f.cid is None:
+                maintype, _, subtype = f.content_type.partition("/")
+                if isinstance(f.content, str):
+                    msg.add_attachment(f.content, subtype=subtype or "plain", filename=f.filename)
+                else:
+                    msg.add_attachment(f.content, maintype=maintype, subtype=subtype, filename=f.filename)
         if request.invite is not None:
             # DTSTAMP from the outbox row, not the clock: a resend carries the same invite.
             ics = render_ics(request.invite, self._sender, stamp=created_at)
@@ -192,12 +256,16 @@ class MailActivities:
             row = await session.scalar(select(OutboxRow).where(OutboxRow.idempotency_key == request.idempotency_key))
         if row is not None and row.status == "sent":
             return self._already_sent(row)
-        rendered = self.render(request.template, request.context)
+        document = await self._load_document(request) if request.attach_document_id is not None else None
+        # A document's files (monthly report: CSV, chart PNG) are named to the templates, which
+        # show the chart by Content-ID.
+        files = document_files(document, self._sender)
+        context = request.context | _files_context(files) if files else request.context
+        rendered = self.render(request.template, context)
         row = await self._claim(request, rendered, message_id_for(request.idempotency_key, self._sender))
         if row.status == "sent":  # a concurrent attempt finished in between
             return self._already_sent(row)
 
-        document = await self._load_document(request) if request.attach_document_id is not None else None
         message = self.build_message(request, rendered, row.message_id, row.created_at, document)
 
         # Counted before the attempt, so a worker that dies mid-send still leaves a trace.
@@ -214,10 +282,12 @@ class MailActivities:
         try:
             await self._mailer.send(message)
         except TransientMailError as exc:
+            MAILS_FAILED.labels(request.template, "transient").inc()
             await self._update(row.id, last_error=str(exc))
             # Left to Temporal's retry policy; the retry resends with the same Message-ID.
             raise
         except PermanentMailError as exc:
+            MAILS_FAILED.labels(request.template, "permanent").inc()
             await self._update(row.id, status="failed", last_error=str(exc))
             raise ApplicationError(
                 f"mail {request.idempotency_key} refused: {exc}",
@@ -225,5 +295,6 @@ class MailActivities:
                 type="PermanentMailError",
                 non_retryable=True,
             ) from exc
+        MAILS_SENT.labels(request.template).inc()
         await self._update(row.id, status="sent", sent_at=datetime.now(UTC))
         return MailResult(outbox_id=row.id, status="sent", message_id=row.message_id)

@@ -17,6 +17,7 @@ from domain.errors import RuleViolation
 from domain.inventory import Finding, SiteInventory
 from domain.policy import ProgramPolicy
 from domain.program import BillableExtra, ProgramStatus
+from domain.request import Dispatch, NewRequest, RequestStatus, SlaEvent, StatusChange
 
 
 # ---- calendar -----------------------------------------------------------------
@@ -226,3 +227,70 @@ class MailResult(BaseModel):
     outbox_id: int
     status: Literal["sent", "already_sent"]
     message_id: str
+
+
+# ---- support requests (A1, A4, A6, C12, C13) -----------------------------------
+class RequestOpened(BaseModel):
+    """A new request for the database: the filing details and the first projection of its state."""
+
+    customer_name: str
+    period: int
+    request: NewRequest
+    status: RequestStatus
+    at: datetime  # workflow time of the state (see RequestProjection)
+
+
+class RequestProjection(BaseModel):
+    """SupportRequestWorkflow's state, projected into `support_requests`.
+
+    `at` is the workflow time of the state: an older projection never overwrites a newer one.
+    """
+
+    period: int
+    request: NewRequest
+    status: RequestStatus
+    at: datetime
+
+
+class StatusChangeRecord(BaseModel):
+    """Rule A4: one status change, with who and when."""
+
+    tracking_number: str
+    change: StatusChange
+    idempotency_key: str
+
+
+class SlaEventRecord(BaseModel):
+    """Rule C12: one SLA event."""
+
+    tracking_number: str
+    event: SlaEvent
+    idempotency_key: str
+
+
+class DispatchRecord(BaseModel):
+    """Rule A4: an on-site dispatch (number `seq` of its request) as it stands now."""
+
+    tracking_number: str
+    customer_id: str
+    seq: int
+    dispatch: Dispatch
+    at: datetime
+
+
+class DispatchBookingRequest(BaseModel):
+    """Book the on-site visit of an approved dispatch (A4); the key makes the booking idempotent."""
+
+    tracking_number: str
+    customer_id: str
+    customer_name: str
+    seq: int
+    dispatch: Dispatch
+    idempotency_key: str
+    at: datetime
+
+
+class DispatchBooking(BaseModel):
+    engineer: str
+    engineer_email: str
+    booking_ref: str

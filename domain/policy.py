@@ -23,6 +23,9 @@ class ProgramPolicy(BaseModel):
     support_language: str = "en"  # rule C8
     first_response_minutes: int = 60  # rule C12
     first_response_warning_minutes: int = 15  # rule C12
+    # Rule A4: each approval of an on-site dispatch (extra cost) has its own deadline, in business days.
+    dispatch_customer_approval_business_days: int = 3
+    dispatch_manager_approval_business_days: int = 2
     renewal_notice_days_before_end: int = 100  # rule C14 (DESIGN: 100 so the customer has time)
     non_renewal_notice_days: int = 90  # rule C16
     non_renewal_reminder_days_before_deadline: int = 14  # rule C16
@@ -42,6 +45,7 @@ class ProgramPolicy(BaseModel):
     stale_after_days: int = 2
     ops_mailbox: str = "ops@techconnect.example"
     support_manager_mailbox: str = "support-manager@techconnect.example"
+    support_desk_mailbox: str = "support-desk@techconnect.example"  # rule C12: SLA warnings
     sender: str = "TechConnect <techconnect@support.example>"
     portal_url: str = "http://127.0.0.1:8000"
     extras: dict[str, str] = Field(default_factory=dict)

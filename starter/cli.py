@@ -53,6 +53,8 @@ from domain.program import (
     ScheduleKickoff,
     SubmitSiteInventory,
 )
+from starter.cli_requests import request_app
+from starter.cli_users import user_app
 from starter.settings import Settings
 
 app = typer.Typer(help="TechConnect orchestration service", no_args_is_help=True, add_completion=False)
@@ -66,6 +68,8 @@ app.add_typer(step_app, name="step")
 app.add_typer(notice_app, name="notice")
 app.add_typer(maintenance_app, name="maintenance")
 app.add_typer(db_app, name="db")
+app.add_typer(request_app, name="request")  # starter/cli_requests.py (A4, C12, C13)
+app.add_typer(user_app, name="user")  # starter/cli_users.py (portal users, roles, API tokens)
 
 err = Console(stderr=True)
 out = Console()
@@ -222,7 +226,7 @@ async def client_for(settings: Settings) -> Client:
 
     global _temporal_client_created
     _temporal_client_created = True  # the Rust runtime starts with the first connect attempt
-    return await connect(settings.temporal)
+    return await connect(settings)
 
 
 async def _session_factory(settings: Settings) -> Any:
@@ -250,6 +254,17 @@ def worker() -> None:
     from worker import main
 
     asyncio.run(main())
+
+
+@app.command()
+def portal(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int | None = typer.Option(None, "--port", help="Default: TECHCONNECT_PORTAL_PORT (8000)"),
+) -> None:
+    """Run the workspace portal alone (web pages and the /api), against the configured Temporal and database."""
+    from portal.server import run_portal
+
+    asyncio.run(run_portal(Settings(), host=host, port=port))
 
 
 @db_app.command("upgrade")
@@ -286,19 +301,27 @@ async def maintenance_import(
     emit(data, as_json, lambda: out.print(f"imported {file}: {data}"))
 
 
-async def precheck_enrolment(settings: Settings, enrolment: Enrolment) -> None:
-    """The same rules the workflow checks, so ops see a refusal at once (exit 2)."""
+async def enrolment_violations(settings: Settings, enrolment: Enrolment, sessions: Any = None) -> list[RuleViolation]:
+    """The rules the workflow checks at enrolment, checked now (CLI and portal); `sessions` reuses a factory."""
     from activities.calendar import supported_countries
     from storage.repositories import get_subscription, subscription_model
 
-    engine, sessions = await _session_factory(settings)
+    engine = None
+    if sessions is None:
+        engine, sessions = await _session_factory(settings)
     try:
         async with sessions() as session:
             row = await get_subscription(session, enrolment.customer.maintenance_subscription_id)
             sub = subscription_model(row) if row else None
     finally:
-        await engine.dispose()
-    violations = check_enrolment(enrolment, sub, settings.policy, known_countries=supported_countries())
+        if engine is not None:
+            await engine.dispose()
+    return check_enrolment(enrolment, sub, settings.policy, known_countries=supported_countries())
+
+
+async def precheck_enrolment(settings: Settings, enrolment: Enrolment) -> None:
+    """The same rules the workflow checks, so ops see a refusal at once (exit 2)."""
+    violations = await enrolment_violations(settings, enrolment)
     if violations:
         raise Refused(violations_message(violations))
 
@@ -427,11 +450,12 @@ def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
-@step_app.command("list")
-@run_async
-async def step_list(tl: str | None = typer.Option(None, "--tl"), as_json: bool = typer.Option(False, "--json")) -> None:
-    """Open steps across programmes and monthly cycles: the TL inbox."""
-    client = await client_for(Settings())
+async def list_open_steps(client: Client, tl: str | None = None) -> list[dict[str, Any]]:
+    """Open steps across programmes and monthly cycles, overdue first (the TL inbox; CLI and portal).
+
+    A visibility query on the search attributes finds the workflows, a `get_status` query
+    on each gives the steps with their due dates.
+    """
     query = "ExecutionStatus = 'Running' AND OpenSteps IS NOT NULL"
     if tl:
         query += f" AND TechnicalLead = '{_quote(tl)}'"
@@ -448,6 +472,15 @@ async def step_list(tl: str | None = typer.Option(None, "--tl"), as_json: bool =
             rows.append({"customer_id": customer, "workflow_id": wf.id, "step": st.step, "title": st.title,
                          "rule": st.rule, "due_on": st.due_on, "overdue": st.escalated})
     rows.sort(key=lambda r: (not r["overdue"], str(r["due_on"])))
+    return rows
+
+
+@step_app.command("list")
+@run_async
+async def step_list(tl: str | None = typer.Option(None, "--tl"), as_json: bool = typer.Option(False, "--json")) -> None:
+    """Open steps across programmes and monthly cycles: the TL inbox."""
+    client = await client_for(Settings())
+    rows = await list_open_steps(client, tl)
 
     def human() -> None:
         t = Table("customer", "step", "rule", "due", "workflow")

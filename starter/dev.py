@@ -41,6 +41,11 @@ def dev_server_command(settings: Settings, host: str, port: int, ui_port: int) -
            "--ui-disable-news-fetch", "--log-level", "warn"]
     for name, kind in SEARCH_ATTRIBUTES.items():
         cmd += ["--search-attribute", f"{name}={kind}"]
+    if settings.codec_port:
+        # The UI decrypts payloads through our codec server (starter/codec_server.py).
+        from starter.codec_server import codec_endpoint
+
+        cmd += ["--ui-codec-endpoint", codec_endpoint(settings)]
     return cmd
 
 
@@ -53,7 +58,7 @@ async def wait_for_temporal(settings: Settings, proc: asyncio.subprocess.Process
             raise SystemExit(f"the Temporal dev server exited with code {proc.returncode}; "
                              f"see {settings.data_dir / 'temporal.log'}")
         try:
-            return await connect(settings.temporal)
+            return await connect(settings)
         except RuntimeError:
             if asyncio.get_running_loop().time() > deadline:
                 raise
@@ -92,6 +97,12 @@ async def run_dev_stack(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.mail_dir.mkdir(parents=True, exist_ok=True)
     await upgrade(settings.effective_database_url)
+    # The demo runs encrypted (issue 5): a dev payload key on first start unless keys are configured.
+    from starter.codec import ensure_dev_key
+    from starter.codec_server import check_exposure, codec_app_from_settings, serving
+
+    ensure_dev_key(settings)
+    codec_app = codec_app_from_settings(settings)
     host, port = settings.temporal.address.rsplit(":", 1)
     log = (settings.data_dir / "temporal.log").open("ab")
     proc = await asyncio.create_subprocess_exec(*dev_server_command(settings, host, int(port), 8233),
@@ -104,11 +115,20 @@ async def run_dev_stack(settings: Settings) -> None:
     try:
         client = await wait_for_temporal(settings, proc)
         sink.start()
-        async with running_worker(client, settings):
-            demo = await load_demo(client, settings)
-            print_banner(settings, demo)
-            await stop.wait()
-            print("\nstopping: worker, SMTP sink, Temporal dev server ...", flush=True)
+        async with contextlib.AsyncExitStack() as codec_server:
+            if codec_app is not None and settings.codec_port:
+                # Open (no token) unless TECHCONNECT_CODEC_TOKEN is set: fine on loopback only,
+                # where only this machine's admins reach it (see starter/codec_server.py).
+                check_exposure(settings)
+                await codec_server.enter_async_context(serving(codec_app, settings.codec_host, settings.codec_port))
+            async with running_worker(client, settings):
+                demo = await load_demo(client, settings)
+                from portal.server import dev_portal  # issue 4: the portal on :8000, demo users per role
+
+                async with dev_portal(client, settings) as portal_banner:
+                    print_banner(settings, demo + portal_banner)
+                    await stop.wait()
+                    print("\nstopping: portal, worker, codec server, SMTP sink, Temporal dev server ...", flush=True)
     finally:
         with contextlib.suppress(Exception):
             sink.stop()
@@ -123,6 +143,8 @@ async def run_dev_stack(settings: Settings) -> None:
 
 
 def print_banner(settings: Settings, demo: str) -> None:
+    from starter.codec_server import describe as codec_describe
+
     ns = settings.temporal.namespace
     print(f"""
 TechConnect embedded stack is up.
@@ -130,6 +152,7 @@ TechConnect embedded stack is up.
   Temporal gRPC   : {settings.temporal.address} (namespace {ns})
   SMTP sink       : {settings.smtp_host}:{settings.smtp_port}, messages in {settings.mail_dir}
   Database        : {settings.effective_database_url}
+  Codec server    : {codec_describe(settings)}
   {demo}
 
 Try, in another terminal (source .venv/bin/activate):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.naming import DEFAULT_TASK_QUEUE
@@ -41,6 +41,30 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = 20.0
     ui_url: str = "http://127.0.0.1:8233"
     portal_port: int = 8000
+    # Signs the portal's session cookies (TECHCONNECT_PORTAL_SECRET); unset: generated once into data_dir.
+    portal_secret: str | None = None
+    # Worker tuning (README "Running at scale"); SDK defaults unless set.
+    worker_max_concurrent_activities: int = Field(default=100, ge=1)
+    worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=2)
+    worker_max_cached_workflows: int = Field(default=1000, ge=0)  # sticky cache; 0 replays every task
+    worker_graceful_shutdown_seconds: float = Field(default=20.0, ge=0)  # SIGTERM: in-flight activities finish
+    # The worker's /metrics (Temporal SDK + techconnect_* business metrics); 0 turns it off.
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    metrics_host: str = "0.0.0.0"
+    # Payload encryption (starter/codec.py): key id -> base64 of a 32-byte AES key, e.g.
+    # TECHCONNECT_PAYLOAD_KEYS='{"k2": "...", "k1": "..."}' TECHCONNECT_PAYLOAD_KEY_ID=k2. New payloads are
+    # encrypted with payload_key_id, any listed key decrypts (rotation). Unset: the key file
+    # data_dir/payload-key.json if there is one (`techconnect dev` generates it), else payloads stay plain.
+    # SecretStr: never shown by repr, str or logs.
+    payload_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    payload_key_id: str | None = None
+    # Codec server for the Temporal UI (starter/codec_server.py); 0 turns it off in `techconnect dev`.
+    codec_host: str = "127.0.0.1"
+    codec_port: int = Field(default=8234, ge=0, le=65535)
+    # Bearer token the codec server requires (TECHCONNECT_CODEC_TOKEN); unset: open, loopback only.
+    codec_token: SecretStr | None = None
+    codec_cors_origins: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8233", "http://localhost:8233"])
     policy: ProgramPolicy = Field(default_factory=ProgramPolicy)
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
 

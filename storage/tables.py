@@ -249,3 +249,76 @@ class OptionalProgrammeRow(Base):
     start: Mapped[date] = mapped_column(Date)
     end: Mapped[date | None] = mapped_column(Date, nullable=True)
     usage_note: Mapped[str] = mapped_column(Text, default="")
+
+
+# ---- portal: users and roles, sessions, API tokens, sign-in links, throttling (issue 4) ----------------
+
+
+class UserRow(Base):
+    """A person who signs in to the portal.
+
+    role: contact | tl | gts | support_manager | ops | admin. A contact belongs to one
+    customer (`customer_id`); a Technical Lead carries the ID programmes use
+    (`technical_lead_id`, e.g. `tl-alice`). Passwords are argon2 hashes, never text;
+    contacts may have none and sign in with a link mailed to them.
+    """
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # stored lower-case
+    name: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(32), index=True)
+    customer_id: Mapped[str | None] = mapped_column(String(63), index=True, nullable=True)
+    technical_lead_id: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class PortalSessionRow(Base):
+    """A signed-in browser. The cookie carries a signed random ID; only its SHA-256 is stored."""
+
+    __tablename__ = "portal_sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class ApiTokenRow(Base):
+    """Bearer tokens for /api; only the SHA-256 of a token is stored, the prefix helps people tell them apart."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class SignInLinkRow(Base):
+    """One-time sign-in links mailed to customer contacts (through the outbox)."""
+
+    __tablename__ = "sign_in_links"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class SignInAttemptRow(Base):
+    """Sign-in attempts by key (`email:<address>`, `ip:<address>`, `link:<address>`), for throttling."""
+
+    __tablename__ = "sign_in_attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(400), index=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    succeeded: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -19,6 +19,7 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -28,7 +29,7 @@ from domain.policy import ProgramPolicy
 from domain.program import ProgramInput, ProgramStatus
 from starter.settings import Settings
 from starter.smtp_sink import SmtpSink
-from starter.temporal import DATA_CONVERTER
+from starter.temporal import data_converter
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.repositories import upsert_subscriptions
@@ -52,9 +53,10 @@ def binary(name: str) -> str:
     return found
 
 
-async def start_time_skipping() -> WorkflowEnvironment:
+async def start_time_skipping(converter: DataConverter | None = None) -> WorkflowEnvironment:
+    """`converter`: `starter.temporal.data_converter(settings)` to run with payload encryption."""
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=binary("temporal-test-server"), data_converter=DATA_CONVERTER
+        test_server_existing_path=binary("temporal-test-server"), data_converter=converter or data_converter()
     )
     # The time-skipping server refuses unregistered custom search attributes (DESIGN.md).
     await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
@@ -62,12 +64,13 @@ async def start_time_skipping() -> WorkflowEnvironment:
     return env
 
 
-async def start_dev_server() -> WorkflowEnvironment:
+async def start_dev_server(converter: DataConverter | None = None) -> WorkflowEnvironment:
     args: list[str] = []
     for name, kind in SEARCH_ATTRIBUTES.items():
         args += ["--search-attribute", f"{name}={kind}"]
     return await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"), data_converter=DATA_CONVERTER, dev_server_extra_args=args,
+        dev_server_existing_path=binary("temporal"), data_converter=converter or data_converter(),
+        dev_server_extra_args=args,
         ui=False,
     )
 

@@ -92,6 +92,49 @@ SAMPLE_CONTEXTS: dict[str, dict[str, Any]] = {
     },
     "programme_closed": {"period_end": "2028-01-03", "reason": "non-renewal notice from the customer"},
     "document_filed": {"document_title": "Communication plan 2027", "kind": "communication_plan"},
+    # Support requests (A1, A4, C12): SupportRequestWorkflow passes more keys than each uses.
+    "request_opened": {
+        "technical_lead": ALICE, "tracking_number": "TC-ACME-2027-0001", "kind": "support", "priority": "high",
+        "summary": "Search returns nothing", "description": "Since the patch.", "filed_by": "carol",
+        "channel": "cli", "opened_at_local": "Fri 26 Mar 2027 16:30 Europe/Paris",
+        "deadline_local": "Tue 30 Mar 2027 09:30 Europe/Paris", "first_response_minutes": 60,
+        "round_the_clock": False,
+    },
+    "request_sla_warning": {
+        "technical_lead": ALICE, "tracking_number": "TC-ACME-2027-0001", "kind": "support", "priority": "high",
+        "summary": "Search returns nothing", "opened_at_local": "Fri 26 Mar 2027 16:30 Europe/Paris",
+        "deadline_local": "Tue 30 Mar 2027 09:30 Europe/Paris", "first_response_minutes": 60, "minutes_left": 15,
+    },
+    "request_sla_breached": {
+        "technical_lead": ALICE, "tracking_number": "TC-ACME-2027-0001", "kind": "support", "priority": "high",
+        "summary": "Search returns nothing", "filed_by": "carol", "channel": "cli",
+        "opened_at_local": "Fri 26 Mar 2027 16:30 Europe/Paris",
+        "deadline_local": "Tue 30 Mar 2027 09:30 Europe/Paris", "first_response_minutes": 60,
+    },
+    "dispatch_requested": {
+        "tracking_number": "TC-ACME-2027-0001", "summary": "Search returns nothing",
+        "dispatch": {"reason": "disk controller", "estimated_cost": {"amount": "1800.00", "currency": "EUR"},
+                     "agreement_ref": "AGR-9", "requested_by": "tl-alice",
+                     "customer_due_local": "Wed 31 Mar 2027 17:00 Europe/Paris",
+                     "manager_due_local": "Tue 30 Mar 2027 17:00 Europe/Paris"},
+    },
+    "dispatch_booked": {
+        "technical_lead": ALICE, "tracking_number": "TC-ACME-2027-0001", "summary": "Search returns nothing",
+        "audience": "contacts",
+        "dispatch": {"reason": "disk controller", "estimated_cost": {"amount": "1800.00", "currency": "EUR"},
+                     "agreement_ref": "AGR-9", "engineer": "Dana Levy", "engineer_email": "dana@field.example",
+                     "booking_ref": "BK-0123456789"},
+    },
+    "dispatch_refused": {
+        "technical_lead": ALICE, "tracking_number": "TC-ACME-2027-0001", "summary": "Search returns nothing",
+        "state": "open", "refusal": "rule A4: dispatch #1 refused: the customer's approval was not given in time",
+        "dispatch": {"number": 1, "reason": "disk controller",
+                     "estimated_cost": {"amount": "1800.00", "currency": "EUR"}, "agreement_ref": "AGR-9",
+                     "customer_due_local": "Wed 31 Mar 2027 17:00 Europe/Paris",
+                     "manager_due_local": "Tue 30 Mar 2027 17:00 Europe/Paris"},
+    },
+    # The portal mails customer contacts a one-time sign-in link (issue 4).
+    "sign_in_link": {"name": "Carol Diaz", "link_url": "http://127.0.0.1:8000/login/link/abc", "expires_minutes": 15},
 }
 
 

@@ -133,12 +133,12 @@ async def test_migration_creates_exactly_the_tables_of_the_metadata(engine: Asyn
 async def test_upgrade_twice_is_a_noop_and_keeps_data(database_url: str) -> None:
     assert await current_revision(database_url) is None
     await upgrade(database_url)
-    assert await current_revision(database_url) == head_revision() == "0001"
+    assert await current_revision(database_url) == head_revision() is not None
     eng = make_engine(database_url)
     try:
         await seed_customer(make_session_factory(eng))
         await upgrade(database_url)
-        assert await current_revision(database_url) == "0001"
+        assert await current_revision(database_url) == head_revision()
         assert await count(make_session_factory(eng), CustomerRow) == 1
     finally:
         await eng.dispose()
@@ -147,18 +147,18 @@ async def test_upgrade_twice_is_a_noop_and_keeps_data(database_url: str) -> None
 async def test_concurrent_upgrades_on_start_do_not_collide(database_url: str) -> None:
     # Several workers and the portal start together and each calls upgrade().
     await asyncio.gather(*(upgrade(database_url) for _ in range(4)))
-    assert await current_revision(database_url) == "0001"
+    assert await current_revision(database_url) == head_revision()
 
 
 async def test_upgrade_sync_inside_a_running_loop(database_url: str) -> None:
     upgrade_sync(database_url)
-    assert await current_revision(database_url) == "0001"
+    assert await current_revision(database_url) == head_revision()
 
 
 def test_upgrade_sync_without_a_loop(sqlite_url: str) -> None:
     upgrade_sync(sqlite_url)
     upgrade_sync(sqlite_url)
-    assert asyncio.run(current_revision(sqlite_url)) == "0001"
+    assert asyncio.run(current_revision(sqlite_url)) == head_revision()
 
 
 # ---- idempotent writes -----------------------------------------------------------------

@@ -24,6 +24,9 @@ with workflow.unsafe.imports_passed_through():
         CloseWorkspace,
         DeadlineRequest,
         DeadlineSchedule,
+        DispatchBooking,
+        DispatchBookingRequest,
+        DispatchRecord,
         DocumentRef,
         EnrolmentCheckRequest,
         EnrolmentCheckResult,
@@ -37,6 +40,10 @@ with workflow.unsafe.imports_passed_through():
         ProjectionUpdate,
         RegisterProgramme,
         ReportDraft,
+        RequestOpened,
+        RequestProjection,
+        SlaEventRecord,
+        StatusChangeRecord,
         WorkspaceRef,
     )
     from domain.program import PeriodPlan
@@ -112,3 +119,30 @@ async def send_mail(req: MailRequest, summary: str) -> MailResult:
     # SMTP 5xx comes back as a non-retryable ApplicationError; callers catch it
     # (ActivityError) and record it, so a bad address never fails a programme.
     return await _call("send_mail", req, MailResult, summary, timeout_s=120)
+
+
+# ---- support requests (A4, C12) ---------------------------------------------------
+
+
+async def record_request_opened(req: RequestOpened, summary: str) -> Ack:
+    return await _call("record_request_opened", req, Ack, summary)
+
+
+async def save_request(req: RequestProjection, summary: str) -> Ack:
+    return await _call("save_request", req, Ack, summary)
+
+
+async def record_status_change(req: StatusChangeRecord, summary: str) -> Ack:
+    return await _call("record_status_change", req, Ack, summary)
+
+
+async def record_sla_event(req: SlaEventRecord, summary: str) -> Ack:
+    return await _call("record_sla_event", req, Ack, summary)
+
+
+async def record_dispatch(req: DispatchRecord, summary: str) -> Ack:
+    return await _call("record_dispatch", req, Ack, summary)
+
+
+async def book_dispatch(req: DispatchBookingRequest, summary: str) -> DispatchBooking:
+    return await _call("book_dispatch", req, DispatchBooking, summary, timeout_s=120)

@@ -1,0 +1,129 @@
+"""Activities of SupportRequestWorkflow: the request's rows in the database, and the
+on-site dispatch booking (rules A4, A6, C3, C12, C13).
+
+Every write is idempotent. Status changes and SLA events carry keys derived from the
+workflow ID and their place in the request's story; the request and dispatch rows are
+upserts guarded by the workflow time of the state they hold, so a retried or late
+activity never writes twice nor rolls a row back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from temporalio import activity
+
+from domain.activities import (
+    Ack,
+    DispatchBooking,
+    DispatchBookingRequest,
+    DispatchRecord,
+    RequestOpened,
+    RequestProjection,
+    SlaEventRecord,
+    StatusChangeRecord,
+)
+from domain.request import DispatchState
+from storage import repositories as repo
+from storage.db import SessionFactory
+
+
+@dataclass(frozen=True)
+class FieldEngineer:
+    name: str
+    email: str
+
+
+# The field-service roster this service books from. A real deployment swaps this for
+# its dispatch system's API behind the same activity.
+DEFAULT_FIELD_ENGINEERS: tuple[FieldEngineer, ...] = (
+    FieldEngineer("Field Engineer Dana Levy", "dana.levy@field.support.example"),
+    FieldEngineer("Field Engineer Omar Haddad", "omar.haddad@field.support.example"),
+    FieldEngineer("Field Engineer Ines Moreau", "ines.moreau@field.support.example"),
+)
+
+
+def booking_reference(idempotency_key: str) -> str:
+    """Same key, same booking reference: a retried booking finds the visit it booked."""
+    return "BK-" + hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:10].upper()
+
+
+class RequestActivities:
+    def __init__(self, session_factory: SessionFactory,
+                 engineers: Sequence[FieldEngineer] = DEFAULT_FIELD_ENGINEERS) -> None:
+        if not engineers:
+            raise ValueError("at least one field engineer is needed to book dispatches")
+        self._session_factory = session_factory
+        self._engineers = tuple(engineers)
+
+    @activity.defn
+    async def record_request_opened(self, opened: RequestOpened) -> Ack:
+        """Rule A4: the request's row, under its unique tracking number (C13 refusals included)."""
+        status = opened.status
+        async with self._session_factory() as session, session.begin():
+            await repo.ensure_customer(session, status.customer_id, opened.customer_name)
+            await repo.upsert_request(session, request=opened.request, period=opened.period, status=status,
+                                      now=opened.at)
+        return Ack(detail=f"request {status.tracking_number} recorded")
+
+    @activity.defn
+    async def save_request(self, projection: RequestProjection) -> Ack:
+        """Projection of the workflow's RequestStatus into `support_requests` (read by reports, A6)."""
+        async with self._session_factory() as session, session.begin():
+            row = await repo.upsert_request(session, request=projection.request, period=projection.period,
+                                            status=projection.status, now=projection.at)
+        return Ack(detail=f"request {row.tracking_number} saved ({row.state})")
+
+    @activity.defn
+    async def record_status_change(self, record: StatusChangeRecord) -> Ack:
+        """Rule A4: every status change, with who and when."""
+        async with self._session_factory() as session, session.begin():
+            result = await repo.append_status_change(session, tracking_number=record.tracking_number,
+                                                     change=record.change, idempotency_key=record.idempotency_key)
+        return Ack(detail=f"status change {result.row.id} " + ("recorded" if result.created else "already recorded"))
+
+    @activity.defn
+    async def record_sla_event(self, record: SlaEventRecord) -> Ack:
+        """Rule C12: every SLA event is stored (breaches show in the monthly report)."""
+        async with self._session_factory() as session, session.begin():
+            result = await repo.append_sla_event(session, tracking_number=record.tracking_number,
+                                                 event=record.event, idempotency_key=record.idempotency_key)
+        return Ack(detail=f"SLA event {record.event.kind} " + ("recorded" if result.created else "already recorded"))
+
+    @activity.defn
+    async def record_dispatch(self, record: DispatchRecord) -> Ack:
+        """Rule A4: the dispatch's approvals, refusal, booking and visit."""
+        async with self._session_factory() as session, session.begin():
+            row = await repo.upsert_dispatch(session, tracking_number=record.tracking_number,
+                                             customer_id=record.customer_id, seq=record.seq,
+                                             dispatch=record.dispatch, now=record.at)
+        return Ack(detail=f"dispatch {record.tracking_number}#{record.seq} {row.state}")
+
+    @activity.defn
+    async def book_dispatch(self, request: DispatchBookingRequest) -> DispatchBooking:
+        """Rule A4: book the on-site visit of an approved dispatch and store the booking.
+
+        The engineer and the booking reference follow from the idempotency key, so a
+        retry (or a worker killed mid-booking) books the same visit, never a second one.
+        A booking already stored for the dispatch wins.
+        """
+        digest = int(hashlib.sha256(request.idempotency_key.encode("utf-8")).hexdigest(), 16)
+        engineer = self._engineers[digest % len(self._engineers)]
+        async with self._session_factory() as session, session.begin():
+            existing = await repo.get_dispatch(session, request.tracking_number, request.seq)
+            if existing is not None and existing.booking_ref:
+                known = next((e for e in self._engineers if e.name == existing.engineer), engineer)
+                return DispatchBooking(engineer=known.name, engineer_email=known.email,
+                                       booking_ref=existing.booking_ref)
+            booking_ref = booking_reference(request.idempotency_key)
+            booked = request.dispatch.model_copy(update={
+                "state": DispatchState.booked, "engineer": engineer.name, "engineer_email": engineer.email,
+                "booking_ref": booking_ref})
+            await repo.upsert_dispatch(session, tracking_number=request.tracking_number,
+                                       customer_id=request.customer_id, seq=request.seq, dispatch=booked,
+                                       now=request.at)
+        activity.logger.info("dispatch %s#%s booked: %s with %s", request.tracking_number, request.seq,
+                             booking_ref, engineer.name)
+        return DispatchBooking(engineer=engineer.name, engineer_email=engineer.email, booking_ref=booking_ref)

@@ -1,0 +1,199 @@
+"""What the portal reads from the database (the system of record), shaped for pages and the API.
+
+The programme projection (`programmes.status`) is the workflow's last saved state;
+requests, their status history and SLA events come from the tables the request
+workflow writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import repositories as repo
+from storage.repositories import as_utc
+from storage.tables import BillableExtraRow, CustomerRow, DocumentRow, ProgrammeRow, SupportRequestRow
+
+DOCUMENT_KINDS: dict[str, str] = {
+    "welcome": "Welcome",
+    "kickoff_minutes": "Meeting minutes",
+    "communication_plan": "Communication plan",
+    "site_inventory": "Site inventory",
+    "configuration_findings": "Configuration findings",
+    "analysis_presentation": "Analysis presentation",
+    "monthly_report": "Monthly report",
+    "renewal_notice": "Notice",
+    "non_renewal_notice": "Notice",
+    "final_report": "Final report",
+}
+
+
+def _date(value: Any) -> date | None:
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return date.fromisoformat(value[:10])
+        except ValueError:
+            return None
+    return None
+
+
+@dataclass
+class ProgrammeView:
+    customer_id: str
+    customer_name: str
+    workflow_id: str
+    period: int
+    phase: str
+    technical_lead_id: str
+    technical_lead_name: str
+    period_start: date | None
+    period_end: date | None
+    non_renewal_deadline: date | None
+    open_steps: list[dict[str, Any]] = field(default_factory=list)
+    overdue_steps: list[dict[str, Any]] = field(default_factory=list)
+    non_renewal: dict[str, Any] | None = None
+    renewal_notice_sent: bool = False
+    updated_at: datetime | None = None
+
+    @property
+    def days_to_end(self) -> int | None:
+        return (self.period_end - date.today()).days if self.period_end else None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "customer_id": self.customer_id, "customer_name": self.customer_name, "workflow_id": self.workflow_id,
+            "period": self.period, "phase": self.phase, "technical_lead_id": self.technical_lead_id,
+            "period_start": self.period_start, "period_end": self.period_end,
+            "non_renewal_deadline": self.non_renewal_deadline,
+            "open_steps": [s["step"] for s in self.open_steps],
+            "overdue_steps": [s["step"] for s in self.overdue_steps],
+            "non_renewal": self.non_renewal,
+        }
+
+
+def programme_view(row: ProgrammeRow, customer_name: str | None = None) -> ProgrammeView:
+    status: dict[str, Any] = row.status or {}
+    plan = status.get("plan") or {}
+    renewal = status.get("renewal") or {}
+    steps = [s for s in status.get("steps", []) if isinstance(s, dict)]
+    open_steps = [s for s in steps if s.get("status") == "open"]
+    return ProgrammeView(
+        customer_id=row.customer_id, customer_name=customer_name or str(status.get("customer_name", row.customer_id)),
+        workflow_id=row.workflow_id, period=row.period, phase=row.phase, technical_lead_id=row.technical_lead_id,
+        technical_lead_name=str((status.get("technical_lead") or {}).get("name", row.technical_lead_id)),
+        period_start=row.period_start, period_end=row.period_end,
+        non_renewal_deadline=_date(renewal.get("non_renewal_deadline") or plan.get("non_renewal_deadline")),
+        open_steps=open_steps, overdue_steps=[s for s in open_steps if s.get("escalated")],
+        non_renewal=renewal.get("non_renewal"), renewal_notice_sent=bool(renewal.get("notice_sent")),
+        updated_at=as_utc(row.updated_at) if row.updated_at else None,
+    )
+
+
+async def programme_views(
+    session: AsyncSession, *, customer_ids: list[str] | None = None, phase: str | None = None, tl: str | None = None,
+    renewal_within_days: int | None = None, overdue: bool = False,
+) -> list[ProgrammeView]:
+    """Programmes for the operations pages, with their filters."""
+    stmt = (select(ProgrammeRow, CustomerRow.name).outerjoin(CustomerRow, CustomerRow.id == ProgrammeRow.customer_id)
+            .order_by(ProgrammeRow.customer_id).execution_options(populate_existing=True))
+    if customer_ids is not None:
+        stmt = stmt.where(ProgrammeRow.customer_id.in_(customer_ids))
+    if phase:
+        stmt = stmt.where(ProgrammeRow.phase == phase)
+    if tl:
+        stmt = stmt.where(ProgrammeRow.technical_lead_id == tl)
+    if renewal_within_days is not None:
+        stmt = stmt.where(ProgrammeRow.period_end.is_not(None),
+                          ProgrammeRow.period_end <= date.today() + timedelta(days=renewal_within_days))
+    views = [programme_view(row, name) for row, name in (await session.execute(stmt)).all()]
+    if overdue:
+        views = [v for v in views if v.overdue_steps]
+    return views
+
+
+async def documents(session: AsyncSession, customer_id: str) -> list[DocumentRow]:
+    """Newest first: what a contact opens the workspace for."""
+    rows = await repo.list_documents(session, customer_id)
+    return sorted(rows, key=lambda d: (as_utc(d.created_at), d.id), reverse=True)
+
+
+def sla_state(row: SupportRequestRow, now: datetime | None = None) -> tuple[str, str]:
+    """(label, tone) of the first-response clock (C12) of a stored request."""
+    return sla_of(row.state, row.first_response_deadline, row.first_response_at, row.sla_breached, now)
+
+
+def sla_of(state: str, deadline: datetime | None, responded_at: datetime | None, breached: bool,
+           now: datetime | None = None) -> tuple[str, str]:
+    now = now or datetime.now(UTC)
+    if responded_at is not None:
+        return ("responded late", "bad") if breached else ("met", "good")
+    if breached:
+        return "breached", "bad"
+    if state == "closed":
+        return "closed", "muted"
+    if deadline is not None:
+        left = as_utc(deadline) - now
+        minutes = int(left.total_seconds() // 60)
+        if minutes < 0:
+            return "breached", "bad"
+        return f"running, {minutes} min left", "warn" if minutes <= 15 else "info"
+    return "not started", "muted"
+
+
+def request_json(row: SupportRequestRow) -> dict[str, Any]:
+    label, _ = sla_state(row)
+    return {
+        "tracking_number": row.tracking_number, "customer_id": row.customer_id, "kind": row.kind,
+        "priority": row.priority, "summary": row.summary, "state": row.state, "opened_at": as_utc(row.opened_at),
+        "first_response_deadline": as_utc(row.first_response_deadline) if row.first_response_deadline else None,
+        "first_response_at": as_utc(row.first_response_at) if row.first_response_at else None,
+        "sla_breached": row.sla_breached, "sla": label, "filed_by": row.filed_by, "closure": row.closure,
+    }
+
+
+async def requests(session: AsyncSession, customer_id: str) -> list[SupportRequestRow]:
+    rows = await repo.list_requests(session, customer_id=customer_id)
+    return sorted(rows, key=lambda r: as_utc(r.opened_at), reverse=True)
+
+
+async def request_of(session: AsyncSession, customer_id: str, tracking_number: str) -> SupportRequestRow | None:
+    """`customer_id` must own the request: nobody reads another customer's request by its number."""
+    row = await repo.get_request(session, tracking_number)
+    return row if row is not None and row.customer_id == customer_id else None
+
+
+@dataclass
+class RequestDetail:
+    row: SupportRequestRow
+    history: list[Any]
+    sla_events: list[Any]
+    dispatches: list[Any]
+
+
+async def request_detail(session: AsyncSession, row: SupportRequestRow) -> RequestDetail:
+    return RequestDetail(row=row, history=await repo.list_status_changes(session, row.tracking_number),
+                         sla_events=await repo.list_sla_events(session, tracking_number=row.tracking_number),
+                         dispatches=await repo.list_dispatches(session, tracking_number=row.tracking_number))
+
+
+async def billable_extras(session: AsyncSession, customer_ids: list[str] | None = None) -> list[BillableExtraRow]:
+    stmt = (select(BillableExtraRow).order_by(BillableExtraRow.recorded_at.desc(), BillableExtraRow.id.desc())
+            .execution_options(populate_existing=True))
+    if customer_ids is not None:
+        stmt = stmt.where(BillableExtraRow.customer_id.in_(customer_ids))
+    return list((await session.execute(stmt)).scalars())
+
+
+async def notices(session: AsyncSession, customer_ids: list[str] | None = None) -> list[DocumentRow]:
+    """Renewal and non-renewal notices filed in workspaces (C14, C16), newest first."""
+    stmt = (select(DocumentRow).where(DocumentRow.kind.in_(["renewal_notice", "non_renewal_notice"]))
+            .order_by(DocumentRow.created_at.desc(), DocumentRow.id.desc()))
+    if customer_ids is not None:
+        stmt = stmt.where(DocumentRow.customer_id.in_(customer_ids))
+    return list((await session.execute(stmt)).scalars())

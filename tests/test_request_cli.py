@@ -1,0 +1,167 @@
+"""`techconnect request ...` as a real subprocess against the Temporal dev server, the real
+worker, SQLite and an SMTP sink on loopback (rules A1, A4, C12, C13, E1).
+
+The worker runs in this module's event loop, so every subprocess is awaited with asyncio
+(a blocking `subprocess.run` would freeze the worker the CLI is talking to).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import pytest_asyncio
+from temporalio.testing import WorkflowEnvironment
+
+from domain.naming import request_workflow_id
+from domain.request import RequestStatus
+from storage import repositories as repo
+from tests.harness import Stack, add_subscription, enrolment, stack, start_dev_server
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PARIS = ZoneInfo("Europe/Paris")
+
+
+@dataclass
+class Run:
+    args: tuple[str, ...]
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    def __str__(self) -> str:
+        return f"{' '.join(self.args)} -> exit {self.code}\nstdout: {self.out}\nstderr: {self.err}"
+
+
+@dataclass
+class Cli:
+    env: dict[str, str]
+
+    async def __call__(self, *args: str) -> Run:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "starter.cli", *args, cwd=PROJECT_ROOT, env=self.env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), 60)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+        assert proc.returncode is not None
+        run = Run(args, proc.returncode, out.decode(), err.decode())
+        assert "Traceback" not in run.err, str(run)
+        return run
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def st(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    env: WorkflowEnvironment = await start_dev_server()
+    tmp = tmp_path_factory.mktemp("request-cli")
+    try:
+        async with stack(env, f"sqlite+aiosqlite:///{tmp / 'techconnect.db'}", tmp) as s:
+            yield s
+    finally:
+        await env.shutdown()
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def cli(st: Stack) -> Cli:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "TECHCONNECT_"))} | {
+        "TEMPORAL_ADDRESS": st.client.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": st.client.namespace,
+        "TECHCONNECT_DATABASE_URL": st.database_url,
+        "TECHCONNECT_TASK_QUEUE": st.task_queue,
+        "TECHCONNECT_SMTP_PORT": str(st.settings.smtp_port),
+        "TECHCONNECT_DATA_DIR": str(st.settings.data_dir),
+        "COLUMNS": "200",  # rich wraps long messages at 80 columns otherwise
+    }
+    return Cli(env=env)
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15) -> Any:  # noqa: ASYNC109
+    """Visibility lags the workflow by about a second."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+        await asyncio.sleep(0.3)
+
+
+OPEN = ("--kind", "support", "--priority", "high", "--summary", "Search returns no results", "--by", "carol")
+
+
+async def test_e1_c12_open_for_a_customer_without_live_programme_exits_2_naming_the_rule(cli: Cli) -> None:
+    run = await cli("request", "open", "nobody", *OPEN)
+    assert run.code == 2, str(run)
+    assert "rule E1/C12: customer nobody has no live TechConnect programme" in run.err, str(run)
+
+
+async def test_c13_customisation_without_agreement_exits_2(cli: Cli) -> None:
+    run = await cli("request", "open", "acme", *OPEN, "--customisation")
+    assert run.code == 2 and "rule C13" in run.err, str(run)
+
+
+async def test_a4_a1_open_prints_the_tracking_number_and_the_tl_is_mailed(st: Stack, cli: Cli) -> None:
+    today = datetime.now(PARIS).date()
+    await add_subscription(st.sessions, "acme", today - timedelta(days=30), today + timedelta(days=800))
+    await st.start(enrolment("acme", today))
+    programme = await st.wait_enrolled("acme")
+
+    run = await cli("request", "open", "acme", *OPEN)
+    assert run.code == 0, str(run)
+    year = datetime.now(PARIS).year
+    match = re.search(r"TC-ACME-\d{4}-\d{4}", run.out)
+    assert match is not None and match.group(0) == f"TC-ACME-{year}-0001", str(run)  # rule A4
+    number = match.group(0)
+
+    # rules A1, A4: the TL's mail arrives through the SMTP sink on loopback.
+    mails = await st.sink.wait_for(lambda m: number in str(m["Subject"]), timeout=20)
+    assert programme.technical_lead.email in str(mails[0]["To"])
+    assert mails[0]["X-TechConnect-Template"] == "request_opened"
+
+    # The next request of the customer gets the next number; --json is machine-readable.
+    second = await cli("request", "open", "acme", "--kind", "advisory", "--priority", "low", "--summary",
+                       "Upgrade advice", "--json")
+    assert second.code == 0, str(second)
+    assert second.json()["tracking_number"] == f"TC-ACME-{year}-0002"
+
+    # Steps by Update: a refusal names its rule (exit 2), a step returns the new state.
+    refused = await cli("request", "accept", number, "--by", "carol")
+    assert refused.code == 2 and "rule A4" in refused.err, str(refused)
+    answered = await cli("request", "respond", number, "--by", "rep-sam", "--message", "On it", "--json")
+    assert answered.code == 0, str(answered)
+    s = RequestStatus.model_validate(answered.json())
+    assert s.first_response_by == "rep-sam" and [e.kind for e in s.sla_events][-1] in ("met", "responded_late")
+    pended = await cli("request", "pend", number, "--by", "rep-sam", "--reason", "waiting for logs")
+    assert pended.code == 0 and "pending" in pended.out, str(pended)
+
+    shown = await cli("request", "show", number, "--json")
+    assert shown.code == 0 and shown.json()["pending_reason"] == "waiting for logs", str(shown)
+    async with st.sessions() as session:
+        changes = await repo.list_status_changes(session, number)
+    assert [(c.to_state, c.by) for c in changes] == [("open", "carol"), ("pending", "rep-sam")]
+
+    async def listed() -> None:
+        rows = (await cli("request", "list", "--customer", "acme", "--state", "pending", "--json")).json()
+        assert [r["tracking_number"] for r in rows] == [number], rows
+    await eventually(listed)
+    assert (await st.client.get_workflow_handle(request_workflow_id(number)).describe()).workflow_type == \
+        "SupportRequestWorkflow"

@@ -1,0 +1,354 @@
+"""Running at scale on the real dev server: three `python worker.py` processes share one task
+queue; one is killed with SIGKILL half-way through the steps; nothing is lost, no mail goes
+out twice, and each worker's /metrics serves the Temporal SDK's and our business metrics.
+
+The database is a fresh PostgreSQL database (what compose runs), or a SQLite file when no
+PostgreSQL is reachable outside CI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import pytest_asyncio
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
+from temporalio.api.enums.v1 import EventType, PendingActivityState, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from domain.naming import SA_CUSTOMER_ID, program_workflow_id
+from domain.policy import ProgramPolicy
+from domain.program import Phase, ProgramInput, ProgramStatus
+from starter.smtp_sink import SmtpSink
+from storage.db import SessionFactory, make_engine, make_session_factory
+from storage.migrate import upgrade
+from storage.tables import OutboxRow
+from tests.conftest import PG_ADMIN_DSN, _pg_admin, free_port
+from tests.harness import add_subscription, enrolment, start_dev_server
+
+ROOT = Path(__file__).resolve().parent.parent
+PARIS = ZoneInfo("Europe/Paris")
+PROGRAMMES = 20
+WORKERS = 3
+
+
+@pytest_asyncio.fixture
+async def shared_db(tmp_path: Path) -> AsyncIterator[str]:
+    """A database the worker processes share: PostgreSQL, else (outside CI) a SQLite file."""
+    name = f"tc_scale_{uuid.uuid4().hex[:10]}"
+    try:
+        await _pg_admin(f'CREATE DATABASE "{name}"')
+    except (TimeoutError, OSError) as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL at {PG_ADMIN_DSN} is unreachable in CI: {exc}")
+        yield f"sqlite+aiosqlite:///{tmp_path / 'techconnect.db'}"
+        return
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --------------------------------------------------------------------- worker processes
+@dataclass
+class WorkerProcess:
+    proc: asyncio.subprocess.Process
+    metrics_port: int
+    log: Path
+
+    @property
+    def identity(self) -> str:
+        # The SDK's default identity, `<pid>@<hostname>`, recorded on every task it starts.
+        import socket
+
+        return f"{self.proc.pid}@{socket.gethostname()}"
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
+            body: bytes = r.read()
+        return body.decode()
+
+    def tail(self, lines: int = 30) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def worker_env(target: str, database_url: str, task_queue: str, smtp_port: int, metrics_port: int,
+               data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "TECHCONNECT_"))}
+    env.update({
+        "TEMPORAL_ADDRESS": target,
+        "TECHCONNECT_DATABASE_URL": database_url,
+        "TECHCONNECT_TASK_QUEUE": task_queue,
+        "TECHCONNECT_SMTP_HOST": "127.0.0.1",
+        "TECHCONNECT_SMTP_PORT": str(smtp_port),
+        "TECHCONNECT_METRICS_HOST": "127.0.0.1",
+        "TECHCONNECT_METRICS_PORT": str(metrics_port),
+        "TECHCONNECT_DATA_DIR": str(data_dir),
+        "TECHCONNECT_WORKER_GRACEFUL_SHUTDOWN_SECONDS": "5",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+async def spawn_worker(tmp: Path, n: int, **env: str | int) -> WorkerProcess:
+    port = free_port()
+    log = tmp / f"worker-{n}.log"
+    e = worker_env(metrics_port=port, data_dir=tmp / f"worker-{n}", **env)  # type: ignore[arg-type]
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "worker.py", cwd=ROOT, env=e,
+                                                    stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out)
+    return WorkerProcess(proc=proc, metrics_port=port, log=log)
+
+
+async def pollers(client: Client, task_queue: str) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
+        resp = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+            namespace=client.namespace, task_queue=TaskQueue(name=task_queue), task_queue_type=kind))
+        out[TaskQueueType.Name(kind)] = {p.identity for p in resp.pollers}
+    return out
+
+
+async def wait_for(predicate: Callable[[], object], what: str, within: float = 45.0,
+                   workers: list[WorkerProcess] | None = None) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            logs = "\n".join(f"--- worker {w.identity}\n{w.tail()}" for w in workers or [])
+            raise AssertionError(f"timed out waiting for {what}\n{logs}")
+        await asyncio.sleep(0.25)
+
+
+# ------------------------------------------------------------------------------ helpers
+async def start_programme(client: Client, task_queue: str, customer_id: str, today: date) -> WorkflowHandle[
+        object, object]:
+    e = enrolment(customer_id, today)
+    return await client.start_workflow(
+        "ProgramWorkflow", ProgramInput(enrolment=e, policy=ProgramPolicy()),
+        id=program_workflow_id(customer_id), task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL, static_summary=f"Programme of {e.customer.name}",
+        search_attributes=TypedSearchAttributes([SearchAttributePair(SA_CUSTOMER_ID, customer_id)]))
+
+
+async def status(client: Client, customer_id: str) -> ProgramStatus:
+    result: ProgramStatus = await client.get_workflow_handle(program_workflow_id(customer_id)).query(
+        "get_status", result_type=ProgramStatus)
+    return result
+
+
+async def fail_attempts_of_dead_worker(client: Client, task_queue: str, dead: str) -> list[str]:
+    """Stand in for the start-to-close timeout (60-120 s) of the attempts the killed worker held.
+
+    In production the timeout does this by itself; the test fails those attempts by ID so the
+    retry (same idempotency key) runs on a live worker at once.
+    """
+    failed: list[str] = []
+    async for wf in client.list_workflows(f'TaskQueue="{task_queue}" AND ExecutionStatus="Running"'):
+        desc = await client.get_workflow_handle(wf.id, run_id=wf.run_id).describe()
+        for pa in desc.raw_description.pending_activities:
+            if pa.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED and pa.last_worker_identity == dead:
+                handle = client.get_async_activity_handle(workflow_id=wf.id, run_id=wf.run_id,
+                                                          activity_id=pa.activity_id)
+                with contextlib.suppress(RPCError):  # it may have completed in between
+                    await handle.fail(ApplicationError("worker killed with SIGKILL (test)"))
+                    failed.append(pa.activity_type.name)
+    return failed
+
+
+async def task_identities(client: Client, workflow_id: str) -> Counter[str]:
+    seen: Counter[str] = Counter()
+    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            seen[event.activity_task_started_event_attributes.identity] += 1
+        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            # (not WORKFLOW_TASK_STARTED: a speculative task for an Update records no identity there)
+            seen[event.workflow_task_completed_event_attributes.identity] += 1
+    return seen
+
+
+async def outbox(sessions: SessionFactory) -> list[OutboxRow]:
+    async with sessions() as session:
+        return list((await session.scalars(select(OutboxRow))).all())
+
+
+def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        out.setdefault(family.name, [])
+        for s in family.samples:
+            out.setdefault(s.name, []).append((dict(s.labels), float(s.value)))
+    return out
+
+
+# -------------------------------------------------------------------------------- tests
+@pytest.mark.slow
+async def test_three_workers_share_the_load_and_survive_a_kill(
+        shared_db: str, tmp_path: Path, report_figure: Callable[[str, object], None]) -> None:
+    began = time.monotonic()
+    await upgrade(shared_db)  # once, before the workers: they find the schema at head
+    engine = make_engine(shared_db)
+    sessions = make_session_factory(engine)
+    env: WorkflowEnvironment = await start_dev_server()
+    sink = SmtpSink(host="127.0.0.1", port=free_port())
+    workers: list[WorkerProcess] = []
+    sweeper: asyncio.Task[None] | None = None
+    try:
+        await asyncio.to_thread(sink.start)
+        client = env.client
+        task_queue = f"scale-{uuid.uuid4().hex[:8]}"
+        common = {"target": client.service_client.config.target_host, "database_url": shared_db,
+                  "task_queue": task_queue, "smtp_port": sink.port}
+        workers = list(await asyncio.gather(*(spawn_worker(tmp_path, n, **common) for n in range(WORKERS))))
+        identities = {w.identity for w in workers}
+
+        async def all_polling() -> bool:
+            seen = await pollers(client, task_queue)
+            return all(identities <= ids for ids in seen.values())
+
+        await wait_for(all_polling, "three workers polling", workers=workers)
+
+        today = datetime.now(PARIS).date()
+        customers = [f"scale-{i:02d}" for i in range(PROGRAMMES)]
+        for cid in customers:
+            await add_subscription(sessions, cid, today - timedelta(days=30), today + timedelta(days=400))
+        await asyncio.gather(*(start_programme(client, task_queue, cid, today) for cid in customers))
+
+        async def all_enrolled() -> bool:
+            phases = await asyncio.gather(*(status(client, c) for c in customers))
+            return all(s.phase != Phase.enrolling for s in phases)
+
+        await wait_for(all_enrolled, "every programme past enrolment", workers=workers)
+
+        # First steps by Update; SIGKILL one worker when half of them are done.
+        meeting = datetime.combine(today + timedelta(days=3), datetime.min.time(), PARIS).replace(hour=10)
+
+        async def schedule(cid: str) -> ProgramStatus:
+            result: ProgramStatus = await client.get_workflow_handle(program_workflow_id(cid)).execute_update(
+                "schedule_kickoff", {"by": "tl-alice", "meeting_at": meeting.isoformat(), "attendance": "remote"},
+                result_type=ProgramStatus)
+            return result
+
+        victim = workers[0]
+        failed: list[str] = []
+
+        async def sweep() -> None:  # until the end of the test: attempts the dead worker held
+            while True:
+                failed.extend(await fail_attempts_of_dead_worker(client, task_queue, victim.identity))
+                await asyncio.sleep(1)
+
+        updates = [asyncio.create_task(schedule(cid)) for cid in customers]
+        for done, finished in enumerate(asyncio.as_completed(updates), start=1):
+            await finished
+            if done == PROGRAMMES // 2:
+                victim.proc.send_signal(signal.SIGKILL)
+                await victim.proc.wait()
+                sweeper = asyncio.create_task(sweep())
+        assert victim.proc.returncode == -signal.SIGKILL
+
+        # Every programme reached the expected state ...
+        for cid in customers:
+            s = await status(client, cid)
+            assert s.phase == Phase.onboarding, (cid, s.phase)
+            kickoff = s.step("schedule_kickoff")
+            assert kickoff is not None and kickoff.status == "done" and kickoff.done_by == "tl-alice", cid
+            nxt = s.step("complete_kickoff")
+            assert nxt is not None and nxt.status == "open", cid
+
+        # ... every mail the workflows asked for went out (the outbox says sent) ...
+        async def outbox_drained() -> bool:
+            rows = await outbox(sessions)
+            kickoffs = {r.customer_id for r in rows if r.template == "kickoff_scheduled"}
+            return len(kickoffs) == PROGRAMMES and all(r.status == "sent" for r in rows)
+
+        await wait_for(outbox_drained, "every outbox row sent", workers=workers[1:])
+        assert sweeper is not None
+        sweeper.cancel()
+        rows = await outbox(sessions)
+
+        # ... and reached the mailbox exactly once.
+        delivered = Counter(str(m["Message-ID"]).strip() for m in sink.messages)
+        assert {r.message_id for r in rows} == set(delivered), "outbox and mailbox disagree"
+        assert all(n == 1 for n in delivered.values())
+        for cid in customers:
+            welcome = [m for m in sink.messages
+                       if m["X-TechConnect-Template"] == "welcome" and m["X-TechConnect-Customer"] == cid]
+            assert len(welcome) == 1, (cid, len(welcome))
+        # A resend can only come from a send_mail attempt the kill interrupted; the mailbox dropped it.
+        assert len(sink.duplicates) <= failed.count("send_mail"), (len(sink.duplicates), failed)
+        assert sink.received == len(sink.messages) + len(sink.duplicates)
+
+        # The work was spread over the workers (identities recorded in the histories).
+        per_worker: Counter[str] = Counter()
+        for cid in customers:
+            per_worker.update(await task_identities(client, program_workflow_id(cid)))
+        assert set(per_worker) <= identities
+        assert len(per_worker) >= 2, per_worker
+        for survivor in workers[1:]:
+            assert per_worker[survivor.identity] > 0, (survivor.identity, per_worker)
+
+        # Each survivor's /metrics: SDK metrics and ours.
+        texts = [await asyncio.to_thread(w.metrics) for w in workers[1:]]
+        for text in texts:
+            m = samples(text)
+            assert any(n.startswith("temporal_workflow_task_") for n in m), sorted(m)[:20]
+            assert any(n.startswith("temporal_activity_") for n in m), sorted(m)[:20]
+            assert {"temporal_num_pollers", "temporal_worker_task_slots_available"} <= set(m)
+            phases = {labels["phase"]: v for labels, v in m["techconnect_programmes"]}
+            assert phases[Phase.onboarding.value] == PROGRAMMES and phases[Phase.closed.value] == 0
+            assert m["techconnect_business_metrics_up"] == [({}, 1.0)]
+            for name in ("techconnect_overdue_steps", "techconnect_support_requests",
+                         "techconnect_sla_warnings_total", "techconnect_sla_breaches_total",
+                         "techconnect_mails_failed"):
+                assert name in m, name
+        sent_by_survivors = sum(v for t in texts for _, v in samples(t).get("techconnect_mails_sent_total", []))
+        assert 0 < sent_by_survivors <= len(rows)
+
+        # SIGTERM: graceful shutdown, exit code 0.
+        for w in workers[1:]:
+            w.proc.send_signal(signal.SIGTERM)
+        codes = await asyncio.wait_for(asyncio.gather(*(w.proc.wait() for w in workers[1:])), 30)
+        assert codes == [0, 0], "\n".join(w.tail() for w in workers[1:])
+
+        report_figure("scale test", f"{PROGRAMMES} programmes, {WORKERS} workers (1 SIGKILLed), "
+                      f"tasks per worker {sorted(per_worker.values(), reverse=True)}, "
+                      f"{len(rows)} mails, {len(failed)} attempt(s) of the dead worker retried, "
+                      f"{len(sink.duplicates)} duplicate(s) dropped, {time.monotonic() - began:.1f} s, "
+                      f"{'PostgreSQL' if shared_db.startswith('postgresql') else 'SQLite'}")
+    finally:
+        if sweeper is not None:
+            sweeper.cancel()
+        for w in workers:
+            if w.proc.returncode is None:
+                w.proc.kill()
+                await w.proc.wait()
+        await asyncio.to_thread(sink.stop)
+        await env.shutdown()
+        await engine.dispose()
+

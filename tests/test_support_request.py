@@ -1,0 +1,453 @@
+"""SupportRequestWorkflow on the time-skipping server, with the real worker, SQLite and
+SMTP on loopback: the C12 first-response clock on business calendars (holidays, DST,
+out-of-hours agreements), warning and escalation at the right simulated times, the A4
+life of a request (pending, proposal, acceptance, written acceptance, every status
+change stored), on-site dispatch with its approvals and billing (A4, C3), and C13."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import holidays
+import pytest
+import pytest_asyncio
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError
+
+from domain.errors import RuleRefused
+from domain.naming import SA_CUSTOMER_ID, SA_REQUEST_STATE, SA_SLA_BREACHED, request_workflow_id
+from domain.program import ProgramStatus
+from domain.request import (
+    NewRequest,
+    RequestInput,
+    RequestResult,
+    RequestState,
+    RequestStatus,
+)
+from starter.requests import open_request
+from storage import repositories as repo
+from tests.harness import Stack, add_subscription, enrolment, stack, start_time_skipping
+from tests.test_program_refusals import assert_no_trace, history_len
+
+PARIS = ZoneInfo("Europe/Paris")
+NEW_YORK = ZoneInfo("America/New_York")
+UTC = ZoneInfo("UTC")
+
+
+@pytest_asyncio.fixture
+async def st(tmp_path: Path, sqlite_url: str) -> AsyncIterator[Stack]:
+    env = await start_time_skipping()
+    try:
+        async with stack(env, sqlite_url, tmp_path) as s:
+            yield s
+    finally:
+        await env.shutdown()
+
+
+# ------------------------------------------------------------------------------ helpers
+async def live_programme(st: Stack, customer: str = "acme", *, tz: ZoneInfo = PARIS, country: str = "FR",
+                         out_of_hours: str | None = None) -> ProgramStatus:
+    """A programme whose period starts today (simulated) and a subscription covering it (E1)."""
+    today = (await st.now()).astimezone(tz).date()
+    await add_subscription(st.sessions, customer, today - timedelta(days=30), today + timedelta(days=800))
+    await st.start(enrolment(customer, today, calendar={
+        "timezone": str(tz), "country": country, "out_of_hours_agreement_ref": out_of_hours}))
+    return await st.wait_enrolled(customer)
+
+
+def new_request(customer: str = "acme", **overrides: Any) -> NewRequest:
+    data: dict[str, Any] = {"customer_id": customer, "kind": "support", "priority": "high",
+                            "summary": "Search returns no results since the patch", "filed_by": "carol"}
+    data.update(overrides)
+    return NewRequest.model_validate(data)
+
+
+async def file(st: Stack, customer: str = "acme", at: datetime | None = None,
+               **overrides: Any) -> tuple[str, WorkflowHandle[Any, Any]]:
+    """File a request the way the CLI does, at `at` (the simulated instant just slept to) or
+    now; wait until its clock is set."""
+    settings = st.settings.model_copy(update={"task_queue": st.task_queue})
+    if at is not None:
+        await st.sleep_until(at)
+    number = await open_request(st.client, settings, new_request(customer, **overrides), now=at or await st.now(),
+                                sessions=st.sessions)
+    h = st.client.get_workflow_handle(request_workflow_id(number))
+    for _ in range(200):
+        s = await status(h)
+        if s.first_response_deadline is not None or s.state == RequestState.closed:
+            return number, h
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{number} never computed its deadline")
+
+
+async def status(h: WorkflowHandle[Any, Any]) -> RequestStatus:
+    result: RequestStatus = await h.query("get_status", result_type=RequestStatus)
+    return result
+
+
+async def update(h: WorkflowHandle[Any, Any], name: str, **payload: Any) -> RequestStatus:
+    result: RequestStatus = await h.execute_update(name, payload, result_type=RequestStatus)
+    return result
+
+
+def at_local(d: date, hh: int, mm: int, tz: ZoneInfo = PARIS) -> datetime:
+    return datetime.combine(d, time(hh, mm), tz).astimezone(UTC)
+
+
+def next_plain_friday(after: datetime, tz: ZoneInfo = PARIS, country: str = "FR") -> date:
+    """The next Friday (at least a day away) with no public holiday on it nor on the Monday after."""
+    days = holidays.country_holidays(country, years=range(after.year, after.year + 2))
+    d = after.astimezone(tz).date() + timedelta(days=1)
+    while d.isoweekday() != 5 or d in days or d + timedelta(days=3) in days:
+        d += timedelta(days=1)
+    return d
+
+
+def subjects(st: Stack) -> list[str]:
+    return [str(m["Subject"]) for m in st.sink.messages]
+
+
+def sent_to(st: Stack, needle: str, address: str) -> list[EmailMessage]:
+    return [m for m in st.mails(needle) if address in str(m["To"])]
+
+
+async def sla_kinds(st: Stack, number: str) -> list[str]:
+    async with st.sessions() as s:
+        return [e.kind for e in await repo.list_sla_events(s, tracking_number=number)]
+
+
+async def search_attributes(h: WorkflowHandle[Any, Any]) -> TypedSearchAttributes:
+    return (await h.describe()).typed_search_attributes
+
+
+async def eventually(check: Any, timeout: float = 10) -> Any:  # noqa: ASYNC109
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+# ------------------------------------------------------------------------- rule C12: clock
+async def test_c12_friday_afternoon_request_is_due_monday_morning_warned_and_escalated(st: Stack) -> None:
+    """Filed Friday 16:30 Paris: due Monday 09:30, warning at 09:15 to the desk and the TL,
+    escalation at 09:30 to the support manager and the TL; SlaBreached becomes true."""
+    prog = await live_programme(st)
+    friday = next_plain_friday(await st.now())
+    number, h = await file(st, at=at_local(friday, 16, 30))
+    assert number == f"TC-ACME-{friday.year}-0001"  # rule A4
+    s = await status(h)
+    monday = friday + timedelta(days=3)
+    assert s.first_response_deadline == at_local(monday, 9, 30)
+    assert s.first_response_warning_at == at_local(monday, 9, 15)
+
+    # rules A1, A4: the TL is told at once.
+    opened = await st.sink.wait_for(lambda m: number in str(m["Subject"]) and "New" in str(m["Subject"]))
+    assert prog.technical_lead.email in str(opened[0]["To"])
+    p = st.policy
+
+    await st.sleep_until(at_local(monday, 9, 14))
+    await asyncio.sleep(0.5)
+    assert not st.mails("First response due"), subjects(st)
+    await st.sleep_until(at_local(monday, 9, 16))
+    warning = await st.sink.wait_for(lambda m: "First response due" in str(m["Subject"]))
+    assert p.support_desk_mailbox in str(warning[0]["To"]) and prog.technical_lead.email in str(warning[0]["Cc"])
+    assert (await search_attributes(h)).get(SA_SLA_BREACHED) is False
+
+    await st.sleep_until(at_local(monday, 9, 29))
+    await asyncio.sleep(0.5)
+    assert not st.mails("SLA breached"), subjects(st)
+    await st.sleep_until(at_local(monday, 9, 31))
+    breach = await st.sink.wait_for(lambda m: "SLA breached" in str(m["Subject"]))
+    assert p.support_manager_mailbox in str(breach[0]["To"]) and prog.technical_lead.email in str(breach[0]["Cc"])
+
+    async def breached() -> None:
+        sa = await search_attributes(h)
+        assert sa.get(SA_SLA_BREACHED) is True and sa.get(SA_REQUEST_STATE) == "open"
+    await eventually(breached)
+    assert await sla_kinds(st, number) == ["started", "warned", "breached"]
+    async with st.sessions() as session:
+        events = await repo.list_sla_events(session, tracking_number=number)
+        row = await repo.get_request(session, number)
+    # The events happened at the simulated instants, not merely in that order.
+    assert abs(repo.as_utc(events[1].at) - at_local(monday, 9, 15)) < timedelta(minutes=1)
+    assert abs(repo.as_utc(events[2].at) - at_local(monday, 9, 30)) < timedelta(minutes=1)
+    assert row is not None and row.sla_breached and repo.as_utc(row.first_response_deadline) == at_local(  # type: ignore[arg-type]
+        monday, 9, 30)
+
+    # A late answer is recorded as such (C12), the breach stays.
+    s = await update(h, "respond", by="rep-sam", message="Looking at it now")
+    assert s.first_response_by == "rep-sam" and s.sla_breached
+    assert await sla_kinds(st, number) == ["started", "warned", "breached", "responded_late"]
+
+
+async def test_c12_friday_before_easter_monday_is_due_tuesday_across_dst(st: Stack) -> None:
+    """2027-03-26 16:30 CET: Easter Monday is a French holiday and Paris moves to CEST on the
+    Sunday, so the deadline is Tuesday 09:30 CEST (07:30 UTC, not 08:30)."""
+    await st.sleep_until(at_local(date(2027, 3, 26), 10, 0))
+    await live_programme(st)
+    number, h = await file(st, at=at_local(date(2027, 3, 26), 16, 30))
+    assert number == "TC-ACME-2027-0001"
+    s = await status(h)
+    assert s.first_response_deadline == datetime(2027, 3, 30, 7, 30, tzinfo=UTC)
+    assert s.first_response_deadline == at_local(date(2027, 3, 30), 9, 30)
+    assert s.first_response_warning_at == at_local(date(2027, 3, 30), 9, 15)
+    # Easter Monday 09:00-10:00 local passes without any SLA mail.
+    await st.sleep_until(at_local(date(2027, 3, 29), 12, 0))
+    await asyncio.sleep(0.5)
+    assert not st.mails("First response due") and not st.mails("SLA breached"), subjects(st)
+
+
+async def test_c12_new_york_clock_across_us_dst_warns_and_escalates_at_the_local_hour(st: Stack) -> None:
+    """America/New_York, US holidays: filed Friday 2027-03-12 16:30 EST; clocks go forward on
+    Sunday 14 March; due Monday 09:30 EDT (13:30 UTC). Warning and breach fire at those hours."""
+    await st.sleep_until(at_local(date(2027, 3, 12), 10, 0, NEW_YORK))
+    await live_programme(st, "globex", tz=NEW_YORK, country="US")
+    number, h = await file(st, "globex", at=at_local(date(2027, 3, 12), 16, 30, NEW_YORK))
+    s = await status(h)
+    assert s.first_response_deadline == datetime(2027, 3, 15, 13, 30, tzinfo=UTC)
+    assert s.first_response_warning_at == datetime(2027, 3, 15, 13, 15, tzinfo=UTC)
+    monday = date(2027, 3, 15)
+    await st.sleep_until(at_local(monday, 9, 14, NEW_YORK))
+    await asyncio.sleep(0.5)
+    assert not st.mails("First response due"), subjects(st)
+    await st.sleep_until(at_local(monday, 9, 16, NEW_YORK))
+    await st.sink.wait_for(lambda m: "First response due" in str(m["Subject"]))
+    await st.sleep_until(at_local(monday, 9, 29, NEW_YORK))
+    await asyncio.sleep(0.5)
+    assert not st.mails("SLA breached"), subjects(st)
+    await st.sleep_until(at_local(monday, 9, 31, NEW_YORK))
+    await st.sink.wait_for(lambda m: "SLA breached" in str(m["Subject"]))
+    await eventually(lambda: _assert_breached(h))
+    assert await sla_kinds(st, number) == ["started", "warned", "breached"]
+
+
+async def _assert_breached(h: WorkflowHandle[Any, Any]) -> None:
+    assert (await search_attributes(h)).get(SA_SLA_BREACHED) is True
+
+
+async def test_c12_out_of_hours_agreement_runs_the_clock_round_the_clock(st: Stack) -> None:
+    """With an out-of-hours agreement a Friday 16:30 request is due Friday 17:30 (24x7)."""
+    await live_programme(st, out_of_hours="OOH-2027-3")
+    friday = next_plain_friday(await st.now())
+    number, h = await file(st, at=at_local(friday, 16, 30))
+    s = await status(h)
+    assert s.first_response_deadline == at_local(friday, 17, 30)
+    assert s.first_response_warning_at == at_local(friday, 17, 15)
+    await st.sleep_until(at_local(friday, 17, 31))
+    await st.sink.wait_for(lambda m: "SLA breached" in str(m["Subject"]) and number in str(m["Subject"]))
+    assert await sla_kinds(st, number) == ["started", "warned", "breached"]
+
+
+async def test_c12_answer_in_time_records_met_and_sends_no_escalation(st: Stack) -> None:
+    await live_programme(st)
+    friday = next_plain_friday(await st.now())
+    number, h = await file(st, at=at_local(friday, 10, 0))
+    s = await status(h)
+    assert s.first_response_deadline == at_local(friday, 11, 0)
+    await st.sleep_until(at_local(friday, 10, 20))
+    s = await update(h, "respond", by="rep-sam", message="We are on it")
+    assert s.first_response_by == "rep-sam" and not s.sla_breached
+    await st.sleep_until(at_local(friday, 12, 0))
+    await asyncio.sleep(0.5)
+    assert await sla_kinds(st, number) == ["started", "met"]
+    assert not st.mails("First response due") and not st.mails("SLA breached"), subjects(st)
+    assert (await search_attributes(h)).get(SA_SLA_BREACHED) is False
+    # A second "first response" is refused without a trace.
+    before = await history_len(h)
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await update(h, "respond", by="rep-kim", message="again")
+    assert "answered already by rep-sam" in str(err.value.cause)
+    await assert_no_trace(h, before)
+
+
+# ------------------------------------------------------------------- rule A4: life of a request
+async def test_a4_closes_only_after_proposal_and_acceptance_every_change_stored(st: Stack) -> None:
+    await live_programme(st)
+    number, h = await file(st)
+    await update(h, "respond", by="rep-sam", message="Investigating")
+
+    # rule A4: nothing to accept before OT proposes measures; the refusal leaves no trace.
+    before = await history_len(h)
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await update(h, "accept_resolution", by="carol")
+    assert "rule A4" in str(err.value.cause) and "no proposed measures" in str(err.value.cause)
+    await assert_no_trace(h, before)
+
+    # rule A6: pending (waiting for the customer) keeps its reason.
+    s = await update(h, "pend", by="rep-sam", reason="waiting for the customer's server logs")
+    assert s.state == RequestState.pending and s.pending_reason == "waiting for the customer's server logs"
+    assert (await search_attributes(h)).get(SA_REQUEST_STATE) == "pending"
+    async with st.sessions() as session:
+        row = await repo.get_request(session, number)
+    assert row is not None and row.state == "pending" and row.pending_reason == "waiting for the customer's server logs"
+    s = await update(h, "resume", by="rep-sam", note="logs received")
+    assert s.state == RequestState.open and s.pending_reason is None
+
+    s = await update(h, "propose_resolution", by="tl-alice", measures="Rebuild the search index")
+    assert s.state == RequestState.pending and s.proposal is not None
+    s = await update(h, "reject_resolution", by="carol", reason="index rebuild takes too long")
+    assert s.state == RequestState.open and s.proposal is None
+    await update(h, "propose_resolution", by="tl-alice", measures="Apply patch 23.4.2")
+    s = await update(h, "accept_resolution", by="carol")
+    assert s.state == RequestState.closed and s.closure is not None and "Apply patch 23.4.2" in s.closure
+
+    result = RequestResult.model_validate(await h.result())
+    assert result.state == RequestState.closed and result.closure == s.closure and not result.sla_breached
+    assert (await h.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+    # rule A4: every status change, with who and when, in request_status_changes.
+    async with st.sessions() as session:
+        rows = await repo.list_status_changes(session, number)
+        req = await repo.get_request(session, number)
+    assert [(r.from_state, r.to_state, r.by) for r in rows] == [
+        (None, "open", "carol"),
+        ("open", "pending", "rep-sam"),
+        ("pending", "open", "rep-sam"),
+        ("open", "pending", "tl-alice"),
+        ("pending", "open", "carol"),
+        ("open", "pending", "tl-alice"),
+        ("pending", "closed", "carol"),
+    ]
+    assert rows[1].note == "waiting for the customer's server logs"
+    assert all(r.at is not None for r in rows)
+    assert [(c.from_state, c.to_state, c.by) for c in s.history] == [
+        (None if r.from_state is None else RequestState(r.from_state), RequestState(r.to_state), r.by) for r in rows]
+    assert req is not None and req.state == "closed" and req.closed_at is not None
+    assert (await search_attributes(h)).get(SA_REQUEST_STATE) == "closed"
+
+
+async def test_a4_written_acceptance_recorded_by_ops_closes(st: Stack) -> None:
+    await live_programme(st)
+    number, h = await file(st, kind="advisory", priority="low")
+    s = await update(h, "record_written_acceptance", by="ops-olga", reference="LTR-2027-44")
+    assert s.state == RequestState.closed and s.closure is not None and "LTR-2027-44" in s.closure
+    # Closing answers the customer: the clock stops with it (C12).
+    assert s.first_response_by == "ops-olga"
+    result = RequestResult.model_validate(await h.result())
+    assert result.state == RequestState.closed
+    async with st.sessions() as session:
+        rows = await repo.list_status_changes(session, number)
+    assert [(r.to_state, r.by) for r in rows] == [("open", "carol"), ("closed", "ops-olga")]
+    # The run has completed: Temporal itself refuses any further Update.
+    with pytest.raises((WorkflowUpdateFailedError, RPCError)):
+        await update(h, "pend", by="rep-sam", reason="too late")
+
+
+# --------------------------------------------------------------- rule A4: on-site dispatch
+async def test_a4_dispatch_with_both_approvals_is_booked_visited_and_billed_c3(st: Stack) -> None:
+    prog = await live_programme(st)
+    number, h = await file(st)
+    await update(h, "respond", by="rep-sam", message="Hardware fault suspected")
+    s = await update(h, "request_dispatch", by="tl-alice", reason="replace the disk controller",
+                     estimated_cost={"amount": "1800.00", "currency": "EUR"}, agreement_ref="AGR-DISP-7")
+    d = s.dispatches[0]
+    assert d.state == "requested" and d.customer_approval_due_at > d.manager_approval_due_at > d.requested_at
+    assert await st.sink.wait_for(lambda m: "Approval needed" in str(m["Subject"]))
+
+    # The visit cannot be recorded before both approvals (A4).
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await update(h, "record_visit", by="tl-alice", visit_on=date.today().isoformat(), notes="x")
+    assert "only a booked visit" in str(err.value.cause)
+
+    s = await update(h, "approve_dispatch", by="carol", party="customer")
+    assert s.dispatches[0].state == "requested"
+    s = await update(h, "approve_dispatch", by="mgr-mia", party="manager")
+    d = s.dispatches[0]
+    assert d.state == "booked" and d.booking_ref and d.booking_ref.startswith("BK-") and d.engineer_email
+    # Mails to the engineer and to the contacts (cc the TL).
+    to_engineer = await st.sink.wait_for(
+        lambda m: "visit booked" in str(m["Subject"]) and str(d.engineer_email) in str(m["To"]))
+    assert prog.technical_lead.email in str(to_engineer[0]["Cc"])
+    await st.sink.wait_for(lambda m: "visit booked" in str(m["Subject"]) and "carol@acme.example" in str(m["To"]))
+
+    visit_on = (await st.now()).astimezone(PARIS).date() + timedelta(days=2)
+    s = await update(h, "record_visit", by="tl-alice", visit_on=visit_on.isoformat(), notes="controller replaced",
+                     actual_cost={"amount": "1650.00", "currency": "EUR"})
+    assert s.dispatches[0].state == "visited"
+    async with st.sessions() as session:
+        extras = await repo.list_billable_extras(session, "acme")
+        (row,) = await repo.list_dispatches(session, tracking_number=number)
+    assert [(x.kind, x.rule, x.agreement_ref, x.amount) for x in extras] == [
+        ("on_site_dispatch", "A4", "AGR-DISP-7", Decimal("1650.00"))]  # rules A4, C3
+    assert row.state == "visited" and row.booking_ref == d.booking_ref and row.visit_on == visit_on
+    assert row.customer_approved_by == "carol" and row.manager_approved_by == "mgr-mia"
+    # The request closes as usual afterwards.
+    await update(h, "propose_resolution", by="tl-alice", measures="Controller replaced on site")
+    s = await update(h, "accept_resolution", by="carol")
+    assert s.state == RequestState.closed
+
+
+async def test_a4_dispatch_whose_customer_approval_expires_is_refused_and_not_billed(st: Stack) -> None:
+    await live_programme(st)
+    number, h = await file(st)
+    s = await update(h, "request_dispatch", by="tl-alice", reason="network capture on site",
+                     estimated_cost={"amount": "900.00", "currency": "EUR"}, agreement_ref="AGR-DISP-8")
+    d = s.dispatches[0]
+    await update(h, "approve_dispatch", by="mgr-mia", party="manager")
+    due_local = d.customer_approval_due_at.astimezone(PARIS)
+    assert due_local.time() == time(17, 0)  # end of the third business day
+    await st.sleep_until(d.customer_approval_due_at + timedelta(minutes=5))
+
+    async def refused() -> None:
+        assert (await status(h)).dispatches[0].state == "refused"
+    await eventually(refused)
+    s = await status(h)
+    assert s.dispatches[0].refusal is not None and "customer's approval" in s.dispatches[0].refusal
+    before = await history_len(h)
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await update(h, "approve_dispatch", by="carol", party="customer")
+    message = str(err.value.cause)
+    assert "rule A4" in message and due_local.strftime("%d %b %Y 17:00") in message, message
+    await assert_no_trace(h, before)
+    await st.sink.wait_for(lambda m: "refused" in str(m["Subject"]) and number in str(m["Subject"]))
+    async with st.sessions() as session:
+        assert await repo.list_billable_extras(session, "acme") == []
+        (row,) = await repo.list_dispatches(session, tracking_number=number)
+    assert row.state == "refused" and row.refusal and "nothing is billed" in row.refusal
+    # The request itself stays open; a new dispatch may be requested.
+    assert s.state == RequestState.open
+
+
+# ------------------------------------------------------------------------------ rule C13
+async def test_c13_customisation_without_agreement_is_refused(st: Stack) -> None:
+    prog = await live_programme(st)
+    # Before anything starts (what the CLI does): refused, no number used.
+    with pytest.raises(RuleRefused) as err:
+        await file(st, customisation=True)
+    assert str(err.value).startswith("rule C13")
+    # A workflow started without the precheck refuses too: completed, closed, not failed.
+    now = await st.now()
+    h = await st.client.start_workflow(
+        "SupportRequestWorkflow",
+        RequestInput(tracking_number="TC-ACME-2099-0001", request=new_request(customisation=True),
+                     customer_name=prog.customer_name, period=1, calendar=prog.calendar,
+                     technical_lead=prog.technical_lead, contacts=prog.contacts, policy=st.policy, opened_at=now),
+        id=request_workflow_id("TC-ACME-2099-0001"), task_queue=st.task_queue,
+        search_attributes=TypedSearchAttributes([SearchAttributePair(SA_CUSTOMER_ID, "acme")]))
+    result = RequestResult.model_validate(await h.result())
+    assert result.state == RequestState.closed and result.refusal and result.refusal.startswith("rule C13")
+    assert (await h.describe()).status == WorkflowExecutionStatus.COMPLETED
+    async with st.sessions() as session:
+        row = await repo.get_request(session, "TC-ACME-2099-0001")
+    assert row is not None and row.state == "closed" and row.customisation
+    # With the agreement reference the customisation request opens, numbered first of its year.
+    number, h2 = await file(st, customisation=True, agreement_ref="AGR-CUST-1")
+    assert number.endswith("-0001") and (await status(h2)).state == RequestState.open
+
+
+async def test_e1_c12_request_for_a_customer_without_programme_is_refused(st: Stack) -> None:
+    with pytest.raises(RuleRefused) as err:
+        await file(st, "nobody")
+    assert str(err.value) == "rule E1/C12: customer nobody has no live TechConnect programme"
