@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -38,9 +39,9 @@ def _pg_unreachable(exc: BaseException) -> None:
     pytest.skip(f"PostgreSQL unreachable: {exc}")
 
 
-@pytest_asyncio.fixture
-async def pg_url() -> AsyncIterator[str]:
-    """A fresh, empty PostgreSQL database, dropped afterwards."""
+@contextlib.asynccontextmanager
+async def fresh_pg_database() -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database on the machine's server, dropped afterwards."""
     name = f"tc_test_{uuid.uuid4().hex[:12]}"
     try:
         await _pg_admin(f'CREATE DATABASE "{name}"')
@@ -51,6 +52,12 @@ async def pg_url() -> AsyncIterator[str]:
         yield f"{base}/{name}"
     finally:
         await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest_asyncio.fixture
+async def pg_url() -> AsyncIterator[str]:
+    async with fresh_pg_database() as url:
+        yield url
 
 
 @pytest.fixture
@@ -64,16 +71,8 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'techconnect.db'}"
     else:
-        name = f"tc_test_{uuid.uuid4().hex[:12]}"
-        try:
-            await _pg_admin(f'CREATE DATABASE "{name}"')
-        except (TimeoutError, OSError) as exc:
-            _pg_unreachable(exc)
-        base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-        try:
-            yield f"{base}/{name}"
-        finally:
-            await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        async with fresh_pg_database() as url:
+            yield url
 
 
 @pytest.fixture
