@@ -300,6 +300,11 @@ class MonthlyCycleWorkflow:
 
     @record_extra_call.validator
     def _validate_record_extra_call(self, inp: RecordExtraCall) -> None:
+        if self._status.done:
+            # The cycle is ending: an Update accepted now could land after the final
+            # signal to the programme and be lost. The programme takes it instead.
+            raise ValueError(f"rule C10: the {self._label} cycle is closed; record the extra call on the programme "
+                             f"with record_billable_extra (kind extra_call)")
         if self._step(CycleStepName.hold_call.value).status != StepStatus.done:
             raise ValueError("rule C10: the month's included call has not been held yet; record it with hold_call")
 

@@ -123,6 +123,7 @@ class ProgramWorkflow:
         self._dirty = False
         self._audit: list[AuditEntry] = []
         self._subscription_contacts = 0
+        self._period_over = False
         self._previous_period_cycles: list[CycleCompleted] = []
         self._status = ProgramStatus(
             customer_id=e.customer.id,
@@ -228,6 +229,9 @@ class ProgramWorkflow:
                 await self._save()
             now = workflow.now()
             if now >= plan.period_end_at:
+                # From here on validators refuse: an Update accepted while the run ends
+                # (continue-as-new or close) would be dropped with it.
+                self._period_over = True
                 break
             next_at = self._next_event_at()
             try:
@@ -455,7 +459,10 @@ class ProgramWorkflow:
     # ------------------------------------------------------------ step helpers
     def _check_open(self, step: StepName) -> StepState:
         s = self._status
-        if s.phase in (Phase.enrolling, Phase.refused, Phase.closed, Phase.closing):
+        if self._period_over:
+            raise ValueError(f"step {step.value} refused: period {s.period} has ended")
+        # A programme closing after a non-renewal notice still runs to its period end (C16).
+        if s.phase in (Phase.enrolling, Phase.refused, Phase.closed):
             raise ValueError(f"step {step.value} refused: the programme is {s.phase.value}")
         st = s.step(step.value)
         if st is None:
@@ -470,7 +477,9 @@ class ProgramWorkflow:
         return st
 
     def _check_live(self) -> None:
-        if self._status.phase in (Phase.enrolling, Phase.refused, Phase.closed, Phase.closing):
+        if self._period_over:
+            raise ValueError(f"refused: period {self._status.period} has ended")
+        if self._status.phase in (Phase.enrolling, Phase.refused, Phase.closed):
             raise ValueError(f"refused: the programme is {self._status.phase.value}")
 
     def _complete(self, step: StepName, by: str) -> None:
