@@ -33,7 +33,8 @@ if TYPE_CHECKING:  # SQLAlchemy is imported only when a number is allocated: the
     from storage.db import SessionFactory
 
 # A programme in these phases takes no requests (E1: no programme, no TechConnect support).
-NOT_LIVE_PHASES = {Phase.enrolling, Phase.closing, Phase.closed, Phase.refused}
+# "closing" still takes them: after a non-renewal notice the programme runs to its period end (C16).
+NOT_LIVE_PHASES = {Phase.enrolling, Phase.closed, Phase.refused}
 
 
 def check_customisation(new: NewRequest) -> None:
