@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import date
@@ -265,6 +266,29 @@ def portal(
     from portal.server import run_portal
 
     asyncio.run(run_portal(Settings(), host=host, port=port))
+
+
+@app.command("codec-server")
+def codec_server() -> None:
+    """Serve the payload codec for the Temporal UI (TECHCONNECT_CODEC_HOST/PORT, token TECHCONNECT_CODEC_TOKEN)."""
+    from starter.codec_server import check_exposure, codec_app_from_settings, serving
+
+    settings = Settings()
+    app_ = codec_app_from_settings(settings)
+    if app_ is None:
+        fail("no payload key configured (TECHCONNECT_PAYLOAD_KEYS, TECHCONNECT_PAYLOAD_KEY_ID)", 2)
+    check_exposure(settings)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with serving(app_, settings.codec_host, settings.codec_port) as url:
+            out.print(f"codec server on {url}")
+            await stop.wait()
+
+    asyncio.run(serve())
 
 
 @db_app.command("upgrade")

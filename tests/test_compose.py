@@ -57,7 +57,7 @@ def test_published_ports_do_not_clash() -> None:
 
 
 # ---------------------------------------------------------------- at scale (issue 6)
-APP_SERVICES = ("migrate", "worker", "portal")  # built from our Dockerfile
+APP_SERVICES = ("migrate", "worker", "portal", "codec")  # built from our Dockerfile
 
 
 def services() -> dict[str, Any]:
@@ -150,9 +150,11 @@ def test_workers_scale_out() -> None:
 def test_ui_and_portal() -> None:
     s = services()
     assert s["temporal-ui"]["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
-    # Ready for the codec server issue 5 adds at the portal.
-    assert "TEMPORAL_CODEC_ENDPOINT" in (ROOT / "docker-compose.yml").read_text()
-    assert s["portal"]["profiles"] == ["portal"] and s["portal"]["command"][0] == "portal"
+    # The UI decodes payloads through the codec service (issue 5), which requires a token.
+    assert s["temporal-ui"]["environment"]["TEMPORAL_CODEC_ENDPOINT"] == "http://localhost:8234"
+    assert s["codec"]["command"] == ["codec-server"]
+    assert "TECHCONNECT_CODEC_TOKEN" in s["codec"]["environment"]
+    assert s["portal"]["command"][0] == "portal"
     assert s["portal"]["environment"]["TECHCONNECT_PORTAL_PORT"] == s["portal"]["ports"][0].split(":")[1]
 
 
