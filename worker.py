@@ -20,6 +20,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.calendar import CalendarActivities
 from activities.db import DatabaseActivities
 from activities.documents import DocumentActivities
+from activities.faults import armed_points
 from activities.mail import MailActivities
 from activities.mailer import SmtpMailer
 from activities.requests import RequestActivities
@@ -108,6 +109,8 @@ async def main() -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
+    if armed_points():
+        logging.warning("fault injection armed (crash tests only, activities/faults.py): %s", ", ".join(armed_points()))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     await upgrade(settings.effective_database_url)
     stop = asyncio.Event()

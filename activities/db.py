@@ -13,6 +13,7 @@ import json
 from temporalio import activity
 
 from activities.calendar import supported_countries
+from activities.faults import PROJECTION_AFTER_COMMIT, maybe_crash
 from domain.activities import (
     Ack,
     AuditEntry,
@@ -103,6 +104,7 @@ class DatabaseActivities:
             for entry in update.audit:
                 result = await repo.append_audit(session, entry, idempotency_key=audit_key(status.workflow_id, entry))
                 added += result.created
+        maybe_crash(PROJECTION_AFTER_COMMIT)  # crash tests: committed, the workflow does not know yet
         return Ack(detail=f"projection saved, {added} new audit entr{'y' if added == 1 else 'ies'}")
 
     @activity.defn

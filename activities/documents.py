@@ -29,6 +29,7 @@ from temporalio import activity
 
 from activities import report_data, report_rows
 from activities.charts import requests_by_kind_and_state
+from activities.faults import REPORT_AFTER_FILING, maybe_crash
 from activities.report_data import REQUEST_STATES, ReportMonth
 from domain.activities import (
     AnalysisRequest,
@@ -445,6 +446,7 @@ class DocumentActivities:
                 attachments=tuple(attachments),
                 json_ready=True,
             ))
+            maybe_crash(REPORT_AFTER_FILING)  # crash tests: filed, the workflow does not know yet
         return ReportDraft(document_id=existing.id, title=existing.title, summary=str(existing.data.get("summary", "")))
 
     # ---- final report ------------------------------------------------------------

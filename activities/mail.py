@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.faults import MAIL_AFTER_COMMIT, MAIL_AFTER_SMTP, maybe_crash
 from activities.invites import render_ics
 from activities.mailer import PermanentMailError, SmtpMailer, TransientMailError
 from activities.metrics import MAILS_FAILED, MAILS_SENT
@@ -250,6 +251,8 @@ class MailActivities:
 
     @activity.defn
     async def send_mail(self, request: MailRequest) -> MailResult:
+        # BROKEN ON PURPOSE: the key derived from the attempt, not only from the workflow and the purpose
+        request = request.model_copy(update={"idempotency_key": f"{request.idempotency_key}#{activity.info().attempt}"})
         # Looked up before rendering: a mail sent last month must stay "already sent" even if
         # its template has changed (or gone) since.
         async with self._sessions() as session:
@@ -296,5 +299,7 @@ class MailActivities:
                 non_retryable=True,
             ) from exc
         MAILS_SENT.labels(request.template).inc()
+        maybe_crash(MAIL_AFTER_SMTP)  # crash tests: SMTP accepted, the outbox does not know yet
         await self._update(row.id, status="sent", sent_at=datetime.now(UTC))
+        maybe_crash(MAIL_AFTER_COMMIT)  # crash tests: the outbox says sent, the workflow does not know yet
         return MailResult(outbox_id=row.id, status="sent", message_id=row.message_id)

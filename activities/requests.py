@@ -13,10 +13,13 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
+from activities.db import audit_key
 from domain.activities import (
     Ack,
+    AuditEntry,
     DispatchBooking,
     DispatchBookingRequest,
     DispatchRecord,
@@ -50,6 +53,14 @@ def booking_reference(idempotency_key: str) -> str:
     return "BK-" + hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:10].upper()
 
 
+async def _append_audit(session: AsyncSession, workflow_id: str, entries: list[AuditEntry]) -> int:
+    """People's actions on the request (audit log), each stored once: the key is the entry's digest."""
+    added = 0
+    for entry in entries:
+        added += (await repo.append_audit(session, entry, idempotency_key=audit_key(workflow_id, entry))).created
+    return added
+
+
 class RequestActivities:
     def __init__(self, session_factory: SessionFactory,
                  engineers: Sequence[FieldEngineer] = DEFAULT_FIELD_ENGINEERS) -> None:
@@ -66,6 +77,7 @@ class RequestActivities:
             await repo.ensure_customer(session, status.customer_id, opened.customer_name)
             await repo.upsert_request(session, request=opened.request, period=opened.period, status=status,
                                       now=opened.at)
+            await _append_audit(session, status.workflow_id, opened.audit)
         return Ack(detail=f"request {status.tracking_number} recorded")
 
     @activity.defn
@@ -74,7 +86,9 @@ class RequestActivities:
         async with self._session_factory() as session, session.begin():
             row = await repo.upsert_request(session, request=projection.request, period=projection.period,
                                             status=projection.status, now=projection.at)
-        return Ack(detail=f"request {row.tracking_number} saved ({row.state})")
+            added = await _append_audit(session, projection.status.workflow_id, projection.audit)
+        return Ack(detail=f"request {row.tracking_number} saved ({row.state}), {added} new audit entr"
+                          + ("y" if added == 1 else "ies"))
 
     @activity.defn
     async def record_status_change(self, record: StatusChangeRecord) -> Ack:

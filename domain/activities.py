@@ -238,6 +238,7 @@ class RequestOpened(BaseModel):
     request: NewRequest
     status: RequestStatus
     at: datetime  # workflow time of the state (see RequestProjection)
+    audit: list[AuditEntry] = Field(default_factory=list)  # written in the same transaction, once per entry
 
 
 class RequestProjection(BaseModel):
@@ -250,6 +251,7 @@ class RequestProjection(BaseModel):
     request: NewRequest
     status: RequestStatus
     at: datetime
+    audit: list[AuditEntry] = Field(default_factory=list)  # people's actions since the last save
 
 
 class StatusChangeRecord(BaseModel):

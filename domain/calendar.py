@@ -12,7 +12,7 @@ import calendar as _stdcal
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 _UTC = ZoneInfo("UTC")
 # Guard against calendars with no business day at all (empty weekdays, or every day a
@@ -32,6 +32,15 @@ class BusinessCalendar(BaseModel):
     weekdays: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
     # Rule C12: an out-of-hours agreement makes the first-response clock 24x7.
     out_of_hours_agreement_ref: str | None = None
+
+    @field_validator("day_start", "day_end")
+    @classmethod
+    def _local_time_of_day(cls, value: time) -> time:
+        # A time of day in `timezone`; with a UTC offset it would not compare with the other one
+        # (found by tests/test_portal_schemathesis.py: "09:26:26+03:42" made the enrolment check crash).
+        if value.tzinfo is not None:
+            raise ValueError("a time of day in the calendar's time zone, without a UTC offset (e.g. 09:00)")
+        return value
 
 
 def add_months(d: date, months: int) -> date:

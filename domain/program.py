@@ -99,6 +99,10 @@ class StepState(BaseModel):
 
 class StepInput(BaseModel):
     by: str = Field(min_length=1, description="ID of the person completing the step")
+    # Where the step came from, for the audit log: "cli" and "portal" set it; an Update sent any
+    # other way (the Temporal CLI or UI, a script) says "temporal", a `complete_step` signal "signal".
+    via: str = Field(default="temporal", min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9-]*$",
+                     description="Interface the step was sent from (audit log): cli, portal, temporal")
 
 
 class ScheduleKickoff(StepInput):

@@ -22,6 +22,9 @@ from portal.auth import Principal
 from storage.tables import CustomerRow, ProgrammeRow
 from storage.users import Role
 
+# Largest row ID the database holds (PostgreSQL `integer`): a larger one in a URL is a 422, not a driver error.
+MAX_ROW_ID = 2_147_483_647
+
 
 class NotFound(HTTPException):
     def __init__(self, what: str = "page") -> None:
@@ -45,6 +48,7 @@ class Action(StrEnum):
     record_extra = "record_extra"
     ops_pages = "ops_pages"
     inbox = "inbox"
+    audit_log = "audit_log"  # who did what, from which interface (portal/audit.py)
 
 
 ALLOWED: dict[Action, frozenset[Role]] = {
@@ -59,6 +63,7 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.record_extra: frozenset({Role.ops, Role.admin}),
     Action.ops_pages: frozenset({Role.ops, Role.admin, Role.support_manager, Role.gts}),
     Action.inbox: frozenset({Role.tl, Role.gts, Role.ops, Role.admin, Role.support_manager}),
+    Action.audit_log: frozenset({Role.ops, Role.admin}),
 }
 
 # Steps each role may complete (on a programme it can see). TLs complete every step of

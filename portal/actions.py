@@ -63,7 +63,7 @@ async def open_steps(client: Client, tl: str | None) -> list[dict[str, Any]]:
 async def complete_step(client: Client, customer_id: str, step: str, by: str, payload: dict[str, Any],
                         month: int | None = None) -> dict[str, Any]:
     try:
-        return await cli.execute_step(client, customer_id, step, by, payload, month)
+        return await cli.execute_step(client, customer_id, step, by, payload, month, via="portal")
     except cli.Refused as exc:
         raise ActionRefused(str(exc)) from None
 
@@ -102,6 +102,8 @@ async def request_status(client: Client, tracking_number: str) -> RequestStatus 
 async def request_update(client: Client, tracking_number: str, update: str, arg: BaseModel) -> RequestStatus:
     """An Update of `request-<tracking>` (accept_resolution, approve_dispatch ...)."""
     handle = client.get_workflow_handle(request_workflow_id(tracking_number))
+    if "via" in type(arg).model_fields:
+        arg = arg.model_copy(update={"via": "portal"})  # the interface, for the audit log
     try:
         result: RequestStatus = await handle.execute_update(update, arg, result_type=RequestStatus)
         return result

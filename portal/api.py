@@ -11,7 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, ValidationError
 
@@ -232,7 +232,7 @@ async def documents(request: Request, customer_id: str, principal: Principal = D
 
 
 @router.get("/customers/{customer_id}/documents/{document_id}", response_model=DocumentBody)
-async def document(request: Request, customer_id: str, document_id: int,
+async def document(request: Request, customer_id: str, document_id: int = Path(ge=1, le=access.MAX_ROW_ID),
                    principal: Principal = Depends(api_user)) -> DocumentBody:
     async with get_state(request).sessions() as session:
         await access.customer_in_reach(session, principal, customer_id)
@@ -359,7 +359,7 @@ async def non_renewal_notice(request: Request, customer_id: str, body: NoticeIn,
 @router.get("/programmes", response_model=list[ProgrammeOut])
 async def programmes(request: Request, principal: Principal = Depends(api_user),
                      phase: str | None = None, tl: str | None = None,
-                     renewal_within_days: int | None = Query(None, ge=0),
+                     renewal_within_days: int | None = Query(None, ge=0, le=36_500),
                      overdue: bool = False) -> list[ProgrammeOut]:
     if not (principal.role == Role.tl or access.may(principal, Action.ops_pages)):
         raise access.Forbidden("programmes are for Technical Leads and OpenText staff")
@@ -402,7 +402,8 @@ async def programme(request: Request, customer_id: str, principal: Principal = D
 
 @router.post("/programmes/{customer_id}/steps/{step}", response_model=StepDone, responses=REFUSED)
 async def complete_step(request: Request, customer_id: str, step: str, payload: dict[str, Any],
-                        principal: Principal = Depends(api_user), month: int | None = None) -> StepDone:
+                        principal: Principal = Depends(api_user),
+                        month: int | None = Query(None, ge=1, le=1200)) -> StepDone:
     """Complete a step with its Update (the payload is the step's model, without `by`)."""
     state = get_state(request)
     async with state.sessions() as session:

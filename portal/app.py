@@ -27,8 +27,9 @@ from temporalio.service import RPCError
 from activities.mail import MailActivities
 from activities.mailer import SmtpMailer
 from activities.templating import TEMPLATES_DIR, make_template_environment
-from portal import api, login, pages
+from portal import api, audit, login, pages
 from portal.auth import current_principal
+from portal.input_guard import RefuseNul
 from portal.rendering import render
 from portal.security import portal_secret
 from portal.state import PortalState
@@ -89,7 +90,10 @@ def create_app(settings: Settings | None = None, *, sessions: SessionFactory | N
     app.include_router(login.router)
     app.include_router(pages.router)
     app.include_router(api.router)
+    app.include_router(audit.router)
+    app.include_router(audit.api_router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.add_middleware(RefuseNul)  # 422 for U+0000 anywhere: PostgreSQL cannot store it
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

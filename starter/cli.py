@@ -527,18 +527,20 @@ async def cycle_for_step(client: Client, customer_id: str, step: str, month: int
                   + (f" for month {month}" if month else ""))
 
 
-def prepare_step(step: str, by: str, payload: dict[str, Any]) -> BaseModel:
-    """The Update's argument, checked before anything talks to Temporal (exit 2 on a bad step or payload)."""
+def prepare_step(step: str, by: str, payload: dict[str, Any], via: str = "cli") -> BaseModel:
+    """The Update's argument, checked before anything talks to Temporal (exit 2 on a bad step or payload).
+
+    `via` names the interface in the audit log (the portal passes "portal")."""
     model = PROGRAM_UPDATES.get(step) or CYCLE_UPDATES.get(step)
     if model is None:
         known = sorted([*PROGRAM_UPDATES, *CYCLE_UPDATES])
         raise Refused(f"unknown step {step!r}; known steps: {', '.join(known)}")
-    return parse_model(model, {**payload, "by": by}, f"payload of {step}")
+    return parse_model(model, {**payload, "by": by, "via": via}, f"payload of {step}")
 
 
 async def execute_step(client: Client, customer_id: str, step: str, by: str, payload: dict[str, Any],
-                       month: int | None = None) -> dict[str, Any]:
-    arg = prepare_step(step, by, payload)
+                       month: int | None = None, via: str = "cli") -> dict[str, Any]:
+    arg = prepare_step(step, by, payload, via)
     result_type: type[BaseModel]
     if step in PROGRAM_UPDATES:
         wid, result_type = program_workflow_id(customer_id), ProgramStatus

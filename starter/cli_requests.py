@@ -112,7 +112,7 @@ async def execute_request_update(tracking_number: str, name: str, model: type[Ba
     """Send Update `name` to the request; a refusal (validator, closed request) exits 2."""
     cli = _cli()
     number = _check_number(tracking_number)
-    arg = cli.parse_model(model, {**payload, "by": by}, f"{name} input")
+    arg = cli.parse_model(model, {**payload, "by": by, "via": "cli"}, f"{name} input")  # via: the audit log
     client = await _client()
     try:
         result: RequestStatus = await request_handle(client, number).execute_update(

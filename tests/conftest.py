@@ -60,6 +60,25 @@ async def pg_url() -> AsyncIterator[str]:
         yield url
 
 
+@pytest_asyncio.fixture
+async def shared_db(tmp_path: Path) -> AsyncIterator[str]:
+    """A database worker processes share (tests/worker_processes.py): a fresh PostgreSQL database,
+    else (outside CI) a SQLite file."""
+    name = f"tc_scale_{uuid.uuid4().hex[:10]}"
+    try:
+        await _pg_admin(f'CREATE DATABASE "{name}"')
+    except (TimeoutError, OSError) as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL at {PG_ADMIN_DSN} is unreachable in CI: {exc}")
+        yield f"sqlite+aiosqlite:///{tmp_path / 'techconnect.db'}"
+        return
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'techconnect.db'}"

@@ -9,141 +9,43 @@ PostgreSQL is reachable outside CI.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
-import sys
 import time
-import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import select
-from temporalio.api.enums.v1 import EventType, PendingActivityState, TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from domain.naming import SA_CUSTOMER_ID, program_workflow_id
 from domain.policy import ProgramPolicy
 from domain.program import Phase, ProgramInput, ProgramStatus
 from starter.smtp_sink import SmtpSink
-from storage.db import SessionFactory, make_engine, make_session_factory
+from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
-from storage.tables import OutboxRow
-from tests.conftest import PG_ADMIN_DSN, _pg_admin, free_port
+from tests.conftest import free_port
 from tests.harness import add_subscription, enrolment, start_dev_server
+from tests.worker_processes import (  # the subprocess-worker helpers, shared with the crash and load tests
+    WorkerProcess,
+    fail_attempts_of_dead_worker,
+    outbox,
+    pollers,
+    spawn_worker,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PARIS = ZoneInfo("Europe/Paris")
 PROGRAMMES = 20
 WORKERS = 3
-
-
-@pytest_asyncio.fixture
-async def shared_db(tmp_path: Path) -> AsyncIterator[str]:
-    """A database the worker processes share: PostgreSQL, else (outside CI) a SQLite file."""
-    name = f"tc_scale_{uuid.uuid4().hex[:10]}"
-    try:
-        await _pg_admin(f'CREATE DATABASE "{name}"')
-    except (TimeoutError, OSError) as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at {PG_ADMIN_DSN} is unreachable in CI: {exc}")
-        yield f"sqlite+aiosqlite:///{tmp_path / 'techconnect.db'}"
-        return
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    try:
-        yield f"{base}/{name}"
-    finally:
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-# --------------------------------------------------------------------- worker processes
-@dataclass
-class WorkerProcess:
-    proc: asyncio.subprocess.Process
-    metrics_port: int
-    log: Path
-
-    @property
-    def identity(self) -> str:
-        # The SDK's default identity, `<pid>@<hostname>`, recorded on every task it starts.
-        import socket
-
-        return f"{self.proc.pid}@{socket.gethostname()}"
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
-            body: bytes = r.read()
-        return body.decode()
-
-    def tail(self, lines: int = 30) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def worker_env(target: str, database_url: str, task_queue: str, smtp_port: int, metrics_port: int,
-               data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "TECHCONNECT_"))}
-    env.update({
-        "TEMPORAL_ADDRESS": target,
-        "TECHCONNECT_DATABASE_URL": database_url,
-        "TECHCONNECT_TASK_QUEUE": task_queue,
-        "TECHCONNECT_SMTP_HOST": "127.0.0.1",
-        "TECHCONNECT_SMTP_PORT": str(smtp_port),
-        "TECHCONNECT_METRICS_HOST": "127.0.0.1",
-        "TECHCONNECT_METRICS_PORT": str(metrics_port),
-        "TECHCONNECT_DATA_DIR": str(data_dir),
-        "TECHCONNECT_WORKER_GRACEFUL_SHUTDOWN_SECONDS": "5",
-        "PYTHONUNBUFFERED": "1",
-    })
-    return env
-
-
-async def spawn_worker(tmp: Path, n: int, **env: str | int) -> WorkerProcess:
-    port = free_port()
-    log = tmp / f"worker-{n}.log"
-    e = worker_env(metrics_port=port, data_dir=tmp / f"worker-{n}", **env)  # type: ignore[arg-type]
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(sys.executable, "worker.py", cwd=ROOT, env=e,
-                                                    stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out)
-    return WorkerProcess(proc=proc, metrics_port=port, log=log)
-
-
-async def pollers(client: Client, task_queue: str) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
-        resp = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-            namespace=client.namespace, task_queue=TaskQueue(name=task_queue), task_queue_type=kind))
-        out[TaskQueueType.Name(kind)] = {p.identity for p in resp.pollers}
-    return out
-
-
-async def wait_for(predicate: Callable[[], object], what: str, within: float = 45.0,
-                   workers: list[WorkerProcess] | None = None) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            logs = "\n".join(f"--- worker {w.identity}\n{w.tail()}" for w in workers or [])
-            raise AssertionError(f"timed out waiting for {what}\n{logs}")
-        await asyncio.sleep(0.25)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -163,25 +65,6 @@ async def status(client: Client, customer_id: str) -> ProgramStatus:
     return result
 
 
-async def fail_attempts_of_dead_worker(client: Client, task_queue: str, dead: str) -> list[str]:
-    """Stand in for the start-to-close timeout (60-120 s) of the attempts the killed worker held.
-
-    In production the timeout does this by itself; the test fails those attempts by ID so the
-    retry (same idempotency key) runs on a live worker at once.
-    """
-    failed: list[str] = []
-    async for wf in client.list_workflows(f'TaskQueue="{task_queue}" AND ExecutionStatus="Running"'):
-        desc = await client.get_workflow_handle(wf.id, run_id=wf.run_id).describe()
-        for pa in desc.raw_description.pending_activities:
-            if pa.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED and pa.last_worker_identity == dead:
-                handle = client.get_async_activity_handle(workflow_id=wf.id, run_id=wf.run_id,
-                                                          activity_id=pa.activity_id)
-                with contextlib.suppress(RPCError):  # it may have completed in between
-                    await handle.fail(ApplicationError("worker killed with SIGKILL (test)"))
-                    failed.append(pa.activity_type.name)
-    return failed
-
-
 async def task_identities(client: Client, workflow_id: str) -> Counter[str]:
     seen: Counter[str] = Counter()
     async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
@@ -191,11 +74,6 @@ async def task_identities(client: Client, workflow_id: str) -> Counter[str]:
             # (not WORKFLOW_TASK_STARTED: a speculative task for an Update records no identity there)
             seen[event.workflow_task_completed_event_attributes.identity] += 1
     return seen
-
-
-async def outbox(sessions: SessionFactory) -> list[OutboxRow]:
-    async with sessions() as session:
-        return list((await session.scalars(select(OutboxRow))).all())
 
 
 def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:

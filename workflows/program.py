@@ -482,7 +482,7 @@ class ProgramWorkflow:
         if self._status.phase in (Phase.enrolling, Phase.refused, Phase.closed):
             raise ValueError(f"refused: the programme is {self._status.phase.value}")
 
-    def _complete(self, step: StepName, by: str) -> None:
+    def _complete(self, step: StepName, by: str, via: str = "temporal") -> None:
         # Re-checked under the lock: two Updates for one step may both pass their
         # validators before either runs. ApplicationError fails only the Update.
         try:
@@ -497,7 +497,7 @@ class ProgramWorkflow:
             x.status == StepStatus.done for x in self._status.steps
         ):
             self._status.phase = Phase.running
-        self._record(step.value, by, {})
+        self._record(step.value, by, {}, interface=via)
 
     def _record(self, action: str, by: str, detail: dict[str, Any], interface: str = "temporal") -> None:
         self._audit.append(AuditEntry(at=workflow.now(), actor=by, action=action,
@@ -598,7 +598,7 @@ class ProgramWorkflow:
     async def schedule_kickoff(self, inp: ScheduleKickoff) -> ProgramStatus:
         async with self._lock:
             s = self._status
-            self._complete(StepName.schedule_kickoff, inp.by)
+            self._complete(StepName.schedule_kickoff, inp.by, inp.via)
             await self._mail_contacts("kickoff_scheduled", "kickoff-scheduled", {
                 "meeting_at": _iso(inp.meeting_at), "attendance": inp.attendance, "location": inp.location,
                 "technical_lead": s.technical_lead.model_dump(mode="json"),
@@ -615,7 +615,7 @@ class ProgramWorkflow:
     async def complete_kickoff(self, inp: CompleteKickoff) -> ProgramStatus:
         async with self._lock:
             s = self._status
-            self._complete(StepName.complete_kickoff, inp.by)
+            self._complete(StepName.complete_kickoff, inp.by, inp.via)
             await self._file("kickoff_minutes", "kickoff_minutes", "Planning and review meeting minutes",
                              inp.model_dump(mode="json"))
             # rule D4/A2: the minutes fix the agreed dates of the other steps.
@@ -644,7 +644,7 @@ class ProgramWorkflow:
     async def deliver_communication_plan(self, inp: DeliverCommunicationPlan) -> ProgramStatus:
         async with self._lock:
             s = self._status
-            self._complete(StepName.deliver_communication_plan, inp.by)
+            self._complete(StepName.deliver_communication_plan, inp.by, inp.via)
             ctx = inp.model_dump(mode="json") | {
                 "technical_lead": s.technical_lead.model_dump(mode="json"),
                 "contacts": [c.model_dump(mode="json") for c in s.contacts]}
@@ -661,7 +661,7 @@ class ProgramWorkflow:
     @workflow.update
     async def submit_site_inventory(self, inp: SubmitSiteInventory) -> ProgramStatus:
         async with self._lock:
-            self._complete(StepName.submit_site_inventory, inp.by)
+            self._complete(StepName.submit_site_inventory, inp.by, inp.via)
             await self._store_inventory(inp)
             return self._status
 
@@ -674,7 +674,8 @@ class ProgramWorkflow:
         """D8: the inventory is updatable all period, each version filed."""
         async with self._lock:
             await self._store_inventory(inp)
-            self._record("update_site_inventory", inp.by, {"version": self._status.inventory_version})
+            self._record("update_site_inventory", inp.by, {"version": self._status.inventory_version},
+                         interface=inp.via)
             return self._status
 
     @update_site_inventory.validator
@@ -713,7 +714,7 @@ class ProgramWorkflow:
             s = self._status
             for f in inp.findings:
                 s.findings.append(f.model_copy(update={"source": inp.role, "author": inp.by}))
-            self._complete(StepName.add_findings, inp.by)
+            self._complete(StepName.add_findings, inp.by, inp.via)
             await self._file("configuration_findings", "configuration_findings", "Configuration findings (reviewed)",
                              {"findings": [f.model_dump(mode="json") for f in s.findings],
                               "inventory_version": s.inventory_version}, purpose="findings-reviewed")
@@ -727,7 +728,7 @@ class ProgramWorkflow:
     async def present_configuration_analysis(self, inp: PresentConfigurationAnalysis) -> ProgramStatus:
         async with self._lock:
             s = self._status
-            self._complete(StepName.present_configuration_analysis, inp.by)
+            self._complete(StepName.present_configuration_analysis, inp.by, inp.via)
             doc = await self._file("analysis_presentation", "analysis_presentation",
                                    "Configuration analysis presentation",
                                    inp.model_dump(mode="json") | {
@@ -750,7 +751,7 @@ class ProgramWorkflow:
             s.technical_lead = inp.technical_lead
             s.technical_lead_history.append(inp.technical_lead.id)
             self._record("reassign_technical_lead", inp.by, {"from": previous.id, "to": inp.technical_lead.id,
-                                                              "reason": inp.reason})
+                                                              "reason": inp.reason}, interface=inp.via)
             n = len(s.technical_lead_history)
             await self._mail_contacts("tl_reassigned", f"tl-reassigned-{n}", {
                 "previous_technical_lead": previous.model_dump(mode="json"),
@@ -770,7 +771,7 @@ class ProgramWorkflow:
         async with self._lock:
             s = self._status
             s.contacts.append(inp.contact)
-            self._record("add_contact", inp.by, {"email": inp.contact.email})
+            self._record("add_contact", inp.by, {"email": inp.contact.email}, interface=inp.via)
             if self._total_contacts() > self._input.policy.max_total_contacts:
                 await self._add_extra(RecordBillableExtra(
                     by=inp.by, kind=BillableExtraKind.extra_contacts, agreement_ref=inp.agreement_ref or "",
@@ -811,7 +812,7 @@ class ProgramWorkflow:
                               recorded_by=inp.by)
         s.extras.append(extra)
         self._record("record_billable_extra", inp.by, {"kind": inp.kind.value, "rule": extra.rule,
-                                                        "agreement_ref": inp.agreement_ref})
+                                                        "agreement_ref": inp.agreement_ref}, interface=inp.via)
         await act.record_billable_extra(
             ExtraRecord(customer_id=s.customer_id, period=s.period, extra=extra,
                         idempotency_key=self._key(f"extra:{len(s.extras)}")),
@@ -823,7 +824,7 @@ class ProgramWorkflow:
         async with self._lock:
             assert self._status.renewal is not None
             self._status.renewal.next_price = inp.price
-            self._record("propose_renewal_price", inp.by, {"price": str(inp.price)})
+            self._record("propose_renewal_price", inp.by, {"price": str(inp.price)}, interface=inp.via)
             return self._status
 
     @propose_renewal_price.validator
@@ -848,7 +849,8 @@ class ProgramWorkflow:
                                                reference=inp.reference, recorded_by=inp.by,
                                                recorded_at=workflow.now())
             s.phase = Phase.closing
-            self._record("give_non_renewal_notice", inp.by, inp.model_dump(mode="json"))
+            self._record("give_non_renewal_notice", inp.by, inp.model_dump(mode="json", exclude={"via"}),
+                         interface=inp.via)
             ctx = {"party": inp.party, "received_on": _iso(inp.received_on), "reference": inp.reference,
                    "period_end": _iso(s.plan.period_end)}
             doc = await self._file("non_renewal_notice", "non_renewal_notice", "Non-renewal notice", ctx)
@@ -878,7 +880,8 @@ class ProgramWorkflow:
             assert self._status.renewal is not None
             self._status.renewal.invoice_ref = inp.invoice_ref
             self._status.renewal.invoice_paid_on = inp.paid_on
-            self._record("record_renewal_invoice_paid", inp.by, inp.model_dump(mode="json"))
+            self._record("record_renewal_invoice_paid", inp.by, inp.model_dump(mode="json", exclude={"via"}),
+                         interface=inp.via)
             return self._status
 
     @record_renewal_invoice_paid.validator
@@ -930,7 +933,7 @@ class ProgramWorkflow:
             return
         model, validate, handler = entry
         try:
-            inp = model.model_validate({**sig.payload, "by": sig.by})
+            inp = model.model_validate({**sig.payload, "by": sig.by, "via": "signal"})
             validate(inp)
         except ValidationError as err:
             await self._reject(sig, "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"

@@ -30,6 +30,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain.activities import (
+        AuditEntry,
         BusinessDeadlineRequest,
         DeadlineItem,
         DeadlineRequest,
@@ -87,6 +88,8 @@ class SupportRequestWorkflow:
         self._wakeup = False
         self._ready = False  # set once the request is recorded and its clock computed
         self._warning_done = False
+        # People's actions since the last save, for the audit log (written by save_request, once each).
+        self._audit: list[AuditEntry] = []
         self._status = RequestStatus(
             tracking_number=input.tracking_number,
             workflow_id=workflow.info().workflow_id,
@@ -152,9 +155,10 @@ class SupportRequestWorkflow:
         s.state = RequestState.closed
         s.closed_at = workflow.now()
         self._publish()
+        self._record_opening()
         await act.record_request_opened(
             RequestOpened(customer_name=i.customer_name, period=i.period, request=i.request, status=s,
-                          at=workflow.now()),
+                          at=workflow.now(), audit=self._drain_audit()),
             summary=f"Record refused request {s.tracking_number} (C13)",
         )
         await self._record_change(None, RequestState.closed, "system", refusal)
@@ -164,8 +168,10 @@ class SupportRequestWorkflow:
         i = self._input
         p = i.policy
         r = i.request
+        self._record_opening()
         await act.record_request_opened(
-            RequestOpened(customer_name=i.customer_name, period=i.period, request=r, status=s, at=workflow.now()),
+            RequestOpened(customer_name=i.customer_name, period=i.period, request=r, status=s, at=workflow.now(),
+                          audit=self._drain_audit()),
             summary=f"Record request {s.tracking_number}: {r.kind.value}, {r.priority.value} (A4)",
         )
         await self._record_change(None, RequestState.open, r.filed_by, f"filed by {r.filed_by} via {r.channel.value}")
@@ -257,6 +263,28 @@ class SupportRequestWorkflow:
     def _key(self, purpose: str) -> str:
         # Stable across retries, replays and worker crashes: unique keys in the database.
         return f"{self._status.workflow_id}:{purpose}"
+
+    def _record(self, action: str, by: str, via: str, detail: dict[str, Any] | None = None) -> None:
+        """A person's action on the request, for the audit log; `via` is the interface it came from.
+
+        Written by the next save (save_request, or record_request_opened): no new command in
+        history, so running requests replay unchanged. The key of each entry is its digest
+        (activities.db.audit_key), so a retried save stores it once.
+        """
+        s = self._status
+        self._audit.append(AuditEntry(at=workflow.now(), actor=by, action=action, customer_id=s.customer_id,
+                                      interface=via, detail={"tracking_number": s.tracking_number, **(detail or {})}))
+
+    def _record_opening(self) -> None:
+        r = self._input.request
+        # The channel says how the customer reached OT; as an interface only "portal" and "cli" are known.
+        via = r.channel.value if r.channel.value in ("portal", "cli") else "temporal"
+        self._record("open_request", r.filed_by, via, {"kind": r.kind.value, "priority": r.priority.value,
+                                                      "channel": r.channel.value, "summary": r.summary[:200]})
+
+    def _drain_audit(self) -> list[AuditEntry]:
+        audit, self._audit = self._audit, []
+        return audit
 
     def _local(self, at: datetime | None) -> str:
         """An instant as people of the programme read it: local time, named time zone."""
@@ -365,7 +393,8 @@ class SupportRequestWorkflow:
         i = self._input
         self._publish()
         await act.save_request(
-            RequestProjection(period=i.period, request=i.request, status=self._status, at=workflow.now()),
+            RequestProjection(period=i.period, request=i.request, status=self._status, at=workflow.now(),
+                              audit=self._drain_audit()),
             summary=f"Save request state ({self._status.state.value})",
         )
 
@@ -466,6 +495,7 @@ class SupportRequestWorkflow:
             # A deadline passed but not yet processed is recorded first, so events stay in order.
             await self._process_due_events()
             await self._first_response(inp.by, f"answered: {inp.message[:200]}")
+            self._record("respond", inp.by, inp.via, {"message": inp.message[:200]})
             await self._save()
             self._wakeup = True
             return self._status
@@ -490,6 +520,7 @@ class SupportRequestWorkflow:
             s = self._status
             s.pending_reason = inp.reason
             await self._set_state(RequestState.pending, inp.by, inp.reason)
+            self._record("pend", inp.by, inp.via, {"reason": inp.reason[:200]})
             await self._save()
             self._wakeup = True
             return s
@@ -513,6 +544,7 @@ class SupportRequestWorkflow:
             reason = s.pending_reason
             s.pending_reason = None
             await self._set_state(RequestState.open, inp.by, inp.note or f"resumed (was pending: {reason})")
+            self._record("resume", inp.by, inp.via, {"note": inp.note[:200]})
             await self._save()
             self._wakeup = True
             return s
@@ -543,6 +575,7 @@ class SupportRequestWorkflow:
             s.proposal = Proposal(measures=inp.measures, proposed_by=inp.by, proposed_at=workflow.now())
             s.pending_reason = "waiting for the customer to accept the proposed measures (A4)"
             await self._set_state(RequestState.pending, inp.by, f"measures proposed: {inp.measures}")
+            self._record("propose_resolution", inp.by, inp.via, {"measures": inp.measures[:200]})
             await self._save()
             self._wakeup = True
             return s
@@ -567,6 +600,7 @@ class SupportRequestWorkflow:
             s = self._status
             assert s.proposal is not None
             await self._close(inp.by, f"measures accepted by the customer ({inp.by}): {s.proposal.measures}")
+            self._record("accept_resolution", inp.by, inp.via)
             await self._save()
             self._wakeup = True
             return s
@@ -594,6 +628,7 @@ class SupportRequestWorkflow:
             s.proposal = None
             s.pending_reason = None
             await self._set_state(RequestState.open, inp.by, f"proposed measures rejected: {inp.reason}")
+            self._record("reject_resolution", inp.by, inp.via, {"reason": inp.reason[:200]})
             await self._save()
             self._wakeup = True
             return s
@@ -614,6 +649,7 @@ class SupportRequestWorkflow:
         async with self._lock:
             self._recheck(self._check_written_acceptance, inp)
             await self._close(inp.by, f"customer's written acceptance {inp.reference}, recorded by {inp.by}")
+            self._record("record_written_acceptance", inp.by, inp.via, {"reference": inp.reference})
             await self._save()
             self._wakeup = True
             return self._status
@@ -657,6 +693,9 @@ class SupportRequestWorkflow:
             await self._mail([c.email for c in i.contacts] or [i.policy.ops_mailbox], "dispatch_requested",
                              f"dispatch-{n}-requested", {"dispatch": self._dispatch_context(n)},
                              cc=[i.policy.support_manager_mailbox, i.technical_lead.email])
+            self._record("request_dispatch", inp.by, inp.via, {
+                "dispatch": n, "reason": inp.reason[:200], "agreement_ref": inp.agreement_ref,
+                "estimated_cost": inp.estimated_cost.model_dump(mode="json")})
             await self._save()
             self._wakeup = True
             return s
@@ -706,6 +745,7 @@ class SupportRequestWorkflow:
                                  cc=[i.technical_lead.email])
             else:
                 await self._record_dispatch(n)
+            self._record("approve_dispatch", inp.by, inp.via, {"dispatch": n, "party": inp.party})
             await self._save()
             self._wakeup = True
             return s
@@ -752,6 +792,9 @@ class SupportRequestWorkflow:
                 summary=f"Billable extra: on-site dispatch #{n}, {extra.amount} (A4, C3)",
             )
             await self._record_dispatch(n)
+            self._record("record_visit", inp.by, inp.via, {"dispatch": n, "visit_on": inp.visit_on.isoformat(),
+                                                           "amount": extra.amount.model_dump(mode="json")
+                                                           if extra.amount else None})
             await self._save()
             self._wakeup = True
             return s

@@ -1,0 +1,82 @@
+"""`python -m bench.worker`: the service's worker (`worker.main`, same settings and setup) with
+the bench's trivial workflows registered too, so baselines and real workflows share one worker.
+
+With `BENCH_PROFILE=<path prefix>` the worker can be profiled with pyinstrument: SIGUSR1 starts
+the profiler, SIGUSR2 stops it and writes `<prefix>.pyisession`, `.txt` and `.html`. pyinstrument
+samples one thread, so in that mode workflow activations run inline on the event loop's thread
+(as the SDK's own debug mode does) instead of the SDK's thread pool: activities, the SDK's
+asyncio side and the sandboxed workflow code then show in one profile. Only the profiling run
+uses this; the measured figures come from the unmodified worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import worker as app_worker
+from bench.workloads import BENCH_WORKFLOWS
+
+
+class InlineExecutor(concurrent.futures.ThreadPoolExecutor):
+    """Runs each submitted call at once on the caller's thread (profiling only)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        # A workflow activation runs the workflow's own event loop, which unregisters the running
+        # loop when it returns: put the worker's back (as the SDK's debug mode does).
+        running = asyncio._get_running_loop()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        finally:
+            asyncio._set_running_loop(running)
+        return future
+
+
+def _install_profiler(prefix: Path) -> None:
+    from pyinstrument import Profiler
+
+    state: dict[str, Any] = {}
+
+    def start(_sig: int, _frame: FrameType | None) -> None:
+        if "profiler" not in state:
+            profiler = Profiler(interval=0.001, async_mode="disabled")
+            profiler.start()
+            state["profiler"] = profiler
+
+    def stop(_sig: int, _frame: FrameType | None) -> None:
+        profiler = state.pop("profiler", None)
+        if profiler is None:
+            return
+        session = profiler.stop()
+        session.save(str(prefix.with_suffix(".pyisession")))
+        prefix.with_suffix(".txt").write_text(profiler.output_text(unicode=True, color=False), encoding="utf-8")
+        prefix.with_suffix(".html").write_text(profiler.output_html(), encoding="utf-8")
+        prefix.with_suffix(".done").write_text("ok", encoding="utf-8")
+
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, stop)
+    # Workflow activations on the profiled thread (see the module docstring).
+    app_worker.Worker = functools.partial(app_worker.Worker, workflow_task_executor=InlineExecutor(max_workers=1))  # type: ignore[misc]
+
+
+def main() -> None:
+    # `build_worker` reads `worker.WORKFLOWS` when it builds the Worker: same runner, slots and cache.
+    app_worker.WORKFLOWS.extend(BENCH_WORKFLOWS)
+    profile = os.environ.get("BENCH_PROFILE")
+    if profile:
+        _install_profiler(Path(profile))
+    asyncio.run(app_worker.main())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,621 @@
+"""Kill -9 of the worker at the worst moments (issue 5, DESIGN "Kill -9 of a worker at any point
+loses nothing and sends no mail twice"), on the real dev server with `python worker.py` in its own
+process, a shared PostgreSQL database (SQLite outside CI when none answers) and the SMTP sink.
+
+Every test runs two lanes of the same story at once: the *crash* lane on a task queue served by
+the victim worker, which is killed and restarted, and the *control* lane on another queue served
+by a worker nobody touches. Afterwards both lanes must look the same — programme and request
+states, outbox, documents, audit log, billable extras, status changes, SLA events, mailbox — so
+"the same end as without the crash" is checked, not assumed. And across the whole database no
+idempotency key has two rows, every outbox row is sent, and the mailbox holds each message once
+(a resend after a crash is dropped by Message-ID, and counted).
+
+Where the kill lands:
+
+- (a) inside `send_mail`, after the SMTP relay accepted the welcome mail and before the outbox
+  row says "sent" (fault point `mail.after_smtp`, activities/faults.py);
+- (b) inside `generate_monthly_report`, after the draft is filed (`report.after_filing`), while
+  the TL's `hold_call` Update waits for it;
+- (c) between two steps: SIGKILL right after an Update returns, before the next one (a programme
+  and a support request);
+- (d) during a first-response countdown: a request with a 2-minute clock (warning after 1), the
+  worker killed before the warning and restarted after the warning's time: the warning and the
+  escalation still arrive, once each;
+- (e) inside `save_projection`, after the projection and the audit entries are committed
+  (`projection.after_commit`);
+- (f) inside `send_mail`, after the outbox row says "sent" (`mail.after_commit`): the retry must
+  not contact SMTP at all.
+
+"No mail sent twice" is counted at the SMTP relay: every SMTP transaction is an outbox row's first
+delivery, except a resend from an attempt killed between SMTP's acceptance and the outbox commit
+(a) — exactly one there, none in (b), (e), (f), and in (c) and (d), where SIGKILL lands wherever it
+lands, at most one per interrupted send_mail attempt. Resends carry the same Message-ID and the
+mailbox keeps one copy.
+
+A killed worker's activity attempts only time out after their start-to-close timeout (60 s; mail
+120 s, reports 300 s: workflows/activity_calls.py, no setting shortens them), so, as
+tests/test_scale.py does, a sweeper fails the attempts the dead worker held, by ID, as soon as it
+is dead: the retry (same idempotency key) runs on the restarted worker at once. That is exactly
+what the timeout does in production, minutes earlier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import func, select
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from activities.faults import (
+    CRASH_EXIT_CODE,
+    FAULT_DIR_ENV,
+    FAULT_ENV,
+    MAIL_AFTER_COMMIT,
+    MAIL_AFTER_SMTP,
+    PROJECTION_AFTER_COMMIT,
+    REPORT_AFTER_FILING,
+)
+from domain.cycle import CycleStatus
+from domain.naming import SA_CUSTOMER_ID, monthly_cycle_workflow_id, program_workflow_id, request_workflow_id
+from domain.policy import ProgramPolicy
+from domain.program import Phase, ProgramInput, ProgramStatus
+from domain.request import NewRequest, RequestStatus
+from starter.requests import open_request
+from starter.settings import Settings
+from starter.smtp_sink import SmtpSink
+from storage.db import SessionFactory, make_engine, make_session_factory
+from storage.migrate import upgrade
+from storage.tables import (
+    AuditLogRow,
+    BillableExtraRow,
+    DocumentRow,
+    OutboxRow,
+    RequestStatusChangeRow,
+    SlaEventRow,
+    SupportRequestRow,
+)
+from tests.harness import add_subscription, enrolment, start_dev_server
+from tests.worker_processes import WorkerProcess, fail_attempts_of_dead_worker, spawn_worker, wait_polling
+
+PARIS = ZoneInfo("Europe/Paris")
+T = TypeVar("T")
+# Every table written with an idempotency key: no key may have two rows.
+KEYED_TABLES = (DocumentRow, OutboxRow, BillableExtraRow, AuditLogRow, RequestStatusChangeRow, SlaEventRow)
+ROUND_THE_CLOCK = {"timezone": "Europe/Paris", "country": "FR", "out_of_hours_agreement_ref": "OOH-24x7"}
+
+pytestmark = pytest.mark.slow
+
+
+# ------------------------------------------------------------------------------------ the rig
+@dataclass
+class Rig:
+    env: WorkflowEnvironment
+    sink: SmtpSink
+    sessions: SessionFactory
+    database_url: str
+    tmp: Path
+    victim_queue: str
+    control_queue: str
+    victim_env: dict[str, str]
+    victim: WorkerProcess | None = None
+    control: WorkerProcess | None = None
+    exits: list[int] = field(default_factory=list)  # return codes of the victim processes that ended
+    restarts: list[float] = field(default_factory=list)  # monotonic time of each restart
+    dead: set[str] = field(default_factory=set)
+    swept: list[str] = field(default_factory=list)  # activity types of the dead workers' attempts failed
+    restart_delay: float = 0.5
+    _n: int = 0
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def client(self) -> Client:
+        return self.env.client
+
+    def common(self, task_queue: str) -> dict[str, Any]:
+        return {"target": self.client.service_client.config.target_host, "database_url": self.database_url,
+                "task_queue": task_queue, "smtp_port": self.sink.port}
+
+    async def spawn(self, task_queue: str, extra: dict[str, str] | None = None) -> WorkerProcess:
+        self._n += 1
+        worker = await spawn_worker(self.tmp, self._n, extra=extra, **self.common(task_queue))
+        await wait_polling(self.client, task_queue, [worker], within=60)
+        return worker
+
+    async def start(self) -> None:
+        self.control, self.victim = await asyncio.gather(self.spawn(self.control_queue),
+                                                         self.spawn(self.victim_queue, self.victim_env))
+        self._tasks = [asyncio.create_task(self._watch()), asyncio.create_task(self._sweep())]
+
+    async def _watch(self) -> None:
+        """Restart the victim whenever it dies (a fault point or a SIGKILL), after `restart_delay`."""
+        while True:
+            assert self.victim is not None
+            code = await self.victim.proc.wait()
+            self.dead.add(self.victim.identity)
+            self.exits.append(code)
+            delay, self.restart_delay = self.restart_delay, 0.5
+            await asyncio.sleep(delay)
+            self.victim = await self.spawn(self.victim_queue, self.victim_env)
+            self.restarts.append(time.monotonic())
+
+    async def _sweep(self) -> None:
+        while True:
+            if self.dead:
+                with contextlib.suppress(RPCError):
+                    self.swept += await fail_attempts_of_dead_worker(self.client, self.victim_queue, self.dead)
+            await asyncio.sleep(0.5)
+
+    async def kill(self, restart_after: float = 0.5) -> None:
+        """SIGKILL the victim; the watcher restarts it `restart_after` seconds later."""
+        assert self.victim is not None
+        victim = self.victim
+        self.restart_delay = restart_after
+        victim.proc.send_signal(signal.SIGKILL)
+        await victim.proc.wait()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for w in (self.victim, self.control):
+            if w is not None and w.proc.returncode is None:
+                w.proc.kill()
+                await w.proc.wait()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {w.identity}\n{w.tail(40)}" for w in (self.victim, self.control) if w is not None)
+
+
+def fault_env(tmp: Path, point: str | None) -> dict[str, str]:
+    return {FAULT_ENV: point, FAULT_DIR_ENV: str(tmp / "faults")} if point else {}
+
+
+@pytest_asyncio.fixture
+async def make_rig(shared_db: str, tmp_path: Path) -> AsyncIterator[Callable[[str | None], Awaitable[Rig]]]:
+    await upgrade(shared_db)  # once, before the workers: they find the schema at head
+    engine = make_engine(shared_db)
+    env = await start_dev_server()
+    sink = SmtpSink(host="127.0.0.1")
+    await asyncio.to_thread(sink.start)
+    rigs: list[Rig] = []
+
+    async def make(point: str | None) -> Rig:
+        tag = uuid.uuid4().hex[:6]
+        rig = Rig(env=env, sink=sink, sessions=make_session_factory(engine), database_url=shared_db, tmp=tmp_path,
+                  victim_queue=f"crash-{tag}", control_queue=f"control-{tag}", victim_env=fault_env(tmp_path, point))
+        rigs.append(rig)
+        await rig.start()
+        return rig
+
+    try:
+        yield make
+    finally:
+        for rig in rigs:
+            await rig.stop()
+        await asyncio.to_thread(sink.stop)
+        await env.shutdown()
+        await engine.dispose()
+
+
+# ------------------------------------------------------------------------------------ lanes
+@dataclass
+class Lane:
+    rig: Rig
+    customer: str
+    crash: bool
+
+    @property
+    def task_queue(self) -> str:
+        return self.rig.victim_queue if self.crash else self.rig.control_queue
+
+    @property
+    def client(self) -> Client:
+        return self.rig.client
+
+    def programme(self) -> WorkflowHandle[Any, Any]:
+        return self.client.get_workflow_handle(program_workflow_id(self.customer))
+
+    async def between_steps(self) -> None:
+        """(c): the crash lane's worker dies right after an Update returned, before the next."""
+        if self.crash:
+            await self.rig.kill()
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], what: str,
+                     within: float = 90.0, rig: Rig | None = None) -> T:
+    """Poll `probe` until `ok`; a worker that is down makes queries fail for a while: retried."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while True:
+        try:
+            last = await probe()
+            if ok(last):
+                return last  # type: ignore[no-any-return]
+        except (RPCError, TimeoutError) as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out: {what}; last {last!r}\n{rig.logs() if rig else ''}")
+        await asyncio.sleep(0.25)
+
+
+async def query(handle: WorkflowHandle[Any, Any], result_type: type[T]) -> T:
+    result: T = await handle.query("get_status", result_type=result_type, rpc_timeout=timedelta(seconds=5))
+    return result
+
+
+async def update(handle: WorkflowHandle[Any, Any], name: str, payload: dict[str, Any], result_type: type[T]) -> T:
+    # Retried by the SDK while the worker is down or the Update waits on an interrupted activity.
+    result: T = await asyncio.wait_for(handle.execute_update(name, payload, result_type=result_type), 150)
+    return result
+
+
+async def enrol(lane: Lane, period_start: date | None = None, **overrides: Any) -> ProgramStatus:
+    today = datetime.now(PARIS).date()
+    await add_subscription(lane.rig.sessions, lane.customer, today - timedelta(days=30), today + timedelta(days=500))
+    e = enrolment(lane.customer, period_start or today, **overrides)
+    await lane.client.start_workflow(
+        "ProgramWorkflow", ProgramInput(enrolment=e, policy=ProgramPolicy(), started_by="ops-olga"),
+        id=program_workflow_id(lane.customer), task_queue=lane.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL, static_summary=f"Programme of {e.customer.name}",
+        search_attributes=TypedSearchAttributes([SearchAttributePair(SA_CUSTOMER_ID, lane.customer)]))
+    return await eventually(lambda: query(lane.programme(), ProgramStatus), lambda s: s.phase != Phase.enrolling,
+                            f"{lane.customer} past enrolment", rig=lane.rig)
+
+
+async def file_request(lane: Lane, settings: Settings | None = None) -> tuple[str, WorkflowHandle[Any, Any]]:
+    s = (settings or Settings()).model_copy(update={"task_queue": lane.task_queue})
+    new = NewRequest(customer_id=lane.customer, kind="support", priority="high", summary="Search returns nothing",
+                     filed_by=f"carol@{lane.customer}.example", channel="portal")
+    number = await open_request(lane.client, s, new, sessions=lane.rig.sessions)
+    handle = lane.client.get_workflow_handle(request_workflow_id(number))
+    await eventually(lambda: query(handle, RequestStatus), lambda r: r.first_response_deadline is not None,
+                     f"{number}: clock set", rig=lane.rig)
+    return number, handle
+
+
+async def enrolment_mails_sent(lane: Lane) -> None:
+    """Until the welcome and TL mails are sent: the next step's mail then never runs alongside them,
+    so a crash lands on one mail in flight (exact SMTP accounting)."""
+    async def sent() -> bool:
+        async with lane.rig.sessions() as session:
+            found = set((await session.execute(select(OutboxRow.template).where(
+                OutboxRow.customer_id == lane.customer, OutboxRow.status == "sent"))).scalars())
+        return {"welcome", "tl_assignment"} <= found
+
+    await eventually(sent, bool, f"{lane.customer}: enrolment mails sent", within=120, rig=lane.rig)
+
+
+def meeting(days: int = 3) -> str:
+    d = datetime.now(PARIS).date() + timedelta(days=days)
+    return datetime.combine(d, datetime.min.time(), PARIS).replace(hour=10).isoformat()
+
+
+async def settle(lane: Lane) -> None:
+    """Until none of the customer's workflows has an activity pending and every outbox row is sent."""
+    async def quiet() -> bool:
+        async for wf in lane.client.list_workflows(f'CustomerId="{lane.customer}" AND ExecutionStatus="Running"'):
+            desc = await lane.client.get_workflow_handle(wf.id, run_id=wf.run_id).describe()
+            if desc.raw_description.pending_activities:
+                return False
+        async with lane.rig.sessions() as session:
+            pending = await session.scalar(select(func.count()).select_from(OutboxRow).where(
+                OutboxRow.customer_id == lane.customer, OutboxRow.status != "sent"))
+        return pending == 0
+
+    await eventually(quiet, bool, f"{lane.customer} settled", within=120, rig=lane.rig)
+    await asyncio.sleep(1.0)
+    await eventually(quiet, bool, f"{lane.customer} settled (again)", within=60, rig=lane.rig)
+
+
+# --------------------------------------------------------------------------------- the checks
+async def snapshot(lane: Lane) -> dict[str, Any]:
+    """What a lane ended with, with the customer's own name taken out so two lanes compare."""
+    c = lane.customer
+
+    def norm(value: Any) -> str:
+        return str(value).replace(c.upper(), "C").replace(c, "C")
+
+    s = await query(lane.programme(), ProgramStatus)
+    out: dict[str, Any] = {
+        "phase": s.phase.value,
+        "steps": [(st.step, st.status.value, st.done_by) for st in s.steps],
+        "cycles": [(cy.month, cy.status) for cy in s.cycles],
+        "mail_failures": s.mail_failures, "rejections": len(s.rejections), "workspace": norm(s.workspace_id),
+    }
+    async with lane.rig.sessions() as session:
+        async def rows(*cols: Any, where: Any) -> list[Any]:
+            return list((await session.execute(select(*cols).where(where).order_by(*cols))).all())
+
+        out["outbox"] = [(t, st, norm(r)) for t, st, r in await rows(
+            OutboxRow.template, OutboxRow.status, OutboxRow.recipients, where=OutboxRow.customer_id == c)]
+        out["documents"] = [(k, v) for k, v in await rows(DocumentRow.kind, DocumentRow.version,
+                                                             where=DocumentRow.customer_id == c)]
+        out["audit"] = sorted(Counter((a, norm(b), i) for a, b, i in await rows(
+            AuditLogRow.action, AuditLogRow.actor, AuditLogRow.interface,
+            where=AuditLogRow.customer_id == c)).items())
+        out["extras"] = [k for (k,) in await rows(BillableExtraRow.kind, where=BillableExtraRow.customer_id == c)]
+        numbers = [n for (n,) in await rows(SupportRequestRow.tracking_number,
+                                            where=SupportRequestRow.customer_id == c)]
+        requests = []
+        for n in numbers:
+            req = await session.get(SupportRequestRow, n)
+            assert req is not None
+            changes = (await session.execute(select(RequestStatusChangeRow.from_state, RequestStatusChangeRow.to_state,
+                                                    RequestStatusChangeRow.by)
+                                             .where(RequestStatusChangeRow.tracking_number == n)
+                                             .order_by(RequestStatusChangeRow.id))).all()
+            sla = (await session.execute(select(SlaEventRow.kind).where(SlaEventRow.tracking_number == n)
+                                         .order_by(SlaEventRow.id))).scalars().all()
+            requests.append({"number": norm(n), "state": req.state, "breached": req.sla_breached,
+                             "changes": [tuple(norm(x) for x in ch) for ch in changes], "sla": list(sla)})
+        out["requests"] = requests
+    out["mailbox"] = sorted(Counter(str(m["X-TechConnect-Template"]) for m in lane.rig.sink.messages
+                                    if m["X-TechConnect-Customer"] == c).items())
+    return out
+
+
+async def doubled_keys(sessions: SessionFactory) -> dict[str, list[str]]:
+    """Idempotency keys with more than one row, per table (the unique constraints say none; this counts)."""
+    out: dict[str, list[str]] = {}
+    async with sessions() as session:
+        for model in KEYED_TABLES:
+            key = model.idempotency_key
+            found = (await session.execute(select(key).where(key.is_not(None)).group_by(key)
+                                           .having(func.count() > 1))).scalars().all()
+            if found:
+                out[model.__tablename__] = list(found)
+    return out
+
+
+async def outbox_rows(sessions: SessionFactory) -> list[OutboxRow]:
+    async with sessions() as session:
+        return list((await session.scalars(select(OutboxRow))).all())
+
+
+async def check_exactly_once(rig: Rig, crash: Lane, control: Lane,
+                             resends: int | None = 0) -> tuple[dict[str, Any], list[OutboxRow]]:
+    """Both lanes ended the same; no key has two rows; every mail was sent once and delivered once.
+
+    `resends`: SMTP transactions beyond one per outbox row (a crash between SMTP and the outbox
+    commit); None where a SIGKILL may have landed anywhere: at most one per interrupted send_mail.
+    """
+    await asyncio.gather(settle(crash), settle(control))
+    crashed, reference = await asyncio.gather(snapshot(crash), snapshot(control))
+    assert crashed == reference, f"the crash changed the outcome\n crash:   {crashed}\n control: {reference}"
+    assert await doubled_keys(rig.sessions) == {}
+    rows = await outbox_rows(rig.sessions)
+    assert rows and all(r.status == "sent" for r in rows), [(r.idempotency_key, r.status) for r in rows]
+    delivered = Counter(str(m["Message-ID"]).strip() for m in rig.sink.messages)
+    assert {r.message_id for r in rows} == set(delivered), "outbox and mailbox disagree"
+    assert all(n == 1 for n in delivered.values()), delivered.most_common(3)
+    assert rig.sink.received == len(rig.sink.messages) + len(rig.sink.duplicates)
+    # A resend reaches SMTP only from an attempt that the crash interrupted after SMTP accepted it.
+    resent = {r.message_id for r in rows if r.attempts > 1}
+    assert {str(m["Message-ID"]).strip() for m in rig.sink.duplicates} <= resent
+    extra = rig.sink.received - len(rows)
+    if resends is None:
+        assert 0 <= extra <= rig.swept.count("send_mail"), (extra, rig.swept)
+    else:
+        assert extra == resends, f"{extra} SMTP transaction(s) beyond one per outbox row, expected {resends}"
+    return crashed, rows
+
+
+# ------------------------------------------------------------------------------------ scenarios
+async def test_a_kill_after_smtp_accepted_before_the_outbox_commit_resends_once_and_is_deduplicated(
+        make_rig: Callable[[str | None], Awaitable[Rig]], report_figure: Callable[[str, object], None]) -> None:
+    rig = await make_rig(MAIL_AFTER_SMTP)
+    crash, control = Lane(rig, "mailx-crash", True), Lane(rig, "mailx-ctl", False)
+
+    async def story(lane: Lane) -> None:
+        await enrol(lane)  # the welcome mail: the first send_mail of the crash lane dies after SMTP's 250
+        await enrolment_mails_sent(lane)
+        await update(lane.programme(), "schedule_kickoff", {"by": "tl-alice", "meeting_at": meeting()}, ProgramStatus)
+
+    await asyncio.gather(story(crash), story(control))
+    _, rows = await check_exactly_once(rig, crash, control, resends=1)
+
+    assert rig.exits == [CRASH_EXIT_CODE], rig.exits
+    # The worker died right after SMTP accepted the welcome mail, before the outbox said "sent"; the
+    # restarted worker tried it again (attempts 2, and no other row): the outbox holds it once, sent.
+    [crashed] = [r for r in rows if r.attempts > 1]
+    assert (crashed.customer_id, crashed.template, crashed.attempts) == (crash.customer, "welcome", 2)
+    # It went through SMTP twice and is in the mailbox once: the duplicate dropped is that very Message-ID.
+    assert [str(m["Message-ID"]).strip() for m in rig.sink.duplicates] == [crashed.message_id]
+    assert len([m for m in rig.sink.messages if str(m["Message-ID"]).strip() == crashed.message_id]) == 1
+    assert rig.sink.received == len(rows) + 1
+    report_figure("crash (a) mail after SMTP accepted", f"exit {rig.exits}, '{crashed.template}' went through SMTP "
+                  f"twice, is in the outbox once (sent, attempts 2) and in the mailbox once (1 duplicate dropped by "
+                  f"Message-ID); {len(rows)} mails, {rig.sink.received} SMTP transactions; "
+                  f"attempts of the dead worker retried: {rig.swept}")
+
+
+async def test_b_kill_inside_the_monthly_report_files_it_once(
+        make_rig: Callable[[str | None], Awaitable[Rig]], report_figure: Callable[[str, object], None]) -> None:
+    rig = await make_rig(REPORT_AFTER_FILING)
+    crash, control = Lane(rig, "report-crash", True), Lane(rig, "report-ctl", False)
+    today = datetime.now(PARIS).date()
+
+    async def story(lane: Lane) -> None:
+        # Started yesterday: the first month has begun, its cycle runs at once.
+        await enrol(lane, period_start=today - timedelta(days=1))
+        await enrolment_mails_sent(lane)  # no mail in flight when the report's activity dies
+        cycle = lane.client.get_workflow_handle(monthly_cycle_workflow_id(lane.customer, 1, 1))
+        await eventually(lambda: query(cycle, CycleStatus), lambda c: c.steps[0].status.value == "open",
+                         f"{lane.customer}: month 1 open", rig=rig)
+        await update(cycle, "schedule_call", {"by": "tl-alice", "call_at": meeting(2)}, CycleStatus)
+        # The crash lane's worker dies inside generate_monthly_report, after filing: this Update waits.
+        held = await update(cycle, "hold_call", {"by": "tl-alice", "held_on": str(today), "attendees": ["Alice"],
+                                                 "notes": "Reviewed the open requests."}, CycleStatus)
+        assert held.report_document_id is not None
+        await update(cycle, "approve_report", {"by": "tl-alice"}, CycleStatus)
+        await eventually(lambda: query(lane.programme(), ProgramStatus), lambda s: s.cycles[0].status == "done",
+                         f"{lane.customer}: month 1 done", rig=rig)
+
+    await asyncio.gather(story(crash), story(control))
+    state, _ = await check_exactly_once(rig, crash, control)
+
+    assert rig.exits == [CRASH_EXIT_CODE], rig.exits
+    assert "generate_monthly_report" in rig.swept
+    assert [k for k, _ in state["documents"]].count("monthly_report") == 1
+    assert ("monthly_report", 1) in state["mailbox"]
+    report_figure("crash (b) inside the monthly report", f"exit {rig.exits}, documents {state['documents']}, "
+                  f"retried {rig.swept}")
+
+
+async def test_c_kill_between_two_steps_of_a_programme_and_of_a_request(
+        make_rig: Callable[[str | None], Awaitable[Rig]], report_figure: Callable[[str, object], None]) -> None:
+    rig = await make_rig(None)
+    crash, control = Lane(rig, "steps-crash", True), Lane(rig, "steps-ctl", False)
+    today = datetime.now(PARIS).date()
+
+    async def story(lane: Lane) -> None:
+        await enrol(lane, calendar=ROUND_THE_CLOCK)
+        h = lane.programme()
+        await update(h, "schedule_kickoff", {"by": "tl-alice", "meeting_at": meeting()}, ProgramStatus)
+        await lane.between_steps()
+        await update(h, "complete_kickoff", {
+            "by": "tl-alice", "held_on": str(today), "attendees": ["Alice", "Carol"], "minutes": "Planned the year.",
+            "agreed_dates": {"communication_plan": str(today + timedelta(days=20)),
+                             "site_inventory": str(today + timedelta(days=40)),
+                             "configuration_analysis": str(today + timedelta(days=60))}}, ProgramStatus)
+        await update(h, "deliver_communication_plan", {
+            "by": "tl-alice", "communication_policies": "English", "escalation_process": "TL, then manager",
+            "reporting_process": "Monthly report", "procedures": "Portal"}, ProgramStatus)
+        _, r = await file_request(lane)
+        await update(r, "respond", {"by": "rep-sam", "message": "On it", "via": "cli"}, RequestStatus)
+        await lane.between_steps()
+        await update(r, "propose_resolution", {"by": "rep-sam", "measures": "Rebuild the index"}, RequestStatus)
+        done = await update(r, "accept_resolution", {"by": f"carol@{lane.customer}.example", "via": "portal"},
+                            RequestStatus)
+        assert done.state.value == "closed"
+
+    await asyncio.gather(story(crash), story(control))
+    state, _ = await check_exactly_once(rig, crash, control, resends=None)
+
+    assert rig.exits == [-signal.SIGKILL, -signal.SIGKILL], rig.exits
+    assert state["phase"] == "onboarding" and [r["state"] for r in state["requests"]] == ["closed"]
+    actions = [a for (a, _, _), _n in state["audit"]]
+    assert {"complete_kickoff", "deliver_communication_plan", "propose_resolution", "accept_resolution"} <= set(actions)
+    report_figure("crash (c) between steps", f"exits {rig.exits}, retried {rig.swept}, "
+                  f"{sum(n for _, n in state['audit'])} audit rows, as in the control lane")
+
+
+async def test_d_kill_during_the_first_response_countdown_warning_and_escalation_arrive_once(
+        make_rig: Callable[[str | None], Awaitable[Rig]], report_figure: Callable[[str, object], None],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rig = await make_rig(None)
+    crash, control = Lane(rig, "sla-crash", True), Lane(rig, "sla-ctl", False)
+    # Rule C12 shortened through its setting: first response within 2 minutes, warning 1 minute before.
+    monkeypatch.setenv("TECHCONNECT_POLICY__FIRST_RESPONSE_MINUTES", "2")
+    monkeypatch.setenv("TECHCONNECT_POLICY__FIRST_RESPONSE_WARNING_MINUTES", "1")
+    settings = Settings()
+    assert settings.policy.first_response_minutes == 2 and settings.policy.first_response_warning_minutes == 1
+    moments: dict[str, Any] = {}
+
+    async def story(lane: Lane) -> None:
+        await enrol(lane, calendar=ROUND_THE_CLOCK)  # 24x7: the clock runs whatever the hour of the test
+        number, r = await file_request(lane, settings)
+        s = await query(r, RequestStatus)
+        assert s.first_response_warning_at is not None and s.first_response_deadline is not None
+        if lane.crash:
+            # Killed before the warning; back only after the warning's time: its timer fired with no worker.
+            to_warning = (s.first_response_warning_at - datetime.now(UTC)).total_seconds()
+            assert to_warning > 20, to_warning
+            moments.update(warning_at=s.first_response_warning_at, deadline=s.first_response_deadline)
+            await rig.kill(restart_after=to_warning + 5)
+            moments["killed"] = datetime.now(UTC)
+        await eventually(lambda: sla_kinds(lane, number), lambda k: k == ["started", "warned", "breached"],
+                         f"{number}: warned and breached", within=240, rig=rig)
+        late = await update(r, "respond", {"by": "rep-sam", "message": "Sorry, on it"}, RequestStatus)
+        assert late.sla_breached
+
+    await asyncio.gather(story(crash), story(control))
+    state, _ = await check_exactly_once(rig, crash, control, resends=None)
+
+    assert rig.exits == [-signal.SIGKILL], rig.exits
+    assert moments["killed"] < moments["warning_at"]
+    assert [r["sla"] for r in state["requests"]] == [["started", "warned", "breached", "responded_late"]]
+    mailbox = dict(state["mailbox"])
+    assert mailbox["request_sla_warning"] == 1 and mailbox["request_sla_breached"] == 1, mailbox
+    async with rig.sessions() as session:
+        warned = (await session.execute(select(SlaEventRow.at).join(SupportRequestRow).where(
+            SupportRequestRow.customer_id == crash.customer, SlaEventRow.kind == "warned"))).scalar_one()
+    warned_at = warned if warned.tzinfo else warned.replace(tzinfo=UTC)
+    # The warning went out after the restart, still before the deadline (a real warning, not skipped).
+    assert moments["warning_at"] <= warned_at < moments["deadline"], (warned_at, moments)
+    async with rig.sessions() as session:
+        breached = (await session.execute(select(SlaEventRow.at).join(SupportRequestRow).where(
+            SupportRequestRow.customer_id == crash.customer, SlaEventRow.kind == "breached"))).scalar_one()
+    breached_at = breached if breached.tzinfo else breached.replace(tzinfo=UTC)
+    assert breached_at >= moments["deadline"]
+    report_figure("crash (d) during the SLA countdown", f"killed {(moments['warning_at'] - moments['killed']).seconds}"
+                  f" s before the warning, restarted 5 s after it; warned at warning time +"
+                  f"{(warned_at - moments['warning_at']).total_seconds():.0f} s, escalated at deadline +"
+                  f"{(breached_at - moments['deadline']).total_seconds():.0f} s, one mail each; "
+                  f"attempts of the dead worker retried: {rig.swept}")
+
+
+async def sla_kinds(lane: Lane, number: str) -> list[str]:
+    async with lane.rig.sessions() as session:
+        return list((await session.execute(select(SlaEventRow.kind).where(SlaEventRow.tracking_number == number)
+                                           .order_by(SlaEventRow.id))).scalars().all())
+
+
+async def test_e_kill_after_the_projection_commit_adds_no_audit_row(
+        make_rig: Callable[[str | None], Awaitable[Rig]], report_figure: Callable[[str, object], None]) -> None:
+    rig = await make_rig(PROJECTION_AFTER_COMMIT)
+    crash, control = Lane(rig, "proj-crash", True), Lane(rig, "proj-ctl", False)
+
+    async def story(lane: Lane) -> None:
+        await enrol(lane)  # the first save_projection (programme_started) dies after its commit
+        await update(lane.programme(), "schedule_kickoff", {"by": "tl-alice", "meeting_at": meeting()}, ProgramStatus)
+
+    await asyncio.gather(story(crash), story(control))
+    state, _ = await check_exactly_once(rig, crash, control)
+
+    assert rig.exits == [CRASH_EXIT_CODE], rig.exits
+    assert "save_projection" in rig.swept
+    assert dict(((a, i), n) for (a, _, i), n in state["audit"])[("programme_started", "temporal")] == 1
+    report_figure("crash (e) after the projection commit", f"exit {rig.exits}, audit {state['audit']}")
+
+
+async def test_f_kill_after_the_outbox_says_sent_sends_nothing_again(
+        make_rig: Callable[[str | None], Awaitable[Rig]], report_figure: Callable[[str, object], None]) -> None:
+    rig = await make_rig(MAIL_AFTER_COMMIT)
+    crash, control = Lane(rig, "sent-crash", True), Lane(rig, "sent-ctl", False)
+
+    async def story(lane: Lane) -> None:
+        await enrol(lane)  # the first mail of the crash lane: sent, recorded as sent, then the worker dies
+        await enrolment_mails_sent(lane)
+        await update(lane.programme(), "schedule_kickoff", {"by": "tl-alice", "meeting_at": meeting()}, ProgramStatus)
+
+    await asyncio.gather(story(crash), story(control))
+    # resends=0: one SMTP transaction per outbox row, the retry of the killed attempt found the row sent.
+    _, rows = await check_exactly_once(rig, crash, control, resends=0)
+
+    assert rig.exits == [CRASH_EXIT_CODE], rig.exits
+    assert "send_mail" in rig.swept
+    assert not rig.sink.duplicates
+    # The retry returned "already sent" before counting an attempt: no row went to SMTP twice.
+    assert all(r.attempts == 1 for r in rows if r.customer_id == crash.customer), \
+        [(r.template, r.attempts) for r in rows]
+    report_figure("crash (f) after the outbox commit", f"exit {rig.exits}, {len(rows)} mails, "
+                  f"{rig.sink.received} SMTP transactions (one each), retried {rig.swept}")
