@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck pytest clean constraints browser
+.PHONY: install run test lint typecheck pytest clean constraints browser bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# Benchmarks (bench/, issue 7): measures on the embedded dev server, writes bench/results.md, prints
+# one `name: value` line per figure. About 10 minutes on 2 cores; run it on a quiet machine.
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 # Exact runtime versions for the Dockerfile (`pip install -c constraints.txt .`).
 constraints: install

@@ -251,8 +251,6 @@ class MailActivities:
 
     @activity.defn
     async def send_mail(self, request: MailRequest) -> MailResult:
-        # BROKEN ON PURPOSE: the key derived from the attempt, not only from the workflow and the purpose
-        request = request.model_copy(update={"idempotency_key": f"{request.idempotency_key}#{activity.info().attempt}"})
         # Looked up before rendering: a mail sent last month must stay "already sent" even if
         # its template has changed (or gone) since.
         async with self._sessions() as session:

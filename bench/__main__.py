@@ -2,8 +2,8 @@
 
 Options: `--smoke` (tiny sizes, seconds: what tests/test_bench_smoke.py runs), `--out FILE`
 (default bench/results.md; with --smoke nothing is written unless --out is given),
-`--profile program_start|report|none`, `--only dev,sla,rss,period,reports`, `--keep DIR` (keep the
-work directory: logs, databases, profiles).
+`--profile program_start,request_open,report|none`, `--only dev,sla,rss,period,reports,whatif`,
+`--keep DIR` (keep the work directory: logs, databases, profiles).
 """
 
 from __future__ import annotations
@@ -33,14 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the bench code in seconds")
     parser.add_argument("--out", type=Path, default=None, help="results file (default bench/results.md)")
-    parser.add_argument("--profile", choices=["program_start", "report", "none"], default=None)
+    parser.add_argument("--profile", default=None,
+                        help="comma-separated paths to profile: program_start, request_open, report; or none")
     parser.add_argument("--keep", type=Path, default=None, help="work directory to keep (logs, databases, profiles)")
     parser.add_argument("--only", default=None, help="comma-separated parts: dev (figures 1, 2), sla (7), rss (6), "
-                                                      "period (3, 4), reports (5)")
+                                                      "period (3, 4), reports (5), whatif")
     args = parser.parse_args(argv)
     sizes = Sizes.smoke() if args.smoke else Sizes()
     if args.profile is not None:
-        sizes = dataclasses.replace(sizes, profile=None if args.profile == "none" else args.profile)
+        chosen = () if args.profile == "none" else tuple(p.strip() for p in args.profile.split(","))
+        sizes = dataclasses.replace(sizes, profiles=chosen)
     if args.only:
         sizes = dataclasses.replace(sizes, parts=tuple(p.strip() for p in args.only.split(",")))
     out = args.out if args.out is not None else (None if args.smoke else HERE / "results.md")

@@ -56,6 +56,7 @@ from tests.harness import enrolment, start_dev_server, start_time_skipping
 from worker import WORKFLOWS, workflow_runner
 
 ROOT = Path(__file__).resolve().parent.parent
+WHAT_IF_CHANGE = "`workflows` added to `SANDBOX_PASSTHROUGH` (worker.py)"
 PARIS = ZoneInfo("Europe/Paris")
 Log = Callable[[str], None]
 
@@ -75,16 +76,18 @@ class Sizes:
     report_sizes: tuple[int, ...] = (5_000, 50_000)
     report_databases: tuple[str, ...] = ("sqlite", "postgresql")
     report_runs: int = 3  # warm runs per report size (the median is the figure)
-    parts: tuple[str, ...] = ("dev", "sla", "rss", "period", "reports")  # what to run (see Bench.run)
-    profile: str | None = "program_start"  # which path pyinstrument profiles: program_start, report; None: none
-    profile_size: int = 100
+    parts: tuple[str, ...] = ("dev", "sla", "rss", "period", "reports", "whatif")  # what to run (Bench.run)
+    # Paths pyinstrument profiles (after the measurements): program_start, request_open, report.
+    profiles: tuple[str, ...] = ("program_start", "request_open", "report")
+    profile_size: int = 50
+    what_if_before_seconds: float = 660  # the what-if part runs only if the bench is younger than this ...
+    what_if_rss_before_seconds: float = 600  # ... and its RSS run (2-3 min) only if younger than this
     concurrency: int = 50  # client calls in flight at once
 
     @classmethod
     def smoke(cls) -> Sizes:
         return cls(noop=4, programmes=3, requests=3, request_customers=2, rss_programmes=4, sla_minutes=0,
-                   sla_requests=1, report_sizes=(40, 80), report_databases=("sqlite", "postgresql"), report_runs=1,
-                   profile_size=2)
+                   sla_requests=1, report_sizes=(40,), report_runs=1, profile_size=2, what_if_rss_before_seconds=0)
 
 
 # ----------------------------------------------------------------------------- figures
@@ -121,7 +124,8 @@ class Results:
     figures: list[Figure] = field(default_factory=list)
     info: dict[str, str] = field(default_factory=dict)  # machine, versions, load
     notes: list[str] = field(default_factory=list)
-    profile: dict[str, Any] | None = None
+    profiles: list[dict[str, Any]] = field(default_factory=list)
+    what_if: dict[str, Any] | None = None
     started: float = field(default_factory=time.monotonic)
 
     def add(self, figure: Figure) -> Figure:
@@ -200,7 +204,8 @@ class DevStack:
         return Settings(data_dir=self.tmp / "client", database_url=self.database_url, smtp_port=self.sink.port,
                         task_queue=task_queue, policy=policy or ProgramPolicy())
 
-    async def spawn_worker(self, name: str, profile: Path | None = None) -> WorkerProcess:
+    async def spawn_worker(self, name: str, profile: Path | None = None,
+                           extra_env: dict[str, str] | None = None) -> WorkerProcess:
         """`python -m bench.worker` on its own task queue, configured only by the environment, as in production."""
         task_queue = f"bench-{name}-{uuid.uuid4().hex[:6]}"
         port = free_port()
@@ -219,6 +224,7 @@ class DevStack:
         })
         if profile is not None:
             env["BENCH_PROFILE"] = str(profile)
+        env.update(extra_env or {})
         log = self.tmp / f"worker-{name}.log"
         with log.open("wb") as out:
             proc = await asyncio.create_subprocess_exec(
@@ -397,10 +403,15 @@ class Bench:
         self.results = Results(sizes=sizes)
         self._main: WorkerProcess | None = None
 
+    def elapsed(self) -> float:
+        return time.monotonic() - self.results.started
+
     async def guarded(self, names: list[str], step: Callable[[], Awaitable[None]]) -> None:
         """Run a step; if it fails, its figures are reported as errors and the bench goes on."""
+        began = time.monotonic()
         try:
             await step()
+            self.log(f"{', '.join(names)}: done in {time.monotonic() - began:.1f} s")
         except Exception as exc:
             import traceback
 
@@ -414,7 +425,7 @@ class Bench:
 
         s = self.sizes
         self.results.info.update(await machine_info())
-        if {"dev", "sla", "rss"} & set(s.parts) or s.profile == "program_start":
+        if {"dev", "sla", "rss"} & set(s.parts) or {"program_start", "request_open"} & set(s.profiles):
             async with dev_stack(self.tmp / "dev", self.log) as stack:
                 if "dev" in s.parts:
                     await self.guarded(["program_start_ratio", "request_open_ratio"],
@@ -424,20 +435,28 @@ class Bench:
                                        lambda: self.sla_breach(stack))
                 if "rss" in s.parts:
                     await self.guarded([f"worker_rss_mb_{s.rss_programmes}"], lambda: self.worker_rss(stack))
-                if s.profile == "program_start":
+                if {"program_start", "request_open"} & set(s.profiles):
                     await self.guarded(["profile"], lambda: self.profile_worker(stack))
         if "period" in s.parts:
             await self.guarded(["full_period_seconds", "events_per_period", "events_per_cycle"], self.full_period)
         if "reports" in s.parts:
             await self.guarded([f"report_seconds_{_k(n)}_{db}" for db in s.report_databases
                                 for n in s.report_sizes], self.reports)
-        if s.profile == "report":
+        if "report" in s.profiles:
             await self.guarded(["profile"], self.profile_report)
+        if "whatif" in s.parts:
+            # Last, and only while the bench is young enough to stay within its time (make bench < 15 min).
+            if self.elapsed() > s.what_if_before_seconds:
+                self.results.what_if = {"change": WHAT_IF_CHANGE,
+                                        "skipped": f"skipped: the bench had run {self.elapsed():.0f} s already"}
+            else:
+                async with dev_stack(self.tmp / "whatif", self.log) as stack:
+                    await self.guarded(["what_if"], lambda: self.what_if(stack))
         self.results.info["load_after"] = _load()
-        self.results.info["bench_seconds"] = f"{time.monotonic() - self.results.started:.0f}"
+        self.results.info["bench_seconds"] = f"{self.elapsed():.0f}"
         return self.results
 
-    # ---- 1, 2, 7 and the request's history: one worker process on the dev server ----
+    # ---- 1, 2: starts per second against no-op workflows, one worker process on the dev server ----
     async def main_worker(self, stack: DevStack) -> WorkerProcess:
         """The worker of figures 1, 2 and 7, spawned once and warmed up (imports, first workflow runs)."""
         if self._main is None:
@@ -447,72 +466,60 @@ class Bench:
             await start_programmes(stack, w.task_queue, "bench-warm-", 3, self.sizes.concurrency)
         return self._main
 
+    async def start_rates(self, stack: DevStack, w: WorkerProcess, prefix: str,
+                          requests: bool = True) -> dict[str, Any]:
+        """No-op rate (before and after), programme rate, request rate, and the CPU each took."""
+        s = self.sizes
+        client, tq = stack.client, w.task_queue
+        server = child_pid("temporal")
+        out: dict[str, Any] = {}
+        meter = CpuMeter(server, w.pid)
+        out["noop_before"] = await noop_round(client, tq, s.noop, s.concurrency)
+        out["noop_cpu"] = meter.per_item(s.noop)
+        self.log(f"no-op baseline: {out['noop_before']:.1f} workflows/s; {cpu_text(out['noop_cpu'])}")
+        meter = CpuMeter(server, w.pid)
+        out["prog_seconds"] = await start_programmes(stack, tq, prefix, s.programmes, s.concurrency)
+        out["prog_cpu"] = meter.per_item(s.programmes)
+        out["prog_rate"] = s.programmes / out["prog_seconds"]
+        self.log(f"programmes: {s.programmes} enrolled in {out['prog_seconds']:.2f} s = {out['prog_rate']:.1f}/s; "
+                 f"{cpu_text(out['prog_cpu'])}")
+        if requests:
+            customers = [f"{prefix}{i:04d}" for i in range(min(s.request_customers, s.programmes))]
+            await open_requests(stack, tq, customers[:1], 1, 1)  # warm-up: first request of this worker
+            meter = CpuMeter(server, w.pid)
+            out["req_seconds"], out["numbers_seconds"] = await open_requests(stack, tq, customers, s.requests,
+                                                                             s.concurrency)
+            out["req_cpu"] = meter.per_item(s.requests)
+            out["req_rate"] = s.requests / out["req_seconds"]
+            out["req_customers"] = len(customers)
+            self.log(f"requests: {s.requests} opened in {out['req_seconds']:.2f} s = {out['req_rate']:.1f}/s "
+                     f"(tracking numbers after {out['numbers_seconds']:.2f} s); {cpu_text(out['req_cpu'])}")
+        out["noop_after"] = await noop_round(client, tq, s.noop, s.concurrency)
+        out["noop"] = (out["noop_before"] + out["noop_after"]) / 2
+        self.log(f"no-op baseline after: {out['noop_after']:.1f} workflows/s")
+        return out
+
     async def dev_server_figures(self, stack: DevStack) -> None:
         s = self.sizes
         w = await self.main_worker(stack)
-        tq, client = w.task_queue, stack.client
-
-        server = child_pid("temporal")
-        meter = CpuMeter(server, w.pid)
-        noop_before = await noop_round(client, tq, s.noop, s.concurrency)
-        noop_cpu = meter.per_item(s.noop)
-        self.log(f"no-op baseline: {noop_before:.1f} workflows/s; {cpu_text(noop_cpu)}")
-        meter = CpuMeter(server, w.pid)
-        seconds = await start_programmes(stack, tq, "bench-ps-", s.programmes, s.concurrency)
-        prog_cpu = meter.per_item(s.programmes)
-        prog_rate = s.programmes / seconds
-        self.log(f"programmes: {s.programmes} enrolled in {seconds:.2f} s = {prog_rate:.1f}/s; {cpu_text(prog_cpu)}")
-
-        # Requests: on `request_customers` of those programmes, round robin.
-        settings = stack.settings(tq)
-        customers = [f"bench-ps-{i:04d}" for i in range(min(s.request_customers, s.programmes))]
-        news = [NewRequest.model_validate({
-            "customer_id": customers[i % len(customers)], "kind": "support", "priority": "high",
-            "summary": f"Bench request {i}", "filed_by": "carol"}) for i in range(s.requests)]
-        from starter.requests import open_request
-
-        await open_request(client, settings, news[0].model_copy(update={"summary": "warm-up"}),
-                           sessions=stack.sessions)
-        meter = CpuMeter(server, w.pid)
-        began = time.monotonic()
-        numbers = await bounded([lambda n=n: open_request(client, settings, n, sessions=stack.sessions)
-                                 for n in news], s.concurrency)
-        numbers_at = time.monotonic()
-        waiting = {f"{request_workflow_id(n)}:" for n in numbers}
-
-        async def queued() -> bool:
-            # The TL's "request opened" mail (A1, A4): its outbox row, key `request-<tracking>:...`.
-            async with stack.sessions() as session:
-                keys = await session.scalars(select(OutboxRow.idempotency_key).where(
-                    OutboxRow.template == "request_opened", OutboxRow.idempotency_key.like("request-TC-BENCH-PS-%")))
-                for key in keys:
-                    waiting.discard(key[:key.index(":") + 1])
-            return not waiting
-
-        done = await until(queued, f"{len(numbers)} TL mails in the outbox", timeout=60 + s.requests * 1.0)
-        req_cpu = meter.per_item(s.requests)
-        req_seconds = done - began
-        req_rate = s.requests / req_seconds
-        self.log(f"requests: {s.requests} opened in {req_seconds:.2f} s = {req_rate:.1f}/s "
-                 f"(tracking numbers after {numbers_at - began:.2f} s); {cpu_text(req_cpu)}")
-
-        noop_after = await noop_round(client, tq, s.noop, s.concurrency)
-        noop = (noop_before + noop_after) / 2
-        self.log(f"no-op baseline after: {noop_after:.1f} workflows/s")
-        base = (f"{noop:.1f} no-op workflows/s (mean of {noop_before:.1f} before and {noop_after:.1f} after; "
-                f"{s.noop} started at once, until completed; {cpu_text(noop_cpu)} each)")
+        r = await self.start_rates(stack, w, "bench-ps-")
+        noop = r["noop"]
+        base = (f"{noop:.1f} no-op workflows/s (mean of {r['noop_before']:.1f} before and {r['noop_after']:.1f} "
+                f"after; {s.noop} started at once, until completed; {cpu_text(r['noop_cpu'])} each)")
         self.results.add(Figure(
-            "program_start_ratio", prog_rate / noop, "", base, ">= 0.5", prog_rate / noop >= 0.5,
+            "program_start_ratio", r["prog_rate"] / noop, "", base, ">= 0.5", r["prog_rate"] / noop >= 0.5,
             f"{s.programmes} programmes started at once through `starter.cli.start_program` "
-            f"({s.concurrency} calls in flight): all workspaces existed after {seconds:.2f} s = "
-            f"{prog_rate:.1f} programmes/s; {cpu_text(prog_cpu)} a programme over that window"))
+            f"({s.concurrency} calls in flight): all workspaces existed after {r['prog_seconds']:.2f} s = "
+            f"{r['prog_rate']:.1f} programmes/s; {cpu_text(r['prog_cpu'])} a programme over that window"))
         self.results.add(Figure(
-            "request_open_ratio", req_rate / noop, "", base, ">= 0.5", req_rate / noop >= 0.5,
-            f"{s.requests} requests on {len(customers)} programmes through `starter.requests.open_request`: "
-            f"tracking numbers after {numbers_at - began:.2f} s, every TL mail in the outbox after "
-            f"{req_seconds:.2f} s = {req_rate:.1f} requests/s; {cpu_text(req_cpu)} a request"))
+            "request_open_ratio", r["req_rate"] / noop, "", base, ">= 0.5", r["req_rate"] / noop >= 0.5,
+            f"{s.requests} requests on {r['req_customers']} of those programmes through "
+            f"`starter.requests.open_request`: tracking numbers after {r['numbers_seconds']:.2f} s, every TL mail "
+            f"in the outbox after {r['req_seconds']:.2f} s = {r['req_rate']:.1f} requests/s; "
+            f"{cpu_text(r['req_cpu'])} a request"))
         self.results.info["noop_rate"] = f"{noop:.1f}"
 
+    # ---- 7 and the request's history ----
     async def sla_breach(self, stack: DevStack) -> None:
         """7: deadline -> escalation mail at the sink, 24x7 calendar, short SLA; baseline: a bare timer's lag."""
         s = self.sizes
@@ -596,40 +603,74 @@ class Bench:
         return await history_length(client, wid)
 
     # ---- 6: memory of one worker holding N open programmes ----
-    async def worker_rss(self, stack: DevStack) -> None:
+    async def held_programmes(self, stack: DevStack, name: str, prefix: str,
+                              extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+        """A fresh worker: RSS idle, then with `rss_programmes` open programmes in its sticky cache."""
         n = self.sizes.rss_programmes
-        w = await stack.spawn_worker("rss")
-        await asyncio.sleep(2)
-        idle, _ = w.rss_mb()
-        self.log(f"worker {w.pid} idle: {idle:.1f} MiB; starting {n} programmes")
-        seconds = await start_programmes(stack, w.task_queue, "bench-rss-", n, self.sizes.concurrency)
-        self.log(f"{n} programmes enrolled in {seconds:.1f} s; waiting until the worker is quiet")
+        w = await stack.spawn_worker(name, extra_env=extra_env)
+        try:
+            await asyncio.sleep(2)
+            idle, _ = w.rss_mb()
+            self.log(f"worker {w.pid} idle: {idle:.1f} MiB; starting {n} programmes")
+            seconds = await start_programmes(stack, w.task_queue, prefix, n, self.sizes.concurrency)
+            self.log(f"{n} programmes enrolled in {seconds:.1f} s; waiting until the worker is quiet")
+            last: list[int] = [-1]
+            stable: list[float] = [time.monotonic()]
 
-        last: list[int] = [-1]
-        stable: list[float] = [time.monotonic()]
+            async def quiet() -> bool:
+                # Every mail of the programmes' start sent, and nothing new for 3 s.
+                async with stack.sessions() as session:
+                    pending = int(await session.scalar(select(func.count()).where(
+                        OutboxRow.customer_id.like(f"{prefix}%"), OutboxRow.status != "sent")) or 0)
+                sent = await _count(stack.sessions, OutboxRow.customer_id, prefix)
+                if sent != last[0] or pending:
+                    last[0], stable[0] = sent, time.monotonic()
+                return pending == 0 and time.monotonic() - stable[0] > 3
 
-        async def quiet() -> bool:
-            async with stack.sessions() as session:
-                pending = int(await session.scalar(select(func.count()).where(
-                    OutboxRow.customer_id.like("bench-rss-%"), OutboxRow.status != "sent")) or 0)
-            sent = await _count(stack.sessions, OutboxRow.customer_id, "bench-rss-")
-            if sent != last[0] or pending:
-                last[0], stable[0] = sent, time.monotonic()
-            return pending == 0 and time.monotonic() - stable[0] > 3
+            await until(quiet, "the worker to finish the programmes' start", 300, 0.5)
+            cached = await asyncio.to_thread(w.metric, "temporal_sticky_cache_size")
+            rss, peak = w.rss_mb()
+            self.log(f"worker {w.pid}: {rss:.1f} MiB with {n} programmes (peak {peak:.1f}), cache {cached}")
+            return {"n": n, "idle": idle, "rss": rss, "peak": peak, "cached": cached, "seconds": seconds}
+        finally:
+            await w.stop()
 
-        await until(quiet, "the worker to finish the programmes' start", 300, 0.5)
-        cached = await asyncio.to_thread(w.metric, "temporal_sticky_cache_size")
-        rss, peak = w.rss_mb()
-        self.log(f"worker {w.pid}: {rss:.1f} MiB with {n} programmes (peak {peak:.1f}), cache {cached}")
+    async def worker_rss(self, stack: DevStack) -> None:
+        m = await self.held_programmes(stack, "rss", "bench-rss-")
+        n, idle, rss = m["n"], m["idle"], m["rss"]
         per = (rss - idle) / n * 1024 if n else 0
         self.results.add(Figure(
             f"worker_rss_mb_{n}", rss, "MiB", f"{idle:.1f} MiB: the same worker process idle, polling, before",
             "< 500", rss < 500,
             f"VmRSS of `python -m bench.worker` holding {n} open programmes (sticky cache size "
-            f"{fmt(cached)}; each programme is one open workflow, its period starting next month): "
-            f"{rss - idle:.1f} MiB above idle = {per:.0f} KiB a programme; peak VmHWM {peak:.1f} MiB; "
-            f"the {n} enrolled in {seconds:.1f} s ({n / seconds:.1f}/s)"))
-        await w.stop()
+            f"{fmt(m['cached'])}; each programme is one open workflow, its period starting next month): "
+            f"{rss - idle:.1f} MiB above idle = {per:.0f} KiB a programme; peak VmHWM {m['peak']:.1f} MiB; "
+            f"the {n} enrolled in {m['seconds']:.1f} s ({n / m['seconds']:.1f}/s)"))
+
+    # ---- what if: the same worker with the workflow modules passed through the sandbox ----
+    async def what_if(self, stack: DevStack) -> None:
+        """Figures 1 and 6 again, with `workflows` added to worker.SANDBOX_PASSTHROUGH (not the service's
+        setting: an experiment the profile suggested, measured here so the choice rests on numbers)."""
+        env = {"BENCH_EXTRA_PASSTHROUGH": "workflows"}
+        what: dict[str, Any] = {"change": WHAT_IF_CHANGE}
+        self.results.what_if = what
+        w = await stack.spawn_worker("whatif", extra_env=env)
+        try:
+            await noop_round(stack.client, w.task_queue, 5, self.sizes.concurrency)
+            await start_programmes(stack, w.task_queue, "bench-wiwarm-", 3, self.sizes.concurrency)
+            r = await self.start_rates(stack, w, "bench-wi-", requests=False)
+        finally:
+            await w.stop()
+        what["program_start_ratio"] = r["prog_rate"] / r["noop"]
+        what["program_start_detail"] = (f"{r['prog_rate']:.1f} programmes/s against {r['noop']:.1f} no-op "
+                                        f"workflows/s; {cpu_text(r['prog_cpu'])} a programme")
+        if self.elapsed() > self.sizes.what_if_rss_before_seconds:  # the RSS run takes 2-3 minutes
+            what["rss_skipped"] = f"skipped: the bench had run {self.elapsed():.0f} s already"
+            return
+        m = await self.held_programmes(stack, "whatif-rss", "bench-wirss-", extra_env=env)
+        what[f"worker_rss_mb_{m['n']}"] = m["rss"]
+        what["rss_detail"] = (f"idle {m['idle']:.1f} MiB, {(m['rss'] - m['idle']) / m['n'] * 1024:.0f} KiB a "
+                              f"programme, sticky cache {fmt(m['cached'])}")
 
     # ---- 3, 4: the full period on the time-skipping server ----
     async def full_period(self) -> None:
@@ -711,35 +752,48 @@ class Bench:
             seeded = time.perf_counter() - t0
             cold = await generate("cold")
             warm = [await generate(f"warm-{i}") for i in range(self.sizes.report_runs)]
+            split = await _report_split(acts, report_request("bench-split"))
         value = statistics.median(warm)
         target = "< 2" if n >= 50_000 else ""
-        self.log(f"{name}: {value:.2f} s (cold {cold:.2f}, empty month {empty:.2f}, seeding {seeded:.1f} s)")
+        self.log(f"{name}: {value:.2f} s (cold {cold:.2f}, empty month {empty:.2f}, seeding {seeded:.1f} s; {split})")
         self.results.add(Figure(
             name, value, "s", f"{empty:.2f} s: the same report over an empty month, same database", target,
             (value < 2) if target else None,
-            f"`generate_monthly_report` (queries, chart, CSV, HTML and text, filing) over {n:,} requests of the "
-            f"month plus noise ({db}, data of tests/test_monthly_report.py); median of {len(warm)} runs "
-            f"({', '.join(f'{x:.2f}' for x in warm)}); the first after start {cold:.2f} s"))
+            f"`generate_monthly_report`, the whole activity (queries, chart, CSV, HTML and text, filing the "
+            f"document) over {n:,} requests of the month plus noise ({db}, data of tests/test_monthly_report.py); "
+            f"median of {len(warm)} runs ({', '.join(f'{x:.2f}' for x in warm)}); the first after start "
+            f"{cold:.2f} s; {split}"))
 
     # ---- profiles ----
     async def profile_worker(self, stack: DevStack) -> None:
-        """pyinstrument over the worker while `profile_size` programmes (or requests) start."""
+        """pyinstrument over a worker process while programmes start, then while requests open."""
         from bench.profile import summarize
 
-        prefix = self.tmp / "profile-worker"
-        w = await stack.spawn_worker("profile", profile=prefix)
+        s = self.sizes
+        w = await stack.spawn_worker("profile", profile=self.tmp / "profile")  # writes profile-1, profile-2, ...
         tq = w.task_queue
-        await noop_round(stack.client, tq, 3, 3)
-        await start_programmes(stack, tq, "bench-pw-", 3, 3)
-        n = self.sizes.profile_size
-        w.proc.send_signal(signal.SIGUSR1)
-        await asyncio.sleep(0.2)
-        seconds = await start_programmes(stack, tq, "bench-pp-", n, self.sizes.concurrency)
-        w.proc.send_signal(signal.SIGUSR2)
-        await until(lambda: prefix.with_suffix(".done").exists(), "the profile", 60, 0.1)
-        await w.stop()
-        self.results.profile = summarize(prefix, f"worker process while {n} programmes start "
-                                                 f"(start until workspace: {seconds:.2f} s under the profiler)")
+        try:
+            await noop_round(stack.client, tq, 3, 3)
+            await start_programmes(stack, tq, "bench-pw-", 3, 3)
+            await open_requests(stack, tq, ["bench-pw-0000"], 1, 1)
+            n = s.profile_size
+            paths = [p for p in ("program_start", "request_open") if p in s.profiles]
+            for k, path in enumerate(paths, 1):
+                prefix = self.tmp / f"profile-{k}"  # bench/worker.py numbers its profiles
+                w.proc.send_signal(signal.SIGUSR1)
+                await asyncio.sleep(0.2)
+                if path == "program_start":
+                    seconds = await start_programmes(stack, tq, "bench-pp-", n, s.concurrency)
+                    title = f"worker process while {n} programmes start (until every workspace exists)"
+                else:
+                    customers = [f"bench-pp-{i:04d}" for i in range(min(s.request_customers, n))]
+                    seconds, _ = await open_requests(stack, tq, customers, n, s.concurrency)
+                    title = f"worker process while {n} requests open (until every TL mail is in the outbox)"
+                w.proc.send_signal(signal.SIGUSR2)
+                await until(lambda prefix=prefix: prefix.with_suffix(".done").exists(), "the profile", 60, 0.1)
+                self.results.profiles.append(summarize(prefix, f"{title}: {seconds:.2f} s under the profiler"))
+        finally:
+            await w.stop()
 
     async def profile_report(self) -> None:
         from pyinstrument import Profiler
@@ -757,12 +811,67 @@ class Bench:
             await acts.generate_monthly_report(report_request("bench-profile-cold"))
             profiler = Profiler(interval=0.001, async_mode="enabled")
             profiler.start()
+            t0 = time.perf_counter()
             await acts.generate_monthly_report(report_request("bench-profile"))
+            seconds = time.perf_counter() - t0
             session = profiler.stop()
         session.save(str(prefix.with_suffix(".pyisession")))
         prefix.with_suffix(".html").write_text(profiler.output_html(), encoding="utf-8")
         prefix.with_suffix(".txt").write_text(profiler.output_text(unicode=True, color=False), encoding="utf-8")
-        self.results.profile = summarize(prefix, f"generate_monthly_report over {n:,} requests (SQLite, warm)")
+        self.results.profiles.append(summarize(
+            prefix, f"`generate_monthly_report` over {n:,} requests (SQLite, warm): {seconds:.2f} s under the "
+                    f"profiler"))
+
+
+async def _report_split(acts: Any, request: Any) -> str:
+    """Where the activity's time goes: queries (+ chart, CSV), rendering, the rest (filing). The same split
+    as tests/test_monthly_report.py's 50k test, through the activity's internals; left out if they change."""
+    try:
+        t0 = time.perf_counter()
+        context, _ = await acts._monthly_context(request)
+        t1 = time.perf_counter()
+        acts._render("monthly_report", context | {"customer_id": request.customer_id, "period": request.period,
+                                                  "title": "Monthly follow-up report"})
+        t2 = time.perf_counter()
+        await acts.generate_monthly_report(request)
+        t3 = time.perf_counter()
+    except (AttributeError, TypeError) as exc:
+        return f"(no split: {exc})"
+    whole = t3 - t2
+    return (f"split: queries+chart+CSV {t1 - t0:.2f} s + render {t2 - t1:.2f} s = {t2 - t0:.2f} s (the test's "
+            f"measure), filing the rest of the whole {whole:.2f} s")
+
+
+async def open_requests(stack: DevStack, task_queue: str, customers: list[str], n: int,
+                        concurrency: int) -> tuple[float, float]:
+    """Open `n` requests (round robin over `customers`) through `starter.requests.open_request`.
+
+    Returns (seconds until every TL mail's outbox row exists, seconds until every tracking number was back).
+    """
+    from starter.requests import open_request
+
+    settings = stack.settings(task_queue)
+    tag = uuid.uuid4().hex[:4]
+    news = [NewRequest.model_validate({
+        "customer_id": customers[i % len(customers)], "kind": "support", "priority": "high",
+        "summary": f"Bench request {tag}-{i}", "filed_by": "carol"}) for i in range(n)]
+    began = time.monotonic()
+    numbers = await bounded([lambda r=r: open_request(stack.client, settings, r, sessions=stack.sessions)
+                             for r in news], concurrency)
+    numbers_at = time.monotonic()
+    waiting = {f"{request_workflow_id(x)}:" for x in numbers}
+
+    async def queued() -> bool:
+        # The TL's "request opened" mail (A1, A4): its outbox row, key `request-<tracking>:...`.
+        async with stack.sessions() as session:
+            keys = await session.scalars(select(OutboxRow.idempotency_key).where(
+                OutboxRow.template == "request_opened", OutboxRow.idempotency_key.like("request-TC-BENCH-%")))
+            for key in keys:
+                waiting.discard(key[:key.index(":") + 1])
+        return not waiting
+
+    done = await until(queued, f"{n} TL mails in the outbox", timeout=60 + n * 1.0)
+    return done - began, numbers_at - began
 
 
 def _k(n: int) -> str:

