@@ -433,6 +433,8 @@ class Bench:
                 if "sla" in s.parts:
                     await self.guarded(["sla_breach_lag_seconds", "events_per_request"],
                                        lambda: self.sla_breach(stack))
+                if self._main is not None:
+                    await self._main.stop()  # quiet from here: the next workers are measured alone
                 if "rss" in s.parts:
                     await self.guarded([f"worker_rss_mb_{s.rss_programmes}"], lambda: self.worker_rss(stack))
                 if {"program_start", "request_open"} & set(s.profiles):

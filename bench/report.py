@@ -12,7 +12,63 @@ from bench.harness import Results, fmt
 TOP = 10  # rows per profile table
 
 FINDINGS = """\
-(to be written from the profile)
+Written by hand from the profiles of this run and of the runs made while writing the bench
+(2026-11-27, same machine); the numbers quoted from those runs are marked *(investigation)*.
+
+**Programme start and request open (figures 1, 2) are bounded by server round trips, not by a hot
+spot.** The CPU columns say it (milliseconds of CPU per item, dev server + worker + bench process, over
+the measured window): a no-op workflow costs about 20 ms, an enrolment about 150 ms, an opened request
+about 270 ms, and on two cores shared by the three processes the ratios are these CPU ratios (about 0.13
+and 0.07). Before its workspace exists a programme runs four activities in a row (`check_enrolment`,
+`plan_period`, `schedule_deadlines`, `register_programme`), each a task dispatched by the server and a
+workflow task to schedule the next, and in the same window the programmes enrolled first already file
+their welcome document and send their mails (`file_document`, `send_mail` x3, `save_projection`). A
+request is `describe` + `get_status` of the programme and an allocated number on the client, then six
+activities before and around the TL's mail (`record_request_opened`, `record_status_change`,
+`business_deadline`, `record_sla_event`, `send_mail`, `save_request`). Profiles 1 and 2 spread the
+worker's time over the SDK (sandbox, bridge, payload visitors), SQLAlchemy and the mail path (Jinja,
+`email`, SMTP), none of it a single cheap target. A ratio of 0.5 means a programme or a request costing
+no more than two no-op workflows: fewer round trips, e.g. the enrolment's four steps and the request's
+bookkeeping writes as local activities or one activity each. That changes every history (a
+`workflow.patched` migration, replay histories re-exported), so it is proposed, not done here.
+
+**The sandbox re-imports `workflows/program.py` for every workflow run, from source.** Profile 1 shows
+`Importer._import` and `compile`: with `PYTHONDONTWRITEBYTECODE=1` (this machine's environment, and the
+Docker image, whose `/app` is also read-only for the worker) there is no bytecode, so each new run
+compiles the module. *(investigation)* With `python -m compileall workflows` the worker's CPU per
+enrolment fell from 79 to 73 ms (8 %) and per request from 140 to 128 ms. Cheap and safe fix for the
+image: `RUN python -m compileall -q /app` before `USER` in the Dockerfile's runtime stage. Not applied:
+the Dockerfile is not the bench's file; proposed to its owner.
+
+**Memory (figure 6): most of a held programme is its own copy of the workflow module.** *(investigation)*
+tracemalloc (`BENCH_TRACEMALLOC=<file>` on `bench/worker.py`, 200 programmes, after `gc.collect()`) put
+about 290 KiB of Python objects on each cached programme: 42 % code objects of `workflows/program.py`
+unmarshalled again by the sandbox for the run and kept alive with its module while the run is cached,
+13 % pydantic models (the programme's input and state), 7 % the module's classes and functions, 5 % the
+SDK's workflow instance; the rest of the RSS is the SDK core's per-run state and allocator overhead.
+About 5 MiB of `email` header objects stayed referenced as well (not traced further).
+`MALLOC_ARENA_MAX=2` changed nothing (522 vs 503 KiB a programme at 300). The "What if" section
+measures the one change that removes the per-run module copy: `workflows` passed through the sandbox
+(one line in `worker.py`), which also saves the per-run import on the CPU side. It gives up the
+sandbox's per-run re-import of workflow modules (module-level state would be shared between runs, and
+the passed-through module's own imports are no longer restricted; `tests/test_architecture.py` still
+checks the sources), so it is a design decision for the workflow owners, not a cheap fix: not applied.
+
+**Monthly report (figure 5).** Profile 3: about 40 % queries (the SLA figures and the per-request review
+rows, fetched and converted row by row), 30 % rendering (HTML and text rows, already built without Jinja
+in `activities/report_rows.py`), 30 % filing (JSON-encoding the document's `data`, which carries every
+request of the month and the CSV, and committing several MB). The figure is the whole activity, which is
+what the cycle workflow waits for; the split in its line is the one `tests/test_monthly_report.py`
+bounds (queries + chart + CSV + render < 2 s). No cheap fix: the remaining time is the row loop and the
+size of what is stored.
+
+**Met with room:** the full period (figure 3) runs in a few seconds, a period's history is about a
+third of the 2,000-event bar (figure 4), and the escalation mail leaves within a fraction of a second of
+the deadline (figure 7), close to a bare timer's own lag.
+
+**Changed because of the profiles:** nothing in `workflows/` or `activities/`; the bench itself
+(`bench/`), its `make bench` target, `tests/test_bench_smoke.py`, pyinstrument and py-spy as dev
+dependencies, and this file.
 """
 
 
