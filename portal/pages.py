@@ -478,23 +478,34 @@ async def notices(request: Request, principal: Principal = Depends(require_user)
 @router.post("/ops/notices")
 async def record_notice(request: Request, principal: Principal = Depends(require_user)) -> Response:
     access.require(principal, Action.record_notice)
+    values = forms.submitted_values(forms.OPS_NOTICE_FIELDS, await request.form())
+    return await _submit_ops_step(request, principal, forms.OPS_NOTICE_FIELDS, values, dict(values),
+                                  GiveNonRenewalNotice,
+                                  "give_non_renewal_notice", _notices_page, "/ops/notices",
+                                  "Non-renewal notice recorded")
+
+
+async def _submit_ops_step(
+    request: Request, principal: Principal, fields: Any, values: dict[str, Any], parse_values: dict[str, Any],
+    model: type[Any], step: str, page: Any, back_to: str, done: str,
+) -> Response:
+    """One operations form posting one programme Update: reach check, parse, Update, page or redirect."""
     state = get_state(request)
-    fields = forms.OPS_NOTICE_FIELDS
-    values = forms.submitted_values(fields, await request.form())
     customer_id = str(values.get("customer_id") or "")
     async with state.sessions() as session:
         await access.customer_in_reach(session, principal, customer_id)
-    parsed, errors = forms.parse(GiveNonRenewalNotice, fields, values, extra={"by": principal.email})
+    parsed, errors = forms.parse(model, fields, parse_values, extra={"by": principal.email})
     if parsed is not None:
         try:
-            await actions.complete_step(await state.temporal(), customer_id, "give_non_renewal_notice",
+            await actions.complete_step(await state.temporal(), customer_id, step,
                                         principal.email, parsed.model_dump(mode="json", exclude={"by"}))
         except actions.ActionRefused as exc:
             errors.top.append(exc.message)
     if parsed is None or errors:
-        return await _notices_page(request, principal, values=values, errors=errors,
-                                   status=409 if parsed is not None else 422)
-    return redirect(request, "/ops/notices", f"Non-renewal notice recorded for {customer_id}.")
+        response: Response = await page(request, principal, values=values, errors=errors,
+                                        status=409 if parsed is not None else 422)
+        return response
+    return redirect(request, back_to, f"{done} for {customer_id}.")
 
 
 async def _extras_page(request: Request, principal: Principal, *, values: dict[str, Any] | None = None,
@@ -517,26 +528,12 @@ async def extras(request: Request, principal: Principal = Depends(require_user))
 @router.post("/ops/extras")
 async def record_extra(request: Request, principal: Principal = Depends(require_user)) -> Response:
     access.require(principal, Action.record_extra)
-    state = get_state(request)
-    fields = forms.EXTRA_FIELDS
-    values = forms.submitted_values(fields, await request.form())
-    customer_id = str(values.get("customer_id") or "")
-    async with state.sessions() as session:
-        await access.customer_in_reach(session, principal, customer_id)
+    values = forms.submitted_values(forms.EXTRA_FIELDS, await request.form())
     parse_values = dict(values)
     if not str(values.get("amount.amount") or "").strip():
         parse_values["amount.currency"] = ""  # no amount: no Money at all
-    parsed, errors = forms.parse(RecordBillableExtra, fields, parse_values, extra={"by": principal.email})
-    if parsed is not None:
-        try:
-            await actions.complete_step(await state.temporal(), customer_id, "record_billable_extra",
-                                        principal.email, parsed.model_dump(mode="json", exclude={"by"}))
-        except actions.ActionRefused as exc:
-            errors.top.append(exc.message)
-    if parsed is None or errors:
-        return await _extras_page(request, principal, values=values, errors=errors,
-                                  status=409 if parsed is not None else 422)
-    return redirect(request, "/ops/extras", f"Billable extra recorded for {customer_id}.")
+    return await _submit_ops_step(request, principal, forms.EXTRA_FIELDS, values, parse_values, RecordBillableExtra,
+                                  "record_billable_extra", _extras_page, "/ops/extras", "Billable extra recorded")
 
 
 # ---- account: API tokens ----------------------------------------------------------------------------------
