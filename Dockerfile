@@ -43,6 +43,10 @@ COPY storage ./storage
 COPY starter ./starter
 COPY portal ./portal
 COPY templates ./templates
+# Bytecode at build time: /app is read-only for the worker, and the workflow sandbox imports
+# workflows/ afresh for every run, so without .pyc files each run would compile program.py
+# again (the issue 7 profile; worker.precompile_workflow_modules does the same on a writable tree).
+RUN python -m compileall -q /app
 USER techconnect
 # The worker's /metrics (Temporal SDK + techconnect_* metrics) and /healthz: TECHCONNECT_METRICS_PORT.
 EXPOSE 9464

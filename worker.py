@@ -6,12 +6,14 @@ Activity classes get their dependencies here (and in tests), nowhere else.
 from __future__ import annotations
 
 import asyncio
+import compileall
 import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -78,8 +80,25 @@ def build_activities(
     )
 
 
+def precompile_workflow_modules() -> bool:
+    """Write the bytecode of `workflows/` once, before the first workflow task.
+
+    The sandbox imports a workflow's module afresh for every run it starts or rebuilds
+    (issue 7's profile: `compile` was the worker's top self-time function, and the source's
+    AST and code objects churned its memory). With PYTHONDONTWRITEBYTECODE set (this machine,
+    many containers) Python never caches that bytecode, so every run compiled program.py
+    from source. A read-only tree (the Docker image compiles at build time) is fine: False.
+    """
+    package = Path(__file__).resolve().parent / "workflows"
+    try:
+        return bool(compileall.compile_dir(package, quiet=2, maxlevels=0))
+    except OSError:
+        return False
+
+
 def build_worker(client: Client, settings: Settings, session_factory: SessionFactory,
                  mailer: SmtpMailer | None = None, task_queue: str | None = None) -> Worker:
+    precompile_workflow_modules()
     acts = build_activities(settings, session_factory, mailer)
     return Worker(client, task_queue=task_queue or settings.task_queue, workflows=WORKFLOWS,
                   activities=acts.all(), workflow_runner=workflow_runner(),  # type: ignore[arg-type]

@@ -92,7 +92,9 @@ def write_results(results: Results, out: Path, artefacts: Path | None = None, wo
         f"- machine: {info.get('cpu', '?')}, {info.get('cores', '?')} cores, {info.get('memory', '?')} memory, "
         f"Linux {info.get('kernel', '?')}",
         f"- load average (1, 5, 15 min) before the run: {info.get('load_before', '?')}; after: "
-        f"{info.get('load_after', '?')}",
+        f"{info.get('load_after', '?')}; highest 1-min load seen during the run: {info.get('load_max', '?')} "
+        "(the bench's own dev server, worker and client make about 2 of it on this 2-core machine; more means "
+        "other work shared the cores)",
         f"- bytecode: {info.get('bytecode', '?')} (without bytecode, every new workflow run compiles its "
         "workflow module in the sandbox; the Docker image has none either)",
         f"- versions: Python {info.get('python', '?')}, temporalio {info.get('temporalio', '?')}, "

@@ -15,6 +15,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -89,7 +90,8 @@ async def pollers(client: Client, task_queue: str) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
         resp = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-            namespace=client.namespace, task_queue=TaskQueue(name=task_queue), task_queue_type=kind))
+            namespace=client.namespace, task_queue=TaskQueue(name=task_queue), task_queue_type=kind),
+            timeout=timedelta(seconds=10))
         out[TaskQueueType.Name(kind)] = {p.identity for p in resp.pollers}
     return out
 
@@ -99,10 +101,29 @@ async def wait_polling(client: Client, task_queue: str, workers: list[WorkerProc
     identities = {w.identity for w in workers}
 
     async def all_polling() -> bool:
-        seen = await pollers(client, task_queue)
+        try:
+            seen = await pollers(client, task_queue)
+        except RPCError:  # a busy server: ask again
+            return False
         return all(identities <= ids for ids in seen.values())
 
     await wait_for(all_polling, f"{len(workers)} worker(s) polling {task_queue}", within=within, workers=workers)
+
+
+async def stop_all(workers: list[WorkerProcess], grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds: no worker outlives its test."""
+    for w in workers:
+        if w.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                w.proc.terminate()
+    for w in workers:
+        if w.proc.returncode is None:
+            try:
+                await asyncio.wait_for(w.proc.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    w.proc.kill()
+                await w.proc.wait()
 
 
 async def wait_for(predicate: Callable[[], object], what: str, within: float = 45.0,
