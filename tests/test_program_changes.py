@@ -231,8 +231,9 @@ async def test_monthly_cycle_invite_report_and_second_call_rules_c10_a5_a6_d6_d7
     sections = reports[0].data["sections"]
     assert set(sections["requests"]["by_state"]) == {"open", "pending", "closed"}
     assert set(sections["requests"]["by_kind"]) == {"support", "product", "advisory", "training"}
-    for review in ("open", "pending", "closed"):
-        assert review in sections["requests"]  # review of every open, pending and closed request
+    # Review of every open, pending and closed request: counted in `data`, one CSV row each in its files.
+    assert set(sections["requests"]["listed"]) == {"open", "pending", "closed"}
+    assert any(f["filename"].endswith("-requests.csv") for f in reports[0].data["mail_files"])
     assert "extras" in sections  # use of other optional (billable) services
     assert sections["call"]["notes"] == "Patch 23.4.2 planned."
     mailed = await st.sink.wait_for(lambda m: "follow-up report" in str(m["Subject"]), timeout=10)
