@@ -478,13 +478,22 @@ class DocumentActivities:
     async def generate_final_report(self, request: FinalReportRequest) -> DocumentRef:
         """Final report of a closing programme: every step, cycle, extra and the renewal outcome."""
         status = request.status
+        async with self._sessions() as session:
+            # Rule A4: a visit's cost is recorded by its support request's workflow, not by the programme's,
+            # so the period's dispatch extras come from the database, where both record theirs.
+            dispatches = list((await session.execute(
+                select(BillableExtraRow)
+                .where(BillableExtraRow.customer_id == status.customer_id, BillableExtraRow.period == status.period,
+                       BillableExtraRow.kind == BillableExtraKind.on_site_dispatch.value)
+                .order_by(BillableExtraRow.recorded_at, BillableExtraRow.id)
+            )).scalars())
         row = await self._file(_Filing(
             customer_id=status.customer_id,
             period=status.period,
             kind="final_report",
             title=f"Final report, period {status.period}",
             template="final_report",
-            context=final_report_context(status),
+            context=final_report_context(status, dispatches),
             idempotency_key=request.idempotency_key,
         ))
         return DocumentRef(document_id=row.id, title=row.title, kind=row.kind)
@@ -506,7 +515,8 @@ def renewal_outcome(status: ProgramStatus) -> str:
     return "No renewal decision recorded."
 
 
-def final_report_context(status: ProgramStatus) -> dict[str, Any]:
+def final_report_context(status: ProgramStatus, dispatches: Sequence[BillableExtraRow] = ()) -> dict[str, Any]:
+    """The final report's context: the programme's own state plus the period's dispatch extras (A4)."""
     plan = status.plan
     tz = _zone(status.calendar.timezone)
     extras = [
@@ -520,6 +530,20 @@ def final_report_context(status: ProgramStatus) -> dict[str, Any]:
             "recorded_by": e.recorded_by,
         }
         for e in status.extras
+    ]
+    known = {(x["kind"], x["description"], x["agreement_ref"]) for x in extras}
+    extras += [
+        {
+            "kind": d.kind,
+            "rule": d.rule,
+            "description": d.description,
+            "agreement_ref": d.agreement_ref,
+            "amount": _money(d.amount, d.currency),
+            "recorded_at": _iso(d.recorded_at, tz),
+            "recorded_by": d.recorded_by,
+        }
+        for d in dispatches
+        if (d.kind, d.description, d.agreement_ref) not in known
     ]
     severities = Counter(f.severity.value for f in status.findings)
     steps = [_step_dump(s, tz) for s in status.steps]

@@ -492,6 +492,28 @@ async def test_final_report_is_filed_once(acts: DocumentActivities, sessions: Se
     assert "LTR-42" in row.body_html and "Second call in May" in row.body_text and "tl-bob" in row.body_text
 
 
+async def test_final_report_lists_the_dispatch_extras_of_support_requests(
+        acts: DocumentActivities, sessions: SessionFactory) -> None:
+    """Rule A4: a visit's cost, recorded by its support request's workflow, is in the final report
+    beside the programme's own extras; another period's visit and another kind are not added."""
+    visited = datetime(2027, 5, 20, 14, 0, tzinfo=UTC)
+    async with sessions() as s, s.begin():
+        for key, period, kind in (("d-1", 1, "on_site_dispatch"), ("d-0", 0, "on_site_dispatch"),
+                                  ("c-1", 1, "extra_call")):
+            s.add(BillableExtraRow(customer_id=CUSTOMER, period=period, kind=kind, rule="A4",
+                                   description=f"On-site dispatch {key} for request TC-ACME-2027-0007",
+                                   agreement_ref=f"AGR-{key}", amount=Decimal("1250.00"), currency="EUR",
+                                   recorded_by="tl-alice", recorded_at=visited, idempotency_key=key))
+    ref = await acts.generate_final_report(FinalReportRequest(status=closing_status(), idempotency_key="fin-a4"))
+    async with sessions() as s:
+        row = await s.get(DocumentRow, ref.document_id)
+    assert row is not None
+    assert [(x["kind"], x["agreement_ref"]) for x in row.data["extras"]] == [
+        ("extra_call", "AGR-7"), ("on_site_dispatch", "AGR-d-1")]
+    assert row.data["extras_totals"] == [{"amount": "2150.00", "currency": "EUR"}]  # 900 + 1,250
+    assert "On-site dispatch d-1" in row.body_text and "AGR-d-0" not in row.body_text
+
+
 async def test_final_report_of_a_renewed_programme(acts: DocumentActivities) -> None:
     status = _status(phase=Phase.closed, outcome="renewed", renewal=None, plan=None)
     ref = await acts.generate_final_report(FinalReportRequest(status=status, idempotency_key="fin-2"))
