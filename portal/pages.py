@@ -6,6 +6,7 @@ out of reach) before reading anything else or calling Temporal.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import date
 from typing import Any
@@ -20,11 +21,18 @@ from domain.activities import AuditEntry
 from domain.enrolment import Enrolment
 from domain.program import GiveNonRenewalNotice, RecordBillableExtra
 from domain.request import AcceptResolution, ApproveDispatch, NewRequest
-from portal import access, actions, forms, queries
+from portal import access, actions, auth, forms, queries
 from portal.access import Action, NotFound
 from portal.auth import Principal, check_csrf, require_user
 from portal.rendering import redirect, render
-from portal.security import digest, new_api_token
+from portal.security import (
+    WeakPassword,
+    check_password_strength,
+    digest,
+    hash_password,
+    new_api_token,
+    verify_password,
+)
 from portal.state import PortalState, get_state
 from storage import repositories as repo
 from storage import users as users_repo
@@ -539,10 +547,62 @@ async def record_extra(request: Request, principal: Principal = Depends(require_
 # ---- account: API tokens ----------------------------------------------------------------------------------
 
 
-async def _account_page(request: Request, principal: Principal, new_token: str | None = None) -> Response:
+async def _account_page(request: Request, principal: Principal, new_token: str | None = None,
+                        password_errors: forms.FormErrors | None = None, status: int = 200) -> Response:
     async with get_state(request).sessions() as session:
         tokens = await users_repo.list_api_tokens(session, principal.user_id)
-    return render(request, "account.html.j2", {"tokens": tokens, "new_token": new_token}, title="Account")
+        user = await users_repo.get_user(session, principal.user_id)
+    return render(request, "account.html.j2", {
+        "tokens": tokens, "new_token": new_token, "password_errors": password_errors,
+        "has_password": bool(user and user.password_hash)}, status=status, title="Account")
+
+
+@router.post("/account/password")
+async def change_password(request: Request, principal: Principal = Depends(require_user)) -> Response:
+    """Change one's own password: the current one first (throttled like the sign-in), then the new one twice.
+
+    Every other session of the user ends; this one stays. A contact who signs in by mailed link and has
+    no password yet may set one without a current password.
+    """
+    form = await request.form()
+    current = str(form.get("current_password") or "")
+    new = str(form.get("new_password") or "")
+    again = str(form.get("confirm_password") or "")
+    errors = forms.FormErrors()
+    state = get_state(request)
+    now = repo.utcnow()
+    email_key = f"email:{principal.email}"
+    async with state.sessions() as session, session.begin():
+        user = await users_repo.get_user(session, principal.user_id)
+        if user is None:
+            raise NotFound("user")
+        if user.password_hash:
+            throttle = await auth.password_throttle(session, principal.email, auth.client_address(request), now)
+            if throttle.refused:
+                errors.top.append("Too many wrong passwords for this account: wait a few minutes and try again.")
+                return await _account_page(request, principal, password_errors=errors, status=429)
+            # argon2 takes a few hundred milliseconds on purpose: off the event loop.
+            if not await asyncio.to_thread(verify_password, user.password_hash, current):
+                await users_repo.record_attempt(session, email_key, succeeded=False, now=now)
+                errors.top.append("current_password: this is not your current password.")
+        if new != again:
+            errors.top.append("confirm_password: the two new passwords differ.")
+        try:
+            check_password_strength(new)
+        except WeakPassword as exc:
+            errors.top.append(f"new_password: {exc}.")
+        if not errors and current and new == current:
+            errors.top.append("new_password: choose a password other than the current one.")
+        if errors:
+            status = 401 if any(e.startswith("current_password") for e in errors.top) else 422
+        else:
+            await users_repo.set_password_hash(session, user.id, await asyncio.to_thread(hash_password, new))
+            ended = await users_repo.revoke_other_sessions(session, user.id, keep_id_hash=principal.session_hash)
+    if errors:
+        # The failed attempt above is committed with the transaction: the throttle sees it.
+        return await _account_page(request, principal, password_errors=errors, status=status)
+    log.info("password changed by %s (%s); %d other session(s) ended", principal.email, principal.role, ended)
+    return redirect(request, "/account", "Password changed. Your other sessions are signed out.")
 
 
 @router.get("/account")

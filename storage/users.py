@@ -148,6 +148,16 @@ async def revoke_session(session: AsyncSession, id_hash: str, *, now: datetime |
                           .values(revoked_at=_utc(now) or utcnow()))
 
 
+async def revoke_other_sessions(session: AsyncSession, user_id: int, *, keep_id_hash: str | None,
+                                now: datetime | None = None) -> int:
+    """After a password change: every other live session of the user ends (a stolen cookie with it)."""
+    stmt = update(PortalSessionRow).where(PortalSessionRow.user_id == user_id, PortalSessionRow.revoked_at.is_(None))
+    if keep_id_hash is not None:
+        stmt = stmt.where(PortalSessionRow.id_hash != keep_id_hash)
+    result = await session.execute(stmt.values(revoked_at=_utc(now) or utcnow()))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 # ---- API tokens ------------------------------------------------------------------------------
 
 

@@ -267,6 +267,45 @@ async def test_the_tenth_rapid_wrong_password_is_throttled(portal: Portal) -> No
         assert other.status_code == 303
 
 
+async def test_changing_ones_password_checks_the_current_one_and_ends_the_other_sessions(portal: Portal) -> None:
+    email, new = portal.mine.contact_email, "a brand new passphrase"
+    async with portal.client() as elsewhere, portal.client() as http:
+        await sign_in(elsewhere, email)  # the same user on another device
+        csrf = await sign_in(http, email)
+        page = (await http.get("/account")).text
+        assert "data-change-password" in page and 'name="current_password"' in page
+
+        async def change(current: str, new_password: str, again: str) -> httpx.Response:
+            return await http.post("/account/password", data={
+                "csrf_token": csrf, "current_password": current, "new_password": new_password,
+                "confirm_password": again})
+
+        wrong = await change("not it at all", new, new)
+        assert wrong.status_code == 401 and "not your current password" in wrong.text
+        weak = await change(PASSWORD, "short", "short")
+        assert weak.status_code == 422 and "at least 10 characters" in weak.text
+        differ = await change(PASSWORD, new, new + "!")
+        assert differ.status_code == 422 and "differ" in differ.text
+        same_again = await change(PASSWORD, PASSWORD, PASSWORD)
+        assert same_again.status_code == 422 and "other than the current one" in same_again.text
+        async with portal.sessions() as s:
+            unchanged = (await s.execute(select(UserRow).where(UserRow.email == email))).scalar_one()
+        assert verify_password(unchanged.password_hash, PASSWORD)  # nothing changed by the refusals
+
+        done = await change(PASSWORD, new, new)
+        assert done.status_code == 303 and done.headers["location"] == "/account"
+        assert (await http.get("/account")).status_code == 200  # this session goes on
+        assert (await elsewhere.get("/account")).status_code in (303, 401)  # the other one ended
+    async with portal.sessions() as s:
+        changed = (await s.execute(select(UserRow).where(UserRow.email == email))).scalar_one()
+    assert verify_password(changed.password_hash, new) and not verify_password(changed.password_hash, PASSWORD)
+    async with portal.client() as http:
+        csrf = csrf_of((await http.get("/login")).text)
+        old = await http.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": csrf})
+        assert old.status_code == 401
+        await sign_in(http, email, new)
+
+
 async def test_bearer_tokens_see_only_their_own_customer(portal: Portal) -> None:
     mine = portal.mine
     async with portal.client() as http:
