@@ -316,6 +316,14 @@ STEP_FORMS: dict[str, StepForm] = {f.step: f for f in (
              "Once approved, the report is mailed to the contacts and filed in the workspace.", (
                  Field("comments", "Comments", "textarea", "Optional; kept with the approval."),
              )),
+    StepForm("record_extra_call", "Record an extra call this month", "C10",
+             "A second call in the same month is a billable extra under its written agreement; it is listed "
+             "in the month's report and the final report.", (
+                 Field("held_on", "Held on", "date", _DATE_HELP, required=True, width="half"),
+                 Field("agreement_ref", "Agreement reference", help="The written agreement for the extra (C3).",
+                       required=True, width="half"),
+                 Field("notes", "Call notes", "textarea", required=True, rows=4),
+             )),
 )}
 
 

@@ -14,7 +14,7 @@ import re
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from email.message import EmailMessage
 from pathlib import Path
@@ -343,6 +343,43 @@ async def test_operations_record_a_billable_extra_and_follow_the_notices(site: S
     await shot(page, "account")
     response = await page.request.get("/api/programmes", headers={"Authorization": f"Bearer {token}"})
     assert response.status == 200 and CUSTOMER in {p["customer_id"] for p in await response.json()}
+
+
+async def test_the_tl_records_an_extra_call_from_the_programme_page(site: Site) -> None:
+    """Rule C10: a second call in the month, recorded on the running cycle as a billable extra (C3: agreement)."""
+    page = await site.page()
+    await sign_in(page, "wendy@support.example")
+    link = "[data-extra-call]"
+    await eventually_on_page(page, f"/programmes/{CUSTOMER}", link)
+    await page.click(link)
+    await page.wait_for_url(f"**/programmes/{CUSTOMER}/steps/record_extra_call?month=*")
+    await page.fill('[name="held_on"]', date.today().isoformat())
+    await page.fill('[name="notes"]', "Second call: the upgrade rehearsal")
+    await page.click("[data-submit]")
+    await page.wait_for_load_state()
+    assert await page.inner_text('[data-error-for="agreement_ref"]') == "This field is required."
+    await page.fill('[name="agreement_ref"]', "AGR-CALL-2027-3")
+    await page.click("[data-submit]")
+    await page.wait_for_load_state()
+    # Not before the month's included call: the cycle's validator says so, nothing is recorded.
+    refusal = await page.inner_text("[data-form-error]")
+    assert "rule C10: the month's included call has not been held yet" in refusal, refusal
+    month = int(page.url.rsplit("month=", 1)[1])
+    from starter.cli import execute_step
+
+    now = datetime.now(UTC)
+    await execute_step(site.st.client, CUSTOMER, "schedule_call", TL_ID,
+                       {"call_at": (now + timedelta(hours=1)).isoformat()}, month, via="portal")
+    await execute_step(site.st.client, CUSTOMER, "hold_call", TL_ID,
+                       {"held_on": date.today().isoformat(), "attendees": ["Wendy"], "notes": "Monthly call"},
+                       month, via="portal")
+    await page.click("[data-submit]")
+    await page.wait_for_url("**/inbox")
+    assert "Record an extra call this month: done" in await page.inner_text("[data-flash]")
+    async with site.st.sessions() as s:
+        extras = await repo.list_billable_extras(s, CUSTOMER)
+    assert [(e.kind, e.rule, e.agreement_ref) for e in extras if e.kind == "extra_call"] == [
+        ("extra_call", "C10", "AGR-CALL-2027-3")]
 
 
 async def test_a_late_non_renewal_notice_is_refused_with_the_deadline_date(site: Site) -> None:
