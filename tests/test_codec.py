@@ -106,6 +106,13 @@ async def test_tampering_fails() -> None:
     for bad in (flipped, truncated, relabelled):
         with pytest.raises(PayloadDecryptionError, match="tampered"):
             await codec.decode([bad])
+    # The key id itself is authenticated (associated data): relabelled to another id holding the very
+    # same key material, the payload still fails. Without the binding this case alone would decrypt.
+    same_key = EncryptionCodec(keys(k1=K1, k2=K1), "k1")
+    [good] = await same_key.encode([plain("carol@acme.example")])
+    relabelled = Payload(metadata={**good.metadata, METADATA_KEY_ID: b"k2"}, data=good.data)
+    with pytest.raises(PayloadDecryptionError, match="tampered"):
+        await same_key.decode([relabelled])
 
 
 def test_bad_key_configuration_is_refused_without_showing_the_key() -> None:

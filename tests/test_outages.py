@@ -44,6 +44,14 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         await e.shutdown()
 
 
+def _shown(value: object) -> str:
+    """An outbox row by what matters (its state, attempts, last error), anything else by its repr."""
+    if isinstance(value, OutboxRow):
+        return (f"outbox row {value.idempotency_key}: status {value.status}, attempts {value.attempts}, "
+                f"last error {value.last_error!r}")
+    return repr(value)
+
+
 async def until(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], what: str, within: float = 30) -> T:
     deadline = time.monotonic() + within
     while True:
@@ -51,7 +59,7 @@ async def until(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], what
         if ok(value):
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: last value {value!r}")
+            raise AssertionError(f"{what}: last value {_shown(value)}")
         await asyncio.sleep(0.1)
 
 
