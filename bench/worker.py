@@ -16,6 +16,7 @@ import concurrent.futures
 import functools
 import os
 import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -60,10 +61,17 @@ def _install_profiler(prefix: Path) -> None:
         session = profiler.stop()
         state["count"] = state.get("count", 0) + 1
         out = prefix.with_name(f"{prefix.name}-{state['count']}")
-        session.save(str(out.with_suffix(".pyisession")))
-        out.with_suffix(".txt").write_text(profiler.output_text(unicode=True, color=False), encoding="utf-8")
-        out.with_suffix(".html").write_text(profiler.output_html(), encoding="utf-8")
-        out.with_suffix(".done").write_text("ok", encoding="utf-8")
+
+        def write() -> None:
+            session.save(str(out.with_suffix(".pyisession")))
+            out.with_suffix(".txt").write_text(profiler.output_text(unicode=True, color=False), encoding="utf-8")
+            out.with_suffix(".html").write_text(profiler.output_html(), encoding="utf-8")
+            out.with_suffix(".done").write_text("ok", encoding="utf-8")
+
+        # Not here: a signal handler runs in whatever frame the main thread is in, possibly a workflow
+        # activation, where the sandbox has swapped `open` for a refusal (thread-local) and the refusal
+        # would fail that workflow task. Another thread writes the files.
+        threading.Thread(target=write, name="profile-writer").start()
 
     signal.signal(signal.SIGUSR1, start)
     signal.signal(signal.SIGUSR2, stop)
@@ -88,7 +96,9 @@ def _install_tracemalloc(path: Path) -> None:
         lines += [f"file {s.size} {s.count} {s.traceback[0].filename}" for s in snapshot.statistics("filename")[:40]]
         lines += [f"line {s.size} {s.count} {s.traceback[0].filename}:{s.traceback[0].lineno}"
                   for s in snapshot.statistics("lineno")[:40]]
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        # The file from another thread: see the profiler's handler (the sandbox's `open` refusal).
+        threading.Thread(target=path.write_text, args=("\n".join(lines) + "\n",),
+                         kwargs={"encoding": "utf-8"}).start()
 
     signal.signal(signal.SIGUSR2, dump)
 
