@@ -12,63 +12,76 @@ from bench.harness import Results, fmt
 TOP = 10  # rows per profile table
 
 FINDINGS = """\
-Written by hand from the profiles of this run and of the runs made while writing the bench
-(2026-11-27, same machine); the numbers quoted from those runs are marked *(investigation)*.
+Written by hand from the profiles of this run and of the runs made while writing the bench and fixing
+what it showed (2026-11-27, same machine); numbers quoted from those runs are marked *(investigation)*.
+
+**Fixed because of the profiles.**
+
+1. *The sandbox compiled `workflows/program.py` for every workflow run.* Profiles 1 and 2 had the
+   builtin `compile` as the worker's first or second self-time function: the sandbox imports a workflow's
+   module afresh for each run it starts or rebuilds, and with `PYTHONDONTWRITEBYTECODE=1` (this machine,
+   and the Docker image, whose `/app` is read-only for the worker) no bytecode was ever cached. Now
+   `worker.precompile_workflow_modules()` writes the bytecode of `workflows/` once when a worker is built,
+   and the Dockerfile runs `python -m compileall` at build time. *(investigation)* Worker CPU per enrolment
+   79 -> 73 ms, per request 140 -> 128 ms; `compile` is gone from the profiles.
+2. *Filing the monthly report cost more than querying and rendering it.* Profile 3 (before): 30 % of the
+   activity JSON-encoding and committing the document's `data`, which carried every request of the month
+   twice (26 MB of per-request JSON beside the 9.5 MB CSV of the same rows). The filed `data` now keeps the
+   figures, the matrix and the breached tracking numbers, and the rows once, in the CSV the mail attaches
+   (`slim_monthly_data` in `activities/documents.py`; the report's tests read the rows from that CSV).
+   *(investigation)* At 50,000 requests: `data` 36 -> 10 MB, the whole activity 4.3-4.8 -> 2.4-2.7 s on a
+   busy machine; on the quiet run above 2.1 s (SQLite) and 2.9 s (PostgreSQL), against 3.6 and 4.9 s in
+   the first bench run (which shared the machine with other tests).
+3. *The profiler lost a workflow task.* Writing the profile from the SIGUSR2 handler could land inside a
+   workflow activation, where the sandbox swaps `open` for a refusal, and failed that workflow task
+   (`bench/worker.py` now writes from another thread). Not a service bug; noted because the same trap
+   awaits any signal handler in a worker process.
 
 **Programme start and request open (figures 1, 2) are bounded by server round trips, not by a hot
 spot.** The CPU columns say it (milliseconds of CPU per item, dev server + worker + bench process, over
-the measured window): a no-op workflow costs about 20 ms, an enrolment about 150 ms, an opened request
-about 270 ms, and on two cores shared by the three processes the ratios are these CPU ratios (about 0.13
-and 0.07). Before its workspace exists a programme runs four activities in a row (`check_enrolment`,
-`plan_period`, `schedule_deadlines`, `register_programme`), each a task dispatched by the server and a
-workflow task to schedule the next, and in the same window the programmes enrolled first already file
-their welcome document and send their mails (`file_document`, `send_mail` x3, `save_projection`). A
-request is `describe` + `get_status` of the programme and an allocated number on the client, then six
-activities before and around the TL's mail (`record_request_opened`, `record_status_change`,
-`business_deadline`, `record_sla_event`, `send_mail`, `save_request`). Profiles 1 and 2 spread the
-worker's time over the SDK (sandbox, bridge, payload visitors), SQLAlchemy and the mail path (Jinja,
-`email`, SMTP), none of it a single cheap target. A ratio of 0.5 means a programme or a request costing
-no more than two no-op workflows: fewer round trips, e.g. the enrolment's four steps and the request's
-bookkeeping writes as local activities or one activity each. That changes every history (a
-`workflow.patched` migration, replay histories re-exported), so it is proposed, not done here.
-
-**The sandbox re-imports `workflows/program.py` for every workflow run, from source.** Profile 1 shows
-`Importer._import` and `compile`: with `PYTHONDONTWRITEBYTECODE=1` (this machine's environment, and the
-Docker image, whose `/app` is also read-only for the worker) there is no bytecode, so each new run
-compiles the module. *(investigation)* With `python -m compileall workflows` the worker's CPU per
-enrolment fell from 79 to 73 ms (8 %) and per request from 140 to 128 ms. Cheap and safe fix for the
-image: `RUN python -m compileall -q /app` before `USER` in the Dockerfile's runtime stage. Not applied:
-the Dockerfile is not the bench's file; proposed to its owner.
+the measured window): a no-op workflow costs under 20 ms, an enrolment or an opened request about
+145 ms, and on two cores shared by the three processes the ratios are these CPU ratios (about 0.13).
+The server alone spends about 60 ms on each programme, three no-op workflows' worth. Before its
+workspace exists a programme runs four activities in a row (`check_enrolment`, `plan_period`,
+`schedule_deadlines`, `register_programme`), each a task dispatched by the server and a workflow task to
+schedule the next, and in the same window the programmes enrolled first already file their welcome
+document and send their mails (`file_document`, `send_mail` x3, `save_projection`). A request is
+`describe` + `get_status` of the programme and an allocated number on the client, then six activities
+around the TL's mail (`record_request_opened`, `record_status_change`, `business_deadline`,
+`record_sla_event`, `send_mail`, `save_request`). After fix 1, profiles 1 and 2 spread the worker's time
+over the SDK (sandbox, bridge, payload visitors), SQLAlchemy and the mail path (Jinja, `email`, SMTP),
+none of it a single cheap target. A ratio of 0.5 means a programme costing no more than two no-op
+workflows in all: only fewer round trips get near it, e.g. the pure calendar steps and the bookkeeping
+writes as local activities (one marker event each, no task dispatch) behind a `workflow.patched`
+migration with re-exported replay histories, and the crash tests adapted (a local activity is not a
+pending activity the sweeper can fail; it reruns when the workflow task is retried). Proposed as the next
+step, not done in this run: it changes every history of the two busiest workflows.
 
 **Memory (figure 6): most of a held programme is its own copy of the workflow module.** *(investigation)*
 tracemalloc (`BENCH_TRACEMALLOC=<file>` on `bench/worker.py`, 200 programmes, after `gc.collect()`) put
 about 290 KiB of Python objects on each cached programme: 42 % code objects of `workflows/program.py`
-unmarshalled again by the sandbox for the run and kept alive with its module while the run is cached,
+loaded again by the sandbox for the run and kept alive with its module while the run is cached,
 13 % pydantic models (the programme's input and state), 7 % the module's classes and functions, 5 % the
 SDK's workflow instance; the rest of the RSS is the SDK core's per-run state and allocator overhead.
-About 5 MiB of `email` header objects stayed referenced as well (not traced further).
-`MALLOC_ARENA_MAX=2` changed nothing (522 vs 503 KiB a programme at 300). The "What if" section
-measures the one change that removes the per-run module copy: `workflows` passed through the sandbox
-(one line in `worker.py`), which also saves the per-run import on the CPU side. It gives up the
-sandbox's per-run re-import of workflow modules (module-level state would be shared between runs, and
-the passed-through module's own imports are no longer restricted; `tests/test_architecture.py` still
-checks the sources), so it is a design decision for the workflow owners, not a cheap fix: not applied.
+Fix 1 removed the compiling, not the per-run copy: the figure did not move. `MALLOC_ARENA_MAX=2` changed
+nothing (522 vs 503 KiB a programme at 300). The "What if" section measures the one change that removes
+the copy: `workflows` passed through the sandbox. It gives up what the sandbox is for, a fresh module per
+run (module-level state shared between runs) and the restrictions on the workflow code itself (a
+passed-through module calls the real `datetime`, `open`, `random`), so it is not applied: a worker holding
+1,000 programmes needs about 600 MiB, and `TECHCONNECT_WORKER_MAX_CACHED_WORKFLOWS` bounds it (an evicted
+programme is replayed from history on its next task). The way under 500 MiB that keeps the sandbox is a
+smaller per-run module: the validators and pure state transitions of `ProgramWorkflow` moved to a
+passed-through module (as `workflows/activity_calls.py` already is). Proposed, not done.
 
-**Monthly report (figure 5).** Profile 3: about 40 % queries (the SLA figures and the per-request review
-rows, fetched and converted row by row), 30 % rendering (HTML and text rows, already built without Jinja
-in `activities/report_rows.py`), 30 % filing (JSON-encoding the document's `data`, which carries every
-request of the month and the CSV, and committing several MB). The figure is the whole activity, which is
-what the cycle workflow waits for; the split in its line is the one `tests/test_monthly_report.py`
-bounds (queries + chart + CSV + render < 2 s). No cheap fix: the remaining time is the row loop and the
-size of what is stored.
+**Monthly report (figure 5).** After fix 2, profile 3 splits the activity between the review query and
+its row loop (fetching 50,000 rows and shaping each into a dict and a CSV row: about 0.6 s of fetching
+through SQLAlchemy and 0.7 s of shaping on PostgreSQL, where the query itself executes in 0.25 s), the
+rendering of 20 MB of HTML and 12 MB of text (0.4 s), and the filing of those bodies (0.4-0.5 s). What
+remains is proportional to the rows the customer asked for (rule A6: every request of the month).
 
 **Met with room:** the full period (figure 3) runs in a few seconds, a period's history is about a
-third of the 2,000-event bar (figure 4), and the escalation mail leaves within a fraction of a second of
+third of the 2,000-event bar (figure 4), and the escalation mail leaves within a tenth of a second of
 the deadline (figure 7), close to a bare timer's own lag.
-
-**Changed because of the profiles:** nothing in `workflows/` or `activities/`; the bench itself
-(`bench/`), its `make bench` target, `tests/test_bench_smoke.py`, pyinstrument and py-spy as dev
-dependencies, and this file.
 """
 
 
