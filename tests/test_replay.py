@@ -1,7 +1,7 @@
 """Replay the saved histories (tests/replay/histories, recorded by `python -m
 tests.replay.export_histories`) against today's workflow code.
 
-A change to ProgramWorkflow or MonthlyCycleWorkflow that would break running programmes
+A change to ProgramWorkflow, MonthlyCycleWorkflow or SupportRequestWorkflow that would break running ones
 (a command added, removed or reordered without `workflow.patched`) fails here. The last
 test shows the check has teeth: a variant that does one thing differently is refused.
 """
@@ -21,8 +21,12 @@ from temporalio.worker import Replayer
 
 from domain.cycle import CycleInput, CycleResult
 from domain.program import ProgramInput, ProgramResult
+from domain.request import RequestInput, RequestResult
 from workflows.monthly_cycle import MonthlyCycleWorkflow
 from workflows.program import ProgramWorkflow
+from workflows.support_request import SupportRequestWorkflow
+
+WORKFLOWS = (ProgramWorkflow, MonthlyCycleWorkflow, SupportRequestWorkflow)
 
 # The sandbox imports this module again for the workflow variants below: what they do not
 # need (settings read files at import) comes from outside it.
@@ -90,11 +94,26 @@ def test_the_main_paths_are_recorded() -> None:
     assert activities(renewed)["check_enrolment"] == 2
     assert event_types(renewed)["WORKFLOW_EXECUTION_CONTINUED_AS_NEW"] == 1
 
+    # Support requests (A4, C12, C13), each closed.
+    def request(prefix: str) -> Path:
+        (path,) = [p for p in FILES if p.stem.startswith(f"request-TC-{prefix}-")]
+        assert event_types(path)["WORKFLOW_EXECUTION_COMPLETED"] == 1, path.name
+        return path
+
+    sla = request("RQSLA")  # warned and escalated (C12), answered late, pending and resumed, closed
+    assert {"record_request_opened", "business_deadline", "record_sla_event", "record_status_change",
+            "send_mail", "save_request"} <= set(activities(sla))
+    assert activities(sla)["record_sla_event"] == 4  # started, warned, breached, responded late
+    assert event_types(sla)["TIMER_FIRED"] >= 2 and event_types(sla)["WORKFLOW_EXECUTION_UPDATE_COMPLETED"] == 5
+    dispatch = request("RQDSP")  # approved by both parties, booked, visited, billed (A4, C3)
+    assert {"record_dispatch", "book_dispatch", "record_billable_extra"} <= set(activities(dispatch))
+    refused = request("RQREF")  # C13: recorded, refused, closed; nobody mailed
+    assert "send_mail" not in activities(refused) and activities(refused)["record_request_opened"] == 1
+
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 async def test_saved_history_replays_without_nondeterminism(path: Path) -> None:
-    result = await replayer(ProgramWorkflow, MonthlyCycleWorkflow).replay_workflow(
-        load(path), raise_on_replay_failure=False)
+    result = await replayer(*WORKFLOWS).replay_workflow(load(path), raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure!r}"
 
 
@@ -132,13 +151,28 @@ class MonthlyCycleWithoutMail(MonthlyCycleWorkflow):
         return None
 
 
+@workflow.defn(name="SupportRequestWorkflow")
+class SupportRequestWithoutSlaEvents(SupportRequestWorkflow):
+    """A careless change: SLA events (C12) no longer stored."""
+
+    @workflow.run
+    async def run(self, input: RequestInput) -> RequestResult:
+        return await super().run(input)
+
+    async def _sla(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 @pytest.mark.parametrize(("variant", "history"), [
     (ProgramWorkflowWithAnExtraTimer, "program-replay-refused"),
     (ProgramWorkflowWithoutTlAssignment, "program-replay-onboarding"),
     (MonthlyCycleWithoutMail, "program-replay-onboarding-p1-m01"),
-], ids=["program-extra-timer", "program-skips-an-activity", "cycle-skips-its-mail"])
+    (SupportRequestWithoutSlaEvents, "request-TC-RQSLA-"),
+], ids=["program-extra-timer", "program-skips-an-activity", "cycle-skips-its-mail", "request-skips-sla-events"])
 async def test_a_changed_workflow_is_caught_as_nondeterministic(variant: type, history: str) -> None:
     """The replay test is not vacuous: the same histories refuse a workflow that changed."""
-    others = [ProgramWorkflow] if variant.__name__.startswith("MonthlyCycle") else [MonthlyCycleWorkflow]
+    others = [w for w in WORKFLOWS if w.__name__ != variant.__mro__[1].__name__]
+    # A request's file is named by its tracking number, whose year is the day it was recorded.
+    (path,) = [p for p in FILES if p.stem == history or (history.endswith("-") and p.stem.startswith(history))]
     with pytest.raises(workflow.NondeterminismError):
-        await replayer(variant, *others).replay_workflow(load(HISTORIES / f"{history}.json"))
+        await replayer(variant, *others).replay_workflow(load(path))

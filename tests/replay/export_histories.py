@@ -20,6 +20,13 @@ On the time-skipping server (a period end cannot be reached on the dev server: a
 non-renewal notice must come in before the deadline, 90 days before the end):
 - program-replay-closed: a non-renewal notice (C16), then the period end: closed.
 - program-replay-renewed: the first run of a programme that renews by continue-as-new.
+- request-TC-RQSLA-*: a support request filed on a Friday afternoon, warned and escalated on
+  Monday morning (C12), answered late, resolved and closed (A4).
+- request-TC-RQDSP-*: a request with an on-site dispatch approved by both parties, booked,
+  visited and billed (A4, C3), then resolved and closed.
+- request-TC-RQREF-*: a customisation request without an agreement, refused and closed (C13).
+
+`--only requests` (or `programmes`) records one group and leaves the other files as they are.
 
 Re-run it after a deliberate, versioned change of workflow code, and commit the files.
 """
@@ -35,12 +42,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from temporalio.client import WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from domain.calendar import add_months
+from domain.naming import SA_CUSTOMER_ID, request_workflow_id
 from domain.program import ProgramStatus
+from domain.request import RequestInput
 from tests.harness import Stack, add_subscription, enrolment, stack, start_dev_server, start_time_skipping
 from tests.test_program_lifecycle import complete_onboarding, run_cycle
 from tests.test_program_refusals import history_len
+from tests.test_support_request import at_local, file, live_programme, new_request, next_plain_friday, update
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
 PARIS = ZoneInfo("Europe/Paris")
@@ -147,11 +158,66 @@ async def time_skipping_paths(tmp: Path) -> None:
         await env.shutdown()
 
 
+async def request_paths(tmp: Path) -> None:
+    """SupportRequestWorkflow's main paths, on the time-skipping server (the SLA clock needs days)."""
+    env = await start_time_skipping()
+    try:
+        async with stack(env, f"sqlite+aiosqlite:///{tmp / 'rq.db'}", tmp / "rq") as st:
+            for customer in ("rqsla", "rqdsp", "rqref"):
+                await live_programme(st, customer)
+            # C12: Friday 16:30 Paris, due Monday 09:30; warned, escalated, answered late; A4: closed.
+            friday = next_plain_friday(await st.now())
+            _, sla = await file(st, "rqsla", at=at_local(friday, 16, 30))
+            await st.sleep_until(at_local(friday + timedelta(days=3), 9, 31))
+            await st.sink.wait_for(lambda m: "SLA breached" in str(m["Subject"]))
+            await update(sla, "respond", by="rep-sam", message="Looking at it now")
+            await update(sla, "pend", by="tl-alice", reason="waiting for the customer's logs")
+            await update(sla, "resume", by="carol", note="logs attached")
+            await update(sla, "propose_resolution", by="tl-alice", measures="Index rebuilt")
+            closed = await update(sla, "accept_resolution", by="carol")
+            assert closed.state == "closed", closed.state
+            await sla.result()
+            await save(sla)
+            # A4: a dispatch approved by both parties, booked, visited and billed (C3).
+            _, dsp = await file(st, "rqdsp")
+            await update(dsp, "respond", by="rep-sam", message="Hardware fault suspected")
+            await update(dsp, "request_dispatch", by="tl-alice", reason="replace the disk controller",
+                         estimated_cost={"amount": "1800.00", "currency": "EUR"}, agreement_ref="AGR-DISP-7")
+            await update(dsp, "approve_dispatch", by="carol", party="customer")
+            await update(dsp, "approve_dispatch", by="mgr-mia", party="manager")
+            visit_on = (await st.now()).astimezone(PARIS).date() + timedelta(days=2)
+            await update(dsp, "record_visit", by="tl-alice", visit_on=visit_on.isoformat(), notes="replaced",
+                         actual_cost={"amount": "1650.00", "currency": "EUR"})
+            await update(dsp, "propose_resolution", by="tl-alice", measures="Controller replaced on site")
+            await update(dsp, "accept_resolution", by="carol")
+            await dsp.result()
+            await save(dsp)
+            # C13: a customisation without its agreement, started without the CLI's precheck.
+            prog = await st.status("rqref")
+            number = f"TC-RQREF-{(await st.now()).year}-0001"
+            ref = await st.client.start_workflow(
+                "SupportRequestWorkflow",
+                RequestInput(tracking_number=number, request=new_request("rqref", customisation=True),
+                             customer_name=prog.customer_name, period=1, calendar=prog.calendar,
+                             technical_lead=prog.technical_lead, contacts=prog.contacts, policy=st.policy,
+                             opened_at=await st.now()),
+                id=request_workflow_id(number), task_queue=st.task_queue,
+                search_attributes=TypedSearchAttributes([SearchAttributePair(SA_CUSTOMER_ID, "rqref")]))
+            await ref.result()
+            await save(ref)
+    finally:
+        await env.shutdown()
+
+
 async def main() -> None:
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
     HISTORIES.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        await dev_server_paths(Path(tmp))
-        await time_skipping_paths(Path(tmp))
+        if only in (None, "programmes"):
+            await dev_server_paths(Path(tmp))
+            await time_skipping_paths(Path(tmp))
+        if only in (None, "requests"):
+            await request_paths(Path(tmp))
 
 
 if __name__ == "__main__":
