@@ -71,12 +71,20 @@ class RequestActivities:
 
     @activity.defn
     async def record_request_opened(self, opened: RequestOpened) -> Ack:
-        """Rule A4: the request's row, under its unique tracking number (C13 refusals included)."""
+        """Rule A4: the request's row, under its unique tracking number (C13 refusals included), with its
+        opening status change (A4) and the start of its first-response clock (C12) when the workflow sends
+        them: one transaction, each row once per idempotency key, so a retry adds nothing."""
         status = opened.status
         async with self._session_factory() as session, session.begin():
             await repo.ensure_customer(session, status.customer_id, opened.customer_name)
             await repo.upsert_request(session, request=opened.request, period=opened.period, status=status,
                                       now=opened.at)
+            for change in opened.changes:
+                await repo.append_status_change(session, tracking_number=change.tracking_number,
+                                                change=change.change, idempotency_key=change.idempotency_key)
+            for event in opened.sla_events:
+                await repo.append_sla_event(session, tracking_number=event.tracking_number, event=event.event,
+                                            idempotency_key=event.idempotency_key)
             await _append_audit(session, status.workflow_id, opened.audit)
         return Ack(detail=f"request {status.tracking_number} recorded")
 

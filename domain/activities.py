@@ -230,17 +230,6 @@ class MailResult(BaseModel):
 
 
 # ---- support requests (A1, A4, A6, C12, C13) -----------------------------------
-class RequestOpened(BaseModel):
-    """A new request for the database: the filing details and the first projection of its state."""
-
-    customer_name: str
-    period: int
-    request: NewRequest
-    status: RequestStatus
-    at: datetime  # workflow time of the state (see RequestProjection)
-    audit: list[AuditEntry] = Field(default_factory=list)  # written in the same transaction, once per entry
-
-
 class RequestProjection(BaseModel):
     """SupportRequestWorkflow's state, projected into `support_requests`.
 
@@ -268,6 +257,23 @@ class SlaEventRecord(BaseModel):
     tracking_number: str
     event: SlaEvent
     idempotency_key: str
+
+
+class RequestOpened(BaseModel):
+    """A new request for the database: the filing details and the first projection of its state.
+
+    Since the `open-request-in-one-write` patch the opening status change (A4) and the SLA clock's
+    start (C12) come with it, written in the same transaction; runs opened before it send none.
+    """
+
+    customer_name: str
+    period: int
+    request: NewRequest
+    status: RequestStatus
+    at: datetime  # workflow time of the state (see RequestProjection)
+    audit: list[AuditEntry] = Field(default_factory=list)  # written in the same transaction, once per entry
+    changes: list[StatusChangeRecord] = Field(default_factory=list)
+    sla_events: list[SlaEventRecord] = Field(default_factory=list)
 
 
 class DispatchRecord(BaseModel):

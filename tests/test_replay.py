@@ -37,6 +37,9 @@ with workflow.unsafe.imports_passed_through():
 HISTORIES = Path(__file__).parent / "replay" / "histories"
 # File access is refused in the sandbox: only the test process lists the files.
 FILES: list[Path] = [] if workflow.unsafe.in_sandbox() else sorted(HISTORIES.glob("*.json"))
+# Requests opened before the `open-request-in-one-write` patch, pinned: a re-export records the new path.
+PRE_PATCH: list[Path] = ([] if workflow.unsafe.in_sandbox()
+                         else sorted((HISTORIES.parent / "pre-patch").glob("request-*.json")))
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -101,9 +104,10 @@ def test_the_main_paths_are_recorded() -> None:
         return path
 
     sla = request("RQSLA")  # warned and escalated (C12), answered late, pending and resumed, closed
-    assert {"record_request_opened", "business_deadline", "record_sla_event", "record_status_change",
-            "send_mail", "save_request"} <= set(activities(sla))
-    assert activities(sla)["record_sla_event"] == 4  # started, warned, breached, responded late
+    assert {"record_request_opened", "record_sla_event", "record_status_change", "send_mail",
+            "save_request"} <= set(activities(sla))
+    # Warned, breached, responded late; the clock's start is written with the request (one-write patch).
+    assert activities(sla)["record_sla_event"] == 3
     assert event_types(sla)["TIMER_FIRED"] >= 2 and event_types(sla)["WORKFLOW_EXECUTION_UPDATE_COMPLETED"] == 5
     dispatch = request("RQDSP")  # approved by both parties, booked, visited, billed (A4, C3)
     assert {"record_dispatch", "book_dispatch", "record_billable_extra"} <= set(activities(dispatch))
@@ -111,7 +115,7 @@ def test_the_main_paths_are_recorded() -> None:
     assert "send_mail" not in activities(refused) and activities(refused)["record_request_opened"] == 1
 
 
-@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+@pytest.mark.parametrize("path", FILES + PRE_PATCH, ids=[f"{p.parent.name}/{p.stem}" for p in FILES + PRE_PATCH])
 async def test_saved_history_replays_without_nondeterminism(path: Path) -> None:
     result = await replayer(*WORKFLOWS).replay_workflow(load(path), raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure!r}"
@@ -176,3 +180,34 @@ async def test_a_changed_workflow_is_caught_as_nondeterministic(variant: type, h
     (path,) = [p for p in FILES if p.stem == history or (history.endswith("-") and p.stem.startswith(history))]
     with pytest.raises(workflow.NondeterminismError):
         await replayer(variant, *others).replay_workflow(load(path))
+
+
+# ---- the `open-request-in-one-write` patch (workflows/support_request.py) ---------------------------
+def test_requests_are_recorded_on_both_sides_of_the_one_write_patch() -> None:
+    """Before: six activities to open a request; after: the deadline as a local activity, one write
+    (request, status change, SLA start) and the TL's mail, with the patch marker first."""
+    assert {p.stem.split("-")[2] for p in PRE_PATCH} == {"RQSLA", "RQDSP"}
+    for old in PRE_PATCH:
+        (new,) = [p for p in FILES if p.name == old.name]
+        before, after = json.loads(old.read_text())["events"], json.loads(new.read_text())["events"]
+        scheduled = [e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
+                     for e in before if "activityTaskScheduledEventAttributes" in e]
+        assert scheduled[:6] == ["record_request_opened", "record_status_change", "business_deadline",
+                                 "record_sla_event", "send_mail", "save_request"], scheduled[:6]
+        assert not any("markerRecordedEventAttributes" in e for e in before)
+        scheduled = [e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
+                     for e in after if "activityTaskScheduledEventAttributes" in e]
+        markers = [e["markerRecordedEventAttributes"]["markerName"] for e in after
+                   if "markerRecordedEventAttributes" in e]
+        assert scheduled[:2] == ["record_request_opened", "send_mail"] and markers[:2] == [
+            "core_patch", "core_local_activity"], (scheduled[:2], markers[:2])
+        assert len(after) < len(before), (old.name, len(after), len(before))
+
+
+@pytest.mark.parametrize("path", PRE_PATCH, ids=[p.stem for p in PRE_PATCH])
+async def test_without_the_guard_requests_opened_before_the_patch_break(
+        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard is needed: code that always takes the new path cannot replay a request opened before."""
+    monkeypatch.setattr(workflow, "patched", lambda patch_id: True)
+    with pytest.raises(workflow.NondeterminismError):
+        await replayer(*WORKFLOWS).replay_workflow(load(path))

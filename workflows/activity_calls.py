@@ -83,6 +83,21 @@ async def business_deadline(req: BusinessDeadlineRequest, summary: str) -> Busin
     return await _call("business_deadline", req, BusinessDeadline, summary)
 
 
+async def business_deadline_local(req: BusinessDeadlineRequest, summary: str) -> BusinessDeadline:
+    """The same calendar maths as a local activity: milliseconds of pure computation (holidays, time
+    zones) that need no task dispatch by the server, only a marker in history (issue 7's profile:
+    opening a request was bounded by round trips). Retried in the worker, then on timers."""
+    result: BusinessDeadline = await workflow.execute_local_activity(
+        "business_deadline",
+        req,
+        result_type=BusinessDeadline,
+        start_to_close_timeout=timedelta(seconds=10),
+        retry_policy=RETRY_FOREVER,
+        summary=summary,
+    )
+    return result
+
+
 async def register_programme(req: RegisterProgramme, summary: str) -> WorkspaceRef:
     return await _call("register_programme", req, WorkspaceRef, summary)
 
