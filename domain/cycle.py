@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from domain.calendar import BusinessCalendar
 from domain.enrolment import Contact, TechnicalLead
 from domain.policy import ProgramPolicy
-from domain.program import StepInput, StepState
+from domain.program import Rejection, StepInput, StepState
 
 
 class CycleStepName(StrEnum):
@@ -75,6 +75,7 @@ class CycleStatus(BaseModel):
     report_summary: str | None = None
     extra_calls: int = 0
     done: bool = False
+    rejections: list[Rejection] = Field(default_factory=list)  # refused `complete_step` signals
 
 
 class CycleResult(BaseModel):

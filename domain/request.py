@@ -17,7 +17,7 @@ from domain.calendar import BusinessCalendar
 from domain.enrolment import Contact, TechnicalLead
 from domain.money import Money
 from domain.policy import ProgramPolicy
-from domain.program import StepInput
+from domain.program import Rejection, StepInput
 
 
 class RequestKind(StrEnum):
@@ -169,6 +169,7 @@ class RequestStatus(BaseModel):
     sla_events: list[SlaEvent] = Field(default_factory=list)
     dispatches: list[Dispatch] = Field(default_factory=list)
     refusal: str | None = None
+    rejections: list[Rejection] = Field(default_factory=list)  # refused `complete_step` signals
 
 
 # ---- Updates ----------------------------------------------------------------------

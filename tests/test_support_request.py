@@ -22,6 +22,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowU
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
+from domain.cycle import CycleStatus
 from domain.errors import RuleRefused
 from domain.naming import SA_CUSTOMER_ID, SA_REQUEST_STATE, SA_SLA_BREACHED, request_workflow_id
 from domain.program import ProgramStatus
@@ -451,3 +452,50 @@ async def test_e1_c12_request_for_a_customer_without_programme_is_refused(st: St
     with pytest.raises(RuleRefused) as err:
         await file(st, "nobody")
     assert str(err.value) == "rule E1/C12: customer nobody has no live TechConnect programme"
+
+
+# ------------------------------------------------------------------------------ the signal route
+async def test_signals_take_the_update_route_and_keep_refusals_for_requests_and_cycles(st: Stack) -> None:
+    """DESIGN: tools that can only signal send `complete_step` {step, by, payload} to a request or a monthly
+    cycle as to a programme: the same checks as the Update; a refusal is kept (query), mailed to the
+    sender (the TL, else operations), and never fails the workflow."""
+    prog = await live_programme(st)
+    tl = prog.technical_lead
+    number, h = await file(st)
+    await h.signal("complete_step", {"step": "record_visit", "by": tl.id,
+                                     "payload": {"visit_on": "2030-01-10", "notes": "done"}})  # no dispatch (A4)
+    await h.signal("complete_step", {"step": "launch_rocket", "by": "carol", "payload": {}})
+    await h.signal("complete_step", {"step": "respond", "by": "rep-sam", "payload": {"message": "On it"}})
+
+    async def handled() -> RequestStatus:
+        s = await status(h)
+        assert len(s.rejections) == 2 and s.first_response_by == "rep-sam", (s.rejections, s.first_response_by)
+        return s
+    s = await eventually(handled)
+    assert [r.step for r in s.rejections] == ["record_visit", "launch_rocket"]
+    assert "record_visit" in s.rejections[0].reason and "unknown step 'launch_rocket'" in s.rejections[1].reason
+    assert await sla_kinds(st, number) == ["started", "met"]  # rule C12: the signal's answer stopped the clock
+    await st.sink.wait_for(lambda m: "Not accepted" in str(m["Subject"]) and tl.email in str(m["To"]))
+    await st.sink.wait_for(lambda m: "Not accepted" in str(m["Subject"]) and st.policy.ops_mailbox in str(m["To"]))
+    assert (await h.describe()).status == WorkflowExecutionStatus.RUNNING
+
+    # A monthly cycle: the extra call before the included one is refused (C10), scheduling the call is done.
+    await st.sleep_until(datetime.combine(prog.cycles[0].starts_on, time(12), PARIS).astimezone(UTC))
+
+    async def cycle_running() -> str:
+        current = await st.status("acme")
+        assert current.cycles[0].status == "running", current.cycles[0]
+        return current.cycles[0].workflow_id
+    cycle = st.client.get_workflow_handle(await eventually(cycle_running))
+    await cycle.signal("complete_step", {"step": "record_extra_call", "by": tl.id, "payload": {
+        "held_on": prog.cycles[0].starts_on.isoformat(), "notes": "second call", "agreement_ref": "AGR-1"}})
+    call_at = datetime.combine(prog.cycles[0].starts_on + timedelta(days=5), time(10), PARIS).isoformat()
+    await cycle.signal("complete_step", {"step": "schedule_call", "by": tl.id, "payload": {"call_at": call_at}})
+
+    async def cycle_handled() -> CycleStatus:
+        c = await cycle.query("get_status", result_type=CycleStatus)
+        assert len(c.rejections) == 1 and c.call_at is not None, (c.rejections, c.call_at)
+        return c
+    c = await eventually(cycle_handled)
+    assert c.rejections[0].step == "record_extra_call" and c.rejections[0].reason.startswith("rule C10")
+    assert (await cycle.describe()).status == WorkflowExecutionStatus.RUNNING

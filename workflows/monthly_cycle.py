@@ -38,8 +38,9 @@ with workflow.unsafe.imports_passed_through():
         ScheduleCall,
     )
     from domain.naming import SA_OPEN_STEPS, SA_PROGRAM_PHASE
-    from domain.program import BillableExtra, BillableExtraKind, StepState, StepStatus
+    from domain.program import BillableExtra, BillableExtraKind, CompleteStepSignal, Rejection, StepState, StepStatus
     from workflows import activity_calls as act
+    from workflows.signal_route import StepHandlers, run_step
 
 TITLES = {
     CycleStepName.schedule_call: "Schedule the monthly follow-up call",
@@ -308,3 +309,24 @@ class MonthlyCycleWorkflow:
         if self._step(CycleStepName.hold_call.value).status != StepStatus.done:
             raise ValueError("rule C10: the month's included call has not been held yet; record it with hold_call")
 
+    # ------------------------------------------------------------- the signal route
+    @workflow.signal
+    async def complete_step(self, sig: CompleteStepSignal) -> None:
+        """For tools that can only signal: the same models, validators and bodies as the Updates;
+        a refusal is kept in the state (`get_status().rejections`) and mailed, never raised."""
+        handlers: StepHandlers = {
+            "schedule_call": (ScheduleCall, self._validate_schedule_call, self.schedule_call),
+            "hold_call": (HoldCall, self._validate_hold_call, self.hold_call),
+            "approve_report": (ApproveReport, self._validate_approve_report, self.approve_report),
+            "record_extra_call": (RecordExtraCall, self._validate_record_extra_call, self.record_extra_call),
+        }
+        refusal = await run_step(handlers, sig.step, sig.by, sig.payload)
+        if refusal is None:
+            return
+        async with self._lock:
+            s = self._status
+            s.rejections.append(Rejection(at=workflow.now(), step=sig.step, by=sig.by, reason=refusal))
+            i = self._input
+            to = [i.technical_lead.email] if sig.by == i.technical_lead.id else [i.policy.ops_mailbox]
+            await self._mail(to, "step_rejected", f"rejected:{len(s.rejections)}",
+                             {"step": sig.step, "reason": refusal, "by": sig.by})

@@ -15,12 +15,10 @@ refused signal is kept as a rejection and mailed, never failing the workflow.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, SearchAttributeUpdate, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -88,6 +86,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import activity_calls as act
     from workflows.monthly_cycle import MonthlyCycleWorkflow
+    from workflows.signal_route import StepHandlers, run_step
 
 # Versioned changes of the command sequence (`workflow.patched`): a run started before the change
 # replays on the old path. Remove a patch (workflow.deprecate_patch, then nothing) only once no run
@@ -909,7 +908,7 @@ class ProgramWorkflow:
     async def complete_step(self, sig: CompleteStepSignal) -> None:
         """The signal route: same models and checks as the Updates; refusals are kept, never raised."""
         # Update methods called directly: same body, same lock, same state as the Update route.
-        handlers: dict[str, tuple[type[BaseModel], Callable[[Any], None], Any]] = {
+        handlers: StepHandlers = {
             "schedule_kickoff": (ScheduleKickoff, self._validate_schedule_kickoff, self.schedule_kickoff),
             "complete_kickoff": (CompleteKickoff, self._validate_complete_kickoff, self.complete_kickoff),
             "deliver_communication_plan": (DeliverCommunicationPlan, self._validate_deliver_communication_plan,
@@ -927,22 +926,9 @@ class ProgramWorkflow:
             "record_billable_extra": (RecordBillableExtra, self._validate_record_billable_extra,
                                       self.record_billable_extra),
         }
-        entry = handlers.get(sig.step)
-        if entry is None:
-            await self._reject(sig, f"unknown step {sig.step!r}; known steps: {', '.join(sorted(handlers))}")
-            return
-        model, validate, handler = entry
-        try:
-            inp = model.model_validate({**sig.payload, "by": sig.by, "via": "signal"})
-            validate(inp)
-        except ValidationError as err:
-            await self._reject(sig, "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                                              for e in err.errors()))
-            return
-        except ValueError as err:
-            await self._reject(sig, str(err))
-            return
-        await handler(inp)
+        refusal = await run_step(handlers, sig.step, sig.by, sig.payload)
+        if refusal is not None:
+            await self._reject(sig, refusal)
 
     async def _reject(self, sig: CompleteStepSignal, reason: str) -> None:
         s = self._status

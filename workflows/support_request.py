@@ -45,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.local_time import format_local, local_date
     from domain.naming import SA_CUSTOMER_ID, SA_REQUEST_STATE, SA_SLA_BREACHED, SA_TECHNICAL_LEAD
-    from domain.program import EXTRA_RULES, BillableExtra, BillableExtraKind
+    from domain.program import EXTRA_RULES, BillableExtra, BillableExtraKind, CompleteStepSignal, Rejection
     from domain.request import (
         AcceptResolution,
         ApproveDispatch,
@@ -69,6 +69,7 @@ with workflow.unsafe.imports_passed_through():
         StatusChange,
     )
     from workflows import activity_calls as act
+    from workflows.signal_route import StepHandlers, run_step
 
 # Versioned changes of the command sequence (`workflow.patched`), as in workflows/program.py: a request
 # opened before the change replays on the old path (tests/replay/pre-patch/ keeps one such history).
@@ -862,3 +863,35 @@ class SupportRequestWorkflow:
         if inp.actual_cost is not None and inp.actual_cost.currency != d.estimated_cost.currency:
             raise ValueError(f"actual_cost is in {inp.actual_cost.currency}; the agreed estimate is in "
                              f"{d.estimated_cost.currency}")
+
+    # ------------------------------------------------------------- the signal route
+    @workflow.signal
+    async def complete_step(self, sig: CompleteStepSignal) -> None:
+        """For tools that can only signal: the same models, validators and bodies as the Updates;
+        a refusal is kept in the state (`get_status().rejections`) and mailed, never raised."""
+        handlers: StepHandlers = {
+            "respond": (Respond, self._validate_respond, self.respond),
+            "pend": (Pend, self._validate_pend, self.pend),
+            "resume": (Resume, self._validate_resume, self.resume),
+            "propose_resolution": (ProposeResolution, self._validate_propose, self.propose_resolution),
+            "accept_resolution": (AcceptResolution, self._validate_accept, self.accept_resolution),
+            "reject_resolution": (RejectResolution, self._validate_reject, self.reject_resolution),
+            "record_written_acceptance": (RecordWrittenAcceptance, self._validate_written_acceptance,
+                                          self.record_written_acceptance),
+            "request_dispatch": (RequestDispatch, self._validate_request_dispatch, self.request_dispatch),
+            "approve_dispatch": (ApproveDispatch, self._validate_approve, self.approve_dispatch),
+            "record_visit": (RecordVisit, self._validate_visit, self.record_visit),
+        }
+        await self._until_ready()
+        refusal = await run_step(handlers, sig.step, sig.by, sig.payload)
+        if refusal is None:
+            return
+        async with self._lock:
+            s = self._status
+            s.rejections.append(Rejection(at=workflow.now(), step=sig.step, by=sig.by, reason=refusal))
+            self._record("signal_rejected", sig.by, "signal", {"step": sig.step, "reason": refusal})
+            i = self._input
+            to = [i.technical_lead.email] if sig.by == i.technical_lead.id else [i.policy.ops_mailbox]
+            await self._mail(to, "step_rejected", f"rejected:{len(s.rejections)}",
+                             {"step": sig.step, "reason": refusal, "by": sig.by})
+            await self._save()

@@ -1,0 +1,40 @@
+"""The `complete_step` signal route shared by the three workflows (DESIGN "How people talk to workflows").
+
+For tools that can only signal (the Temporal UI's signal form, webhooks): `{step, by, payload}` goes
+through the same pydantic model and the same validator as the Update named `step`, then the Update's
+own body runs. Whatever is refused (unknown step, bad payload, a validator's or the body's re-check's
+refusal) is returned as a reason for the workflow to keep and mail: a person's mistake never fails a
+workflow (an exception escaping a signal handler would fail the run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from temporalio.exceptions import ApplicationError
+
+# step -> (the Update's model, its validator, the Update method itself: the SDK types it as its own
+# UpdateMethodMultiParam, callable on the instance like the plain coroutine method it wraps).
+StepHandlers = dict[str, tuple[type[BaseModel], Callable[[Any], None], Any]]
+
+
+async def run_step(handlers: StepHandlers, step: str, by: str, payload: dict[str, Any]) -> str | None:
+    """Run the step's Update body if its model and validator accept the payload; else the refusal."""
+    entry = handlers.get(step)
+    if entry is None:
+        return f"unknown step {step!r}; known steps: {', '.join(sorted(handlers))}"
+    model, validate, body = entry
+    try:
+        inp = model.model_validate({**payload, "by": by, "via": "signal"})
+        validate(inp)
+    except ValidationError as err:
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
+    except ValueError as err:
+        return str(err)
+    try:
+        await body(inp)
+    except ApplicationError as err:  # the body's re-check under the lock (two steps raced)
+        return err.message
+    return None
