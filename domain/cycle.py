@@ -74,6 +74,7 @@ class CycleStatus(BaseModel):
     report_document_id: int | None = None
     report_summary: str | None = None
     extra_calls: int = 0
+    extra_call_keys: list[str] = Field(default_factory=list)  # "<held_on> <agreement_ref>" of each, C10
     done: bool = False
     rejections: list[Rejection] = Field(default_factory=list)  # refused `complete_step` signals
 

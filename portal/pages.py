@@ -561,9 +561,13 @@ async def _account_page(request: Request, principal: Principal, new_token: str |
 async def change_password(request: Request, principal: Principal = Depends(require_user)) -> Response:
     """Change one's own password: the current one first (throttled like the sign-in), then the new one twice.
 
-    Every other session of the user ends; this one stays. A contact who signs in by mailed link and has
-    no password yet may set one without a current password.
+    Only in a signed-in browser session (an API token is not a sign-in), and only for someone who has a
+    password: a contact who signs in by mailed link is given one by operations (`techconnect user
+    password`), so a session taken over cannot set a password its owner does not know. Every other session
+    of the user ends; this one stays.
     """
+    if principal.via != "session":
+        raise access.Forbidden("change the password from a signed-in browser session, not with an API token")
     form = await request.form()
     current = str(form.get("current_password") or "")
     new = str(form.get("new_password") or "")
@@ -571,35 +575,40 @@ async def change_password(request: Request, principal: Principal = Depends(requi
     errors = forms.FormErrors()
     state = get_state(request)
     now = repo.utcnow()
-    email_key = f"email:{principal.email}"
+    address = auth.client_address(request)
+    keys = (f"email:{principal.email}", f"ip:{address}")
     async with state.sessions() as session, session.begin():
         user = await users_repo.get_user(session, principal.user_id)
         if user is None:
             raise NotFound("user")
-        if user.password_hash:
-            throttle = await auth.password_throttle(session, principal.email, auth.client_address(request), now)
-            if throttle.refused:
-                errors.top.append("Too many wrong passwords for this account: wait a few minutes and try again.")
-                return await _account_page(request, principal, password_errors=errors, status=429)
-            # argon2 takes a few hundred milliseconds on purpose: off the event loop.
-            if not await asyncio.to_thread(verify_password, user.password_hash, current):
-                await users_repo.record_attempt(session, email_key, succeeded=False, now=now)
-                errors.top.append("current_password: this is not your current password.")
+        if not user.password_hash:
+            raise access.Forbidden("you sign in with a link mailed to you; operations can give you a password")
+        throttle = await auth.password_throttle(session, principal.email, address, now)
+        if throttle.refused:
+            errors.top.append("Too many wrong passwords for this account: wait a few minutes and try again.")
+            response = await _account_page(request, principal, password_errors=errors, status=429)
+            response.headers["Retry-After"] = str(throttle.retry_after_s)
+            return response
+        # argon2 takes a few hundred milliseconds on purpose: off the event loop.
+        if not await asyncio.to_thread(verify_password, user.password_hash, current):
+            for key in keys:  # committed with the transaction: the throttle (and the sign-in's) sees it
+                await users_repo.record_attempt(session, key, succeeded=False, now=now)
+            errors.top.append("current_password: this is not your current password.")
         if new != again:
             errors.top.append("confirm_password: the two new passwords differ.")
         try:
             check_password_strength(new)
         except WeakPassword as exc:
             errors.top.append(f"new_password: {exc}.")
-        if not errors and current and new == current:
+        if not errors and new == current:
             errors.top.append("new_password: choose a password other than the current one.")
         if errors:
             status = 401 if any(e.startswith("current_password") for e in errors.top) else 422
         else:
             await users_repo.set_password_hash(session, user.id, await asyncio.to_thread(hash_password, new))
+            await users_repo.clear_failures(session, keys[0])
             ended = await users_repo.revoke_other_sessions(session, user.id, keep_id_hash=principal.session_hash)
     if errors:
-        # The failed attempt above is committed with the transaction: the throttle sees it.
         return await _account_page(request, principal, password_errors=errors, status=status)
     log.info("password changed by %s (%s); %d other session(s) ended", principal.email, principal.role, ended)
     return redirect(request, "/account", "Password changed. Your other sessions are signed out.")

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from portal.app import create_app, http_routes
 from portal.security import verify_password
 from starter.settings import Settings
+from storage import users as users_repo
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.tables import UserRow
@@ -304,6 +305,43 @@ async def test_changing_ones_password_checks_the_current_one_and_ends_the_other_
         old = await http.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": csrf})
         assert old.status_code == 401
         await sign_in(http, email, new)
+
+
+async def test_a_password_is_changed_only_in_a_session_by_someone_who_has_one_and_guesses_are_throttled(
+        portal: Portal) -> None:
+    email = portal.mine.contact_email
+    token = portal.mine.tokens[email]
+    async with portal.client() as http:
+        csrf = await sign_in(http, email)
+        # An API token is not a sign-in (and skips the CSRF check): refused.
+        by_token = await http.post("/account/password", headers={"Authorization": f"Bearer {token}"},
+                                   data={"current_password": PASSWORD, "new_password": "x" * 12,
+                                         "confirm_password": "x" * 12})
+        assert by_token.status_code == 403
+        for guess in range(9):
+            wrong = await http.post("/account/password", data={
+                "csrf_token": csrf, "current_password": f"guess {guess}", "new_password": "a new passphrase!",
+                "confirm_password": "a new passphrase!"})
+            assert wrong.status_code == 401, guess
+        tenth = await http.post("/account/password", data={
+            "csrf_token": csrf, "current_password": PASSWORD, "new_password": "a new passphrase!",
+            "confirm_password": "a new passphrase!"})
+        assert tenth.status_code == 429 and int(tenth.headers["retry-after"]) > 0  # even the right one, now
+    async with portal.sessions() as s:
+        user = (await s.execute(select(UserRow).where(UserRow.email == email))).scalar_one()
+        assert verify_password(user.password_hash, PASSWORD)
+        # A contact who signs in by link has no password to change: none can be set from a session.
+        other = (await s.execute(select(UserRow).where(UserRow.email == portal.other.contact_email))).scalar_one()
+    async with portal.client() as http:
+        csrf = await sign_in(http, portal.other.contact_email)
+        async with portal.sessions() as s, s.begin():
+            await users_repo.set_password_hash(s, other.id, None)
+        assert "data-no-password" in (await http.get("/account")).text
+        refused = await http.post("/account/password", data={
+            "csrf_token": csrf, "new_password": "a new passphrase!", "confirm_password": "a new passphrase!"})
+        assert refused.status_code == 403
+    async with portal.sessions() as s:
+        assert (await s.get(UserRow, other.id)).password_hash is None  # type: ignore[union-attr]
 
 
 async def test_bearer_tokens_see_only_their_own_customer(portal: Portal) -> None:

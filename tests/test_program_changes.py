@@ -217,6 +217,17 @@ async def test_monthly_cycle_invite_report_and_second_call_rules_c10_a5_a6_d6_d7
     assert held.report_document_id is not None
     done = await cupd("record_extra_call", extra)
     assert done.extra_calls == 1
+    # The same extra call again (a double submission) is refused, not billed twice (C10).
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await cupd("record_extra_call", extra)
+    assert "recorded already" in str(err.value.cause)
+    # Two at once (racing past the validator, or not): one is recorded, the other refused.
+    again = {**extra, "agreement_ref": "AGR-CALL-3"}
+    raced = await asyncio.gather(cupd("record_extra_call", again), cupd("record_extra_call", again),
+                                 return_exceptions=True)
+    refused = [r for r in raced if isinstance(r, WorkflowUpdateFailedError)]
+    assert len(refused) == 1 and "recorded already" in str(refused[0].cause), raced
+    assert max(r.extra_calls for r in raced if isinstance(r, CycleStatus)) == 2
     approved = await cupd("approve_report", {"comments": "ok"})
     assert approved.done
 
@@ -224,7 +235,8 @@ async def test_monthly_cycle_invite_report_and_second_call_rules_c10_a5_a6_d6_d7
     async with st.sessions() as session:
         extras = await list_billable_extras(session, "acme")
         reports = await list_documents(session, "acme", kind="monthly_report")
-    assert [(e.kind, e.rule, e.agreement_ref) for e in extras] == [("extra_call", "C10", "AGR-CALL-2")]
+    assert [(e.kind, e.rule, e.agreement_ref) for e in extras] == [
+        ("extra_call", "C10", "AGR-CALL-2"), ("extra_call", "C10", "AGR-CALL-3")]
 
     # rule D7/A6: the written report, filed in the workspace, has the A6 sections.
     assert len(reports) == 1 and reports[0].id == held.report_document_id

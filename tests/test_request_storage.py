@@ -12,7 +12,13 @@ from decimal import Decimal
 import pytest
 
 from activities.requests import RequestActivities, booking_reference
-from domain.activities import DispatchBookingRequest, RequestOpened, RequestProjection, StatusChangeRecord
+from domain.activities import (
+    DispatchBookingRequest,
+    RequestOpened,
+    RequestProjection,
+    SlaEventRecord,
+    StatusChangeRecord,
+)
 from domain.money import Money
 from domain.request import (
     TRACKING_RE,
@@ -96,6 +102,30 @@ async def test_a4_c12_status_changes_and_sla_events_are_idempotent(sessions: Ses
         events = await repo.list_sla_events(s, customer_id="acme")
     assert [(c.from_state, c.to_state, c.by, repo.as_utc(c.at)) for c in changes] == [(None, "open", "carol", NOW)]
     assert [e.kind for e in events] == ["started"]
+
+
+async def test_a4_c12_the_opening_write_is_one_transaction_a_retry_adds_nothing(sessions: SessionFactory) -> None:
+    """Since the `open-request-in-one-write` patch: the request, its opening status change and the clock's
+    start (C12) in one activity; retried (a worker killed after the commit), no row appears twice."""
+    acts = RequestActivities(sessions)
+    number = "TC-ACME-2027-0002"
+    change = StatusChange(at=NOW, from_state=None, to_state=RequestState.open, by="carol", note="filed")
+    started = SlaEvent(kind=SlaEventKind.started, at=NOW, deadline=NOW + timedelta(hours=1), note="60 minutes")
+    opened = RequestOpened(
+        customer_name="ACME Corp", period=1, request=new(), status=status(number), at=NOW,
+        changes=[StatusChangeRecord(tracking_number=number, change=change,
+                                    idempotency_key=f"request-{number}:status:1")],
+        sla_events=[SlaEventRecord(tracking_number=number, event=started,
+                                   idempotency_key=f"request-{number}:sla:started")])
+    for _ in range(2):
+        await acts.record_request_opened(opened)
+    async with sessions() as s:
+        row = await repo.get_request(s, number)
+        changes = await repo.list_status_changes(s, number)
+        events = await repo.list_sla_events(s, tracking_number=number)
+    assert row is not None and row.state == "open"
+    assert [(c.from_state, c.to_state, c.by) for c in changes] == [(None, "open", "carol")]
+    assert [(e.kind, repo.as_utc(e.deadline)) for e in events] == [("started", NOW + timedelta(hours=1))]
 
 
 async def test_a6_request_projection_never_rolls_back(sessions: SessionFactory) -> None:

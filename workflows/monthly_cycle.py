@@ -42,6 +42,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows import activity_calls as act
     from workflows.signal_route import StepHandlers, run_step
 
+# Versioned changes of the command sequence (`workflow.patched`), as in workflows/program.py.
+PATCH_EXTRA_CALL_ONCE = "extra-call-once-per-day-and-agreement"
+
 TITLES = {
     CycleStepName.schedule_call: "Schedule the monthly follow-up call",
     CycleStepName.hold_call: "Hold the follow-up call, record its notes",
@@ -288,6 +291,12 @@ class MonthlyCycleWorkflow:
         async with self._lock:
             i = self._input
             s = self._status
+            key = self._extra_call_key(inp)
+            # Two identical submissions racing past the validator (a double click): the second is refused
+            # here, under the lock. Cycles started before this check replay without it.
+            if workflow.patched(PATCH_EXTRA_CALL_ONCE) and key in s.extra_call_keys:
+                raise ApplicationError(self._extra_call_twice(inp), type="StepRefused", non_retryable=True)
+            s.extra_call_keys.append(key)
             s.extra_calls += 1
             extra = BillableExtra(kind=BillableExtraKind.extra_call, rule="C10",
                                   description=f"Extra follow-up call on {inp.held_on} ({self._label}): {inp.notes}",
@@ -308,6 +317,16 @@ class MonthlyCycleWorkflow:
                              f"with record_billable_extra (kind extra_call)")
         if self._step(CycleStepName.hold_call.value).status != StepStatus.done:
             raise ValueError("rule C10: the month's included call has not been held yet; record it with hold_call")
+        if self._extra_call_key(inp) in self._status.extra_call_keys:
+            raise ValueError(self._extra_call_twice(inp))
+
+    @staticmethod
+    def _extra_call_key(inp: RecordExtraCall) -> str:
+        return f"{inp.held_on.isoformat()} {inp.agreement_ref.strip()}"
+
+    def _extra_call_twice(self, inp: RecordExtraCall) -> str:
+        return (f"rule C10: an extra call held on {inp.held_on} under {inp.agreement_ref} is recorded already for "
+                f"{self._label}; a second one that day needs its own agreement reference")
 
     # ------------------------------------------------------------- the signal route
     @workflow.signal
