@@ -68,6 +68,11 @@ async def start_dev_server(converter: DataConverter | None = None) -> WorkflowEn
     args: list[str] = []
     for name, kind in SEARCH_ATTRIBUTES.items():
         args += ["--search-attribute", f"{name}={kind}"]
+    # One partition per task queue (the server's default is 4): DescribeTaskQueue answers from the root
+    # partition only, and a worker whose few normal-queue pollers all long-poll (60 s) other partitions
+    # would stay unseen there; tests that wait for "every worker polling" need a root that sees them all.
+    for key in ("matching.numTaskqueueReadPartitions", "matching.numTaskqueueWritePartitions"):
+        args += ["--dynamic-config-value", f"{key}=1"]
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=binary("temporal"), data_converter=converter or data_converter(),
         dev_server_extra_args=args,
