@@ -40,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.naming import SA_OPEN_STEPS, SA_PROGRAM_PHASE
     from domain.program import BillableExtra, BillableExtraKind, CompleteStepSignal, Rejection, StepState, StepStatus
     from workflows import activity_calls as act
-    from workflows.signal_route import StepHandlers, run_step
+    from workflows.signal_route import StepHandlers, rejection_recipient, run_step
 
 # Versioned changes of the command sequence (`workflow.patched`), as in workflows/program.py.
 PATCH_EXTRA_CALL_ONCE = "extra-call-once-per-day-and-agreement"
@@ -346,6 +346,6 @@ class MonthlyCycleWorkflow:
             s = self._status
             s.rejections.append(Rejection(at=workflow.now(), step=sig.step, by=sig.by, reason=refusal))
             i = self._input
-            to = [i.technical_lead.email] if sig.by == i.technical_lead.id else [i.policy.ops_mailbox]
+            to = [rejection_recipient(sig.by, i.technical_lead, i.policy)]
             await self._mail(to, "step_rejected", f"rejected:{len(s.rejections)}",
                              {"step": sig.step, "reason": refusal, "by": sig.by})

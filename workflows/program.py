@@ -86,7 +86,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import activity_calls as act
     from workflows.monthly_cycle import MonthlyCycleWorkflow
-    from workflows.signal_route import StepHandlers, run_step
+    from workflows.signal_route import StepHandlers, rejection_recipient, run_step
 
 # Versioned changes of the command sequence (`workflow.patched`): a run started before the change
 # replays on the old path. Remove a patch (workflow.deprecate_patch, then nothing) only once no run
@@ -934,6 +934,6 @@ class ProgramWorkflow:
         s = self._status
         s.rejections.append(Rejection(at=workflow.now(), step=sig.step, by=sig.by, reason=reason))
         self._record("signal_rejected", sig.by, {"step": sig.step, "reason": reason}, interface="signal")
-        to = [s.technical_lead.email] if sig.by == s.technical_lead.id else [self._input.policy.ops_mailbox]
+        to = [rejection_recipient(sig.by, s.technical_lead, self._input.policy)]
         await self._mail(to, "step_rejected", f"rejected:{len(s.rejections)}",
                          {"step": sig.step, "reason": reason, "by": sig.by})

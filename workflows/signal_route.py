@@ -15,6 +15,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from temporalio.exceptions import ApplicationError
 
+from domain.enrolment import TechnicalLead
+from domain.policy import ProgramPolicy
+
 # step -> (the Update's model, its validator, the Update method itself: the SDK types it as its own
 # UpdateMethodMultiParam, callable on the instance like the plain coroutine method it wraps).
 StepHandlers = dict[str, tuple[type[BaseModel], Callable[[Any], None], Any]]
@@ -38,3 +41,8 @@ async def run_step(handlers: StepHandlers, step: str, by: str, payload: dict[str
     except ApplicationError as err:  # the body's re-check under the lock (two steps raced)
         return err.message
     return None
+
+
+def rejection_recipient(by: str, technical_lead: TechnicalLead, policy: ProgramPolicy) -> str:
+    """Who hears of a refused signal: the TL when the TL sent it, else operations (who run the tools)."""
+    return technical_lead.email if by == technical_lead.id else policy.ops_mailbox

@@ -69,7 +69,7 @@ with workflow.unsafe.imports_passed_through():
         StatusChange,
     )
     from workflows import activity_calls as act
-    from workflows.signal_route import StepHandlers, run_step
+    from workflows.signal_route import StepHandlers, rejection_recipient, run_step
 
 # Versioned changes of the command sequence (`workflow.patched`), as in workflows/program.py: a request
 # opened before the change replays on the old path (tests/replay/pre-patch/ keeps one such history).
@@ -183,20 +183,25 @@ class SupportRequestWorkflow:
             summary=f"Record request {s.tracking_number}: {r.kind.value}, {r.priority.value} (A4)",
         )
         await self._record_change(None, RequestState.open, r.filed_by, f"filed by {r.filed_by} via {r.channel.value}")
-        # rule C12: one hour on the programme calendar; 24x7 with an out-of-hours agreement.
-        round_the_clock = bool(i.calendar.out_of_hours_agreement_ref)
-        clock = "24x7 (out-of-hours agreement)" if round_the_clock else "business hours"
+        deadline, clock = self._deadline_request()
         d = await act.business_deadline(
-            BusinessDeadlineRequest(calendar=i.calendar, start=s.opened_at, minutes=p.first_response_minutes,
-                                    warning_minutes=p.first_response_warning_minutes,
-                                    round_the_clock=round_the_clock),
-            summary=f"First-response deadline: {p.first_response_minutes} min, {clock} (C12)",
-        )
+            deadline, summary=f"First-response deadline: {p.first_response_minutes} min, {clock} (C12)")
         s.first_response_deadline, s.first_response_warning_at = d.deadline, d.warning_at
         await self._sla(SlaEventKind.started, f"{p.first_response_minutes} minutes, {clock}")
         # rules A1, A4: the TL is told at once whenever the customer files a request.
         await self._mail([i.technical_lead.email], "request_opened", "opened", {})
         await self._save()
+
+    def _deadline_request(self) -> tuple[BusinessDeadlineRequest, str]:
+        """Rule C12: one hour on the programme calendar; 24x7 with an out-of-hours agreement. And the clock's name."""
+        i = self._input
+        p = i.policy
+        round_the_clock = bool(i.calendar.out_of_hours_agreement_ref)
+        clock = "24x7 (out-of-hours agreement)" if round_the_clock else "business hours"
+        return BusinessDeadlineRequest(calendar=i.calendar, start=self._status.opened_at,
+                                       minutes=p.first_response_minutes,
+                                       warning_minutes=p.first_response_warning_minutes,
+                                       round_the_clock=round_the_clock), clock
 
     async def _open_in_one_write(self) -> None:
         """The opening since PATCH_OPEN_IN_ONE_WRITE: the C12 deadline first (a local activity), then the
@@ -206,15 +211,9 @@ class SupportRequestWorkflow:
         i = self._input
         p = i.policy
         r = i.request
-        # rule C12: one hour on the programme calendar; 24x7 with an out-of-hours agreement.
-        round_the_clock = bool(i.calendar.out_of_hours_agreement_ref)
-        clock = "24x7 (out-of-hours agreement)" if round_the_clock else "business hours"
+        deadline, clock = self._deadline_request()
         d = await act.business_deadline_local(
-            BusinessDeadlineRequest(calendar=i.calendar, start=s.opened_at, minutes=p.first_response_minutes,
-                                    warning_minutes=p.first_response_warning_minutes,
-                                    round_the_clock=round_the_clock),
-            summary=f"First-response deadline: {p.first_response_minutes} min, {clock} (C12)",
-        )
+            deadline, summary=f"First-response deadline: {p.first_response_minutes} min, {clock} (C12)")
         s.first_response_deadline, s.first_response_warning_at = d.deadline, d.warning_at
         now = workflow.now()
         # rule A4: the first status change, with who and when (same key as the separate write had).
@@ -891,7 +890,7 @@ class SupportRequestWorkflow:
             s.rejections.append(Rejection(at=workflow.now(), step=sig.step, by=sig.by, reason=refusal))
             self._record("signal_rejected", sig.by, "signal", {"step": sig.step, "reason": refusal})
             i = self._input
-            to = [i.technical_lead.email] if sig.by == i.technical_lead.id else [i.policy.ops_mailbox]
+            to = [rejection_recipient(sig.by, i.technical_lead, i.policy)]
             await self._mail(to, "step_rejected", f"rejected:{len(s.rejections)}",
                              {"step": sig.step, "reason": refusal, "by": sig.by})
             await self._save()
