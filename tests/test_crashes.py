@@ -172,13 +172,7 @@ class Rig:
         await victim.proc.wait()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            # A cancelled RPC may surface as RPCError rather than CancelledError: cleanup goes on regardless.
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        await stop_all(self.spawned, grace=5)
+        await stop_all(self.spawned, grace=5, tasks=self._tasks)
 
     def logs(self) -> str:
         return "\n".join(f"--- {w.identity}\n{w.tail(40)}" for w in (self.victim, self.control) if w is not None)

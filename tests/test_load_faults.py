@@ -123,13 +123,7 @@ class Victim:
         await worker.proc.wait()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            # A cancelled RPC may surface as RPCError rather than CancelledError: cleanup goes on regardless.
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        await stop_all(self.spawned, grace=15)
+        await stop_all(self.spawned, grace=15, tasks=self._tasks)
 
     def tail(self) -> str:
         return self.worker.tail(40) if self.worker else ""

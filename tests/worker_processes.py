@@ -110,8 +110,16 @@ async def wait_polling(client: Client, task_queue: str, workers: list[WorkerProc
     await wait_for(all_polling, f"{len(workers)} worker(s) polling {task_queue}", within=within, workers=workers)
 
 
-async def stop_all(workers: list[WorkerProcess], grace: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after `grace` seconds: no worker outlives its test."""
+async def stop_all(workers: list[WorkerProcess], grace: float = 10.0,
+                   tasks: list[asyncio.Task[None]] | None = None) -> None:
+    """The test's background tasks (sweepers, restarters) cancelled, then every worker: SIGTERM, then
+    SIGKILL after `grace` seconds. No worker outlives its test."""
+    for task in tasks or []:
+        task.cancel()
+    for task in tasks or []:
+        # A cancelled RPC may surface as RPCError rather than CancelledError: cleanup goes on regardless.
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
     for w in workers:
         if w.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
