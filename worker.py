@@ -102,7 +102,7 @@ def build_worker(client: Client, settings: Settings, session_factory: SessionFac
     acts = build_activities(settings, session_factory, mailer)
     return Worker(client, task_queue=task_queue or settings.task_queue, workflows=WORKFLOWS,
                   activities=acts.all(), workflow_runner=workflow_runner(),  # type: ignore[arg-type]
-                  # Scaling knobs (README "Running at scale"): slots per worker and the sticky cache.
+                  # Scaling knobs (docs/scale.md): slots per worker and the sticky cache.
                   max_concurrent_activities=settings.worker_max_concurrent_activities,
                   max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
                   max_cached_workflows=settings.worker_max_cached_workflows,

@@ -2,7 +2,7 @@
 
 The `holidays` package cannot run in the workflow sandbox and its data changes between
 releases, so workflows call these activities and Temporal records the results in
-history (DESIGN "Business calendar"). The maths lives in `domain.calendar` (pure);
+history (docs/design.md "Business calendar"). The maths lives in `domain.calendar` (pure);
 this module only turns a programme calendar (rule C5) into a set of holiday dates.
 """
 

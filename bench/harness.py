@@ -346,8 +346,8 @@ async def history_length(client: Client, workflow_id: str, run_id: str | None = 
 
 
 def _period_start() -> date:
-    """Programmes enrolled ahead of their period (the first of next month, Paris), like the
-    DESIGN's sample enrolment: each is one open workflow, no monthly cycle has started yet."""
+    """Programmes enrolled ahead of their period (the first of next month, Paris): each is one
+    open workflow, no monthly cycle has started yet."""
     today = datetime.now(PARIS).date()
     return (today.replace(day=1) + timedelta(days=32)).replace(day=1)
 

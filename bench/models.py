@@ -1,4 +1,4 @@
-"""Inputs and results of the bench's trivial workflows: one pydantic model in, one out (DESIGN).
+"""Inputs and results of the bench's trivial workflows: one pydantic model in, one out (docs/design.md).
 
 Imported through `workflow.unsafe.imports_passed_through()`, like `domain/` for the real
 workflows, so the sandbox does not rebuild these classes for every run.

@@ -376,7 +376,7 @@ async def programmes(request: Request, principal: Principal = Depends(api_user),
 @router.post("/programmes", response_model=CustomerOut, status_code=201, responses=REFUSED)
 async def start_programme(request: Request, enrolment: Enrolment,
                           principal: Principal = Depends(api_user)) -> CustomerOut:
-    """Enrol a customer (the enrolment file of DESIGN.md); the rules (E1, C2, C4, C5, C8, C9) are checked first."""
+    """Enrol a customer (the enrolment file of docs/design.md); the rules (E1, C2, C4, C5, C8, C9) are checked first."""
     access.require(principal, Action.start_programme)
     state = get_state(request)
     try:

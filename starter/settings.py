@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     portal_port: int = 8000
     # Signs the portal's session cookies (TECHCONNECT_PORTAL_SECRET); unset: generated once into data_dir.
     portal_secret: str | None = None
-    # Worker tuning (README "Running at scale"); SDK defaults unless set.
+    # Worker tuning (docs/scale.md); SDK defaults unless set.
     worker_max_concurrent_activities: int = Field(default=100, ge=1)
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=2)
     worker_max_cached_workflows: int = Field(default=1000, ge=0)  # sticky cache; 0 replays every task

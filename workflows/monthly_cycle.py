@@ -128,7 +128,8 @@ class MonthlyCycleWorkflow:
         return min(times) if times else None
 
     def _is_stale(self, at: datetime) -> bool:
-        """A date long gone when the cycle started (programme taken over late): no mail for it (DESIGN)."""
+        """A date long gone when the cycle started (programme taken over late): no mail for it
+        (docs/design.md "Past start dates")."""
         return workflow.now() - at > timedelta(days=self._input.policy.stale_after_days)
 
     async def _process_due_events(self) -> None:

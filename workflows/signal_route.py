@@ -1,4 +1,4 @@
-"""The `complete_step` signal route shared by the three workflows (DESIGN "How people talk to workflows").
+"""The `complete_step` signal route shared by the three workflows (docs/design.md "How people talk to workflows").
 
 For tools that can only signal (the Temporal UI's signal form, webhooks): `{step, by, payload}` goes
 through the same pydantic model and the same validator as the Update named `step`, then the Update's

@@ -1,6 +1,6 @@
 """SupportRequestWorkflow: one support request, id `request-<tracking_number>`.
 
-Rules A1, A4, A6, C3, C12, C13 of DOMAIN.md. The request is filed with a unique
+Rules A1, A4, A6, C3, C12, C13 (docs/rules.md). The request is filed with a unique
 tracking number (A4); a customisation without an agreement reference is refused
 (C13). The Technical Lead is told at once (A1, A4). The first-response clock runs 60
 minutes on the programme's business calendar, round the clock with an out-of-hours
