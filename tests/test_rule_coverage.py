@@ -19,20 +19,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.rule_markers import REPO, Scan, scan_sources, scan_tests
 from tests.rule_table import (
     EXPECTED_RULES,
     NONE_YET,
-    REPO,
     RULES_MD,
     WRITE_COMMAND,
-    Scan,
     diff,
     expected_rules_md,
     proved_by_blocks,
     render,
     rules_in,
-    scan_sources,
-    scan_tests,
 )
 
 HERE = {Path(__file__).resolve(), (REPO / "tests" / "rule_table.py").resolve()}
