@@ -1,6 +1,6 @@
-"""The enrolment file (DESIGN.md) and the rules checked before a programme starts.
+"""The enrolment file (docs/design.md "The enrolment file") and the rules checked before a programme starts.
 
-Rules E1, E2, C2, C4, C5, C8, C9 of DOMAIN.md. `check_enrolment` returns every
+Rules E1, E2, C1, C2, C4, C5, C8, C9, C15 (docs/rules.md). `check_enrolment` returns every
 violation at once so operations staff can fix a file in one go.
 """
 
@@ -42,7 +42,7 @@ class Product(BaseModel):
 
 
 class Enrolment(BaseModel):
-    """The enrolment file; field names are the contract of DESIGN.md."""
+    """The enrolment file; field names are the contract (docs/design.md "The enrolment file")."""
 
     customer: CustomerRef
     period_start: date
@@ -169,8 +169,10 @@ def check_enrolment(
     # rules C1/C3/C11: additional systems are billable extras with an agreement.
     if enrolment.additional_systems and not enrolment.additional_systems_agreement_ref:
         v.append(RuleViolation(rule="C1", field="additional_systems_agreement_ref",
-                               message=f"{len(enrolment.additional_systems)} additional system(s) need a separate "
-                                       f"agreement reference (rule C3)"))
+                               message=f"{len(enrolment.additional_systems)} additional system(s) "
+                                       f"({', '.join(enrolment.additional_systems)}) are billable extras and need "
+                                       f"the reference of a separate agreement (additional_systems_agreement_ref, "
+                                       f"rule C3)"))
     if enrolment.renewal_price_increase_percent is not None and (
         enrolment.renewal_price_increase_percent > float(policy.max_price_increase_percent)
     ):

@@ -32,7 +32,7 @@ def request_workflow_id(tracking_number: str) -> str:
     return f"request-{tracking_number}"
 
 
-# Custom search attributes (DESIGN.md "How people talk to workflows").
+# Custom search attributes (docs/design.md "Reading state").
 SA_CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 SA_TECHNICAL_LEAD = SearchAttributeKey.for_keyword("TechnicalLead")
 SA_PROGRAM_PHASE = SearchAttributeKey.for_keyword("ProgramPhase")

@@ -1,4 +1,4 @@
-"""Every "our reading" default of DOMAIN.md, as one model.
+"""Every "our reading" default of the rules (docs/rules.md), as one model.
 
 Settings (pydantic-settings, `TECHCONNECT_*`) fill this model at start time and it
 travels in the workflow input, so a running programme keeps the policy it was
@@ -26,7 +26,7 @@ class ProgramPolicy(BaseModel):
     # Rule A4: each approval of an on-site dispatch (extra cost) has its own deadline, in business days.
     dispatch_customer_approval_business_days: int = 3
     dispatch_manager_approval_business_days: int = 2
-    renewal_notice_days_before_end: int = 100  # rule C14 (DESIGN: 100 so the customer has time)
+    renewal_notice_days_before_end: int = 100  # rule C14 (100 so the customer has time: docs/configuration.md)
     non_renewal_notice_days: int = 90  # rule C16
     non_renewal_reminder_days_before_deadline: int = 14  # rule C16
     max_price_increase_percent: Decimal = Decimal("10")  # rule C15
@@ -41,7 +41,7 @@ class ProgramPolicy(BaseModel):
     configuration_analysis_business_days: int = 60
     call_schedule_business_days: int = 5  # from the first day of the month
     report_approval_business_days: int = 5  # from the first day of the next month
-    # A past deadline older than this is marked missed without mail (DESIGN: past period_start).
+    # A past deadline older than this is marked missed without mail (docs/design.md "Past start dates").
     stale_after_days: int = 2
     ops_mailbox: str = "ops@techconnect.example"
     support_manager_mailbox: str = "support-manager@techconnect.example"

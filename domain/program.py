@@ -129,12 +129,31 @@ A2_AGENDA = [
 ]
 
 
+def check_kickoff_agenda(agenda_covered: list[str]) -> list[RuleViolation]:
+    """Rule A2: `agenda_covered` names items of the A2 agenda (a typo would hide an item covered)."""
+    known = {a.lower() for a in A2_AGENDA}
+    unknown = [a for a in agenda_covered if a.strip().lower() not in known]
+    if not unknown:
+        return []
+    return [RuleViolation(rule="A2", field="agenda_covered",
+                          message=f"{', '.join(repr(a) for a in unknown)} is not an item of the A2 agenda; "
+                                  f"agenda_covered lists items of: {'; '.join(A2_AGENDA)}")]
+
+
+def agenda_not_covered(agenda_covered: list[str]) -> list[str]:
+    """Rule A2: the agenda items the meeting did not cover, in handbook order. The handbook says the
+    meeting "may cover" them: an item left out is flagged (minutes, programme status), not refused."""
+    covered = {a.strip().lower() for a in agenda_covered}
+    return [a for a in A2_AGENDA if a not in covered]
+
+
 class CompleteKickoff(StepInput):
     held_on: date
     attendees: list[str] = Field(min_length=1)
     minutes: str = Field(min_length=1)
     agreed_dates: AgreedDates = Field(default_factory=AgreedDates)
-    agenda_covered: list[str] = Field(default_factory=lambda: list(A2_AGENDA))
+    # Rule A2: what the person holding the meeting says was covered; nothing is assumed covered.
+    agenda_covered: list[str] = Field(default_factory=list)
 
 
 class DeliverCommunicationPlan(StepInput):
@@ -195,6 +214,15 @@ EXTRA_RULES: dict[BillableExtraKind, str] = {
     BillableExtraKind.on_site_dispatch: "A4",
     BillableExtraKind.other: "C3",
 }
+
+
+def check_billable_extra(kind: BillableExtraKind, agreement_ref: str) -> list[RuleViolation]:
+    """Rule C3: every billable extra (C1, C4, C6, C10, C11, C13, A4) carries its separate agreement."""
+    if agreement_ref.strip():
+        return []
+    return [RuleViolation(rule="C3", field="agreement_ref",
+                          message=f"a billable extra ({kind.value}, rule {EXTRA_RULES[kind]}) needs the reference "
+                                  f"of its separate agreement (agreement_ref)")]
 
 
 class RecordBillableExtra(StepInput):
@@ -319,6 +347,7 @@ class ProgramStatus(BaseModel):
     contacts: list[Contact] = Field(default_factory=list)
     handbook_version: str = ""
     handbook_accepted_at: datetime | None = None
+    kickoff_agenda_not_covered: list[str] = Field(default_factory=list)  # rule A2, flagged from the minutes
     plan: PeriodPlan | None = None
     steps: list[StepState] = Field(default_factory=list)
     cycles: list[CycleSummary] = Field(default_factory=list)

@@ -1,6 +1,6 @@
 """Support requests: tracking numbers, the first-response clock, states, on-site dispatch.
 
-Rules A1, A4, A6, C3, C12, C13 of DOMAIN.md. `SupportRequestWorkflow` keeps a
+Rules A1, A4, A6, C3, C12, C13 (docs/rules.md). `SupportRequestWorkflow` keeps a
 `RequestStatus` as its state and returns it from every Update and from `get_status`.
 """
 

@@ -426,6 +426,11 @@ async def program_status(customer_id: str, as_json: bool = typer.Option(False, "
         if s.plan:
             out.print(f"period {s.plan.period_start} to {s.plan.period_end}; "
                       f"non-renewal deadline {s.plan.non_renewal_deadline}")
+        # rule E2: starting the programme accepted this handbook, at this time.
+        accepted = s.handbook_accepted_at.isoformat() if s.handbook_accepted_at else "not yet (enrolling)"
+        out.print(escape(f"handbook: {s.handbook_version}; accepted {accepted} (E2)"))
+        if s.kickoff_agenda_not_covered:  # rule A2
+            out.print(escape("kickoff agenda not covered (A2): " + "; ".join(s.kickoff_agenda_not_covered)))
         t = Table("step", "rule", "status", "due", "done by")
         for st in s.steps:
             t.add_row(st.step, st.rule, st.status.value, str(st.due_on or ""), escape(st.done_by or ""))

@@ -15,6 +15,7 @@ refused signal is kept as a rejection and mailed, never failing the workflow.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -41,7 +42,8 @@ with workflow.unsafe.imports_passed_through():
         RegisterProgramme,
     )
     from domain.cycle import CycleCompleted, CycleInput
-    from domain.errors import RuleRefused
+    from domain.errors import RuleRefused, RuleViolation
+    from domain.inventory import check_site_inventory
     from domain.money import Money, check_renewal_price, raised_price
     from domain.naming import (
         SA_CUSTOMER_ID,
@@ -83,6 +85,9 @@ with workflow.unsafe.imports_passed_through():
         StepState,
         StepStatus,
         SubmitSiteInventory,
+        agenda_not_covered,
+        check_billable_extra,
+        check_kickoff_agenda,
     )
     from workflows import activity_calls as act
     from workflows.monthly_cycle import MonthlyCycleWorkflow
@@ -92,6 +97,12 @@ with workflow.unsafe.imports_passed_through():
 # replays on the old path. Remove a patch (workflow.deprecate_patch, then nothing) only once no run
 # started before it is open or in the replay histories (tests/test_patching.py).
 PATCH_SAVE_BEFORE_WELCOME = "save-state-before-welcome-mail"
+# Rule C1: each additional system agreed at enrolment is recorded as a billable extra of the period.
+PATCH_BILL_ADDITIONAL_SYSTEMS = "bill-additional-systems-at-enrolment"
+# Rules A2, A7, C11, C3 checked on a step's payload (`_rule_checks`). Update validators never run on
+# replay; the `complete_step` signal route runs them in its handler, so it checks only when patched.
+PATCH_STEP_RULE_CHECKS = "step-rule-checks-a2-a7-c11-c3"
+RULE_CHECKED_STEPS = {"complete_kickoff", "submit_site_inventory", "update_site_inventory", "record_billable_extra"}
 
 DELIVERABLES = [
     {"id": "D1", "title": "Priority call handling", "frequency": "continuous"},
@@ -123,6 +134,7 @@ class ProgramWorkflow:
         self._audit: list[AuditEntry] = []
         self._subscription_contacts = 0
         self._period_over = False
+        self._rule_checks_off = False  # only while a pre-patch `complete_step` signal's validator replays
         self._previous_period_cycles: list[CycleCompleted] = []
         self._status = ProgramStatus(
             customer_id=e.customer.id,
@@ -198,6 +210,15 @@ class ProgramWorkflow:
         )
         s.workspace_id = ws.workspace_id
         self._record("programme_started", input.started_by, {"period": s.period})
+        if e.additional_systems and workflow.patched(PATCH_BILL_ADDITIONAL_SYSTEMS):
+            # rules C1, C11 (C3: the enrolment check refused them without an agreement): each additional
+            # system, its support, site inventory and configuration analysis, is a billable extra.
+            for system in e.additional_systems:
+                await self._add_extra(RecordBillableExtra(
+                    by=input.started_by, kind=BillableExtraKind.additional_system,
+                    agreement_ref=e.additional_systems_agreement_ref or "",
+                    description=f"Additional production system {system} (C1), with its site inventory and "
+                                f"configuration analysis (C11), period {s.period}"))
         if workflow.patched(PATCH_SAVE_BEFORE_WELCOME):
             # The start (workspace id, audit entry) reaches the system of record before any mail:
             # an SMTP outage then delays only the mails, not what the portal and support staff see.
@@ -321,7 +342,7 @@ class ProgramWorkflow:
         return max(min(candidates), now + timedelta(seconds=1))
 
     def _is_stale(self, at: datetime) -> bool:
-        """A date long gone when the programme was taken over: no mail for it (DESIGN)."""
+        """A date long gone when the programme was taken over: no mail for it (docs/design.md "Past start dates")."""
         return workflow.now() - at > timedelta(days=self._input.policy.stale_after_days)
 
     async def _process_due_events(self) -> None:
@@ -332,7 +353,7 @@ class ProgramWorkflow:
             if st.status not in (StepStatus.open, StepStatus.waiting):
                 continue
             # A deadline long gone (programme taken over late, or a step left waiting behind an
-            # overdue one) is missed, open or not, and mailed about never (DESIGN).
+            # overdue one) is missed, open or not, and mailed about never (docs/design.md "Past start dates").
             if st.due_at and not st.escalated and now >= st.due_at and self._is_stale(st.due_at):
                 st.status, st.reminded, st.escalated = StepStatus.missed, True, True
                 self._dirty = True
@@ -615,8 +636,10 @@ class ProgramWorkflow:
         async with self._lock:
             s = self._status
             self._complete(StepName.complete_kickoff, inp.by, inp.via)
+            # rule A2: the meeting "may cover" the agenda; what it left out is flagged, in the minutes too.
+            s.kickoff_agenda_not_covered = agenda_not_covered(inp.agenda_covered)
             await self._file("kickoff_minutes", "kickoff_minutes", "Planning and review meeting minutes",
-                             inp.model_dump(mode="json"))
+                             inp.model_dump(mode="json") | {"agenda_not_covered": s.kickoff_agenda_not_covered})
             # rule D4/A2: the minutes fix the agreed dates of the other steps.
             agreed = inp.agreed_dates
             items = [DeadlineItem(key=k.value, due_on=d) for k, d in (
@@ -638,6 +661,7 @@ class ProgramWorkflow:
             if d is not None and not (inp.held_on <= d <= s.plan.period_end):
                 raise ValueError(f"agreed date for {name} ({d}) must fall between the meeting ({inp.held_on}) "
                                  f"and the period end ({s.plan.period_end})")
+        self._rule_checks(inp)
 
     @workflow.update
     async def deliver_communication_plan(self, inp: DeliverCommunicationPlan) -> ProgramStatus:
@@ -667,6 +691,7 @@ class ProgramWorkflow:
     @submit_site_inventory.validator
     def _validate_submit_site_inventory(self, inp: SubmitSiteInventory) -> None:
         self._check_open(StepName.submit_site_inventory)
+        self._rule_checks(inp)
 
     @workflow.update
     async def update_site_inventory(self, inp: SubmitSiteInventory) -> ProgramStatus:
@@ -684,6 +709,22 @@ class ProgramWorkflow:
         if st is None or st.status != StepStatus.done:
             raise ValueError("update_site_inventory refused: submit the site inventory first "
                              "(step submit_site_inventory)")
+        self._rule_checks(inp)
+
+    def _rule_checks(self, inp: CompleteKickoff | SubmitSiteInventory | RecordBillableExtra) -> None:
+        """Rules A2 (agenda items), A7 and C11 (site inventory), C3 (an extra's agreement) on a payload."""
+        if self._rule_checks_off:
+            return
+        e = self._input.enrolment
+        violations: list[RuleViolation]
+        if isinstance(inp, CompleteKickoff):
+            violations = check_kickoff_agenda(inp.agenda_covered)
+        elif isinstance(inp, SubmitSiteInventory):
+            violations = check_site_inventory(inp.inventory, e.primary_system, e.additional_systems)
+        else:
+            violations = check_billable_extra(inp.kind, inp.agreement_ref)
+        if violations:
+            raise ValueError("; ".join(str(v) for v in violations))
 
     async def _store_inventory(self, inp: SubmitSiteInventory) -> None:
         s = self._status
@@ -803,6 +844,7 @@ class ProgramWorkflow:
     @record_billable_extra.validator
     def _validate_record_billable_extra(self, inp: RecordBillableExtra) -> None:
         self._check_live()
+        self._rule_checks(inp)
 
     async def _add_extra(self, inp: RecordBillableExtra) -> None:
         s = self._status
@@ -926,9 +968,26 @@ class ProgramWorkflow:
             "record_billable_extra": (RecordBillableExtra, self._validate_record_billable_extra,
                                       self.record_billable_extra),
         }
+        # Validators run here on replay too: a signal of a run started before the rule checks replays
+        # without them (Update validators, never run on replay, always check).
+        if sig.step in RULE_CHECKED_STEPS and not self._signal_rule_checks():
+            model, validate, body = handlers[sig.step]
+            handlers[sig.step] = (model, self._without_rule_checks(validate), body)
         refusal = await run_step(handlers, sig.step, sig.by, sig.payload)
         if refusal is not None:
             await self._reject(sig, refusal)
+
+    def _signal_rule_checks(self) -> bool:
+        return workflow.patched(PATCH_STEP_RULE_CHECKS)
+
+    def _without_rule_checks(self, validate: Callable[[Any], None]) -> Callable[[Any], None]:
+        def run(inp: Any) -> None:
+            self._rule_checks_off = True
+            try:
+                validate(inp)
+            finally:
+                self._rule_checks_off = False
+        return run
 
     async def _reject(self, sig: CompleteStepSignal, reason: str) -> None:
         s = self._status
