@@ -103,12 +103,22 @@ async def set_password_hash(session: AsyncSession, user_id: int, password_hash: 
 
 
 async def set_active(session: AsyncSession, user_id: int, active: bool) -> None:
+    """Disabling a user ends everything they could get in with, at once and for good: their sessions and
+    API tokens are revoked and their unused sign-in links expire, so enabling them again later gives back
+    only the password (the lookups also refuse an inactive user's credentials while it is disabled)."""
     await session.execute(update(UserRow).where(UserRow.id == user_id).values(active=active))
     if not active:
         now = utcnow()
         await session.execute(update(PortalSessionRow).where(PortalSessionRow.user_id == user_id,
                                                              PortalSessionRow.revoked_at.is_(None))
                               .values(revoked_at=now))
+        await session.execute(update(ApiTokenRow).where(ApiTokenRow.user_id == user_id,
+                                                        ApiTokenRow.revoked_at.is_(None))
+                              .values(revoked_at=now))
+        await session.execute(update(SignInLinkRow).where(SignInLinkRow.user_id == user_id,
+                                                          SignInLinkRow.used_at.is_(None),
+                                                          SignInLinkRow.expires_at > now)
+                              .values(expires_at=now))
 
 
 async def record_sign_in(session: AsyncSession, user_id: int, *, now: datetime | None = None) -> None:

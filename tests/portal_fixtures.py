@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -29,7 +29,11 @@ PASSWORD = "correct horse battery"
 @lru_cache(maxsize=1)
 def password_hash() -> str:
     return hash_password(PASSWORD)  # argon2 is slow on purpose: hash once per test run
-NOW = datetime(2027, 3, 15, 10, 30, tzinfo=UTC)
+
+
+# When the seeded rows were written: a fixed instant in the past, so that what derives from it (the
+# seeded request's one-hour first-response deadline has passed: "breached") is the same on any run date.
+NOW = datetime(2025, 3, 17, 10, 30, tzinfo=UTC)
 
 
 @dataclass
@@ -143,7 +147,3 @@ class UnreachableTemporal:
 
     async def execute_update(self, *_a: Any, **_k: Any) -> Any:
         return self._fail("execute_update")
-
-
-def today() -> date:
-    return date.today()

@@ -219,6 +219,7 @@ def _sign_in_link(messages: list[EmailMessage], to: str) -> str | None:
     return None
 
 
+@pytest.mark.rule("D10", "A9")
 async def test_a_contact_signs_in_sees_the_welcome_document_and_nothing_of_another_customer(site: Site) -> None:
     """Rules D10/A9: the private workspace; the contact was given access when ops started the programme."""
     page = await site.page()
@@ -290,7 +291,8 @@ async def test_a_contact_signs_in_sees_the_welcome_document_and_nothing_of_anoth
 
     # Another customer's workspace by URL...
     response = await page.goto(f"/workspace/{OTHER}")
-    assert response is not None and response.status == 404
+    assert response is not None and response.status == 404, \
+        f"another customer's workspace by URL answered {response.status if response else None}"
     assert "secret" not in await page.content()
     await shot(page, "not-found")
     theirs = await document_of(site, OTHER)
