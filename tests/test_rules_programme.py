@@ -152,6 +152,10 @@ async def test_kickoff_agenda_comes_from_the_minutes_and_uncovered_items_are_fla
                                  "kickoff minutes filed")
     assert minutes.data["agenda_covered"] == covered
     assert minutes.data["agenda_not_covered"] == uncovered
+    # The customer reads the flag in the filed minutes, not only in the data behind them.
+    for body in (minutes.body_text, minutes.body_html):
+        shown = body.lower().partition("not covered (a2)")[2]
+        assert shown and all(item in shown.replace("&#39;", "'") for item in uncovered), body
 
 
 @pytest.mark.rule("A2")
