@@ -114,6 +114,24 @@ def report_figure() -> Callable[[str, object], None]:
     return record
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A TECHCONNECT_TEST_NOW that is not a date stops the run before any test (tests/clock.py)."""
+    from tests.clock import requested_now
+
+    try:
+        requested_now()
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_report_header() -> str | None:
+    """Say so when TECHCONNECT_TEST_NOW moves the time-skipping servers (tests/clock.py)."""
+    from tests.clock import TEST_NOW, requested_now
+
+    at = requested_now()
+    return f"{TEST_NOW}={at.isoformat()}: time-skipping servers start at that instant (tests/clock.py)" if at else None
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if FIGURES:
         terminalreporter.section("measured figures")

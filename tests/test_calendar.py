@@ -61,6 +61,7 @@ def test_holiday_facts_used_by_these_tests() -> None:
 
 
 # ---- business_deadline: rule C12 first response within one business hour -----------------
+@pytest.mark.rule("C12")
 def test_c12_friday_afternoon_rolls_to_monday() -> None:
     # rule C12: Friday 16:30 + 60 business minutes = 30 min Friday + 30 min Monday.
     deadline = business_deadline(paris(2027, 1, 8, 16, 30), 60, FR_CAL, FR_HOLIDAYS)
@@ -68,29 +69,35 @@ def test_c12_friday_afternoon_rolls_to_monday() -> None:
     assert deadline.tzinfo is not None and deadline.utcoffset() == timedelta(0)
 
 
+@pytest.mark.rule("C12")
 def test_c12_evening_request_counts_from_next_opening() -> None:
     # rule C12: filed Thursday 20:00, the clock starts Friday 09:00.
     assert business_deadline(paris(2027, 1, 7, 20, 0), 60, FR_CAL, FR_HOLIDAYS) == paris(2027, 1, 8, 10, 0)
 
 
+@pytest.mark.rule("C12")
 def test_c12_early_morning_request_counts_from_opening() -> None:
     assert business_deadline(paris(2027, 1, 12, 7, 0), 60, FR_CAL, FR_HOLIDAYS) == paris(2027, 1, 12, 10, 0)
 
 
+@pytest.mark.rule("C12")
 def test_c12_inside_hours() -> None:
     assert business_deadline(paris(2027, 1, 12, 10, 15), 60, FR_CAL, FR_HOLIDAYS) == paris(2027, 1, 12, 11, 15)
 
 
+@pytest.mark.rule("C12")
 def test_c12_deadline_may_fall_exactly_at_closing() -> None:
     # rule C12: 16:00 + 60 business minutes is 17:00 the same day (the earliest instant).
     assert business_deadline(paris(2027, 1, 12, 16, 0), 60, FR_CAL, FR_HOLIDAYS) == paris(2027, 1, 12, 17, 0)
 
 
+@pytest.mark.rule("C12")
 def test_c12_request_at_closing_counts_from_next_day() -> None:
     # rule C5: business hours are [day_start, day_end), so 17:00 is already out of hours.
     assert business_deadline(paris(2027, 1, 12, 17, 0), 60, FR_CAL, FR_HOLIDAYS) == paris(2027, 1, 13, 10, 0)
 
 
+@pytest.mark.rule("C12")
 def test_c12_easter_weekend_and_dst_change() -> None:
     # rule C12 + C5: Friday 26 March 2027 16:30 CET; Easter Monday 29 March is a holiday and
     # DST starts on Sunday 28 March, so the deadline is Tuesday 30 March 09:30 CEST (07:30 UTC).
@@ -99,6 +106,7 @@ def test_c12_easter_weekend_and_dst_change() -> None:
     assert deadline == utc(2027, 3, 30, 7, 30)
 
 
+@pytest.mark.rule("C12")
 def test_c12_round_the_clock_is_plain_elapsed_time() -> None:
     # rule C12: with an out-of-hours agreement the clock runs 24x7.
     start = paris(2027, 3, 26, 16, 30)
@@ -109,6 +117,7 @@ def test_c12_round_the_clock_is_plain_elapsed_time() -> None:
     )
 
 
+@pytest.mark.rule("C12")
 def test_c12_dst_spring_forward_paris() -> None:
     # rule C12: Friday 27 March 2026 16:30 CET (15:30 UTC), DST starts Sunday 29 March 2026:
     # Monday 30 March 09:30 local is 07:30 UTC.
@@ -119,6 +128,7 @@ def test_c12_dst_spring_forward_paris() -> None:
     assert deadline.astimezone(PARIS).time() == time(9, 30)
 
 
+@pytest.mark.rule("C12")
 def test_c12_dst_fall_back_paris() -> None:
     # DST ends Sunday 25 October 2026: Monday 26 October 09:30 CET is 08:30 UTC.
     deadline = business_deadline(paris(2026, 10, 23, 16, 30), 60, FR_CAL, FR_HOLIDAYS)
@@ -126,6 +136,7 @@ def test_c12_dst_fall_back_paris() -> None:
     assert deadline.astimezone(PARIS).time() == time(9, 30)
 
 
+@pytest.mark.rule("C12")
 def test_c12_dst_fall_back_then_all_saints_paris() -> None:
     # DST ends Sunday 31 October 2027 and Monday 1 November 2027 is All Saints' Day.
     deadline = business_deadline(paris(2027, 10, 29, 16, 30), 60, FR_CAL, FR_HOLIDAYS)
@@ -133,6 +144,7 @@ def test_c12_dst_fall_back_then_all_saints_paris() -> None:
     assert deadline == utc(2027, 11, 2, 8, 30)
 
 
+@pytest.mark.rule("C12")
 def test_c12_dst_spring_forward_new_york() -> None:
     # US DST starts Sunday 14 March 2027: Friday 16:30 EST (21:30 UTC) -> Monday 09:30 EDT (13:30 UTC).
     start = new_york(2027, 3, 12, 16, 30)
@@ -140,16 +152,19 @@ def test_c12_dst_spring_forward_new_york() -> None:
     assert business_deadline(start, 60, NY_CAL, NY_HOLIDAYS) == utc(2027, 3, 15, 13, 30)
 
 
+@pytest.mark.rule("C12")
 def test_c12_dst_fall_back_new_york() -> None:
     # US DST ends Sunday 7 November 2027: Friday 16:30 EDT -> Monday 09:30 EST (14:30 UTC).
     assert business_deadline(new_york(2027, 11, 5, 16, 30), 60, NY_CAL, NY_HOLIDAYS) == utc(2027, 11, 8, 14, 30)
 
 
+@pytest.mark.rule("C12")
 def test_c12_new_york_observed_holiday() -> None:
     # Independence Day 2027 is a Sunday, observed Monday 5 July (US-NY).
     assert business_deadline(new_york(2027, 7, 2, 16, 30), 60, NY_CAL, NY_HOLIDAYS) == new_york(2027, 7, 6, 9, 30)
 
 
+@pytest.mark.rule("C12")
 def test_c12_start_in_another_time_zone_gives_the_same_instant() -> None:
     start = paris(2027, 1, 8, 16, 30)
     assert business_deadline(start.astimezone(UTC), 60, FR_CAL, FR_HOLIDAYS) == business_deadline(
@@ -157,16 +172,19 @@ def test_c12_start_in_another_time_zone_gives_the_same_instant() -> None:
     )
 
 
+@pytest.mark.rule("C12")
 def test_c12_zero_minutes_is_next_opening_or_start() -> None:
     assert business_deadline(paris(2027, 1, 9, 11, 0), 0, FR_CAL, FR_HOLIDAYS) == paris(2027, 1, 11, 9, 0)
     assert business_deadline(paris(2027, 1, 11, 11, 0), 0, FR_CAL, FR_HOLIDAYS) == paris(2027, 1, 11, 11, 0)
 
 
+@pytest.mark.rule("C5")
 def test_c5_full_business_week() -> None:
     # rule C5: 5 x 8 business hours from Monday 09:00 end on Friday 17:00.
     assert business_deadline(paris(2027, 1, 11, 9), 5 * 8 * 60, FR_CAL, FR_HOLIDAYS) == paris(2027, 1, 15, 17)
 
 
+@pytest.mark.rule("C5")
 def test_c5_custom_hours_and_weekdays() -> None:
     # A Sunday-Thursday calendar with 08:00-16:00 hours.
     cal = BusinessCalendar(day_start=time(8), day_end=time(16), weekdays=[7, 1, 2, 3, 4], country="FR")
@@ -186,14 +204,17 @@ def test_business_deadline_rejects_bad_input() -> None:
 
 
 # ---- business_instant_before: rule C12 warning --------------------------------------------
+@pytest.mark.rule("C12")
 def test_c12_warning_same_morning() -> None:
     assert business_instant_before(paris(2027, 1, 11, 9, 30), 15, FR_CAL, FR_HOLIDAYS) == paris(2027, 1, 11, 9, 15)
 
 
+@pytest.mark.rule("C12")
 def test_c12_warning_goes_back_over_the_weekend() -> None:
     assert business_instant_before(paris(2027, 1, 11, 9, 0), 15, FR_CAL, FR_HOLIDAYS) == paris(2027, 1, 8, 16, 45)
 
 
+@pytest.mark.rule("C12")
 def test_c12_warning_goes_back_over_easter_and_dst() -> None:
     # Tuesday 30 March 2027 09:05 CEST; Easter Monday is skipped; Friday 16:50 CET (15:50 UTC).
     warning = business_instant_before(paris(2027, 3, 30, 9, 5), 15, FR_CAL, FR_HOLIDAYS)
@@ -201,11 +222,13 @@ def test_c12_warning_goes_back_over_easter_and_dst() -> None:
     assert warning == utc(2027, 3, 26, 15, 50)
 
 
+@pytest.mark.rule("C12")
 def test_c12_warning_from_out_of_hours_deadline() -> None:
     # A deadline at 20:00 counts back from the 17:00 closing.
     assert business_instant_before(paris(2027, 1, 12, 20, 0), 15, FR_CAL, FR_HOLIDAYS) == paris(2027, 1, 12, 16, 45)
 
 
+@pytest.mark.rule("C12")
 def test_c12_warning_inverts_deadline() -> None:
     start = paris(2027, 3, 26, 16, 30)
     deadline = business_deadline(start, 60, FR_CAL, FR_HOLIDAYS)
@@ -213,6 +236,7 @@ def test_c12_warning_inverts_deadline() -> None:
 
 
 # ---- end_of_business_day, start_of_day ---------------------------------------------------
+@pytest.mark.rule("C5")
 def test_end_of_business_day_is_dst_correct() -> None:
     assert end_of_business_day(date(2027, 3, 26), FR_CAL) == utc(2027, 3, 26, 16)
     assert end_of_business_day(date(2027, 3, 29), FR_CAL) == utc(2027, 3, 29, 15)
@@ -246,24 +270,28 @@ def test_start_of_day_local_midnight() -> None:
         (date(2027, 10, 29), 1, date(2027, 11, 2)),  # Friday + 1 skips All Saints' Monday
     ],
 )
+@pytest.mark.rule("C5")
 def test_c5_add_business_days_fr(start: date, days: int, expected: date) -> None:
     result = add_business_days(start, days, FR_CAL, FR_HOLIDAYS)
     assert result == expected
     assert is_business_day(result, FR_CAL, FR_HOLIDAYS)
 
 
+@pytest.mark.rule("C5")
 def test_c5_add_business_days_ny_observed_holidays() -> None:
     # Christmas 2027 (Saturday) observed Friday 24 December; New Year 2028 observed Friday 31 December.
     assert add_business_days(date(2027, 12, 23), 1, NY_CAL, NY_HOLIDAYS) == date(2027, 12, 27)
     assert add_business_days(date(2027, 12, 30), 1, NY_CAL, NY_HOLIDAYS) == date(2028, 1, 3)
 
 
+@pytest.mark.rule("C5")
 def test_c5_add_business_days_without_any_business_day() -> None:
     with pytest.raises(ValueError, match="business day"):
         add_business_days(date(2027, 1, 4), 1, FR_CAL.model_copy(update={"weekdays": []}), set())
 
 
 # ---- rule C2 / C14 / C16 dates -------------------------------------------------------------
+@pytest.mark.rule("C2", "C14", "C16")
 def test_c2_period_end_and_c16_deadline_is_inclusive() -> None:
     period_end = period_end_date(date(2027, 1, 4), 12)
     assert period_end == date(2028, 1, 3)

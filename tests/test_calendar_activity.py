@@ -40,6 +40,7 @@ def plan_request(period_start: date = date(2027, 1, 4), term_months: int = 12) -
 
 
 # ---- plan_period -------------------------------------------------------------------------
+@pytest.mark.rule("C2", "C14", "C16")
 async def test_plan_period_dates_c2_c14_c16() -> None:
     plan = await ActivityEnvironment().run(CalendarActivities().plan_period, plan_request())
     assert plan.period == 1
@@ -60,6 +61,7 @@ async def test_plan_period_instants_are_local_and_utc() -> None:
         assert instant.utcoffset() == timedelta(0)
 
 
+@pytest.mark.rule("C16")
 async def test_c16_non_renewal_deadline_is_inclusive() -> None:
     # rule C16: a notice on the deadline day, up to local midnight, is on time.
     plan = await CalendarActivities().plan_period(plan_request())
@@ -88,6 +90,7 @@ async def test_plan_period_month_end_clamping() -> None:
     assert plan.month_starts[2] == date(2027, 3, 31)
 
 
+@pytest.mark.rule("C14", "C16")
 async def test_plan_period_other_time_zone_and_policy() -> None:
     cal = BusinessCalendar(timezone="America/New_York", country="US", subdivision="NY", day_start=time(8, 30))
     policy = ProgramPolicy(renewal_notice_days_before_end=90, non_renewal_notice_days=60)
@@ -103,6 +106,7 @@ async def test_plan_period_other_time_zone_and_policy() -> None:
 
 
 # ---- schedule_deadlines: rule C5 ---------------------------------------------------------
+@pytest.mark.rule("C5")
 async def test_schedule_deadlines_business_days_and_reminders() -> None:
     req = DeadlineRequest(
         calendar=FR_CAL,
@@ -128,6 +132,7 @@ async def test_schedule_deadlines_business_days_and_reminders() -> None:
     assert by_key["year-end"].remind_at == utc(2027, 12, 31, 8)  # Friday 31 Dec; 1 and 2 Jan are a weekend
 
 
+@pytest.mark.rule("C5")
 async def test_schedule_deadlines_fixed_date_kept_even_on_non_business_day() -> None:
     req = DeadlineRequest(
         calendar=FR_CAL,
@@ -146,6 +151,7 @@ async def test_schedule_deadlines_fixed_date_kept_even_on_non_business_day() -> 
     assert saturday.remind_at == utc(2027, 9, 23, 7)  # Thursday 09:00 CEST
 
 
+@pytest.mark.rule("C5")
 async def test_schedule_deadlines_zero_reminder_days_uses_last_business_day() -> None:
     req = DeadlineRequest(
         calendar=FR_CAL,
@@ -157,6 +163,7 @@ async def test_schedule_deadlines_zero_reminder_days_uses_last_business_day() ->
     assert b.remind_at == utc(2027, 9, 22, 7)  # business day due: reminded that morning
 
 
+@pytest.mark.rule("C5")
 async def test_schedule_deadlines_far_ahead_loads_more_holiday_years() -> None:
     # 600 business days run into 2029: the activity must load those years' holidays too.
     item = DeadlineItem(key="far", business_days_from=date(2027, 1, 4), business_days=600)
@@ -175,6 +182,7 @@ async def test_schedule_deadlines_needs_a_date() -> None:
 
 
 # ---- business_deadline: rule C12 ---------------------------------------------------------
+@pytest.mark.rule("C12")
 async def test_c12_business_deadline_with_warning() -> None:
     req = BusinessDeadlineRequest(calendar=FR_CAL, start=paris(2027, 3, 26, 16, 30), minutes=60, warning_minutes=15)
     result = await ActivityEnvironment().run(CalendarActivities().business_deadline, req)
@@ -182,6 +190,7 @@ async def test_c12_business_deadline_with_warning() -> None:
     assert result.warning_at == utc(2027, 3, 30, 7, 15)
 
 
+@pytest.mark.rule("C12")
 async def test_c12_warning_before_weekend() -> None:
     # Filed Friday 16:00 with a 75-minute SLA: 60 minutes on Friday + 15 on Monday = Monday 09:15.
     # The 30-minute warning goes back 15 minutes on Monday and 15 on Friday = Friday 16:45.
@@ -191,6 +200,7 @@ async def test_c12_warning_before_weekend() -> None:
     assert result.warning_at == paris(2027, 1, 8, 16, 45)
 
 
+@pytest.mark.rule("C12")
 async def test_c12_no_warning_when_zero() -> None:
     req = BusinessDeadlineRequest(calendar=FR_CAL, start=paris(2027, 1, 8, 10, 0), minutes=60)
     result = await CalendarActivities().business_deadline(req)
@@ -198,6 +208,7 @@ async def test_c12_no_warning_when_zero() -> None:
     assert result.warning_at is None
 
 
+@pytest.mark.rule("C12", "C5")
 async def test_c12_round_the_clock_from_request() -> None:
     req = BusinessDeadlineRequest(
         calendar=FR_CAL, start=paris(2027, 3, 26, 16, 30), minutes=60, warning_minutes=15, round_the_clock=True
@@ -207,6 +218,7 @@ async def test_c12_round_the_clock_from_request() -> None:
     assert result.warning_at == paris(2027, 3, 26, 17, 15)
 
 
+@pytest.mark.rule("C12", "C5")
 async def test_c12_out_of_hours_agreement_makes_clock_24x7() -> None:
     cal = FR_CAL.model_copy(update={"out_of_hours_agreement_ref": "OOH-2027-001"})
     req = BusinessDeadlineRequest(calendar=cal, start=paris(2027, 3, 27, 3, 0), minutes=60, warning_minutes=15)
@@ -215,6 +227,7 @@ async def test_c12_out_of_hours_agreement_makes_clock_24x7() -> None:
     assert result.warning_at == paris(2027, 3, 27, 3, 45)
 
 
+@pytest.mark.rule("C12")
 async def test_c12_warning_longer_than_sla_is_clamped_to_start() -> None:
     start = paris(2027, 1, 9, 11, 0)  # Saturday
     req = BusinessDeadlineRequest(calendar=FR_CAL, start=start, minutes=10, warning_minutes=15)
@@ -223,6 +236,7 @@ async def test_c12_warning_longer_than_sla_is_clamped_to_start() -> None:
     assert result.warning_at == start
 
 
+@pytest.mark.rule("C12")
 async def test_c12_new_york_observed_holiday_and_subdivision() -> None:
     cal = BusinessCalendar(timezone="America/New_York", country="US", subdivision="NY")
     start = datetime(2027, 7, 2, 16, 30, tzinfo=NEW_YORK)  # Friday; Monday 5 July is Independence Day observed
@@ -232,6 +246,7 @@ async def test_c12_new_york_observed_holiday_and_subdivision() -> None:
     assert result.warning_at == utc(2027, 7, 6, 13, 15)
 
 
+@pytest.mark.rule("C12")
 async def test_c12_business_deadline_across_new_year() -> None:
     # Friday 31 December 2027 16:30 -> 1 January 2028 (Saturday) and the weekend -> Monday 3 January 09:30.
     req = BusinessDeadlineRequest(calendar=FR_CAL, start=paris(2027, 12, 31, 16, 30), minutes=60)

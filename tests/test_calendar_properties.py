@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -128,6 +129,7 @@ def in_business_hours(t: datetime, cal: BusinessCalendar, holidays: set[date], *
 
 
 # ---- business_deadline: rule C12 ---------------------------------------------------------
+@pytest.mark.rule("C12")
 @SETTINGS
 @given(calendars(), holiday_sets, starts, st.integers(0, 600), st.booleans())
 def test_c12_deadline_never_before_start(
@@ -140,6 +142,7 @@ def test_c12_deadline_never_before_start(
         assert deadline == start + minutes * MINUTE
 
 
+@pytest.mark.rule("C12")
 @SETTINGS
 @given(cases(600))
 def test_c12_deadline_inside_business_hours(case: tuple[BusinessCalendar, set[date], datetime, int]) -> None:
@@ -150,6 +153,7 @@ def test_c12_deadline_inside_business_hours(case: tuple[BusinessCalendar, set[da
     assert in_business_hours(deadline, cal, holidays, closed_end=minutes > 0)
 
 
+@pytest.mark.rule("C12")
 @SETTINGS
 @given(cases(300))
 def test_c12_business_minutes_match_reference(case: tuple[BusinessCalendar, set[date], datetime, int]) -> None:
@@ -165,6 +169,7 @@ def test_c12_business_minutes_match_reference(case: tuple[BusinessCalendar, set[
         assert is_business_minute(deadline, cal, holidays)
 
 
+@pytest.mark.rule("C12")
 @SETTINGS
 @given(calendars(), holiday_sets, starts, starts, st.integers(0, 600))
 def test_c12_deadline_monotonic_in_start(
@@ -174,6 +179,7 @@ def test_c12_deadline_monotonic_in_start(
     assert business_deadline(early, minutes, cal, holidays) <= business_deadline(late, minutes, cal, holidays)
 
 
+@pytest.mark.rule("C12")
 @SETTINGS
 @given(calendars(), holiday_sets, starts, st.integers(0, 600), st.integers(0, 600))
 def test_c12_deadline_monotonic_in_minutes(
@@ -183,6 +189,7 @@ def test_c12_deadline_monotonic_in_minutes(
     assert business_deadline(start, small, cal, holidays) <= business_deadline(start, large, cal, holidays)
 
 
+@pytest.mark.rule("C12")
 @SETTINGS
 @given(cases(300))
 def test_c12_warning_matches_reference(case: tuple[BusinessCalendar, set[date], datetime, int]) -> None:
@@ -196,6 +203,7 @@ def test_c12_warning_matches_reference(case: tuple[BusinessCalendar, set[date], 
         assert in_business_hours(warning, cal, holidays, closed_end=False)
 
 
+@pytest.mark.rule("C12")
 @SETTINGS
 @given(cases(900))
 def test_c12_warning_inverts_deadline_inside_hours(case: tuple[BusinessCalendar, set[date], datetime, int]) -> None:
@@ -209,6 +217,7 @@ def test_c12_warning_inverts_deadline_inside_hours(case: tuple[BusinessCalendar,
 
 
 # ---- add_business_days: rule C5 ----------------------------------------------------------
+@pytest.mark.rule("C5")
 @SETTINGS
 @given(calendars(), holiday_sets, business_dates, st.integers(-40, 40))
 def test_c5_add_business_days_result_is_business_day(
@@ -231,6 +240,7 @@ def test_c5_add_business_days_result_is_business_day(
         assert all(not is_business_day(start + timedelta(i), cal, holidays) for i in range((result - start).days))
 
 
+@pytest.mark.rule("C5")
 @SETTINGS
 @given(calendars(), holiday_sets, business_dates, st.integers(-40, 40))
 def test_c5_add_business_days_round_trip(cal: BusinessCalendar, holidays: set[date], start: date, days: int) -> None:
@@ -238,6 +248,7 @@ def test_c5_add_business_days_round_trip(cal: BusinessCalendar, holidays: set[da
     assert add_business_days(add_business_days(d, days, cal, holidays), -days, cal, holidays) == d
 
 
+@pytest.mark.rule("C5")
 @SETTINGS
 @given(calendars(), holiday_sets, business_dates, business_dates, st.integers(-40, 40))
 def test_c5_add_business_days_monotonic_in_start(

@@ -20,6 +20,7 @@ from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
@@ -44,6 +45,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CLI_TIMEOUT = 60.0
+PARIS = ZoneInfo("Europe/Paris")
 
 
 # ------------------------------------------------------------------------ running the CLI
@@ -132,8 +134,14 @@ async def cli(st: Stack, tmp_path_factory: pytest.TempPathFactory) -> Cli:
 
 # ------------------------------------------------------------------------------- helpers
 def today() -> date:
-    # The dev server runs on the machine's clock; workflows take their dates in UTC.
-    return datetime.now().astimezone().date()
+    """Today in the programmes' time zone (Europe/Paris), on the machine's clock: the dev server runs
+    on that clock (TECHCONNECT_TEST_NOW cannot move it), and a programme plans its period on its
+    own calendar, not on the machine's local date (which near midnight may be another day)."""
+    return datetime.now(PARIS).date()
+
+
+def meeting_next_week() -> str:
+    return datetime.combine(today() + timedelta(days=7), datetime.min.time(), PARIS).replace(hour=10).isoformat()
 
 
 def enrolment_doc(customer_id: str, period_start: date, **overrides: Any) -> dict[str, Any]:
@@ -255,7 +263,7 @@ async def test_program_start_then_second_start_refused(st: Stack, cli: Cli) -> N
     status, kickoff = await asyncio.gather(
         cli("program", "status", "cli-nobody"),
         cli("step", "complete", "cli-nobody", "schedule_kickoff", "--by", "tl-alice",
-            "--file", str(cli.write("kickoff-nobody.json", {"meeting_at": "2030-01-10T10:00:00+01:00"}))))
+            "--file", str(cli.write("kickoff-nobody.json", {"meeting_at": meeting_next_week()}))))
     assert status.code == 2 and "no programme for customer cli-nobody" in status.err, str(status)
     assert kickoff.code == 2 and "no live workflow program-cli-nobody" in kickoff.err, str(kickoff)
 
@@ -264,7 +272,7 @@ async def test_program_start_then_second_start_refused(st: Stack, cli: Cli) -> N
 async def test_temporal_cli_update_equals_techconnect_step_complete(st: Stack, cli: Cli) -> None:
     via_temporal, via_techconnect = "cli-upd-a", "cli-upd-b"
     await asyncio.gather(started(st, via_temporal), started(st, via_techconnect))
-    meeting = f"{(today() + timedelta(days=7)).isoformat()}T10:00:00+01:00"
+    meeting = meeting_next_week()
     payload = {"meeting_at": meeting, "attendance": "on-site", "location": "Paris, room 4"}
 
     official = await cli.exec(
@@ -297,6 +305,7 @@ async def test_temporal_cli_update_equals_techconnect_step_complete(st: Stack, c
 
 
 # ----------------------------------------------------------------------------------- 3
+@pytest.mark.rule("C15")
 async def test_refused_updates_exit_2_and_leave_no_event(st: Stack, cli: Cli) -> None:
     cid = "cli-refuse"
     h = await started(st, cid)
@@ -322,6 +331,7 @@ async def test_refused_updates_exit_2_and_leave_no_event(st: Stack, cli: Cli) ->
 
 
 # ----------------------------------------------------------------------------------- 4
+@pytest.mark.rule("C2", "C4", "E1")
 async def test_enrolment_refusals_exit_2_before_starting(st: Stack, cli: Cli) -> None:
     start = today()
     for cid in ("cli-c4", "cli-c2", "cli-bad-json", "cli-bad-yaml", "cli-bad-type"):
@@ -365,19 +375,20 @@ async def test_enrolment_refusals_exit_2_before_starting(st: Stack, cli: Cli) ->
 
 # ----------------------------------------------------------------------------------- 5
 async def test_maintenance_import_all_or_nothing(st: Stack, cli: Cli) -> None:
+    began, ends = today() - timedelta(days=300), today() + timedelta(days=700)
     bad = cli.write("bad.csv", "id,customer_id,start,end,contact_count\n"
-                               "SMP-imp-1,imp-one,2026-01-01,2028-01-01,2\n"
-                               "SMP-imp-2,imp-two,2026-01-01,2028-13-01,2\n")
+                               f"SMP-imp-1,imp-one,{began},{ends},2\n"
+                               f"SMP-imp-2,imp-two,{began},{ends.year}-13-01,2\n")
     refused = await cli("maintenance", "import", str(bad), "--json")
     assert refused.code == 2, str(refused)
-    assert "line 3, field end" in refused.err and "2028-13-01" in refused.err
+    assert "line 3, field end" in refused.err and f"{ends.year}-13-01" in refused.err
     assert "nothing was imported" in refused.err
     async with st.sessions() as session:
         assert await get_subscription(session, "SMP-imp-1") is None
 
     good = cli.write("good.csv", "id,customer_id,start,end,contact_count\n"
-                                 "SMP-imp-1,imp-one,2026-01-01,2028-01-01,2\n"
-                                 "SMP-imp-2,imp-two,2026-01-01,2028-12-01,3\n")
+                                 f"SMP-imp-1,imp-one,{began},{ends},2\n"
+                                 f"SMP-imp-2,imp-two,{began},{ends + timedelta(days=30)},3\n")
     imported = await cli("maintenance", "import", str(good), "--json")
     assert imported.code == 0, str(imported)
     report = imported.json()
@@ -443,6 +454,7 @@ def due_in_subject(m: EmailMessage) -> date | None:
     return datetime.strptime(found.group(1), "%d %B %Y").date() if found else None
 
 
+@pytest.mark.rule("C16")
 async def test_late_non_renewal_notice_refused_c16(st: Stack, cli: Cli) -> None:
     cid = "cli-late"
     period_start = today() - timedelta(days=300)  # the deadline (end minus 90 days) is behind us
@@ -490,7 +502,7 @@ async def test_temporal_unreachable_exit_1_without_traceback(st: Stack, cli: Cli
         cli("program", "start", "--file", str(file), env=closed),
         cli("step", "list", "--json", env=closed),
         cli("step", "complete", cid, "schedule_kickoff", "--by", "tl-alice",
-            "--file", str(cli.write("kickoff.json", {"meeting_at": "2030-01-10T10:00:00+01:00"})), env=closed),
+            "--file", str(cli.write("kickoff.json", {"meeting_at": meeting_next_week()})), env=closed),
     )
     for r in runs:
         assert r.code == 1, str(r)

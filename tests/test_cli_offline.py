@@ -161,6 +161,7 @@ def test_json_with_byte_order_mark_is_accepted(run: Offline) -> None:
     assert "invalid JSON" not in result.stderr and "rule E1" in result.stderr
 
 
+@pytest.mark.rule("C2", "C4", "E1")
 def test_enrolment_rules_refused_before_connecting(run: Offline) -> None:
     registry(run, f"SMP-acme,acme,{START - timedelta(days=1)},{START + timedelta(days=800)},2",
            f"SMP-short,short,{START},2027-06-30,2")

@@ -89,6 +89,7 @@ async def count(sessions: SessionFactory, model: type[Base]) -> int:
 # ---- check_enrolment ------------------------------------------------------------------------
 
 
+@pytest.mark.rule("E1")
 async def test_check_enrolment_accepts_a_covered_period(acts: DatabaseActivities, sessions: SessionFactory) -> None:
     await add_subscription(sessions)
     # Through ActivityEnvironment once, to prove the method runs as a real activity.
@@ -99,6 +100,7 @@ async def test_check_enrolment_accepts_a_covered_period(acts: DatabaseActivities
     assert result.subscription.id == "SMP-1001"
 
 
+@pytest.mark.rule("E1")
 async def test_rule_e1_subscription_ending_inside_the_period_is_refused_with_dates(
     acts: DatabaseActivities, sessions: SessionFactory,
 ) -> None:
@@ -112,6 +114,7 @@ async def test_rule_e1_subscription_ending_inside_the_period_is_refused_with_dat
     assert "2028-01-03" in message
 
 
+@pytest.mark.rule("E1")
 async def test_rule_e1_unknown_subscription_is_refused(acts: DatabaseActivities) -> None:
     result = await acts.check_enrolment(EnrolmentCheckRequest(enrolment=enrolment(), policy=ProgramPolicy()))
     assert not result.accepted
@@ -120,6 +123,7 @@ async def test_rule_e1_unknown_subscription_is_refused(acts: DatabaseActivities)
     assert "SMP-1001 is not in the registry" in result.violations[0].message
 
 
+@pytest.mark.rule("E1")
 async def test_rule_e1_subscription_of_another_customer_is_refused(
     acts: DatabaseActivities, sessions: SessionFactory,
 ) -> None:
@@ -129,6 +133,7 @@ async def test_rule_e1_subscription_of_another_customer_is_refused(
     assert "belongs to globex" in result.violations[0].message
 
 
+@pytest.mark.rule("C5")
 async def test_rule_c5_country_without_holiday_calendar_is_refused(
     acts: DatabaseActivities, sessions: SessionFactory,
 ) -> None:
@@ -140,6 +145,7 @@ async def test_rule_c5_country_without_holiday_calendar_is_refused(
     assert [(v.rule, v.field) for v in result.violations] == [("C5", "calendar.country")]
 
 
+@pytest.mark.rule("C4")
 async def test_rule_c4_contacts_across_subscriptions_counted_from_the_registry(
     acts: DatabaseActivities, sessions: SessionFactory,
 ) -> None:
@@ -149,6 +155,7 @@ async def test_rule_c4_contacts_across_subscriptions_counted_from_the_registry(
     assert [(v.rule, v.field) for v in result.violations] == [("C4", "accept_extra_contact_fees")]
 
 
+@pytest.mark.rule("E1")
 async def test_rule_e1_renewal_rechecks_maintenance_only(acts: DatabaseActivities, sessions: SessionFactory) -> None:
     # Period 2 runs 2028-01-04 .. 2029-01-03; the subscription ends 2028-09-30.
     await add_subscription(sessions, end=date(2028, 9, 30), contact_count=14)
@@ -252,6 +259,7 @@ async def test_record_billable_extra_is_idempotent(acts: DatabaseActivities, ses
 # ---- close_workspace (D10) -----------------------------------------------------------------
 
 
+@pytest.mark.rule("D10", "A9")
 async def test_rule_d10_close_workspace_archives_and_revokes_every_contact(
     acts: DatabaseActivities, sessions: SessionFactory,
 ) -> None:

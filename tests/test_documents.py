@@ -124,7 +124,7 @@ def sample_contexts() -> dict[str, dict[str, Any]]:
             "minutes": "Reviewed last year.\nAgreed the inventory owner.",
             "agreed_dates": {"communication_plan": "2027-02-01", "site_inventory": None,
                              "configuration_analysis": "2027-03-15"},
-            "agenda_covered": list(A2_AGENDA),
+            "agenda_covered": list(A2_AGENDA), "agenda_not_covered": [],  # as the workflow files them
         },
         "communication_plan": base | {
             "communication_policies": "Mail first; phone for P1.", "escalation_process": "TL, then support manager.",
@@ -281,8 +281,10 @@ def test_document_template_renders(name: str, templates: jinja2.Environment) -> 
 
 def test_optional_values_render(templates: jinja2.Environment) -> None:
     contexts = sample_contexts()
-    minutes = contexts["kickoff_minutes"] | {"title": "Minutes", "agreed_dates": None, "agenda_covered": []}
-    assert "default deadlines apply" in templates.get_template("documents/kickoff_minutes.txt.j2").render(minutes)
+    minutes = contexts["kickoff_minutes"] | {"title": "Minutes", "agreed_dates": None, "agenda_covered": [],
+                                             "agenda_not_covered": list(A2_AGENDA)}
+    text = templates.get_template("documents/kickoff_minutes.txt.j2").render(minutes)
+    assert "default deadlines apply" in text and all(item in text for item in A2_AGENDA)
     notice = contexts["renewal_notice"] | {"title": "Renewal", "next_price": None}
     assert "EUR 48,000.00" in templates.get_template("documents/renewal_notice.html.j2").render(notice)
     ot = contexts["non_renewal_notice"] | {"title": "Notice", "party": "ot"}
@@ -291,6 +293,7 @@ def test_optional_values_render(templates: jinja2.Environment) -> None:
     assert "No findings" in templates.get_template("documents/configuration_findings.html.j2").render(empty)
 
 
+@pytest.mark.rule("A8")
 def test_findings_document_lists_every_finding(templates: jinja2.Environment) -> None:
     context = sample_contexts()["configuration_findings"] | {"title": "Configuration analysis"}
     text = templates.get_template("documents/configuration_findings.txt.j2").render(context)
@@ -302,6 +305,7 @@ def test_findings_document_lists_every_finding(templates: jinja2.Environment) ->
 # ---- configuration analysis activity ---------------------------------------------
 
 
+@pytest.mark.rule("A8")
 async def test_analyse_configuration_returns_the_rule_findings(acts: DocumentActivities) -> None:
     """D9/A8 run as an activity: the same findings as the pure rules."""
     request = AnalysisRequest(customer_id=CUSTOMER, period=1, inventory=sample_inventory(), as_of=date(2027, 2, 1))
@@ -373,6 +377,7 @@ def monthly_request(key: str = "program-acme-p1-m03:report") -> MonthlyReportReq
     )
 
 
+@pytest.mark.rule("A6", "D7")
 async def test_monthly_report_counts_match_the_database(acts: DocumentActivities, sessions: SessionFactory) -> None:
     """D7/A6: the report is built from the rows of the month, in the programme's time zone."""
     await seed_month(sessions)

@@ -55,6 +55,7 @@ def good_inventory() -> SiteInventory:
     )
 
 
+@pytest.mark.rule("A8")
 def test_good_inventory_has_no_findings() -> None:
     """Rule A8: nothing to improve means an empty list, not noise."""
     assert analyse_inventory(good_inventory(), AS_OF) == []
@@ -147,6 +148,7 @@ BAD_CASES: list[Bad] = [
 ]
 
 
+@pytest.mark.rule("A8")
 @pytest.mark.parametrize("case", BAD_CASES, ids=[f"{c.check_id}-{c.observed}" for c in BAD_CASES])
 def test_check_fires_alone_and_names_the_observed_value(case: Bad) -> None:
     """Rule A8: each bad value gives exactly its own finding, whose detail names what was observed."""
@@ -178,6 +180,7 @@ def test_check_ids_are_stable_cfg_numbers() -> None:
     assert [check_id for check_id, _ in CHECKS] == [f"CFG-{n:03d}" for n in range(1, len(CHECKS) + 1)]
 
 
+@pytest.mark.rule("A7", "A8")
 def test_empty_inventory_reports_missing_items_and_security_gaps() -> None:
     findings = analyse_inventory(SiteInventory(), AS_OF)
     ids = [f.check_id for f in findings]
@@ -189,6 +192,7 @@ def test_empty_inventory_reports_missing_items_and_security_gaps() -> None:
     assert not {"CFG-005", "CFG-006", "CFG-007", "CFG-008", "CFG-009", "CFG-016"} & set(ids)
 
 
+@pytest.mark.rule("A8")
 def test_support_windows_move_with_as_of() -> None:
     """Same inventory, later date: a release ages out of support (only `as_of` changed)."""
     inv = good_inventory()
@@ -206,6 +210,7 @@ def test_thresholds_are_settings() -> None:
     assert {f.check_id for f in analyse_inventory(inv, AS_OF, strict)} == {"CFG-016"}
 
 
+@pytest.mark.rule("A8")
 def test_one_finding_per_bad_item() -> None:
     inv = good_inventory()
     for db in inv.database_servers:

@@ -54,7 +54,8 @@ from domain.program import Phase, ProgramStatus, ScheduleKickoff
 from domain.request import NewRequest
 from starter.requests import open_request
 from starter.temporal import DATA_CONVERTER
-from tests.harness import Stack, add_subscription, enrolment, stack, start_time_skipping
+from tests.clock import start_time_skipping
+from tests.harness import Stack, add_subscription, enrolment, stack
 from tests.test_program_lifecycle import inventory
 from workflows.monthly_cycle import MonthlyCycleWorkflow
 from workflows.program import ProgramWorkflow
@@ -78,8 +79,8 @@ JSON: st.SearchStrategy[Any] = st.recursive(
 # Values that have broken parsers before: impossible dates, extreme years, naive and far-offset
 # datetimes, huge and odd strings, numbers as strings, template syntax, NUL.
 EDGE = st.sampled_from([
-    "", " ", "0", "-1", "1e309", "NaN", "2027-02-30", "0001-01-01", "9999-12-31", "2027-01-04T10:00:00",
-    "2027-01-04T10:00:00+14:00", "9999-12-31T23:59:59-12:00", "1970-01-01T00:00:00Z", "x" * 5000,
+    "", " ", "0", "-1", "1e309", "NaN", "2027-02-30", "0001-01-01", "9999-12-31", "2025-01-06T10:00:00",
+    "2025-01-06T10:00:00+14:00", "9999-12-31T23:59:59-12:00", "1970-01-01T00:00:00Z", "x" * 5000,
     "é🙂\u0000", "{{ 7 * 7 }}", "{% raw %}", "<script>alert(1)</script>", "-0.00", "99999999999999999999.999",
     "not-an-email", "a@b", "EUR", "XXX", "customer", "ot", "gts", "remote", "../../etc/passwd",
 ]) | st.integers(min_value=-(10**30), max_value=10**30) | st.dates().map(date.isoformat)
@@ -313,7 +314,7 @@ def request_samples(today: date) -> dict[str, Any]:
 
 
 def test_every_update_has_a_sample() -> None:
-    today = date(2027, 1, 4)
+    today = date(2025, 1, 6)  # any day: only the samples' names are compared
     assert update_names(ProgramWorkflow) == set(programme_samples(today))
     assert update_names(MonthlyCycleWorkflow) == set(cycle_samples(today))
     assert update_names(SupportRequestWorkflow) == set(request_samples(today))
@@ -456,7 +457,7 @@ def test_programme_updates_never_fail_the_workflow(world: World, data: st.DataOb
 
 
 @settings(FAST, max_examples=15, database=None)
-@given(step=st.sampled_from(sorted(programme_samples(date(2027, 1, 4)))) | st.text(max_size=20),
+@given(step=st.sampled_from(sorted(programme_samples(date(2025, 1, 6)))) | st.text(max_size=20),  # names only
        payload=JSON, by=st.text(max_size=10))
 def test_the_complete_step_signal_never_fails_the_workflow(world: World, step: str, payload: Any, by: str) -> None:
     async def signal() -> None:

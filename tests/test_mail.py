@@ -38,8 +38,8 @@ BASE = {"customer_name": "ACME Corp", "customer_id": "acme", "portal_url": "http
 # One sample context per mail template: the contract between workflows and templates.
 SAMPLE_CONTEXTS: dict[str, dict[str, Any]] = {
     "welcome": {
-        "period_start": "2027-01-04",
-        "period_end": "2028-01-03",
+        "period_start": "2025-01-04",
+        "period_end": "2026-01-03",
         "technical_lead": ALICE,
         "handbook_version": "TechConnect handbook FR, OpenText, rev. 2024",
         "workspace_url": "http://127.0.0.1:8000/w/acme",
@@ -50,47 +50,47 @@ SAMPLE_CONTEXTS: dict[str, dict[str, Any]] = {
     },
     "tl_assignment": {
         "technical_lead": ALICE,
-        "period_start": "2027-01-04",
-        "period_end": "2028-01-03",
-        "open_steps": [{"title": "Schedule the kickoff meeting", "due_on": "2027-01-11"}],
+        "period_start": "2025-01-04",
+        "period_end": "2026-01-03",
+        "open_steps": [{"title": "Schedule the kickoff meeting", "due_on": "2025-01-11"}],
     },
-    "step_reminder": {"step_title": "Communication plan", "due_on": "2027-02-15", "technical_lead": ALICE},
-    "step_escalation": {"step_title": "Communication plan", "due_on": "2027-02-15", "technical_lead": ALICE},
+    "step_reminder": {"step_title": "Communication plan", "due_on": "2025-02-15", "technical_lead": ALICE},
+    "step_escalation": {"step_title": "Communication plan", "due_on": "2025-02-15", "technical_lead": ALICE},
     "step_rejected": {"step": "kickoff_held", "reason": "the kickoff is not scheduled yet", "by": "tl-alice"},
     "tl_reassigned": {"previous_technical_lead": ALICE, "technical_lead": BOB, "reason": "rule C7: workload"},
     "contact_added": {"contact": BOB},
     "kickoff_scheduled": {
-        "meeting_at": "2027-01-12T09:30:00+00:00",
+        "meeting_at": "2025-01-12T09:30:00+00:00",
         "attendance": "remote",
         "location": "Teams",
         "technical_lead": ALICE,
     },
     "call_invite": {
-        "call_at": "2027-02-03T14:00:00+00:00",
+        "call_at": "2025-02-03T14:00:00+00:00",
         "dial_in": "https://teams.example/l/acme",
         "agenda": "Open issues\nComing changes",
-        "month_label": "February 2027",
+        "month_label": "February 2025",
         "technical_lead": ALICE,
     },
     "monthly_report": {
-        "month_label": "February 2027",
+        "month_label": "February 2025",
         "summary": "3 open, 5 closed, 1 pending.",
         "technical_lead": ALICE,
     },
     "renewal_notice": {
-        "period_end": "2028-01-03",
+        "period_end": "2026-01-03",
         "current_price": {"amount": "48000.00", "currency": "EUR"},
         "next_price": {"amount": "52800.00", "currency": "EUR"},
-        "non_renewal_deadline": "2027-10-05",
+        "non_renewal_deadline": "2025-10-05",
     },
-    "non_renewal_reminder": {"non_renewal_deadline": "2027-10-05", "period_end": "2028-01-03"},
+    "non_renewal_reminder": {"non_renewal_deadline": "2025-10-05", "period_end": "2026-01-03"},
     "non_renewal_accepted": {
         "party": "customer",
-        "received_on": "2027-09-01",
+        "received_on": "2025-09-01",
         "reference": "LTR-2027-17",
-        "period_end": "2028-01-03",
+        "period_end": "2026-01-03",
     },
-    "programme_closed": {"period_end": "2028-01-03", "reason": "non-renewal notice from the customer"},
+    "programme_closed": {"period_end": "2026-01-03", "reason": "non-renewal notice from the customer"},
     "document_filed": {"document_title": "Communication plan 2027", "kind": "communication_plan"},
     # Support requests (A1, A4, C12): SupportRequestWorkflow passes more keys than each uses.
     "request_opened": {
@@ -164,7 +164,8 @@ async def database(url: str) -> AsyncIterator[SessionFactory]:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    """When the test's own rows were created: any fixed instant (nothing here compares it with a clock)."""
+    return datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
 def make_mail_activities(sessions: SessionFactory, sink: SmtpSink, mailer: SmtpMailer | None = None) -> MailActivities:
@@ -251,9 +252,9 @@ def test_filters_format_dates_and_money() -> None:
     env = make_template_environment()
     text = env.get_template("mail/renewal_notice.txt.j2").render(sample_context("renewal_notice"))
     assert "EUR 48,000.00" in text and "EUR 52,800.00" in text
-    assert "5 October 2027" in text and "3 January 2028" in text
+    assert "5 October 2025" in text and "3 January 2026" in text
     assert format_date(None) == "not set"  # a step without an agreed date must not read "None"
-    assert format_date("2027-02-10T10:00:00+01:00") == "10 February 2027, 10:00 UTC+01:00"
+    assert format_date("2025-02-10T10:00:00+01:00") == "10 February 2025, 10:00 UTC+01:00"
     assert format_money({"amount": "1234.5", "currency": "USD"}) == "USD 1,234.50"
 
 
@@ -261,9 +262,9 @@ def test_filters_format_dates_and_money() -> None:
 def _invite() -> CallInvite:
     return CallInvite(
         uid="program-acme-p1-m02-call@techconnect",
-        summary="TechConnect follow-up call, February 2027",
+        summary="TechConnect follow-up call, February 2025",
         description="Open issues; coming changes",
-        starts_at=datetime(2027, 2, 3, 15, 0, tzinfo=UTC) + timedelta(hours=-1),
+        starts_at=datetime(2025, 2, 3, 15, 0, tzinfo=UTC) + timedelta(hours=-1),
         duration_minutes=45,
         location="https://teams.example/l/acme",
         organizer_email="alice@support.example",
@@ -278,13 +279,13 @@ def test_render_ics_is_a_parsable_request() -> None:
     (event,) = cal.walk("VEVENT")
     assert isinstance(event, Event)
     assert str(event["UID"]) == "program-acme-p1-m02-call@techconnect"
-    assert event.decoded("DTSTART") == datetime(2027, 2, 3, 14, 0, tzinfo=UTC)
-    assert event.decoded("DTEND") == datetime(2027, 2, 3, 14, 45, tzinfo=UTC)
-    assert "DTSTART:20270203T140000Z" in ics  # UTC form, not a floating time
+    assert event.decoded("DTSTART") == datetime(2025, 2, 3, 14, 0, tzinfo=UTC)
+    assert event.decoded("DTEND") == datetime(2025, 2, 3, 14, 45, tzinfo=UTC)
+    assert "DTSTART:20250203T140000Z" in ics  # UTC form, not a floating time
     assert str(event["ORGANIZER"]) == "mailto:alice@support.example"
     assert event["ORGANIZER"].params["SENT-BY"] == "mailto:techconnect@support.example"
     assert sorted(str(a) for a in event.attendees) == ["mailto:bob@acme.example", "mailto:carol@acme.example"]
-    assert str(event["SUMMARY"]) == "TechConnect follow-up call, February 2027"
+    assert str(event["SUMMARY"]) == "TechConnect follow-up call, February 2025"
     assert str(event["LOCATION"]) == "https://teams.example/l/acme"
     assert str(event["DESCRIPTION"]) == "Open issues; coming changes"
     # Deterministic: a resend carries byte-identical invite content.
@@ -303,7 +304,7 @@ async def test_round_trip_multipart_invite_and_document(database_url: str, tmp_p
                 customer_id="acme",
                 period=1,
                 kind="monthly_report",
-                title="Follow-up report February 2027",
+                title="Follow-up report February 2025",
                 body_text="Requests: 3 open, 5 closed.",
                 body_html="<h1>Follow-up report</h1><p>Requests: 3 open, 5 closed.</p>",
                 data={},
@@ -331,7 +332,7 @@ async def test_round_trip_multipart_invite_and_document(database_url: str, tmp_p
         (msg,) = await sink.wait_for(count=1)
         assert msg["Message-ID"] == result.message_id
         # CPython folds a header that fits on one continuation line as "Subject:\r\n value".
-        assert msg["Subject"].strip() == "TechConnect follow-up call for February 2027: 3 February 2027, 14:00 UTC"
+        assert msg["Subject"].strip() == "TechConnect follow-up call for February 2025: 3 February 2025, 14:00 UTC"
         assert msg["From"] == SENDER and msg["To"] == "bob@acme.example" and msg["Cc"] == "carol@acme.example"
         assert msg["X-Original-To"] == "bob@acme.example, carol@acme.example"
         assert msg.get_content_type() == "multipart/mixed"
@@ -341,14 +342,14 @@ async def test_round_trip_multipart_invite_and_document(database_url: str, tmp_p
         assert isinstance(text_part, email.message.EmailMessage)
         assert isinstance(html_part, email.message.EmailMessage)
         text, html = text_part.get_content(), html_part.get_content()
-        assert "follow-up call for February 2027" in text
+        assert "follow-up call for February 2025" in text
         assert "Requests: 3 open, 5 closed." in text  # the document's text, appended
-        assert "<!DOCTYPE html>" in html and "Follow-up call for February 2027" in html
+        assert "<!DOCTYPE html>" in html and "Follow-up call for February 2025" in html
 
         parts = _parts(msg)
-        assert set(parts) == {"agenda.txt", "Follow-up report February 2027.html", "invite.ics"}
+        assert set(parts) == {"agenda.txt", "Follow-up report February 2025.html", "invite.ics"}
         assert parts["agenda.txt"].get_content() == "1. Open issues\n2. Coming changes\n"
-        assert "<h1>Follow-up report</h1>" in parts["Follow-up report February 2027.html"].get_content()
+        assert "<h1>Follow-up report</h1>" in parts["Follow-up report February 2025.html"].get_content()
         ics_part = parts["invite.ics"]
         assert ics_part.get_content_type() == "text/calendar"
         assert ics_part.get_param("method") == "REQUEST"
@@ -371,9 +372,9 @@ async def test_same_key_twice_delivers_one_message(database_url: str, sink: Smtp
         second = await acts.send_mail(mail_request())
         assert (first.status, second.status) == ("sent", "already_sent")
         assert first.outbox_id == second.outbox_id and first.message_id == second.message_id
-        await sink.wait_for(count=1)
-        await asyncio.sleep(0.1)
-        # received counts SMTP transactions: the outbox, not the sink's dedupe, stopped the second one.
+        # The sink counts a transaction before it answers 250, and send_mail returns after the answer: a
+        # second transaction would be counted by now. received counts SMTP transactions: the outbox, not
+        # the sink's dedupe, stopped the second one.
         assert sink.received == 1 and len(sink.messages) == 1 and not sink.duplicates
         row = await outbox_row(sessions, "program-acme-p1-welcome")
         assert (row.status, row.attempts) == ("sent", 1)

@@ -482,6 +482,7 @@ def check_chart_csv_and_bodies(row: DocumentRow, figures: dict[str, Any], rows: 
 # ---- tests ---------------------------------------------------------------------------------
 
 
+@pytest.mark.rule("A6", "C12", "C10", "A4")
 async def test_a6_c12_c10_a4_every_figure_of_5000_requests_matches_sql(sessions: SessionFactory) -> None:
     """Rules A4, A6, C10, C12: 5,000 requests in a month; every figure equals independent SQL."""
     rows = await seed(sessions, 5000)
@@ -494,6 +495,7 @@ async def test_a6_c12_c10_a4_every_figure_of_5000_requests_matches_sql(sessions:
     assert f"{req['sla']['met']} of the {req['sla']['opened']} opened this month" in summary
 
 
+@pytest.mark.rule("A6", "A4")
 async def test_a6_state_is_the_one_at_the_month_end(sqlite_url: str) -> None:
     """Rule A4/A6 by hand: a later change does not show; a closed request counts only in its closing month."""
     async with open_db(sqlite_url) as sessions:
@@ -531,6 +533,7 @@ async def test_a6_state_is_the_one_at_the_month_end(sqlite_url: str) -> None:
     assert req_section["sla"]["opened"] == 1 and req_section["sla"]["awaiting"] == 1  # only -00001 opened in March
 
 
+@pytest.mark.rule("A6", "D7")
 async def test_a6_c12_mail_carries_the_csv_and_the_chart_inline(sqlite_url: str, tmp_path: Path) -> None:
     """A6 report mail: CSV attached, chart PNG inline by Content-ID, text part kept, report HTML attached."""
     async with open_db(sqlite_url) as sessions, SmtpSink(directory=tmp_path / "mail") as sink:

@@ -36,7 +36,8 @@ from storage.repositories import (
     list_contacts,
     list_documents,
 )
-from tests.harness import Stack, enrolment, stack, start_time_skipping
+from tests.clock import start_time_skipping
+from tests.harness import Stack, enrolment, stack
 from tests.test_program_lifecycle import complete_onboarding, inventory
 from tests.test_program_timing import SHORT_TERM, begin, settle
 
@@ -75,9 +76,10 @@ def to_of(m: EmailMessage) -> str:
 
 
 # ---- C7: reassigning the Technical Lead ----------------------------------------------------------
+@pytest.mark.rule("C7")
 async def test_reassign_technical_lead_tells_contacts_and_keeps_history_rule_c7(st: Stack) -> None:
     h, _ = await begin(st, "acme")
-    meeting = datetime.combine((await st.now()).date() + timedelta(days=3), time(10), PARIS)
+    meeting = datetime.combine((await st.now()).astimezone(PARIS).date() + timedelta(days=3), time(10), PARIS)
     await upd(h, "schedule_kickoff", {"by": "tl-alice", "meeting_at": meeting.isoformat()})
     bob = {"id": "tl-bob", "name": "Bob Ferreira", "email": "bob.ferreira@support.example"}
     s = await upd(h, "reassign_technical_lead", {"by": "ops-olga", "technical_lead": bob,
@@ -126,9 +128,10 @@ async def test_reassign_technical_lead_tells_contacts_and_keeps_history_rule_c7(
 
 
 # ---- C4: a contact added during the period ---------------------------------------------------------
+@pytest.mark.rule("C4")
 async def test_add_contact_within_limits_mails_the_new_contact_rule_c4(st: Stack) -> None:
     h, _ = await begin(st, "acme")  # 2 on the subscription + 2 enrolled: well within 15
-    await settle(h)  # the welcome went out before Dana joined
+    await settle(st, h)  # the welcome went out before Dana joined
     s = await upd(h, "add_contact", {"by": "ops-olga", "contact": {
         "name": "Dana Kim", "email": "dana@acme.example", "role": "DBA"}})
     assert [c.email for c in s.contacts][-1] == "dana@acme.example"
@@ -159,6 +162,7 @@ EXTRAS = [
 ]
 
 
+@pytest.mark.rule("C3")
 async def test_billable_extras_are_stored_with_their_agreement_rules_c1_c3_c6_c11_c13_a4(st: Stack) -> None:
     h, _ = await begin(st, "acme")
     for i, (kind, _rule, description) in enumerate(EXTRAS):
@@ -179,6 +183,7 @@ async def test_billable_extras_are_stored_with_their_agreement_rules_c1_c3_c6_c1
 
 
 # ---- D6/A5, D7/A6, C10: the monthly cycle ------------------------------------------------------------
+@pytest.mark.rule("C10", "A5", "A6", "D6", "D7")
 async def test_monthly_cycle_invite_report_and_second_call_rules_c10_a5_a6_d6_d7(st: Stack) -> None:
     _, s = await begin(st, "acme")
     assert s.plan is not None
@@ -256,6 +261,7 @@ async def test_monthly_cycle_invite_report_and_second_call_rules_c10_a5_a6_d6_d7
 
 
 # ---- D4/A2, D5/A3, D8/A7, D9/A8 and the projection ---------------------------------------------------
+@pytest.mark.rule("D4", "D5", "A3", "D9", "A8")
 async def test_onboarding_documents_and_projection_phase_rules_d4_a2_d5_a3_a8_d9(st: Stack) -> None:
     h, _ = await begin(st, "acme")
 
@@ -283,9 +289,10 @@ async def test_onboarding_documents_and_projection_phase_rules_d4_a2_d5_a3_a8_d9
     assert {f["source"] for f in presented} == {"rules", "gts"}
     told = await st.sink.wait_for(lambda m: "Configuration analysis" in str(m["Subject"]), timeout=10)
     assert "carol@acme.example" in to_of(told[0])
-    await settle(h)
+    await settle(st, h)
 
 
+@pytest.mark.rule("D8", "A7", "A8")
 async def test_site_inventory_update_files_a_new_version_and_new_findings_rules_d8_a7_a8(st: Stack) -> None:
     h, _ = await begin(st, "acme")
     today = (await st.now()).astimezone(PARIS).date()
@@ -296,12 +303,15 @@ async def test_site_inventory_update_files_a_new_version_and_new_findings_rules_
     improved: dict[str, Any] = inventory()["inventory"]  # type: ignore[assignment]
     improved = {**improved, "security": {"tls_min_version": "1.2", "http_enabled": False},
                 "web_server": "Tomcat 9.0.85", "storage_network": "FC SAN"}
+    # The workflow runs the rules as of its date (UTC): the server's date before or after the Update.
+    dates = {(await st.now()).date()}
     s = await upd(h, "update_site_inventory", {"by": "tl-alice", "inventory": improved})
+    dates.add((await st.now()).date())
     assert s.inventory_version == 2
-    as_of = (await st.now()).date()  # the workflow's date (UTC) when it ran the rules
-    expected = {f.check_id for f in analyse_inventory(SiteInventory.model_validate(improved), as_of)}
     v2_rules = {f.check_id for f in s.findings if f.source == "rules"}
-    assert v2_rules == expected and v2_rules != v1_rules, "rule A8: findings recomputed from the new inventory"
+    candidates = [{f.check_id for f in analyse_inventory(SiteInventory.model_validate(improved), d)} for d in dates]
+    assert v2_rules in candidates and v2_rules != v1_rules, "rule A8: findings recomputed from the new inventory"
+    expected = v2_rules
     assert any(f.source == "gts" for f in s.findings), "the GTS finding stays"
 
     async with st.sessions() as session:
@@ -321,14 +331,15 @@ async def test_site_inventory_update_files_a_new_version_and_new_findings_rules_
     latest = [d for d in findings if d.data.get("inventory_version") == 2]
     assert len(latest) == 1 and latest[0].version == 2
     assert {f["check_id"] for f in latest[0].data["findings"] if f["source"] == "rules"} == expected
-    await settle(h)
+    await settle(st, h)
 
 
 # ---- E2, C8, C9, D10, A9, D1-D3, A1: what enrolment records ---------------------------------------
+@pytest.mark.rule("C8", "C9", "D10", "A9", "A1")
 async def test_enrolment_records_handbook_language_products_and_welcome_rules_e2_c8_c9_a9_d10(st: Stack) -> None:
     h, _ = await begin(st, "acme", products=[{"name": "Content Server", "version": "23.4"},
                                              {"name": "Brava!", "version": "16.6", "third_party": True}])
-    await settle(h)
+    await settle(st, h)
     async with st.sessions() as session:
         row = await get_programme(session, "acme")
         docs = await list_documents(session, "acme", kind="welcome")
@@ -363,14 +374,16 @@ async def test_enrolment_records_handbook_language_products_and_welcome_rules_e2
     assert "Schedule the planning and review meeting" in tl[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
     # The same rules refuse an enrolment before the workflow starts (what the CLI checks).
-    sub = MaintenanceSubscription(id="SMP-acme", customer_id="acme", start=date(2027, 1, 1),
-                                  end=date(2029, 1, 1), contact_count=2)
-    assert {v.rule for v in check_enrolment(enrolment("acme", date(2027, 1, 4), support_language="fr"), sub,
+    start = s.plan.period_start  # type: ignore[union-attr]
+    sub = MaintenanceSubscription(id="SMP-acme", customer_id="acme", start=start - timedelta(days=3),
+                                  end=start + timedelta(days=800), contact_count=2)
+    assert {v.rule for v in check_enrolment(enrolment("acme", start, support_language="fr"), sub,
                                             ProgramPolicy())} == {"C8"}
-    assert {v.rule for v in check_enrolment(enrolment("acme", date(2027, 1, 4), products=[]), sub,
+    assert {v.rule for v in check_enrolment(enrolment("acme", start, products=[]), sub,
                                             ProgramPolicy())} == {"C9"}
 
 
+@pytest.mark.rule("C5")
 async def test_business_calendar_defaults_to_nine_to_five_monday_to_friday_rule_c5(st: Stack) -> None:
     _, s = await begin(st, "acme")
     cal = s.calendar
@@ -386,6 +399,7 @@ async def test_business_calendar_defaults_to_nine_to_five_monday_to_friday_rule_
 
 
 # ---- C14: the renewal invoice ------------------------------------------------------------------------
+@pytest.mark.rule("C14")
 async def test_renewal_invoice_paid_only_after_the_notice_rule_c14(st: Stack) -> None:
     h, s = await begin(st, "acme", **SHORT_TERM)
     assert s.plan is not None

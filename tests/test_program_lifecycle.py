@@ -19,9 +19,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.cycle import CycleStatus
 from domain.naming import program_workflow_id
-from domain.program import Phase, ProgramResult, ProgramStatus
-from tests.harness import Stack, add_subscription, enrolment, stack, start_time_skipping
-from tests.test_program_refusals import assert_no_trace, history_len
+from domain.program import A2_AGENDA, Phase, ProgramResult, ProgramStatus
+from tests.clock import settled, start_time_skipping
+from tests.harness import Stack, add_subscription, enrolment, stack
+from tests.test_program_refusals import assert_no_trace
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -59,7 +60,7 @@ async def complete_onboarding(st: Stack, customer_id: str, today: date) -> Progr
     await upd("schedule_kickoff", {"meeting_at": meeting.isoformat(), "attendance": "remote"})
     await upd("complete_kickoff", {
         "held_on": (today + timedelta(days=3)).isoformat(), "attendees": ["Alice", "Carol"],
-        "minutes": "Agreed the plan.",
+        "minutes": "Agreed the plan.", "agenda_covered": list(A2_AGENDA),  # a kickoff that covered every A2 item
         "agreed_dates": {"communication_plan": (today + timedelta(days=30)).isoformat(),
                          "site_inventory": (today + timedelta(days=40)).isoformat(),
                          "configuration_analysis": (today + timedelta(days=70)).isoformat()}})
@@ -87,6 +88,7 @@ async def run_cycle(st: Stack, wid: str, month_start: date) -> CycleStatus:
     return result
 
 
+@pytest.mark.rule("C14", "C15", "D6", "D7")
 async def test_full_period_then_renewal_by_continue_as_new(
     env: WorkflowEnvironment, tmp_path: Path, sqlite_url: str, report_figure: Callable[[str, object], None]
 ) -> None:
@@ -151,6 +153,7 @@ async def test_full_period_then_renewal_by_continue_as_new(
         assert len(events) < 2000
 
 
+@pytest.mark.rule("C16", "D10")
 async def test_non_renewal_on_deadline_day_closes(env: WorkflowEnvironment, tmp_path: Path,
                                                    sqlite_url: str) -> None:
     """Rule C16: a notice on the deadline day is accepted; the programme closes at the end."""
@@ -181,6 +184,7 @@ async def test_non_renewal_on_deadline_day_closes(env: WorkflowEnvironment, tmp_
         assert st.mails("closed") or st.mails("ended"), [str(m["Subject"]) for m in st.sink.messages]
 
 
+@pytest.mark.rule("C16")
 async def test_non_renewal_a_day_late_is_refused_and_programme_renews(
     env: WorkflowEnvironment, tmp_path: Path, sqlite_url: str
 ) -> None:
@@ -193,7 +197,7 @@ async def test_non_renewal_a_day_late_is_refused_and_programme_renews(
         assert s.renewal is not None and s.plan is not None
         late = s.renewal.non_renewal_deadline + timedelta(days=1)
         await st.sleep_until(datetime.combine(late, datetime.min.time(), PARIS).replace(hour=10))
-        before = await history_len(handle)
+        before = (await settled(handle, st.env)).events
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update("give_non_renewal_notice", {
                 "by": "ops-olga", "party": "customer", "received_on": late.isoformat(), "reference": "LTR-8"},

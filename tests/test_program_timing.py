@@ -6,11 +6,11 @@ period_start), which marks the long-gone dates missed and sends no mail for them
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -25,10 +25,11 @@ from domain.naming import program_workflow_id
 from domain.policy import ProgramPolicy
 from domain.program import ProgramInput, ProgramStatus, StepStatus
 from storage.repositories import list_documents, list_outbox
-from tests.harness import Stack, add_subscription, enrolment, stack, start_time_skipping
-from tests.test_program_refusals import history_len
+from tests.clock import Settled, settled, start_time_skipping
+from tests.harness import Stack, add_subscription, enrolment, stack
 
 PARIS = ZoneInfo("Europe/Paris")
+T = TypeVar("T")
 TL = "alice@support.example"
 
 
@@ -74,9 +75,30 @@ def escalation_for(title: str) -> Callable[[EmailMessage], bool]:
     return lambda m: "Overdue:" in subject(m) and title in subject(m)
 
 
-async def settle(handle: WorkflowHandle[Any, Any]) -> None:
-    """Until the workflow's history stops growing: everything due by now has been handled."""
-    await history_len(handle)
+async def settle(st: Stack, handle: WorkflowHandle[Any, Any]) -> Settled:
+    """Until the workflow has handled everything due by the server's now (tests/clock.py): a mail
+    that was due has then been sent, so one missing was not due."""
+    return await settled(handle, st.env)
+
+
+async def wait_until(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], what: str,
+                     timeout: float = 10) -> T:  # noqa: ASYNC109 (a polling deadline with a message)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await probe()
+        if ok(value):
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"{what}: not after {timeout}s, last seen {value!r}")
+        await asyncio.sleep(0.05)
+
+
+def next_timer_is(quiet: Settled, at: datetime, what: str) -> None:
+    """The workflow's next timer fires at `at` (`what`): nothing earlier is pending. A timer fires at its
+    start event's time plus its duration: within a second of the instant the workflow asked for."""
+    assert quiet.timers and abs(quiet.timers[0] - at) < timedelta(seconds=1), (
+        f"the next timer should fire at {what} ({at.isoformat()}); timers: {[t.isoformat() for t in quiet.timers]}")
 
 
 async def cycle_status(st: Stack, workflow_id: str) -> CycleStatus:
@@ -86,6 +108,7 @@ async def cycle_status(st: Stack, workflow_id: str) -> CycleStatus:
 
 
 # ---- step reminders and escalations ------------------------------------------------------------------
+@pytest.mark.rule("C5", "D3")
 async def test_step_reminder_at_remind_at_and_escalation_at_due_at_rules_d3_d4_c5(
     env: WorkflowEnvironment, tmp_path: Path, sqlite_url: str
 ) -> None:
@@ -100,7 +123,8 @@ async def test_step_reminder_at_remind_at_and_escalation_at_due_at_rules_d3_d4_c
         remind, escalate = reminder_for(step.title), escalation_for(step.title)
 
         await st.sleep_until(step.remind_at - timedelta(minutes=1))
-        await settle(handle)
+        quiet = await settle(st, handle)
+        next_timer_is(quiet, step.remind_at, "step.remind_at")
         s = await st.status("acme")
         assert not s.step("schedule_kickoff").reminded  # type: ignore[union-attr]
         assert matching(st, remind) == [], "no reminder before remind_at"
@@ -111,7 +135,8 @@ async def test_step_reminder_at_remind_at_and_escalation_at_due_at_rules_d3_d4_c
         assert (await st.status("acme")).step("schedule_kickoff").reminded  # type: ignore[union-attr]
 
         await st.sleep_until(step.due_at - timedelta(minutes=1))
-        await settle(handle)
+        quiet = await settle(st, handle)
+        next_timer_is(quiet, step.due_at, "step.due_at")
         assert matching(st, escalate) == [], "no escalation before due_at"
 
         # rule D3: problem management and escalation; an overdue step goes to the support manager.
@@ -120,12 +145,13 @@ async def test_step_reminder_at_remind_at_and_escalation_at_due_at_rules_d3_d4_c
         assert len(esc) == 1
         assert TL in str(esc[0]["To"])
         assert st.policy.support_manager_mailbox in str(esc[0].get("Cc", ""))
-        await settle(handle)
+        await settle(st, handle)
         assert len(matching(st, remind)) == 1 and len(matching(st, escalate)) == 1, "each mail exactly once"
         # The waiting steps (complete_kickoff and after) are not reminded while they wait.
         assert not matching(st, reminder_for("Hold the planning and review meeting"))
 
 
+@pytest.mark.rule("D6", "D3", "C5")
 async def test_monthly_cycle_schedule_call_reminder_and_escalation_rule_d6(
     env: WorkflowEnvironment, tmp_path: Path, sqlite_url: str
 ) -> None:
@@ -134,12 +160,9 @@ async def test_monthly_cycle_schedule_call_reminder_and_escalation_rule_d6(
         assert s.plan is not None
         await st.sleep_until(s.plan.month_start_ats[0] + timedelta(minutes=1))
         wid = s.cycles[0].workflow_id
-        for _ in range(100):
-            if (await st.status("acme")).cycles[0].status == "running":
-                break
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: st.status("acme"), lambda x: x.cycles[0].status == "running", "first cycle running")
         cycle = st.client.get_workflow_handle(wid)
-        await settle(cycle)
+        await settle(st, cycle)
         c = await cycle_status(st, wid)
         step = c.steps[0]
         assert step.step == "schedule_call" and step.status == StepStatus.open
@@ -148,14 +171,16 @@ async def test_monthly_cycle_schedule_call_reminder_and_escalation_rule_d6(
             escalation_for("Schedule the monthly follow-up call")
 
         await st.sleep_until(step.remind_at - timedelta(minutes=1))
-        await settle(cycle)
+        quiet = await settle(st, cycle)
+        next_timer_is(quiet, step.remind_at, "step.remind_at")
         assert matching(st, remind) == []
         await st.sleep_until(step.remind_at + timedelta(minutes=1))
         got = await st.sink.wait_for(remind, timeout=10)
         assert len(got) == 1 and TL in str(got[0]["To"])
 
         await st.sleep_until(step.due_at - timedelta(minutes=1))
-        await settle(cycle)
+        quiet = await settle(st, cycle)
+        next_timer_is(quiet, step.due_at, "step.due_at")
         assert matching(st, escalate) == []
         await st.sleep_until(step.due_at + timedelta(minutes=1))
         esc = await st.sink.wait_for(escalate, timeout=10)
@@ -168,6 +193,7 @@ async def test_monthly_cycle_schedule_call_reminder_and_escalation_rule_d6(
 SHORT_TERM = {"term_months": 4, "written_agreement_ref": "AGR-SHORT-4"}  # rule C2: a written agreement
 
 
+@pytest.mark.rule("C16")
 async def test_non_renewal_reminder_to_contacts_before_the_deadline_rule_c16(
     env: WorkflowEnvironment, tmp_path: Path, sqlite_url: str
 ) -> None:
@@ -185,7 +211,8 @@ async def test_non_renewal_reminder_to_contacts_before_the_deadline_rule_c16(
             return "non-renewal deadline" in subject(m)
 
         await st.sleep_until(reminder_at - timedelta(hours=1))
-        await settle(handle)
+        quiet = await settle(st, handle)
+        next_timer_is(quiet, reminder_at, "reminder_at")
         assert not (await st.status("acme")).renewal.reminder_sent  # type: ignore[union-attr]
         assert matching(st, reminder) == []
 
@@ -199,6 +226,7 @@ async def test_non_renewal_reminder_to_contacts_before_the_deadline_rule_c16(
         assert (await st.status("acme")).renewal.reminder_sent  # type: ignore[union-attr]
 
 
+@pytest.mark.rule("C14")
 async def test_renewal_notice_date_follows_the_setting_rule_c14(
     env: WorkflowEnvironment, tmp_path: Path, sqlite_url: str
 ) -> None:
@@ -228,7 +256,8 @@ async def test_renewal_notice_date_follows_the_setting_rule_c14(
             return "renews" in subject(m) and "carol@acme.example" in str(m["To"])
 
         await st.sleep_until(notice_at - timedelta(hours=1))
-        await settle(handle)
+        quiet = await settle(st, handle)
+        next_timer_is(quiet, notice_at, "notice_at")
         assert not (await st.status("acme")).renewal.notice_sent  # type: ignore[union-attr]
         assert matching(st, notice) == []
 
@@ -258,14 +287,13 @@ async def test_programme_started_months_ago_marks_the_past_missed_without_mail(
         now = await st.now()
         current = max(i for i, at in enumerate(s.plan.month_start_ats) if at <= now)
         assert current == 4, s.plan.month_starts
-        for _ in range(100):
-            s = await st.status("legacy")
-            if s.cycles[current].status == "running" and all(c.status == "missed" for c in s.cycles[:current]):
-                break
-            await asyncio.sleep(0.05)
+        s = await wait_until(
+            lambda: st.status("legacy"),
+            lambda x: x.cycles[current].status == "running" and all(c.status == "missed" for c in x.cycles[:current]),
+            f"months before {current + 1} missed, month {current + 1} running")
         cycle = st.client.get_workflow_handle(s.cycles[current].workflow_id)
-        await settle(cycle)
-        await settle(handle)
+        await settle(st, cycle)
+        await settle(st, handle)
         s = await st.status("legacy")
 
         # Steps: every default deadline is long gone, so every step is missed, waiting or not.
@@ -317,7 +345,7 @@ async def test_programme_started_months_ago_marks_the_past_missed_without_mail(
         assert plan is not None and plan.status == StepStatus.open and plan.due_on == now_day + timedelta(days=20)
         assert not plan.reminded and not plan.escalated
         assert s.step("submit_site_inventory").status == StepStatus.missed  # type: ignore[union-attr]
-        await settle(handle)
+        await settle(st, handle)
         async with st.sessions() as session:
             templates = sorted(r.template for r in await list_outbox(session, customer_id="legacy"))
         assert templates == ["kickoff_scheduled", "tl_assignment", "welcome"], "still no mail for dates long gone"

@@ -108,29 +108,35 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15) -
 OPEN = ("--kind", "support", "--priority", "high", "--summary", "Search returns no results", "--by", "carol")
 
 
+@pytest.mark.rule("C12")
 async def test_e1_c12_open_for_a_customer_without_live_programme_exits_2_naming_the_rule(cli: Cli) -> None:
     run = await cli("request", "open", "nobody", *OPEN)
     assert run.code == 2, str(run)
     assert "rule E1/C12: customer nobody has no live TechConnect programme" in run.err, str(run)
 
 
+@pytest.mark.rule("C13")
 async def test_c13_customisation_without_agreement_exits_2(cli: Cli) -> None:
     run = await cli("request", "open", "acme", *OPEN, "--customisation")
     assert run.code == 2 and "rule C13" in run.err, str(run)
 
 
+@pytest.mark.rule("A4", "A1")
 async def test_a4_a1_open_prints_the_tracking_number_and_the_tl_is_mailed(st: Stack, cli: Cli) -> None:
     today = datetime.now(PARIS).date()
     await add_subscription(st.sessions, "acme", today - timedelta(days=30), today + timedelta(days=800))
     await st.start(enrolment("acme", today))
     programme = await st.wait_enrolled("acme")
 
+    # rule A4: numbered in the year of the programme's time zone, read on the machine's clock (the
+    # dev server's) just before and just after: the two differ only across New Year's midnight.
+    years = {datetime.now(PARIS).year}
     run = await cli("request", "open", "acme", *OPEN)
+    years.add(datetime.now(PARIS).year)
     assert run.code == 0, str(run)
-    year = datetime.now(PARIS).year
-    match = re.search(r"TC-ACME-\d{4}-\d{4}", run.out)
-    assert match is not None and match.group(0) == f"TC-ACME-{year}-0001", str(run)  # rule A4
-    number = match.group(0)
+    match = re.search(r"TC-ACME-(\d{4})-\d{4}", run.out)
+    assert match is not None and int(match.group(1)) in years and match.group(0).endswith("-0001"), str(run)
+    number, year = match.group(0), int(match.group(1))
 
     # rules A1, A4: the TL's mail arrives through the SMTP sink on loopback.
     mails = await st.sink.wait_for(lambda m: number in str(m["Subject"]), timeout=20)
@@ -141,7 +147,7 @@ async def test_a4_a1_open_prints_the_tracking_number_and_the_tl_is_mailed(st: St
     second = await cli("request", "open", "acme", "--kind", "advisory", "--priority", "low", "--summary",
                        "Upgrade advice", "--json")
     assert second.code == 0, str(second)
-    assert second.json()["tracking_number"] == f"TC-ACME-{year}-0002"
+    assert second.json()["tracking_number"] in {f"TC-ACME-{year}-0002", f"TC-ACME-{year + 1}-0001"}
 
     # Steps by Update: a refusal names its rule (exit 2), a step returns the new state.
     refused = await cli("request", "accept", number, "--by", "carol")

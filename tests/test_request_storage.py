@@ -64,6 +64,7 @@ def status(number: str = "TC-ACME-2027-0001", **kw: object) -> RequestStatus:
     return RequestStatus.model_validate(data)
 
 
+@pytest.mark.rule("A4")
 async def test_a4_concurrent_tracking_number_allocations_are_all_distinct(sessions: SessionFactory) -> None:
     async def allocate(customer: str, year: int) -> str:
         async with sessions() as s, s.begin():
@@ -78,6 +79,7 @@ async def test_a4_concurrent_tracking_number_allocations_are_all_distinct(sessio
     assert await allocate("acme", 2028) == "TC-ACME-2028-0001"
 
 
+@pytest.mark.rule("A4")
 async def test_a4_allocation_in_a_rolled_back_transaction_is_not_consumed(sessions: SessionFactory) -> None:
     async with sessions() as s:
         assert await repo.allocate_tracking_number(s, "acme", 2027) == "TC-ACME-2027-0001"
@@ -86,6 +88,7 @@ async def test_a4_allocation_in_a_rolled_back_transaction_is_not_consumed(sessio
         assert await repo.allocate_tracking_number(s, "acme", 2027) == "TC-ACME-2027-0001"
 
 
+@pytest.mark.rule("A4", "C12")
 async def test_a4_c12_status_changes_and_sla_events_are_idempotent(sessions: SessionFactory) -> None:
     acts = RequestActivities(sessions)
     await acts.record_request_opened(RequestOpened(customer_name="ACME Corp", period=1, request=new(),
@@ -104,6 +107,7 @@ async def test_a4_c12_status_changes_and_sla_events_are_idempotent(sessions: Ses
     assert [e.kind for e in events] == ["started"]
 
 
+@pytest.mark.rule("A4")
 async def test_a4_c12_the_opening_write_is_one_transaction_a_retry_adds_nothing(sessions: SessionFactory) -> None:
     """Since the `open-request-in-one-write` patch: the request, its opening status change and the clock's
     start (C12) in one activity; retried (a worker killed after the commit), no row appears twice."""
@@ -143,6 +147,7 @@ async def test_a6_request_projection_never_rolls_back(sessions: SessionFactory) 
         assert await repo.list_requests(s, customer_id="acme", kind="training") == []
 
 
+@pytest.mark.rule("A4")
 async def test_a4_c3_dispatch_booking_is_idempotent(sessions: SessionFactory) -> None:
     acts = RequestActivities(sessions)
     await acts.record_request_opened(RequestOpened(customer_name="ACME Corp", period=1, request=new(),
