@@ -36,6 +36,7 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
@@ -44,6 +45,12 @@ from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 TEST_NOW = "TECHCONNECT_TEST_NOW"
+
+
+def today_in(timezone: str = "Europe/Paris") -> date:
+    """Today on the machine's clock in a programme's time zone (the dev server's clock), not the
+    machine's local calendar: near midnight UTC, Paris is already on the next day."""
+    return datetime.now(ZoneInfo(timezone)).date()
 
 
 def requested_now(value: str | None = None) -> datetime | None:

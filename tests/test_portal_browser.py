@@ -14,7 +14,7 @@ import re
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.message import EmailMessage
 from pathlib import Path
@@ -31,6 +31,7 @@ from portal.server import bound_port, serving
 from storage import repositories as repo
 from storage import users as users_repo
 from storage.users import Role
+from tests.clock import today_in
 from tests.harness import Stack, add_subscription, stack, start_dev_server
 from tests.portal_fixtures import PASSWORD, password_hash
 
@@ -101,7 +102,7 @@ async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
     tmp = tmp_path_factory.mktemp("portal-browser")
     try:
         async with stack(env, f"sqlite+aiosqlite:///{tmp / 'techconnect.db'}", tmp) as st:
-            today = date.today()
+            today = today_in()
             await add_subscription(st.sessions, CUSTOMER, today - timedelta(days=30), today + timedelta(days=900))
             # Ends inside the period: rule E1 refuses it.
             await add_subscription(st.sessions, CUSTOMER, today - timedelta(days=30), today + timedelta(days=100),
@@ -138,7 +139,7 @@ async def test_operations_start_a_programme_from_the_form(site: Site) -> None:
     await shot(page, "login")
     await sign_in(page, "ops@techconnect.example")
     await page.goto("/ops/programmes/new")
-    today = date.today().isoformat()
+    today = today_in().isoformat()
     form = {
         "customer.id": CUSTOMER, "customer.name": "", "customer.maintenance_subscription_id": "SMP-webco-short",
         "period_start": today, "primary_system": "CS production cluster",
@@ -188,7 +189,7 @@ async def test_the_tl_schedules_the_kickoff_from_the_inbox(site: Site) -> None:
     await page.wait_for_load_state()
     assert await page.inner_text('[data-error-for="meeting_at"]') == "This field is required."
     await shot(page, "step-form-error")
-    meeting = (date.today() + timedelta(days=7)).isoformat() + "T10:00"
+    meeting = (today_in() + timedelta(days=7)).isoformat() + "T10:00"
     await page.fill('[name="meeting_at"]', meeting)
     await page.fill('[name="location"]', "Teams")
     await shot(page, "step-form")
@@ -355,7 +356,7 @@ async def test_the_tl_records_an_extra_call_from_the_programme_page(site: Site) 
     await eventually_on_page(page, f"/programmes/{CUSTOMER}", link)
     await page.click(link)
     await page.wait_for_url(f"**/programmes/{CUSTOMER}/steps/record_extra_call?month=*")
-    await page.fill('[name="held_on"]', date.today().isoformat())
+    await page.fill('[name="held_on"]', today_in().isoformat())
     await page.fill('[name="notes"]', "Second call: the upgrade rehearsal")
     await page.click("[data-submit]")
     await page.wait_for_load_state()
@@ -373,7 +374,7 @@ async def test_the_tl_records_an_extra_call_from_the_programme_page(site: Site) 
     await execute_step(site.st.client, CUSTOMER, "schedule_call", TL_ID,
                        {"call_at": (now + timedelta(hours=1)).isoformat()}, month, via="portal")
     await execute_step(site.st.client, CUSTOMER, "hold_call", TL_ID,
-                       {"held_on": date.today().isoformat(), "attendees": ["Wendy"], "notes": "Monthly call"},
+                       {"held_on": today_in().isoformat(), "attendees": ["Wendy"], "notes": "Monthly call"},
                        month, via="portal")
     await page.click("[data-submit]")
     await page.wait_for_url("**/inbox")
@@ -389,7 +390,7 @@ async def test_a_late_non_renewal_notice_is_refused_with_the_deadline_date(site:
     from starter.cli import start_program
     from tests.harness import enrolment
 
-    customer, today = "lateco", date.today()
+    customer, today = "lateco", today_in()
     await add_subscription(site.st.sessions, customer, today - timedelta(days=400), today + timedelta(days=400))
     start = today - timedelta(days=300)  # the deadline was about 25 days ago
     settings = site.st.settings.model_copy(update={"task_queue": site.st.task_queue})

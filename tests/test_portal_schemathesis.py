@@ -34,7 +34,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import pytest
@@ -51,6 +51,7 @@ from starter.requests import open_request
 from storage import users as users_repo
 from storage.db import SessionFactory
 from storage.users import Role
+from tests.clock import today_in
 from tests.conftest import free_port
 from tests.harness import Stack, add_subscription, enrolment, stack, start_dev_server
 from tests.portal_fixtures import password_hash
@@ -126,7 +127,7 @@ def live(shared_db_module: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         st_: Stack = bg.enter(stack(env, shared_db_module, tmp))
 
         async def seed() -> tuple[str, str]:
-            today = date.today()
+            today = today_in()
             await add_subscription(st_.sessions, CUSTOMER, today - timedelta(days=30), today + timedelta(days=900))
             await st_.start(enrolment(CUSTOMER, today, calendar={"timezone": "Europe/Paris", "country": "FR",
                                                                  "out_of_hours_agreement_ref": "OOH-1"}))
@@ -165,7 +166,7 @@ def temporal_down(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
         sessions = make_session_factory(engine)
 
         async def seed() -> str:
-            today = date.today()
+            today = today_in()
             await add_subscription(sessions, CUSTOMER, today - timedelta(days=30), today + timedelta(days=900))
             return await _admin_token(sessions)
 
