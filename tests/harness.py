@@ -7,15 +7,17 @@ import asyncio
 import contextlib
 import shutil
 import sys
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.enums.v1 import EventType, IndexedValueType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
@@ -121,14 +123,17 @@ class Stack:
         result: ProgramStatus = await handle.query("get_status", result_type=ProgramStatus)
         return result
 
-    async def wait_enrolled(self, customer_id: str) -> ProgramStatus:
+    async def wait_enrolled(self, customer_id: str, within: float = 60.0) -> ProgramStatus:
         """Steps are refused while the programme is still enrolling; wait until it is not."""
-        for _ in range(200):
+        deadline = time.monotonic() + within
+        while True:
             s = await self.status(customer_id)
             if s.phase.value != "enrolling":
                 return s
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{customer_id} still enrolling after {within} s: phase {s.phase.value}, "
+                                     f"refusal {s.refusal}")
             await asyncio.sleep(0.05)
-        raise AssertionError(f"{customer_id} still enrolling")
 
     async def now(self) -> datetime:
         return await self.env.get_current_time()
@@ -190,3 +195,107 @@ def enrolment(customer_id: str, period_start: date, **overrides: Any) -> Enrolme
     }
     data.update(overrides)
     return Enrolment.model_validate(data)
+
+
+# ---- a workflow at rest ---------------------------------------------------------------------------
+_CLOSING = {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW}
+_WFT = {EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT}
+_ACTIVITY_CLOSED = {EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED,
+                    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT, EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED}
+# Commands the server carries out for the workflow, each answered by an event naming its initiating event.
+_INITIATED = {
+    EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED: "start of a child workflow",
+    EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED: "signal to another workflow",
+    EventType.EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED: "cancellation of another workflow",
+}
+_ANSWERED = {EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED,
+             EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_FAILED,
+             EventType.EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_SIGNALED,
+             EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED,
+             EventType.EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_CANCEL_REQUESTED,
+             EventType.EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_FAILED}
+
+
+# Events that give the workflow something new to handle: each needs a workflow task after it.
+_WAKING = {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+           EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED,
+           EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ADMITTED,
+           EventType.EVENT_TYPE_TIMER_FIRED, *_ACTIVITY_CLOSED, *_ANSWERED,
+           EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED,
+           EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED,
+           EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED,
+           EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT,
+           EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED}
+
+
+def _attributes(e: HistoryEvent) -> Any:
+    return getattr(e, e.WhichOneof("attributes") or "")
+
+
+def in_flight(events: Sequence[HistoryEvent]) -> list[str]:
+    """What a workflow is still doing at the end of `events`, read from its history alone (one
+    consistent prefix, unlike a describe and a history fetched one after the other): a workflow
+    task scheduled or running, an activity scheduled and not closed (a retrying one included), an
+    Update accepted and not completed, a child start, signal or cancellation not yet answered.
+    Empty: it waits on timers, signals, Updates or running children only, or it is closed."""
+    if not events or events[-1].event_type in _CLOSING:
+        return []
+    activities: dict[int, str] = {}
+    commands: dict[int, str] = {}
+    updates: dict[str, str] = {}  # by Update ID (the time-skipping server leaves accepted_event_id unset)
+    last_task: HistoryEvent | None = None
+    unhandled: HistoryEvent | None = None  # the first waking event since the last completed workflow task
+    for e in events:
+        t = e.event_type
+        if t == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            unhandled = None
+        elif t in _WAKING and unhandled is None:
+            unhandled = e
+        if t in _WFT:
+            last_task = e
+        elif t == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            activities[e.event_id] = e.activity_task_scheduled_event_attributes.activity_type.name
+        elif t in _ACTIVITY_CLOSED:
+            activities.pop(_attributes(e).scheduled_event_id, None)
+        elif t in _INITIATED:
+            commands[e.event_id] = _INITIATED[t]
+        elif t in _ANSWERED:
+            commands.pop(_attributes(e).initiated_event_id, None)
+        elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+            a = e.workflow_execution_update_accepted_event_attributes
+            updates[a.accepted_request.meta.update_id or a.protocol_instance_id] = (
+                f"{a.accepted_request.input.name} (accepted at event {e.event_id})")
+        elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED:
+            updates.pop(e.workflow_execution_update_completed_event_attributes.meta.update_id, None)
+    busy = []
+    if last_task is not None and last_task.event_type != EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+        busy.append(f"workflow task ({EventType.Name(last_task.event_type).removeprefix('EVENT_TYPE_')} "
+                    f"at event {last_task.event_id})")
+    elif unhandled is not None:  # (the server schedules its task in the same write: seen here for safety)
+        busy.append(f"{EventType.Name(unhandled.event_type).removeprefix('EVENT_TYPE_')} at event "
+                    f"{unhandled.event_id}, not yet handled")
+    busy += [f"activity {name} (scheduled at event {n})" for n, name in activities.items()]
+    busy += [f"Update {what}" for what in updates.values()]
+    busy += [f"{what} (event {n})" for n, what in commands.items()]
+    return busy
+
+
+async def wait_idle(handle: WorkflowHandle[Any, Any], within: float = 60.0) -> list[HistoryEvent]:
+    """The workflow's history once nothing is in flight (`in_flight` is empty): everything due by now is
+    handled, and the next event can only come from a timer or from outside. Fails after `within`
+    seconds naming what was still in flight."""
+    deadline = time.monotonic() + within
+    while True:
+        events = [e async for e in handle.fetch_history_events()]
+        busy = in_flight(events)
+        if not busy:
+            return events
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{handle.id} not idle after {within} s ({len(events)} events); "
+                                 f"in flight: {'; '.join(busy)}")
+        await asyncio.sleep(0.1)

@@ -25,7 +25,8 @@ from starter.settings import Settings
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.tables import Base, CustomerRow, ProgrammeRow, SlaEventRow, SupportRequestRow
 
-NOW = datetime(2027, 3, 10, 12, 0, tzinfo=UTC)
+# A given "now" for the snapshot (a fixed instant in the past: never read as "the future").
+NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 
 
 @pytest_asyncio.fixture
@@ -64,12 +65,12 @@ async def seed(sessions: SessionFactory, now: datetime = NOW) -> None:
                                technical_lead_id="tl", enrolment={}, status={"steps": steps}, updated_at=now))
         await s.flush()
         for n, state in enumerate(["open", "open", "pending", "closed"]):
-            s.add(SupportRequestRow(tracking_number=f"TC-A-2027-{n:04d}", customer_id="a", period=1, kind="support",
+            s.add(SupportRequestRow(tracking_number=f"TC-A-2025-{n:04d}", customer_id="a", period=1, kind="support",
                                     priority="high", summary="x", channel="portal", filed_by="carol", state=state,
                                     opened_at=now, updated_at=now))
         await s.flush()
         for n, kind in enumerate(["started", "warned", "warned", "breached", "met"]):
-            s.add(SlaEventRow(tracking_number=f"TC-A-2027-{n % 4:04d}", kind=kind, at=now, deadline=now,
+            s.add(SlaEventRow(tracking_number=f"TC-A-2025-{n % 4:04d}", kind=kind, at=now, deadline=now,
                               idempotency_key=f"sla-{n}"))
         await s.commit()
 

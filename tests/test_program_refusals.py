@@ -4,7 +4,8 @@ fails the workflow (rules E1, C2, C4, C15, C16, step order)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,12 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.testing import WorkflowEnvironment
 
 from domain.enrolment import MaintenanceSubscription, check_enrolment
@@ -20,7 +26,7 @@ from domain.errors import RuleRefused
 from domain.money import Money, check_renewal_price
 from domain.policy import ProgramPolicy
 from domain.program import ProgramResult, ProgramStatus
-from tests.harness import Stack, add_subscription, enrolment, stack, start_time_skipping
+from tests.harness import Stack, add_subscription, enrolment, in_flight, stack, start_time_skipping, wait_idle
 
 POLICY = ProgramPolicy()
 
@@ -33,7 +39,8 @@ def sub(start: date, end: date, count: int = 2) -> MaintenanceSubscription:
     return MaintenanceSubscription(id="SMP-acme", customer_id="acme", start=start, end=end, contact_count=count)
 
 
-START = date(2027, 1, 4)
+# The pure checks take their dates as arguments: a fixed Monday (in the past, so never mistaken for "the future").
+START = date(2025, 1, 6)
 
 
 def rules(violations: list[Any]) -> set[str]:
@@ -41,37 +48,53 @@ def rules(violations: list[Any]) -> set[str]:
 
 
 # ---- pure rule checks (what the CLI runs before starting) ------------------------------
+@pytest.mark.rule("C4")
 def test_six_additional_contacts_refused_c4() -> None:
     e = enrolment("acme", START, additional_contacts=contacts(6))
     v = check_enrolment(e, sub(START, START + timedelta(days=800)), POLICY)
     assert rules(v) == {"C4"}
     assert "6 additional contacts" in v[0].message and "at most 5" in v[0].message
+    # Five are allowed: the limit is the one the rule states, not one less.
+    assert check_enrolment(enrolment("acme", START, additional_contacts=contacts(5)),
+                           sub(START, START + timedelta(days=800), count=0), POLICY) == []
 
 
+@pytest.mark.rule("C4")
 def test_more_than_fifteen_contacts_needs_fee_c4() -> None:
     e = enrolment("acme", START, additional_contacts=contacts(5))
     # 10 contacts already on the customer's other maintenance subscriptions + 1 primary + 5 = 16.
     v = check_enrolment(e, sub(START, START + timedelta(days=800), count=10), POLICY)
     assert rules(v) == {"C4"} and "16 contacts" in v[0].message and "15" in v[0].message
+    # 15 in all (9 on the other subscriptions) needs no fee.
+    assert check_enrolment(e, sub(START, START + timedelta(days=800), count=9), POLICY) == []
     accepted = enrolment("acme", START, additional_contacts=contacts(5), accept_extra_contact_fees=True)
     assert check_enrolment(accepted, sub(START, START + timedelta(days=800), count=10), POLICY) == []
 
 
+@pytest.mark.rule("C2")
 def test_eighteen_month_term_needs_written_agreement_c2() -> None:
     e = enrolment("acme", START, term_months=18)
     v = check_enrolment(e, sub(START, START + timedelta(days=800)), POLICY)
     assert rules(v) == {"C2"} and "18 months" in v[0].message
-    ok = enrolment("acme", START, term_months=18, written_agreement_ref="AGR-2027-01")
+    assert "written agreement" in v[0].message and "12 months" in v[0].message
+    ok = enrolment("acme", START, term_months=18, written_agreement_ref="AGR-18M-01")
     assert check_enrolment(ok, sub(START, START + timedelta(days=800)), POLICY) == []
 
 
+@pytest.mark.rule("E1")
 def test_subscription_ending_inside_period_refused_e1() -> None:
     e = enrolment("acme", START)
-    v = check_enrolment(e, sub(START, date(2027, 6, 30)), POLICY)
+    ends = START + timedelta(days=175)
+    v = check_enrolment(e, sub(START, ends), POLICY)
     assert rules(v) == {"E1"}
-    assert "2027-06-30" in v[0].message and "2028-01-03" in v[0].message
+    # The dates in the message: the subscription's end and the whole period (12 months less a day).
+    assert f"ends on {ends}" in v[0].message and f"{START} to {e.period_end}" in v[0].message, v[0].message
+    assert e.period_end == date(START.year + 1, START.month, START.day) - timedelta(days=1)
+    # Covering the whole period, to its last day, is enough.
+    assert check_enrolment(e, sub(START, e.period_end), POLICY) == []
 
 
+@pytest.mark.rule("C15")
 def test_price_rise_above_ten_percent_refused_c15() -> None:
     current = Money(amount="48000.00")  # type: ignore[arg-type]
     check_renewal_price(current, Money(amount="52800.00"), POLICY.max_price_increase_percent)  # type: ignore[arg-type]
@@ -105,15 +128,25 @@ async def assert_no_trace(h: WorkflowHandle[Any, Any], before: int) -> None:
     assert len(events) <= 3
 
 
-async def history_len(h: WorkflowHandle[Any, Any]) -> int:
-    """Event count once the workflow is idle (its own activities finished)."""
-    previous = -1
+async def history_len(h: WorkflowHandle[Any, Any], within: float = 60.0) -> int:
+    """Event count once the workflow is idle: no workflow task, activity, Update or child start in
+    flight (tests/harness.py `wait_idle`), however long its activities take."""
+    return len(await wait_idle(h, within))
+
+
+async def status_when(st: Stack, customer: str, ok: Callable[[ProgramStatus], bool], what: str,
+                      within: float = 30.0) -> ProgramStatus:
+    """The programme's status once `ok` holds; fails after `within` seconds showing the last one seen."""
+    deadline = time.monotonic() + within
     while True:
-        n = len([e async for e in h.fetch_history_events()])
-        if n == previous:
-            return n
-        previous = n
-        await asyncio.sleep(0.3)
+        s = await st.status(customer)
+        if ok(s):
+            return s
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{customer}: not {what} after {within} s; last status: phase {s.phase.value}, "
+                                 f"rejections {[(r.step, r.reason) for r in s.rejections]}, "
+                                 f"steps {[(x.step, x.status.value) for x in s.steps]}")
+        await asyncio.sleep(0.1)
 
 
 async def started(st: Stack, customer: str = "acme", **overrides: Any) -> WorkflowHandle[Any, Any]:
@@ -124,27 +157,32 @@ async def started(st: Stack, customer: str = "acme", **overrides: Any) -> Workfl
     return h
 
 
+@pytest.mark.rule("E1")
 async def test_enrolment_refused_in_workflow_completes_with_rule_e1(st: Stack) -> None:
     today = (await st.now()).date()
-    await add_subscription(st.sessions, "acme", today - timedelta(days=1), today + timedelta(days=100))
+    ends = today + timedelta(days=100)
+    await add_subscription(st.sessions, "acme", today - timedelta(days=1), ends)
     h = await st.start(enrolment("acme", today))
     result = ProgramResult.model_validate(await h.result())
     assert result.outcome == "refused" and {v.rule for v in result.refusal} == {"E1"}
+    assert f"ends on {ends}, inside the period {today} to" in result.refusal[0].message, result.refusal
     # A person's mistake ends the run cleanly, it does not fail it.
     assert (await h.describe()).status == WorkflowExecutionStatus.COMPLETED
 
 
+@pytest.mark.rule("C15")
 async def test_price_rise_refused_by_update_c15_without_history(st: Stack) -> None:
     h = await started(st)
     before = await history_len(h)
     with pytest.raises(WorkflowUpdateFailedError) as err:
         await h.execute_update("propose_renewal_price", {"by": "ops", "price": {"amount": "52804.80"}},
                                result_type=ProgramStatus)
-    assert "C15" in str(err.value.cause)
+    assert "C15" in str(err.value.cause) and "10.01 %" in str(err.value.cause), err.value.cause
     await assert_no_trace(h, before)
     s = await h.execute_update("propose_renewal_price", {"by": "ops", "price": {"amount": "52800.00"}},
                                result_type=ProgramStatus)
     assert s.renewal is not None and s.renewal.next_price is not None
+    assert str(s.renewal.next_price.amount) == "52800.00"  # exactly +10 % is accepted
 
 
 async def test_step_out_of_order_refused_without_history(st: Stack) -> None:
@@ -160,21 +198,20 @@ async def test_step_out_of_order_refused_without_history(st: Stack) -> None:
 
 async def test_bad_payload_refused_by_update(st: Stack) -> None:
     h = await started(st)
-    with pytest.raises(WorkflowUpdateFailedError):
+    with pytest.raises(WorkflowUpdateFailedError) as err:
         await h.execute_update("schedule_kickoff", {"by": "tl-alice", "meeting_at": "not a date"},
                                result_type=ProgramStatus)
+    assert "Failed decoding arguments" in str(err.value.cause), err.value.cause  # refused as a payload, not a step
     assert (await h.describe()).status == WorkflowExecutionStatus.RUNNING
+    s = await st.status("acme")
+    assert s.step("schedule_kickoff").status == "open"  # type: ignore[union-attr]
 
 
 async def test_unknown_step_by_signal_is_kept_as_rejection(st: Stack) -> None:
     h = await started(st)
     await h.signal("complete_step", {"step": "launch_rocket", "by": "tl-alice", "payload": {}})
     await h.signal("complete_step", {"step": "deliver_communication_plan", "by": "tl-alice", "payload": {}})
-    s = await st.status("acme")
-    for _ in range(50):
-        if len(s.rejections) == 2:
-            break
-        s = await st.status("acme")
+    s = await status_when(st, "acme", lambda s: len(s.rejections) >= 2, "both signals rejected")
     assert [r.step for r in s.rejections] == ["launch_rocket", "deliver_communication_plan"]
     assert "unknown step" in s.rejections[0].reason
     assert (await h.describe()).status == WorkflowExecutionStatus.RUNNING
@@ -182,25 +219,34 @@ async def test_unknown_step_by_signal_is_kept_as_rejection(st: Stack) -> None:
                                       and "launch_rocket" in m.get_body(("plain",)).get_content(), timeout=10)
     assert rejected
     # The signal route accepts a valid step exactly like the Update.
+    meeting_at = (await st.now()) + timedelta(days=10)
     await h.signal("complete_step", {"step": "schedule_kickoff", "by": "tl-alice",
-                                     "payload": {"meeting_at": "2030-01-10T10:00:00+01:00"}})
-    for _ in range(50):
-        s = await st.status("acme")
-        if s.step("schedule_kickoff").status == "done":  # type: ignore[union-attr]
-            break
-    assert s.step("schedule_kickoff").status == "done"  # type: ignore[union-attr]
+                                     "payload": {"meeting_at": meeting_at.isoformat()}})
+    s = await status_when(st, "acme", lambda s: s.step("schedule_kickoff").status == "done",  # type: ignore[union-attr]
+                          "schedule_kickoff done by signal")
+    assert s.step("schedule_kickoff").done_by == "tl-alice" and len(s.rejections) == 2  # type: ignore[union-attr]
 
 
+@pytest.mark.rule("C4")
 async def test_add_sixteenth_contact_needs_fee_c4(st: Stack) -> None:
     h = await started(st)  # 2 on the subscription + 2 enrolled = 4
+
+    async def add(email: str, **fee: Any) -> ProgramStatus:
+        # Bounded: an Update stuck on a failing workflow task would otherwise wait for ever.
+        try:
+            status: ProgramStatus = await asyncio.wait_for(h.execute_update(
+                "add_contact", {"by": "ops", "contact": {"name": email, "email": email}, **fee},
+                result_type=ProgramStatus), 30)
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            raise AssertionError(f"add_contact {email} {fee}: neither accepted nor refused within 30 s; "
+                                 f"in flight: {in_flight([e async for e in h.fetch_history_events()])}") from None
+        return status
+
     for i in range(11):
-        await h.execute_update("add_contact", {"by": "ops", "contact": {"name": f"N{i}", "email": f"n{i}@x.example"}},
-                               result_type=ProgramStatus)
+        s = await add(f"n{i}@x.example")
+    assert len(s.contacts) == 13 and s.extras == []  # 15 in all with the subscription's 2: no fee yet
     with pytest.raises(WorkflowUpdateFailedError) as err:
-        await h.execute_update("add_contact", {"by": "ops", "contact": {"name": "P", "email": "p@x.example"}},
-                               result_type=ProgramStatus)
-    assert "C4" in str(err.value.cause) and "16 contacts" in str(err.value.cause)
-    s = await h.execute_update("add_contact", {"by": "ops", "contact": {"name": "P", "email": "p@x.example"},
-                                               "accept_extra_contact_fee": True, "agreement_ref": "AGR-9"},
-                               result_type=ProgramStatus)
+        await add("p@x.example")
+    assert "C4" in str(err.value.cause) and "16 contacts" in str(err.value.cause), err.value.cause
+    s = await add("p@x.example", accept_extra_contact_fee=True, agreement_ref="AGR-9")
     assert [x.rule for x in s.extras] == ["C4"]

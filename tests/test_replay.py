@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
@@ -32,6 +33,7 @@ WORKFLOWS = (ProgramWorkflow, MonthlyCycleWorkflow, SupportRequestWorkflow)
 # need (settings read files at import) comes from outside it.
 with workflow.unsafe.imports_passed_through():
     from starter.temporal import DATA_CONVERTER
+    from tests.harness import in_flight
     from worker import workflow_runner
 
 HISTORIES = Path(__file__).parent / "replay" / "histories"
@@ -211,3 +213,40 @@ async def test_without_the_guard_requests_opened_before_the_patch_break(
     monkeypatch.setattr(workflow, "patched", lambda patch_id: True)
     with pytest.raises(workflow.NondeterminismError):
         await replayer(*WORKFLOWS).replay_workflow(load(path))
+
+
+# ---- reading a history for "idle" (tests/harness.py `in_flight`, behind history_len and the crash tests) ----
+def test_in_flight_sees_what_a_workflow_still_has_to_do() -> None:
+    """The waits built on `in_flight` cannot end early: at every point of a recorded history where an
+    activity, an Update, a child start or a workflow task is pending it names it; it is empty only
+    when the workflow waits on a timer or from outside, or is closed."""
+    events = load(HISTORIES / "program-replay-onboarding.json").events
+    ET = EventType
+
+    def where(event_type: EventType.ValueType) -> list[int]:
+        return [i for i, e in enumerate(events) if e.event_type == event_type]
+
+    def at(event_type: EventType.ValueType) -> list[str]:
+        return in_flight(events[:where(event_type)[0] + 1])
+
+    assert at(ET.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) == ["activity check_enrolment (scheduled at event 5)"]
+    # A retried activity has no STARTED event until its last attempt: SCHEDULED alone is in flight.
+    assert at(ET.EVENT_TYPE_ACTIVITY_TASK_STARTED) == ["activity check_enrolment (scheduled at event 5)"]
+    assert at(ET.EVENT_TYPE_WORKFLOW_TASK_STARTED) == ["workflow task (WORKFLOW_TASK_STARTED at event 3)"]
+    assert any(b.startswith("Update schedule_kickoff") for b in at(ET.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED))
+    assert any(b.startswith("start of a child workflow")
+               for b in at(ET.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED))
+    # A signal (the month's cycle done) wakes the workflow: in flight until a workflow task handled it.
+    signal = events[where(ET.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)[0]].event_id
+    assert at(ET.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED) == [f"WORKFLOW_EXECUTION_SIGNALED at event {signal}, "
+                                                             f"not yet handled"]
+    # Between an Update's acceptance and its completion, never idle, whatever else happens meanwhile.
+    accepted = where(ET.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED)
+    completed = where(ET.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED)
+    assert len(accepted) == len(completed) == 6
+    assert all(in_flight(events[:cut + 1]) for a, c in zip(accepted, completed, strict=True) for cut in range(a, c))
+    # Waiting on its timer (the end of this history), or closed: nothing in flight.
+    assert events[-1].event_type == ET.EVENT_TYPE_TIMER_STARTED and in_flight(events) == []
+    closed = load(HISTORIES / "program-replay-closed.json").events
+    assert closed[-1].event_type == ET.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED and in_flight(closed) == []
+    assert in_flight(closed[:-2]) == [f"workflow task (WORKFLOW_TASK_STARTED at event {closed[-3].event_id})"]

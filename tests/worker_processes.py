@@ -13,8 +13,9 @@ import socket
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from starter.smtp_sink import SmtpSink
 from storage.db import SessionFactory
 from storage.tables import OutboxRow
 from tests.conftest import free_port
@@ -136,16 +138,24 @@ async def stop_all(workers: list[WorkerProcess], grace: float = 10.0,
 
 async def wait_for(predicate: Callable[[], object], what: str, within: float = 45.0,
                    workers: list[WorkerProcess] | None = None) -> None:
+    """Until `predicate()` (awaited if a coroutine) returns True. Anything else it returns (a string
+    saying what it saw, say) and any RPCError or TimeoutError it raises (a busy server, a query to a
+    worker that is down) means "not yet", and the last of them is in the failure message."""
     deadline = time.monotonic() + within
+    last: object = None
     while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
+        try:
+            result = predicate()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result is True:
+                return
+            last = result
+        except (RPCError, TimeoutError) as exc:
+            last = exc
         if time.monotonic() > deadline:
             logs = "\n".join(f"--- worker {w.identity}\n{w.tail()}" for w in workers or [])
-            raise AssertionError(f"timed out waiting for {what}\n{logs}")
+            raise AssertionError(f"timed out after {within} s waiting for {what}; last seen: {last!r}\n{logs}")
         await asyncio.sleep(0.25)
 
 
@@ -167,6 +177,66 @@ async def fail_attempts_of_dead_worker(client: Client, task_queue: str, dead: st
                     await handle.fail(ApplicationError("worker killed with SIGKILL (test)"))
                     failed.append(pa.activity_type.name)
     return failed
+
+
+@dataclass
+class Sweeper:
+    """Fails, by ID, the attempts that dead workers (`dead`, identities) held on `task_queue`, every
+    `interval` seconds until cancelled: the stand-in for their start-to-close timeouts. A transient
+    RPC error (a busy server, a deadline exceeded) does not end it: it backs off (up to `max_backoff`
+    seconds), tries again, and keeps the errors in `errors` for the test's report."""
+
+    client: Client
+    task_queue: str
+    dead: set[str] = field(default_factory=set)
+    interval: float = 0.5
+    max_backoff: float = 5.0
+    failed: list[str] = field(default_factory=list)  # activity types of the attempts failed
+    errors: list[str] = field(default_factory=list)
+
+    async def run(self) -> None:
+        backoff = self.interval
+        while True:
+            if self.dead:
+                try:
+                    self.failed += await fail_attempts_of_dead_worker(self.client, self.task_queue, self.dead)
+                    backoff = self.interval
+                except RPCError as exc:
+                    self.errors.append(f"{exc.status.name}: {exc.message}")
+                    backoff = min(self.max_backoff, backoff * 2)
+            await asyncio.sleep(backoff)
+
+
+# ---- mail sent twice: only from the at-least-once window ---------------------------------------
+async def unsent_mail(sessions: SessionFactory) -> dict[str, str]:
+    """Message-ID -> what it is, for every outbox row not marked "sent" whose delivery was attempted
+    (attempts >= 1): the mails that a worker dying now may have handed to SMTP without recording it.
+    Taken the moment a worker is found dead, before anything can retry its attempts."""
+    async with sessions() as session:
+        rows = (await session.scalars(select(OutboxRow).where(OutboxRow.status != "sent",
+                                                               OutboxRow.attempts >= 1))).all()
+    return {r.message_id: f"{r.customer_id}/{r.template} ({r.status}, attempts {r.attempts})" for r in rows}
+
+
+def smtp_transactions(sink: SmtpSink) -> Counter[str]:
+    """SMTP transactions per Message-ID: the copy the mailbox kept plus the duplicates it dropped."""
+    return Counter(str(m["Message-ID"]).strip() for m in [*sink.messages, *sink.duplicates])
+
+
+def unexplained_resends(rows: Sequence[OutboxRow], sink: SmtpSink, unsent_at_deaths: Sequence[dict[str, str]]
+                        ) -> list[str]:
+    """Every mail whose SMTP transactions exceed one plus the number of worker deaths at which its outbox
+    row was attempted and not yet "sent" (`unsent_mail` snapshots, one per death). A resend is only
+    legitimate from that window: an attempt killed between SMTP's acceptance and the outbox commit.
+    A second delivery of a mail already recorded sent, or of one no dead worker was sending, is a bug."""
+    sent = smtp_transactions(sink)
+    out = []
+    for r in rows:
+        windows = sum(1 for unsent in unsent_at_deaths if r.message_id in unsent)
+        if sent[r.message_id] > 1 + windows:
+            out.append(f"{r.customer_id}/{r.template} {r.message_id}: {sent[r.message_id]} SMTP transactions, "
+                       f"unsent at {windows} of {len(unsent_at_deaths)} worker death(s), attempts {r.attempts}")
+    return out
 
 
 async def outbox(sessions: SessionFactory) -> list[OutboxRow]:
