@@ -60,9 +60,16 @@ async def start_time_skipping(converter: DataConverter | None = None) -> Workflo
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server"), data_converter=converter or data_converter()
     )
-    # The time-skipping server refuses unregistered custom search attributes (DESIGN.md).
+    # The time-skipping server refuses unregistered custom search attributes (docs/design.md).
     await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
         namespace="default", search_attributes={k: _SA_TYPES[v] for k, v in SEARCH_ATTRIBUTES.items()}))
+    from tests.clock import move_to_requested_now  # tests.clock imports this module
+
+    try:  # every time-skipping test honours TECHCONNECT_TEST_NOW (tests/clock.py)
+        await move_to_requested_now(env)
+    except BaseException:
+        await env.shutdown()
+        raise
     return env
 
 

@@ -1,4 +1,4 @@
-"""House rules that keep workflow code deterministic (DESIGN.md "Rules of the house")."""
+"""House rules that keep workflow code deterministic (docs/design.md, layers)."""
 
 from __future__ import annotations
 

@@ -145,7 +145,7 @@ def meeting_next_week() -> str:
 
 
 def enrolment_doc(customer_id: str, period_start: date, **overrides: Any) -> dict[str, Any]:
-    """An enrolment file as DESIGN.md shows it. Contacts' addresses are the same for every
+    """An enrolment file as docs/design.md shows it. Contacts' addresses are the same for every
     customer, so two programmes' states can be compared apart from their IDs."""
     doc: dict[str, Any] = {
         "customer": {"id": customer_id, "name": f"{customer_id.title()} Corp",

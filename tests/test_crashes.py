@@ -1,4 +1,4 @@
-"""Kill -9 of the worker at the worst moments (issue 5, DESIGN "Kill -9 of a worker at any point
+"""Kill -9 of the worker at the worst moments (issue 5, docs/reliability.md "Kill -9 of a worker at any point
 loses nothing and sends no mail twice"), on the real dev server with `python worker.py` in its own
 process, a shared PostgreSQL database (SQLite outside CI when none answers) and the SMTP sink.
 

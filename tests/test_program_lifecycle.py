@@ -144,7 +144,7 @@ async def test_full_period_then_renewal_by_continue_as_new(
         assert s2.annual_fee.amount == Decimal("49920.00")
         assert (await handle.describe()).run_id != first_run_id
 
-        # History of the first period stays small (DESIGN: under 2,000 events).
+        # History of the first period stays small (docs/design.md: under 2,000 events).
         first = st.client.get_workflow_handle(program_workflow_id("acme"), run_id=first_run_id)
         events = [ev async for ev in first.fetch_history_events()]
         assert events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW

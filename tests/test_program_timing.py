@@ -1,6 +1,6 @@
 """When mail goes out, on the time-skipping server: step reminders and escalations on their
 business-day instants (C5, D3, D4, D6), the non-renewal reminder (C16), the renewal notice
-on its setting (C14), and a programme taken over months after its start (DESIGN: past
+on its setting (C14), and a programme taken over months after its start (docs/design.md: past
 period_start), which marks the long-gone dates missed and sends no mail for them."""
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ async def test_non_renewal_reminder_to_contacts_before_the_deadline_rule_c16(
 async def test_renewal_notice_date_follows_the_setting_rule_c14(
     env: WorkflowEnvironment, tmp_path: Path, sqlite_url: str
 ) -> None:
-    # DESIGN default: 100 days before the end (so the customer still has time before the C16 deadline).
+    # Default (docs/configuration.md): 100 days before the end (so the customer still has time before the C16 deadline).
     assert ProgramPolicy().renewal_notice_days_before_end == 100
     policy = ProgramPolicy(renewal_notice_days_before_end=95)
     async with stack(env, sqlite_url, tmp_path, policy=policy) as st:
@@ -276,7 +276,7 @@ async def test_renewal_notice_date_follows_the_setting_rule_c14(
 async def test_programme_started_months_ago_marks_the_past_missed_without_mail(
     env: WorkflowEnvironment, tmp_path: Path, sqlite_url: str
 ) -> None:
-    """DESIGN: a past period_start places the workflow at the right point of the period, marks
+    """docs/design.md: a past period_start places the workflow at the right point of the period, marks
     long-gone deadlines as missed and sends no mail for them (only welcome and TL assignment)."""
     async with stack(env, sqlite_url, tmp_path) as st:
         now_day = await today(st)

@@ -538,7 +538,7 @@ async def test_e1_c12_request_for_a_customer_without_programme_is_refused(st: St
 # ------------------------------------------------------------------------------ the signal route
 @pytest.mark.rule("C10", "C12")
 async def test_signals_take_the_update_route_and_keep_refusals_for_requests_and_cycles(st: Stack) -> None:
-    """DESIGN: tools that can only signal send `complete_step` {step, by, payload} to a request or a monthly
+    """docs/design.md: tools that can only signal send `complete_step` {step, by, payload} to a request or a monthly
     cycle as to a programme: the same checks as the Update; a refusal is kept (query), mailed to the
     sender (the TL, else operations), and never fails the workflow."""
     prog = await live_programme(st)
