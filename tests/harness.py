@@ -9,12 +9,12 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.api.enums.v1 import EventType, IndexedValueType
 from temporalio.api.history.v1 import HistoryEvent
@@ -306,3 +306,20 @@ async def wait_idle(handle: WorkflowHandle[Any, Any], within: float = 60.0) -> l
             raise AssertionError(f"{handle.id} not idle after {within} s ({len(events)} events); "
                                  f"in flight: {'; '.join(busy)}")
         await asyncio.sleep(0.1)
+
+
+_T = TypeVar("_T")
+
+
+async def eventually(probe: Callable[[], Awaitable[_T]], ok: Callable[[_T], bool], what: str,
+                     timeout: float = 10) -> _T:  # noqa: ASYNC109 (a polling deadline)
+    """Poll until `ok`; the failure says what was last seen."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    value = await probe()
+    while not ok(value):
+        if loop.time() > deadline:
+            raise AssertionError(f"{what}: not reached after {timeout}s; last value {value!r}")
+        await asyncio.sleep(0.05)
+        value = await probe()
+    return value

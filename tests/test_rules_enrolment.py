@@ -5,9 +5,8 @@ and on the real workflow (time-skipping server, real worker, SQLite, SMTP on loo
 
 from __future__ import annotations
 
-import asyncio
 import io
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,7 +22,7 @@ from domain.policy import ProgramPolicy
 from domain.program import Phase, ProgramResult
 from storage.repositories import get_programme, list_billable_extras
 from tests.clock import start_time_skipping
-from tests.harness import Stack, add_subscription, enrolment, stack
+from tests.harness import Stack, add_subscription, enrolment, eventually, stack
 
 T = TypeVar("T")
 POLICY = ProgramPolicy()
@@ -40,19 +39,6 @@ async def st(tmp_path: Path, sqlite_url: str) -> AsyncIterator[Stack]:
     finally:
         await env.shutdown()
 
-
-async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], what: str,
-                     timeout: float = 10) -> T:  # noqa: ASYNC109 (a polling deadline)
-    """Poll until `ok`; the failure says what was last seen."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    value = await probe()
-    while not ok(value):
-        if loop.time() > deadline:
-            raise AssertionError(f"{what}: not reached after {timeout}s; last value {value!r}")
-        await asyncio.sleep(0.05)
-        value = await probe()
-    return value
 
 
 def covering(start: date, customer: str = "acme") -> MaintenanceSubscription:

@@ -7,8 +7,7 @@ D2 (the programme's dedicated TL gets its requests, and the next TL after a reas
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,7 +25,7 @@ from domain.request import NewRequest, RequestState, RequestStatus
 from starter.requests import open_request
 from storage.repositories import list_billable_extras, list_documents
 from tests.clock import start_time_skipping
-from tests.harness import Stack, add_subscription, enrolment, stack
+from tests.harness import Stack, add_subscription, enrolment, eventually, stack
 
 PARIS = ZoneInfo("Europe/Paris")
 UTC = ZoneInfo("UTC")
@@ -42,19 +41,6 @@ async def st(tmp_path: Path, sqlite_url: str) -> AsyncIterator[Stack]:
     finally:
         await env.shutdown()
 
-
-async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], what: str,
-                     timeout: float = 10) -> T:  # noqa: ASYNC109 (a polling deadline)
-    """Poll until `ok`; the failure says what was last seen."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    value = await probe()
-    while not ok(value):
-        if loop.time() > deadline:
-            raise AssertionError(f"{what}: not reached after {timeout}s; last value {value!r}")
-        await asyncio.sleep(0.05)
-        value = await probe()
-    return value
 
 
 async def begin(st: Stack, customer: str = "acme", **overrides: Any) -> WorkflowHandle[Any, Any]:
