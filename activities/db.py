@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
 from activities.calendar import supported_countries
@@ -27,8 +28,19 @@ from domain.activities import (
 )
 from domain.enrolment import Contact, check_enrolment, check_maintenance
 from domain.program import Phase
-from storage import repositories as repo
 from storage.db import SessionFactory
+from storage.repositories.audit import append_audit
+from storage.repositories.customers import (
+    deactivate_contacts,
+    ensure_customer,
+    get_subscription,
+    subscription_model,
+    sync_contacts,
+    upsert_contacts,
+    upsert_customer,
+)
+from storage.repositories.extras import insert_billable_extra
+from storage.repositories.programmes import archive_workspace, create_workspace, upsert_programme, workspace_id_for
 
 # Phases in which the customer's contacts no longer have access (D10: the workspace
 # lives for the period only; a refused enrolment never opened it).
@@ -44,6 +56,23 @@ def audit_key(workflow_id: str, entry: AuditEntry) -> str:
     digest = hashlib.sha256(json.dumps(entry.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
     # workflow_id <= 128 and action <= 64 chars (tables.py), so the key fits its 255.
     return f"{workflow_id}:{entry.at.isoformat()}:{entry.action}:{digest}"
+
+
+async def append_audit_entries(session: AsyncSession, workflow_id: str, entries: list[AuditEntry]) -> int:
+    """People's actions recorded by a workflow, each stored once (keyed by `audit_key`); returns how many were new."""
+    added = 0
+    for entry in entries:
+        added += (await append_audit(session, entry, idempotency_key=audit_key(workflow_id, entry))).created
+    return added
+
+
+def audit_note(added: int) -> str:
+    return f"{added} new audit entr{'y' if added == 1 else 'ies'}"
+
+
+def recorded(what: str, created: bool) -> Ack:
+    """The answer of an idempotent write: a retry says it found the row written the first time."""
+    return Ack(detail=f"{what} " + ("recorded" if created else "already recorded"))
 
 
 def _merge_contacts(*groups: list[Contact]) -> list[Contact]:
@@ -63,8 +92,8 @@ class DatabaseActivities:
         """Rules E1, C2, C4, C5, C8, C9, C1, C15 at enrolment; only E1 at a renewal."""
         enrolment = request.enrolment
         async with self._session_factory() as session:
-            row = await repo.get_subscription(session, enrolment.customer.maintenance_subscription_id)
-        subscription = repo.subscription_model(row) if row is not None else None
+            row = await get_subscription(session, enrolment.customer.maintenance_subscription_id)
+        subscription = subscription_model(row) if row is not None else None
         if request.period > 1:
             # rule E1 "re-checked at every renewal": the rest was accepted at enrolment and
             # must not end a running programme now (e.g. a contact limit changed since).
@@ -83,12 +112,11 @@ class DatabaseActivities:
         status, enrolment = request.status, request.enrolment
         customer = enrolment.customer
         async with self._session_factory() as session, session.begin():
-            await repo.upsert_customer(session, customer.id, customer.name, customer.maintenance_subscription_id)
-            await repo.upsert_contacts(session, customer.id, _merge_contacts(enrolment.contacts(), status.contacts))
-            await repo.upsert_programme(session, status, enrolment)
+            await upsert_customer(session, customer.id, customer.name, customer.maintenance_subscription_id)
+            await upsert_contacts(session, customer.id, _merge_contacts(enrolment.contacts(), status.contacts))
+            await upsert_programme(session, status, enrolment)
             # reopen: a customer enrolled again after a closed programme gets its workspace back.
-            workspace = await repo.create_workspace(session, customer.id, repo.workspace_id_for(customer.id),
-                                                    reopen=True)
+            workspace = await create_workspace(session, customer.id, workspace_id_for(customer.id), reopen=True)
         return WorkspaceRef(workspace_id=workspace.id)
 
     @activity.defn
@@ -96,30 +124,27 @@ class DatabaseActivities:
         status = update.status
         active = status.phase not in _NO_ACCESS_PHASES
         async with self._session_factory() as session, session.begin():
-            await repo.ensure_customer(session, status.customer_id, status.customer_name)
-            await repo.upsert_programme(session, status)
+            await ensure_customer(session, status.customer_id, status.customer_name)
+            await upsert_programme(session, status)
             # A closed programme's projection must not give revoked contacts their access back.
-            await repo.sync_contacts(session, status.customer_id, status.contacts, active=active)
-            added = 0
-            for entry in update.audit:
-                result = await repo.append_audit(session, entry, idempotency_key=audit_key(status.workflow_id, entry))
-                added += result.created
+            await sync_contacts(session, status.customer_id, status.contacts, active=active)
+            added = await append_audit_entries(session, status.workflow_id, update.audit)
         maybe_crash(PROJECTION_AFTER_COMMIT)  # crash tests: committed, the workflow does not know yet
-        return Ack(detail=f"projection saved, {added} new audit entr{'y' if added == 1 else 'ies'}")
+        return Ack(detail=f"projection saved, {audit_note(added)}")
 
     @activity.defn
     async def record_billable_extra(self, record: ExtraRecord) -> Ack:
         async with self._session_factory() as session, session.begin():
-            result = await repo.insert_billable_extra(session, customer_id=record.customer_id, period=record.period,
-                                                      extra=record.extra, idempotency_key=record.idempotency_key)
-        return Ack(detail=f"extra {result.row.id} " + ("recorded" if result.created else "already recorded"))
+            result = await insert_billable_extra(session, customer_id=record.customer_id, period=record.period,
+                                                 extra=record.extra, idempotency_key=record.idempotency_key)
+        return recorded(f"extra {result.row.id}", result.created)
 
     @activity.defn
     async def close_workspace(self, request: CloseWorkspace) -> Ack:
         """D10 ends with the period: archive the workspace and revoke every contact's access."""
         async with self._session_factory() as session, session.begin():
-            workspace = await repo.archive_workspace(session, request.customer_id)
-            revoked = await repo.deactivate_contacts(session, request.customer_id)
+            workspace = await archive_workspace(session, request.customer_id)
+            revoked = await deactivate_contacts(session, request.customer_id)
         if workspace is None:
             return Ack(detail=f"no workspace for {request.customer_id}; {revoked} contact(s) revoked")
         return Ack(detail=f"workspace {workspace.id} archived; {revoked} contact(s) revoked")

@@ -10,14 +10,10 @@ after a worker was killed, returns the row it filed the first time.
 from __future__ import annotations
 
 import asyncio
-import base64
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 from pydantic import ValidationError
@@ -30,6 +26,15 @@ from temporalio import activity
 from activities import report_data, report_rows
 from activities.charts import requests_by_kind_and_state
 from activities.faults import REPORT_AFTER_FILING, maybe_crash
+from activities.report_builders import (
+    MonthFigures,
+    final_report_context,
+    month_window,
+    monthly_attachments,
+    monthly_context,
+    slim_monthly_data,
+    zone,
+)
 from activities.report_data import REQUEST_STATES, ReportMonth
 from domain.activities import (
     AnalysisRequest,
@@ -41,16 +46,11 @@ from domain.activities import (
     ReportDraft,
 )
 from domain.findings import analyse_inventory
-from domain.inventory import Severity
-from domain.program import EXTRA_RULES, BillableExtraKind, ProgramStatus, StepState, StepStatus
+from domain.program import BillableExtraKind, StepState
 from storage.db import SessionFactory
-from storage.tables import BillableExtraRow, CustomerRow, DocumentRow, OutboxRow, ProgrammeRow
+from storage.tables import BillableExtraRow, CustomerRow, DocumentRow, ProgrammeRow
 
-NO_REQUESTS_NOTE = "No support requests recorded this month."
 CHART_TITLE = "Requests by kind and state at the month end"
-# Rule C10: one call and one report a month are included; these kinds are the extra ones.
-C10_KINDS = {BillableExtraKind.extra_call.value, BillableExtraKind.extra_report.value}
-_UTC = ZoneInfo("UTC")
 
 
 @dataclass(frozen=True)
@@ -74,51 +74,6 @@ class _Filing:
     keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every writer stores UTC, so naive means UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _iso(value: date | datetime | None, tz: ZoneInfo = _UTC) -> str | None:
-    """ISO text; instants in `tz`, so a customer reads the programme's local time, offset included."""
-    if isinstance(value, datetime):
-        return _utc(value).astimezone(tz).isoformat()
-    return value.isoformat() if value is not None else None
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return _UTC
-
-
-def _money(amount: Decimal | None, currency: str | None) -> dict[str, str] | None:
-    if amount is None:
-        return None
-    return {"amount": f"{amount:.2f}", "currency": currency or ""}
-
-
-def _totals(items: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """Sum of the priced extras, one line per currency (never mix currencies in one total)."""
-    sums: dict[str, Decimal] = {}
-    for item in items:
-        price = item.get("amount")
-        if price:
-            sums[price["currency"]] = sums.get(price["currency"], Decimal("0")) + Decimal(price["amount"])
-    return [{"amount": f"{total:.2f}", "currency": currency} for currency, total in sorted(sums.items())]
-
-
-def _month_window(month_start: date, month_end: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    """[start, end) of the report month in UTC, from midnight to midnight in the programme's time zone.
-
-    Bounds are converted to UTC because SQLite compares the stored (UTC) text, not instants.
-    """
-    start = datetime.combine(month_start, time(0), tz).astimezone(UTC)
-    end = datetime.combine(month_end + timedelta(days=1), time(0), tz).astimezone(UTC)
-    return start, end
-
-
 def _steps_from_projection(status: dict[str, Any]) -> list[StepState]:
     # Parse step by step: a projection written by an older worker must not stop the report.
     steps: list[StepState] = []
@@ -128,144 +83,6 @@ def _steps_from_projection(status: dict[str, Any]) -> list[StepState]:
         except ValidationError:
             activity.logger.warning("monthly report: skipping unreadable step %r", raw)
     return steps
-
-
-def _step_dump(step: StepState, tz: ZoneInfo = _UTC) -> dict[str, Any]:
-    return {
-        "step": step.step,
-        "title": step.title,
-        "rule": step.rule,
-        "status": step.status.value,
-        "due_on": _iso(step.due_on),
-        "done_at": _iso(step.done_at, tz),
-        "done_by": step.done_by,
-        "late": step.late,
-    }
-
-
-def requests_section(
-    matrix: dict[str, dict[str, int]],
-    lists: dict[str, list[dict[str, Any]]],
-    sla: dict[str, Any],
-    breaches: list[dict[str, Any]],
-    chart_svg: str | None,
-) -> dict[str, Any]:
-    """Rule A6: requests by state and kind, the kind x state matrix, a review of each open, pending
-    and closed request with its latest status change (A4), and the first-response SLA (C12)."""
-    states = list(REQUEST_STATES) + sorted({s for row in matrix.values() for s in row} - set(REQUEST_STATES))
-    totals = report_data.by_state(matrix)
-    return {
-        "total": sum(totals.values()),
-        "states": states,
-        "by_state": totals,
-        "by_kind": report_data.by_kind(matrix),
-        "matrix": matrix,
-        "open": lists.get("open", []),
-        "pending": lists.get("pending", []),
-        "closed": lists.get("closed", []),
-        "sla": sla,
-        "sla_breaches": breaches,  # rule C12: every breach shows in the monthly report
-        "chart_svg": chart_svg,
-        "note": NO_REQUESTS_NOTE if not sum(totals.values()) else "",
-    }
-
-
-def slim_monthly_data(context: dict[str, Any]) -> dict[str, Any]:
-    """The monthly report's `data` without its per-request listing, which the filed CSV holds.
-
-    Issue 7's profile: at 50,000 requests the listing weighed 26 MB of JSON beside a 9.5 MB CSV of
-    the same rows, and filing it cost more than querying and rendering the report together. The
-    figures, the matrix and the breached tracking numbers (C12) stay; the rows are in
-    `data["mail_files"]` (rule A6: one CSV row a request, with its state and latest change)
-    and in the rendered bodies.
-    """
-    sections = context["sections"]
-    requests = sections["requests"]
-    kept = {k: v for k, v in requests.items() if k not in REQUEST_STATES and k != "sla_breaches"}
-    kept["listed"] = {state: len(requests.get(state, [])) for state in REQUEST_STATES}
-    kept["sla_breaches"] = [b["tracking_number"] for b in requests.get("sla_breaches", [])]
-    return context | {"sections": sections | {"requests": kept}}
-
-
-def deliverables_section(
-    steps: list[StepState], window: tuple[datetime, datetime], month_end: date, tz: ZoneInfo
-) -> dict[str, Any]:
-    start, end = window
-    done_this_month = [
-        s.title for s in steps if s.status == StepStatus.done and s.done_at and start <= _utc(s.done_at) < end
-    ]
-    overdue = [s.title for s in steps if s.status == StepStatus.open and s.due_on is not None and s.due_on <= month_end]
-    return {
-        "steps": [_step_dump(s, tz) for s in steps],
-        "total": len(steps),
-        "done": sum(1 for s in steps if s.status == StepStatus.done),
-        "open": sum(1 for s in steps if s.status == StepStatus.open),
-        "done_this_month": done_this_month,
-        "overdue": overdue,
-    }
-
-
-def extras_section(rows: list[BillableExtraRow], tz: ZoneInfo, figures: dict[str, Any] | None = None) -> dict[str, Any]:
-    items = [
-        {
-            "kind": r.kind,
-            "rule": r.rule,
-            "description": r.description,
-            "agreement_ref": r.agreement_ref,
-            "amount": _money(r.amount, r.currency),
-            "recorded_at": _iso(r.recorded_at, tz),
-            "recorded_by": r.recorded_by,
-        }
-        for r in rows
-    ]
-    return {
-        "entries": items,  # not "items": templates would see dict.items
-        "count": len(items),
-        "c10_count": sum(1 for r in rows if r.kind in C10_KINDS),
-        # rule C10: extra calls and extra reports counted apart (SQL GROUP BY kind).
-        "extra_calls": (figures or {}).get("extra_calls", 0),
-        "extra_reports": (figures or {}).get("extra_reports", 0),
-        "totals": _totals(items),
-    }
-
-
-def communications_section(documents: Sequence[Any], mails: Sequence[Any], tz: ZoneInfo) -> dict[str, Any]:
-    """Documents filed and mails sent in the month: rows (or ORM objects) with the columns used below."""
-    return {
-        "documents": [
-            {"id": d.id, "kind": d.kind, "title": d.title, "version": d.version, "filed_at": _iso(d.created_at, tz)}
-            for d in documents
-        ],
-        "mails": [
-            {"template": m.template, "subject": m.subject, "recipients": m.recipients,
-             "sent_at": _iso(m.sent_at, tz)}
-            for m in mails
-        ],
-    }
-
-
-def monthly_summary(request: MonthlyReportRequest, sections: dict[str, Any]) -> str:
-    """One line a TL can read in the approval mail and the TL inbox."""
-    call = (
-        f"follow-up call held on {request.call_held_on.isoformat()}"
-        if request.call_held_on
-        else "no follow-up call recorded"
-    )
-    req, dlv, ext, com = (sections[k] for k in ("requests", "deliverables", "extras", "communications"))
-    states = ", ".join(f"{n} {state}" for state, n in req["by_state"].items())
-    sla = req.get("sla") or {}
-    first_response = (
-        f"first response within {sla['deadline_minutes']} minutes for {sla['met']} of the {sla['opened']} "
-        f"opened this month, {sla['breached']} breached (C12); "
-        if sla.get("opened") else ""
-    )
-    return (
-        f"Month {request.month} of period {request.period} ({request.month_start.isoformat()} to "
-        f"{request.month_end.isoformat()}): {call}; {req['total']} support requests ({states}); {first_response}"
-        f"deliverables {dlv['done']}/{dlv['total']} done ({len(dlv['done_this_month'])} this month, "
-        f"{len(dlv['overdue'])} overdue); {ext['count']} billable extras; "
-        f"{len(com['documents'])} documents filed; {len(com['mails'])} mails sent."
-    )
 
 
 class DocumentActivities:
@@ -368,8 +185,8 @@ class DocumentActivities:
         async with self._sessions() as session, self._sessions() as listing:
             programme = await session.get(ProgrammeRow, request.customer_id)
             status: dict[str, Any] = programme.status if programme else {}
-            tz = _zone(str((status.get("calendar") or {}).get("timezone") or "UTC"))
-            window = _month_window(request.month_start, request.month_end, tz)
+            tz = zone(str((status.get("calendar") or {}).get("timezone") or "UTC"))
+            window = month_window(request.month_start, request.month_end, tz)
             start, end = window
             month = ReportMonth(customer_id=request.customer_id, period=request.period,
                                 first_day=request.month_start, last_day=request.month_end,
@@ -383,70 +200,22 @@ class DocumentActivities:
                 chart_job = (jobs.create_task(asyncio.to_thread(
                     requests_by_kind_and_state, matrix, list(matrix), REQUEST_STATES, CHART_TITLE))
                     if sum(report_data.by_state(matrix).values()) else None)
-                sla = await report_data.sla_figures(session, month)
-                dispatches = await report_data.dispatch_figures(session, month)
-                extras = await report_data.extra_rows(session, month)
-                extra_figures = await report_data.extra_figures(session, month)
-                optional = await report_data.optional_programmes(session, month)
-                # Columns, not rows: a filed report's body can weigh megabytes.
-                documents = list((await session.execute(
-                    select(DocumentRow.id, DocumentRow.kind, DocumentRow.title, DocumentRow.version,
-                           DocumentRow.created_at)
-                    .where(DocumentRow.customer_id == request.customer_id)
-                    .where(DocumentRow.created_at >= start, DocumentRow.created_at < end)
-                    .order_by(DocumentRow.created_at, DocumentRow.id)
-                )).all())
-                mails = list((await session.execute(
-                    select(OutboxRow.template, OutboxRow.subject, OutboxRow.recipients, OutboxRow.sent_at)
-                    .where(OutboxRow.customer_id == request.customer_id)
-                    .where(OutboxRow.status == "sent")
-                    .where(OutboxRow.sent_at >= start, OutboxRow.sent_at < end)
-                    .order_by(OutboxRow.sent_at, OutboxRow.id)
-                )).all())
+                figures = MonthFigures(
+                    matrix=matrix,
+                    sla=await report_data.sla_figures(session, month),
+                    dispatches=await report_data.dispatch_figures(session, month),
+                    extras=await report_data.extra_rows(session, month),
+                    extra_figures=await report_data.extra_figures(session, month),
+                    optional=await report_data.optional_programmes(session, month),
+                    documents=await report_data.documents_filed(session, month),
+                    mails=await report_data.mails_sent(session, month),
+                    steps=_steps_from_projection(status),
+                )
             review = review_job.result()
-            lists = review.lists
-
         chart = chart_job.result() if chart_job is not None else None
-        sections: dict[str, Any] = {
-            "call": {
-                "held_on": _iso(request.call_held_on),
-                "notes": request.call_notes or "",
-            },
-            "requests": requests_section(matrix, lists, sla, report_data.breaches_of(lists),
-                                         chart.svg if chart else None),
-            "dispatches": dispatches,
-            "optional_programmes": optional,
-            "deliverables": deliverables_section(_steps_from_projection(status), window, request.month_end, tz),
-            "extras": extras_section(extras, tz, extra_figures),
-            "communications": communications_section(documents, mails, tz),
-        }
-        stem = f"techconnect-{request.customer_id}-{request.month_start:%Y-%m}"
-        attachments: list[dict[str, Any]] = [{
-            # rule A6: one row per request of the month, for the customer's own spreadsheet.
-            "filename": f"{stem}-requests.csv",
-            "content_type": "text/csv",
-            "text": review.csv,
-        }]
-        if chart is not None:
-            attachments.append({
-                # Mail clients do not render inline SVG: the mail shows this PNG by Content-ID.
-                "filename": f"{stem}-requests-chart.png",
-                "content_type": "image/png",
-                "base64": base64.b64encode(chart.png).decode("ascii"),
-                "inline": True,
-                "alt": chart.alt,
-            })
-        context = {
-            "customer_name": request.customer_name,
-            "month": request.month,
-            "month_start": request.month_start.isoformat(),
-            "month_end": request.month_end.isoformat(),
-            "phase": programme.phase if programme else "",
-            "timezone": tz.key,
-            "summary": monthly_summary(request, sections),
-            "sections": sections,
-        }
-        return context, attachments
+        context = monthly_context(request, figures, review, chart, phase=programme.phase if programme else "",
+                                  window=window, tz=tz)
+        return context, monthly_attachments(request, review.csv, chart)
 
     @activity.defn
     async def generate_monthly_report(self, request: MonthlyReportRequest) -> ReportDraft:
@@ -497,78 +266,3 @@ class DocumentActivities:
             idempotency_key=request.idempotency_key,
         ))
         return DocumentRef(document_id=row.id, title=row.title, kind=row.kind)
-
-
-def renewal_outcome(status: ProgramStatus) -> str:
-    """Rules C14-C16 in one sentence: renewed, not renewed (by whom), or undecided."""
-    renewal = status.renewal
-    if renewal is not None and renewal.non_renewal is not None:
-        nr = renewal.non_renewal
-        who = status.customer_name if nr.party == "customer" else "OpenText"
-        return (f"Not renewed: notice of non-renewal given by {who} on {nr.received_on.isoformat()} "
-                f"(reference {nr.reference}).")
-    if status.outcome:
-        return status.outcome[:1].upper() + status.outcome[1:] + ("" if status.outcome.endswith(".") else ".")
-    if renewal is not None and renewal.notice_sent:
-        price = f" at {renewal.next_price}" if renewal.next_price else ""
-        return f"Renewal notice sent on {renewal.notice_on.isoformat()}{price}; no notice of non-renewal received."
-    return "No renewal decision recorded."
-
-
-def final_report_context(status: ProgramStatus, dispatches: Sequence[BillableExtraRow] = ()) -> dict[str, Any]:
-    """The final report's context: the programme's own state plus the period's dispatch extras (A4)."""
-    plan = status.plan
-    tz = _zone(status.calendar.timezone)
-    extras = [
-        {
-            "kind": e.kind.value,
-            "rule": e.rule or EXTRA_RULES.get(e.kind, ""),
-            "description": e.description,
-            "agreement_ref": e.agreement_ref,
-            "amount": e.amount.model_dump(mode="json") if e.amount else None,
-            "recorded_at": _iso(e.recorded_at, tz),
-            "recorded_by": e.recorded_by,
-        }
-        for e in status.extras
-    ]
-    known = {(x["kind"], x["description"], x["agreement_ref"]) for x in extras}
-    extras += [
-        {
-            "kind": d.kind,
-            "rule": d.rule,
-            "description": d.description,
-            "agreement_ref": d.agreement_ref,
-            "amount": _money(d.amount, d.currency),
-            "recorded_at": _iso(d.recorded_at, tz),
-            "recorded_by": d.recorded_by,
-        }
-        for d in dispatches
-        if (d.kind, d.description, d.agreement_ref) not in known
-    ]
-    severities = Counter(f.severity.value for f in status.findings)
-    steps = [_step_dump(s, tz) for s in status.steps]
-    return {
-        "customer_name": status.customer_name,
-        "period_start": _iso(plan.period_start) if plan else None,
-        "period_end": _iso(plan.period_end) if plan else None,
-        "phase": status.phase.value,
-        "outcome": renewal_outcome(status),
-        "technical_lead": status.technical_lead.model_dump(mode="json"),
-        "technical_lead_history": list(status.technical_lead_history),
-        "contacts": [c.model_dump(mode="json") for c in status.contacts],
-        "handbook_version": status.handbook_version,
-        "handbook_accepted_at": _iso(status.handbook_accepted_at, tz),
-        "steps": steps,
-        "steps_done": sum(1 for s in status.steps if s.status == StepStatus.done),
-        "cycles": [c.model_dump(mode="json") for c in status.cycles],
-        "calls_held": sum(1 for c in status.cycles if c.call_held_on is not None),
-        "reports_filed": sum(1 for c in status.cycles if c.report_document_id is not None),
-        "extras": extras,
-        "extras_totals": _totals(extras),
-        "renewal": status.renewal.model_dump(mode="json") if status.renewal else None,
-        "inventory_version": status.inventory_version,
-        "findings_count": len(status.findings),
-        "findings_by_severity": {s.value: severities.get(s.value, 0) for s in Severity},
-        "rejections_count": len(status.rejections),
-        "annual_fee": status.annual_fee.model_dump(mode="json"),
-    }

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import email.message
 import logging
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import aiosmtplib
 
 if TYPE_CHECKING:
-    from starter.settings import Settings
+    from config.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -44,33 +45,19 @@ def _classify(code: int, text: str, what: str) -> MailError:
     return TransientMailError(message, code, text)
 
 
+@dataclass(eq=False)
 class SmtpMailer:
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        username: str | None = None,
-        password: str | None = None,
-        starttls: bool = False,
-        timeout: float = 20.0,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.username = username
-        self.password = password
-        self.starttls = starttls
-        self.timeout = timeout
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log line
+    starttls: bool = False
+    timeout: float = 20.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpMailer:
-        return cls(
-            host=settings.smtp_host,
-            port=settings.smtp_port,
-            username=settings.smtp_user,
-            password=settings.smtp_password,
-            starttls=settings.smtp_starttls,
-            timeout=settings.smtp_timeout_seconds,
-        )
+        return cls(settings.smtp_host, settings.smtp_port, settings.smtp_user, settings.smtp_password,
+                   settings.smtp_starttls, settings.smtp_timeout_seconds)
 
     async def send(self, message: email.message.EmailMessage) -> None:
         """Deliver `message` to the envelope taken from its From/To/Cc/Bcc headers."""

@@ -1,4 +1,4 @@
-"""Business counters the activities increment (served on the worker's /metrics, see starter/metrics.py).
+"""Business counters the activities increment (served on the worker's /metrics, see telemetry/metrics.py).
 
 Counters live in prometheus_client's default registry, per process: Prometheus sums them
 over the worker replicas (`sum(rate(techconnect_mails_sent_total[5m]))`).

@@ -36,7 +36,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Float, and_, case, exists, func, literal, or_, select
+from sqlalchemy import Float, Row, and_, case, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
@@ -46,10 +46,13 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.selectable import Subquery
 
 from domain.program import BillableExtraKind
+from storage.repositories.clock import as_utc
 from storage.tables import (
     BillableExtraRow,
     DispatchRow,
+    DocumentRow,
     OptionalProgrammeRow,
+    OutboxRow,
     RequestStatusChangeRow,
     SlaEventRow,
     SupportRequestRow,
@@ -102,14 +105,9 @@ def _minutes_default(element: minutes_between, compiler: SQLCompiler, **kw: Any)
     return f"(EXTRACT(EPOCH FROM ({later} - {earlier})) / 60.0)"
 
 
-def _utc(value: datetime) -> datetime:
-    # SQLite returns naive datetimes; every writer stores UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _local(value: datetime | None, tz: ZoneInfo) -> str | None:
     """Local ISO 8601 to the minute, offset included ("2027-03-04T10:05+01:00"); tables show "2027-03-04 10:05"."""
-    return _utc(value).astimezone(tz).isoformat(timespec="minutes") if value is not None else None
+    return as_utc(value).astimezone(tz).isoformat(timespec="minutes") if value is not None else None
 
 
 def local_clock(tz: ZoneInfo) -> Callable[[datetime | None], str | None]:
@@ -434,3 +432,30 @@ async def optional_programmes(session: AsyncSession, month: ReportMonth) -> list
         {"name": name, "start": start.isoformat(), "end": end.isoformat() if end else "", "usage_note": note or ""}
         for name, start, end, note in rows
     ]
+
+
+# ---- communications (D7) -------------------------------------------------------------------
+# Columns, not rows: a filed report's body can weigh megabytes.
+
+
+async def documents_filed(session: AsyncSession, month: ReportMonth) -> list[Row[Any]]:
+    """The documents filed in the customer's workspace in the month, oldest first."""
+    d = DocumentRow
+    return list((await session.execute(
+        select(d.id, d.kind, d.title, d.version, d.created_at)
+        .where(d.customer_id == month.customer_id)
+        .where(d.created_at >= month.start, d.created_at < month.end)
+        .order_by(d.created_at, d.id)
+    )).all())
+
+
+async def mails_sent(session: AsyncSession, month: ReportMonth) -> list[Row[Any]]:
+    """The mails sent to or about the customer in the month, oldest first."""
+    o = OutboxRow
+    return list((await session.execute(
+        select(o.template, o.subject, o.recipients, o.sent_at)
+        .where(o.customer_id == month.customer_id)
+        .where(o.status == "sent")
+        .where(o.sent_at >= month.start, o.sent_at < month.end)
+        .order_by(o.sent_at, o.id)
+    )).all())

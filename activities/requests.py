@@ -13,13 +13,11 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
-from activities.db import audit_key
+from activities.db import append_audit_entries, audit_note, recorded
 from domain.activities import (
     Ack,
-    AuditEntry,
     DispatchBooking,
     DispatchBookingRequest,
     DispatchRecord,
@@ -29,8 +27,15 @@ from domain.activities import (
     StatusChangeRecord,
 )
 from domain.request import DispatchState
-from storage import repositories as repo
 from storage.db import SessionFactory
+from storage.repositories.customers import ensure_customer
+from storage.repositories.requests import (
+    append_sla_event,
+    append_status_change,
+    get_dispatch,
+    upsert_dispatch,
+    upsert_request,
+)
 
 
 @dataclass(frozen=True)
@@ -53,14 +58,6 @@ def booking_reference(idempotency_key: str) -> str:
     return "BK-" + hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:10].upper()
 
 
-async def _append_audit(session: AsyncSession, workflow_id: str, entries: list[AuditEntry]) -> int:
-    """People's actions on the request (audit log), each stored once: the key is the entry's digest."""
-    added = 0
-    for entry in entries:
-        added += (await repo.append_audit(session, entry, idempotency_key=audit_key(workflow_id, entry))).created
-    return added
-
-
 class RequestActivities:
     def __init__(self, session_factory: SessionFactory,
                  engineers: Sequence[FieldEngineer] = DEFAULT_FIELD_ENGINEERS) -> None:
@@ -76,51 +73,49 @@ class RequestActivities:
         them: one transaction, each row once per idempotency key, so a retry adds nothing."""
         status = opened.status
         async with self._session_factory() as session, session.begin():
-            await repo.ensure_customer(session, status.customer_id, opened.customer_name)
-            await repo.upsert_request(session, request=opened.request, period=opened.period, status=status,
-                                      now=opened.at)
+            await ensure_customer(session, status.customer_id, opened.customer_name)
+            await upsert_request(session, request=opened.request, period=opened.period, status=status, now=opened.at)
             for change in opened.changes:
-                await repo.append_status_change(session, tracking_number=change.tracking_number,
-                                                change=change.change, idempotency_key=change.idempotency_key)
+                await append_status_change(session, tracking_number=change.tracking_number, change=change.change,
+                                           idempotency_key=change.idempotency_key)
             for event in opened.sla_events:
-                await repo.append_sla_event(session, tracking_number=event.tracking_number, event=event.event,
-                                            idempotency_key=event.idempotency_key)
-            await _append_audit(session, status.workflow_id, opened.audit)
+                await append_sla_event(session, tracking_number=event.tracking_number, event=event.event,
+                                       idempotency_key=event.idempotency_key)
+            await append_audit_entries(session, status.workflow_id, opened.audit)
         return Ack(detail=f"request {status.tracking_number} recorded")
 
     @activity.defn
     async def save_request(self, projection: RequestProjection) -> Ack:
         """Projection of the workflow's RequestStatus into `support_requests` (read by reports, A6)."""
         async with self._session_factory() as session, session.begin():
-            row = await repo.upsert_request(session, request=projection.request, period=projection.period,
-                                            status=projection.status, now=projection.at)
-            added = await _append_audit(session, projection.status.workflow_id, projection.audit)
-        return Ack(detail=f"request {row.tracking_number} saved ({row.state}), {added} new audit entr"
-                          + ("y" if added == 1 else "ies"))
+            row = await upsert_request(session, request=projection.request, period=projection.period,
+                                       status=projection.status, now=projection.at)
+            added = await append_audit_entries(session, projection.status.workflow_id, projection.audit)
+        return Ack(detail=f"request {row.tracking_number} saved ({row.state}), {audit_note(added)}")
 
     @activity.defn
     async def record_status_change(self, record: StatusChangeRecord) -> Ack:
         """Rule A4: every status change, with who and when."""
         async with self._session_factory() as session, session.begin():
-            result = await repo.append_status_change(session, tracking_number=record.tracking_number,
-                                                     change=record.change, idempotency_key=record.idempotency_key)
-        return Ack(detail=f"status change {result.row.id} " + ("recorded" if result.created else "already recorded"))
+            result = await append_status_change(session, tracking_number=record.tracking_number,
+                                                change=record.change, idempotency_key=record.idempotency_key)
+        return recorded(f"status change {result.row.id}", result.created)
 
     @activity.defn
     async def record_sla_event(self, record: SlaEventRecord) -> Ack:
         """Rule C12: every SLA event is stored (breaches show in the monthly report)."""
         async with self._session_factory() as session, session.begin():
-            result = await repo.append_sla_event(session, tracking_number=record.tracking_number,
-                                                 event=record.event, idempotency_key=record.idempotency_key)
-        return Ack(detail=f"SLA event {record.event.kind} " + ("recorded" if result.created else "already recorded"))
+            result = await append_sla_event(session, tracking_number=record.tracking_number,
+                                            event=record.event, idempotency_key=record.idempotency_key)
+        return recorded(f"SLA event {record.event.kind}", result.created)
 
     @activity.defn
     async def record_dispatch(self, record: DispatchRecord) -> Ack:
         """Rule A4: the dispatch's approvals, refusal, booking and visit."""
         async with self._session_factory() as session, session.begin():
-            row = await repo.upsert_dispatch(session, tracking_number=record.tracking_number,
-                                             customer_id=record.customer_id, seq=record.seq,
-                                             dispatch=record.dispatch, now=record.at)
+            row = await upsert_dispatch(session, tracking_number=record.tracking_number,
+                                        customer_id=record.customer_id, seq=record.seq,
+                                        dispatch=record.dispatch, now=record.at)
         return Ack(detail=f"dispatch {record.tracking_number}#{record.seq} {row.state}")
 
     @activity.defn
@@ -134,7 +129,7 @@ class RequestActivities:
         digest = int(hashlib.sha256(request.idempotency_key.encode("utf-8")).hexdigest(), 16)
         engineer = self._engineers[digest % len(self._engineers)]
         async with self._session_factory() as session, session.begin():
-            existing = await repo.get_dispatch(session, request.tracking_number, request.seq)
+            existing = await get_dispatch(session, request.tracking_number, request.seq)
             if existing is not None and existing.booking_ref:
                 known = next((e for e in self._engineers if e.name == existing.engineer), engineer)
                 return DispatchBooking(engineer=known.name, engineer_email=known.email,
@@ -143,9 +138,8 @@ class RequestActivities:
             booked = request.dispatch.model_copy(update={
                 "state": DispatchState.booked, "engineer": engineer.name, "engineer_email": engineer.email,
                 "booking_ref": booking_ref})
-            await repo.upsert_dispatch(session, tracking_number=request.tracking_number,
-                                       customer_id=request.customer_id, seq=request.seq, dispatch=booked,
-                                       now=request.at)
+            await upsert_dispatch(session, tracking_number=request.tracking_number,
+                                  customer_id=request.customer_id, seq=request.seq, dispatch=booked, now=request.at)
         activity.logger.info("dispatch %s#%s booked: %s with %s", request.tracking_number, request.seq,
                              booking_ref, engineer.name)
         return DispatchBooking(engineer=engineer.name, engineer_email=engineer.email, booking_ref=booking_ref)

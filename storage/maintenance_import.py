@@ -22,7 +22,7 @@ from pydantic import BaseModel, computed_field
 from domain.enrolment import MaintenanceSubscription
 from domain.naming import is_valid_customer_id
 from storage.db import SessionFactory
-from storage.repositories import upsert_subscriptions
+from storage.repositories.customers import upsert_subscriptions
 
 COLUMNS = ("id", "customer_id", "start", "end", "contact_count")
 

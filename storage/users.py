@@ -1,6 +1,6 @@
 """Portal users, sessions, API tokens, sign-in links and sign-in attempts (issue 4).
 
-Like storage/repositories.py, functions never commit: the caller owns the
+Like storage/repositories/, functions never commit: the caller owns the
 transaction. Secrets (session IDs, API tokens, sign-in links) are stored as SHA-256
 digests only, so a copy of the database signs nobody in; passwords are argon2 hashes
 made by the caller (portal/passwords.py).
@@ -10,12 +10,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
-from storage.repositories import Inserted, _insert_ignore, _utc, as_utc, utcnow
-from storage.tables import ApiTokenRow, PortalSessionRow, SignInAttemptRow, SignInLinkRow, UserRow
+from storage.repositories.clock import as_utc, at_or_now, utcnow
+from storage.repositories.common import Inserted, insert_ignore
+from storage.tables import ApiTokenRow, Base, PortalSessionRow, SignInAttemptRow, SignInLinkRow, UserRow
+
+CredentialT = TypeVar("CredentialT", bound=Base)
 
 
 class Role(StrEnum):
@@ -56,6 +61,23 @@ def check_user_fields(role: Role, customer_id: str | None, technical_lead_id: st
         raise UserError(f"only Technical Leads carry a TL ID, not a {ROLE_LABELS[role]}")
 
 
+async def _added(session: AsyncSession, row: CredentialT) -> CredentialT:
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def _live_with_user(
+    session: AsyncSession, model: type[CredentialT], user_id: InstrumentedAttribute[int], *conditions: Any,
+) -> tuple[CredentialT, UserRow] | None:
+    """The credential row matching `conditions` and its user (joined on `user_id`), unless the user was deactivated."""
+    stmt = (select(model, UserRow).join(UserRow, UserRow.id == user_id)
+            .where(*conditions, UserRow.active.is_(True))
+            .execution_options(populate_existing=True))
+    found = (await session.execute(stmt)).first()
+    return (found[0], found[1]) if found else None
+
+
 # ---- users -----------------------------------------------------------------------------------
 
 
@@ -86,10 +108,10 @@ async def add_user(
 ) -> Inserted[UserRow]:
     """Insert a user; an existing e-mail raises UserError, or with `exist_ok` returns the stored row untouched."""
     check_user_fields(role, customer_id, technical_lead_id)
-    created = await _insert_ignore(session, UserRow, {
+    created = await insert_ignore(session, UserRow, {
         "email": normalise_email(email), "name": name.strip(), "role": role.value, "customer_id": customer_id,
         "technical_lead_id": technical_lead_id, "password_hash": password_hash, "active": active,
-        "created_at": _utc(now) or utcnow(), "last_sign_in_at": None,
+        "created_at": at_or_now(now), "last_sign_in_at": None,
     }, ["email"])
     row = await get_user_by_email(session, email)
     assert row is not None
@@ -122,7 +144,7 @@ async def set_active(session: AsyncSession, user_id: int, active: bool) -> None:
 
 
 async def record_sign_in(session: AsyncSession, user_id: int, *, now: datetime | None = None) -> None:
-    await session.execute(update(UserRow).where(UserRow.id == user_id).values(last_sign_in_at=_utc(now) or utcnow()))
+    await session.execute(update(UserRow).where(UserRow.id == user_id).values(last_sign_in_at=at_or_now(now)))
 
 
 # ---- browser sessions ----------------------------------------------------------------------
@@ -132,30 +154,24 @@ async def create_session(
     session: AsyncSession, *, user_id: int, id_hash: str, csrf_token: str, expires_at: datetime,
     now: datetime | None = None,
 ) -> PortalSessionRow:
-    row = PortalSessionRow(id_hash=id_hash, user_id=user_id, csrf_token=csrf_token, created_at=_utc(now) or utcnow(),
-                           expires_at=as_utc(expires_at), revoked_at=None)
-    session.add(row)
-    await session.flush()
-    return row
+    return await _added(session, PortalSessionRow(id_hash=id_hash, user_id=user_id, csrf_token=csrf_token,
+                                                  created_at=at_or_now(now), expires_at=as_utc(expires_at),
+                                                  revoked_at=None))
 
 
 async def get_live_session(
     session: AsyncSession, id_hash: str, *, now: datetime | None = None,
 ) -> tuple[PortalSessionRow, UserRow] | None:
     """The session and its user, unless it expired, was revoked, or the user was deactivated."""
-    at = _utc(now) or utcnow()
-    stmt = (select(PortalSessionRow, UserRow).join(UserRow, UserRow.id == PortalSessionRow.user_id)
-            .where(PortalSessionRow.id_hash == id_hash, PortalSessionRow.revoked_at.is_(None),
-                   PortalSessionRow.expires_at > at, UserRow.active.is_(True))
-            .execution_options(populate_existing=True))
-    found = (await session.execute(stmt)).first()
-    return (found[0], found[1]) if found else None
+    return await _live_with_user(session, PortalSessionRow, PortalSessionRow.user_id,
+                                 PortalSessionRow.id_hash == id_hash, PortalSessionRow.revoked_at.is_(None),
+                                 PortalSessionRow.expires_at > at_or_now(now))
 
 
 async def revoke_session(session: AsyncSession, id_hash: str, *, now: datetime | None = None) -> None:
     await session.execute(update(PortalSessionRow).where(PortalSessionRow.id_hash == id_hash,
                                                          PortalSessionRow.revoked_at.is_(None))
-                          .values(revoked_at=_utc(now) or utcnow()))
+                          .values(revoked_at=at_or_now(now)))
 
 
 async def revoke_other_sessions(session: AsyncSession, user_id: int, *, keep_id_hash: str | None,
@@ -164,7 +180,7 @@ async def revoke_other_sessions(session: AsyncSession, user_id: int, *, keep_id_
     stmt = update(PortalSessionRow).where(PortalSessionRow.user_id == user_id, PortalSessionRow.revoked_at.is_(None))
     if keep_id_hash is not None:
         stmt = stmt.where(PortalSessionRow.id_hash != keep_id_hash)
-    result = await session.execute(stmt.values(revoked_at=_utc(now) or utcnow()))
+    result = await session.execute(stmt.values(revoked_at=at_or_now(now)))
     return int(getattr(result, "rowcount", 0) or 0)
 
 
@@ -174,25 +190,19 @@ async def revoke_other_sessions(session: AsyncSession, user_id: int, *, keep_id_
 async def create_api_token(
     session: AsyncSession, *, user_id: int, name: str, token_hash: str, prefix: str, now: datetime | None = None,
 ) -> ApiTokenRow:
-    row = ApiTokenRow(user_id=user_id, name=name, token_hash=token_hash, prefix=prefix,
-                      created_at=_utc(now) or utcnow(), last_used_at=None, revoked_at=None)
-    session.add(row)
-    await session.flush()
-    return row
+    return await _added(session, ApiTokenRow(user_id=user_id, name=name, token_hash=token_hash, prefix=prefix,
+                                             created_at=at_or_now(now), last_used_at=None, revoked_at=None))
 
 
 async def find_api_token(session: AsyncSession, token_hash: str) -> tuple[ApiTokenRow, UserRow] | None:
     """A live token and its (active) user."""
-    stmt = (select(ApiTokenRow, UserRow).join(UserRow, UserRow.id == ApiTokenRow.user_id)
-            .where(ApiTokenRow.token_hash == token_hash, ApiTokenRow.revoked_at.is_(None), UserRow.active.is_(True))
-            .execution_options(populate_existing=True))
-    found = (await session.execute(stmt)).first()
-    return (found[0], found[1]) if found else None
+    return await _live_with_user(session, ApiTokenRow, ApiTokenRow.user_id, ApiTokenRow.token_hash == token_hash,
+                                 ApiTokenRow.revoked_at.is_(None))
 
 
 async def touch_api_token(session: AsyncSession, token_id: int, *, now: datetime | None = None) -> None:
     await session.execute(update(ApiTokenRow).where(ApiTokenRow.id == token_id)
-                          .values(last_used_at=_utc(now) or utcnow()))
+                          .values(last_used_at=at_or_now(now)))
 
 
 async def list_api_tokens(session: AsyncSession, user_id: int) -> list[ApiTokenRow]:
@@ -211,7 +221,7 @@ async def revoke_api_token(session: AsyncSession, token_id: int, *, user_id: int
     result = await session.execute(update(ApiTokenRow)
                                    .where(ApiTokenRow.id == token_id, ApiTokenRow.user_id == user_id,
                                           ApiTokenRow.revoked_at.is_(None))
-                                   .values(revoked_at=_utc(now) or utcnow()))
+                                   .values(revoked_at=at_or_now(now)))
     return bool(getattr(result, "rowcount", 0))
 
 
@@ -221,30 +231,23 @@ async def revoke_api_token(session: AsyncSession, token_id: int, *, user_id: int
 async def create_sign_in_link(
     session: AsyncSession, *, user_id: int, token_hash: str, expires_at: datetime, now: datetime | None = None,
 ) -> SignInLinkRow:
-    row = SignInLinkRow(user_id=user_id, token_hash=token_hash, created_at=_utc(now) or utcnow(),
-                        expires_at=as_utc(expires_at), used_at=None)
-    session.add(row)
-    await session.flush()
-    return row
+    return await _added(session, SignInLinkRow(user_id=user_id, token_hash=token_hash, created_at=at_or_now(now),
+                                               expires_at=as_utc(expires_at), used_at=None))
 
 
 async def live_sign_in_link(
     session: AsyncSession, token_hash: str, *, now: datetime | None = None,
 ) -> tuple[SignInLinkRow, UserRow] | None:
-    at = _utc(now) or utcnow()
-    stmt = (select(SignInLinkRow, UserRow).join(UserRow, UserRow.id == SignInLinkRow.user_id)
-            .where(SignInLinkRow.token_hash == token_hash, SignInLinkRow.used_at.is_(None),
-                   SignInLinkRow.expires_at > at, UserRow.active.is_(True))
-            .execution_options(populate_existing=True))
-    found = (await session.execute(stmt)).first()
-    return (found[0], found[1]) if found else None
+    return await _live_with_user(session, SignInLinkRow, SignInLinkRow.user_id,
+                                 SignInLinkRow.token_hash == token_hash, SignInLinkRow.used_at.is_(None),
+                                 SignInLinkRow.expires_at > at_or_now(now))
 
 
 async def consume_sign_in_link(
     session: AsyncSession, token_hash: str, *, now: datetime | None = None,
 ) -> UserRow | None:
     """Use a link once: one conditional UPDATE, so two clicks racing sign in only one browser."""
-    at = _utc(now) or utcnow()
+    at = at_or_now(now)
     found = await live_sign_in_link(session, token_hash, now=at)
     if found is None:
         return None
@@ -259,7 +262,7 @@ async def consume_sign_in_link(
 
 
 async def record_attempt(session: AsyncSession, key: str, *, succeeded: bool, now: datetime | None = None) -> None:
-    session.add(SignInAttemptRow(key=key[:400], at=_utc(now) or utcnow(), succeeded=succeeded))
+    session.add(SignInAttemptRow(key=key[:400], at=at_or_now(now), succeeded=succeeded))
     await session.flush()
 
 

@@ -1,0 +1,65 @@
+"""Async repository functions over an `AsyncSession` (activities, CLI, portal), one module per aggregate.
+
+Functions never commit: the caller owns the transaction
+(`async with session_factory() as s, s.begin(): ...`), so an activity's writes land
+together or not at all.
+
+New code imports from the aggregate's module (`storage.repositories.requests`, ...); this
+package re-exports the public names so `from storage import repositories as repo` and
+`repo.<name>` serve the faces that read several aggregates at once.
+"""
+
+from __future__ import annotations
+
+from storage.repositories.audit import append_audit, list_audit
+from storage.repositories.clock import as_utc, utcnow
+from storage.repositories.common import Inserted, UpsertCounts
+from storage.repositories.customers import (
+    deactivate_contacts,
+    ensure_customer,
+    get_customer,
+    get_subscription,
+    list_contacts,
+    list_subscriptions,
+    subscription_model,
+    sync_contacts,
+    upsert_contacts,
+    upsert_customer,
+    upsert_subscriptions,
+)
+from storage.repositories.documents import get_document, insert_document, list_documents
+from storage.repositories.extras import insert_billable_extra, list_billable_extras, list_billable_extras_by_month
+from storage.repositories.outbox import get_outbox, list_outbox
+from storage.repositories.programmes import (
+    archive_workspace,
+    create_workspace,
+    get_programme,
+    get_workspace,
+    list_programmes,
+    upsert_programme,
+    workspace_id_for,
+)
+from storage.repositories.requests import (
+    allocate_tracking_number,
+    append_sla_event,
+    append_status_change,
+    get_dispatch,
+    get_request,
+    list_dispatches,
+    list_requests,
+    list_sla_events,
+    list_status_changes,
+    upsert_dispatch,
+    upsert_request,
+)
+
+__all__ = [
+    "Inserted", "UpsertCounts", "allocate_tracking_number", "append_audit", "append_sla_event", "append_status_change",
+    "archive_workspace", "as_utc", "create_workspace", "deactivate_contacts", "ensure_customer", "get_customer",
+    "get_dispatch", "get_document", "get_outbox", "get_programme", "get_request", "get_subscription",
+    "get_workspace", "insert_billable_extra", "insert_document", "list_audit", "list_billable_extras",
+    "list_billable_extras_by_month", "list_contacts", "list_dispatches", "list_documents", "list_outbox",
+    "list_programmes", "list_requests", "list_sla_events", "list_status_changes", "list_subscriptions",
+    "subscription_model", "sync_contacts", "upsert_contacts", "upsert_customer", "upsert_dispatch",
+    "upsert_programme", "upsert_request", "upsert_subscriptions", "utcnow", "workspace_id_for",
+]
