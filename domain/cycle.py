@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from domain.calendar import BusinessCalendar
 from domain.enrolment import Contact, TechnicalLead
 from domain.policy import ProgramPolicy
-from domain.program import Rejection, StepInput, StepState
+from domain.step_inputs import Rejection, StepInput, StepState
 
 
 class CycleStepName(StrEnum):

@@ -17,7 +17,7 @@ from domain.calendar import BusinessCalendar
 from domain.enrolment import Contact, TechnicalLead
 from domain.money import Money
 from domain.policy import ProgramPolicy
-from domain.program import Rejection, StepInput
+from domain.step_inputs import Rejection, StepInput
 
 
 class RequestKind(StrEnum):

@@ -10,12 +10,13 @@ run even after the programme continued as new) and ends.
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from domain.activities import (
@@ -32,26 +33,33 @@ with workflow.unsafe.imports_passed_through():
         CycleInput,
         CycleResult,
         CycleStatus,
-        CycleStepName,
         HoldCall,
         RecordExtraCall,
         ScheduleCall,
     )
     from domain.naming import SA_OPEN_STEPS, SA_PROGRAM_PHASE
     from domain.program import BillableExtra, BillableExtraKind, CompleteStepSignal, Rejection, StepState, StepStatus
+    from domain.rules_cycle import (
+        check_call_date,
+        check_call_time,
+        check_cycle_step_open,
+        check_extra_call,
+        extra_call_key,
+        extra_call_recorded,
+        month_label,
+    )
+    from domain.steps import Workflow, tracked_steps
     from workflows import activity_calls as act
-    from workflows.signal_route import StepHandlers, rejection_recipient, run_step
+    from workflows.signal_route import check_registry, rejection_recipient, run_step, step_handlers
+
+from workflows.updatable_sleep import UpdatableSleep
+from workflows.update_sequence import UpdateSequence, refuse, refuse_in_body
 
 # Versioned changes of the command sequence (`workflow.patched`), as in workflows/program.py.
 PATCH_EXTRA_CALL_ONCE = "extra-call-once-per-day-and-agreement"
 
-TITLES = {
-    CycleStepName.schedule_call: "Schedule the monthly follow-up call",
-    CycleStepName.hold_call: "Hold the follow-up call, record its notes",
-    CycleStepName.approve_report: "Approve the monthly follow-up report",
-}
-RULES = {CycleStepName.schedule_call: "D6", CycleStepName.hold_call: "D6", CycleStepName.approve_report: "D7"}
-ORDER = [CycleStepName.schedule_call, CycleStepName.hold_call, CycleStepName.approve_report]
+# The cycle's steps, one after the other (domain/steps.py).
+ORDER = [st.name for st in tracked_steps(Workflow.cycle)]
 
 
 @workflow.defn
@@ -59,19 +67,21 @@ class MonthlyCycleWorkflow:
     @workflow.init
     def __init__(self, input: CycleInput) -> None:
         self._input = input
-        self._lock = asyncio.Lock()
-        self._wakeup = False
+        # No save (the cycle's state lives in the workflow) and no wake-up: completing a step wakes the loop.
+        self._updates = UpdateSequence()
+        self._sleep = UpdatableSleep()
         wid = workflow.info().workflow_id
         self._status = CycleStatus(
             workflow_id=wid, customer_id=input.customer_id, period=input.period, month=input.month,
             month_start=input.month_start, month_end=input.month_end,
-            steps=[StepState(step=n.value, title=TITLES[n], rule=RULES[n], workflow_id=wid) for n in ORDER],
+            steps=[StepState(step=st.name, title=st.title, rule=st.rule, workflow_id=wid)
+                   for st in tracked_steps(Workflow.cycle)],
         )
         self._status.steps[0].status = StepStatus.open
 
     @property
     def _label(self) -> str:
-        return self._input.month_start.strftime("%B %Y")
+        return month_label(self._input.month_start)
 
     @workflow.run
     async def run(self, input: CycleInput) -> CycleResult:
@@ -79,34 +89,27 @@ class MonthlyCycleWorkflow:
         first_of_next = input.month_end + timedelta(days=1)
         sched = await act.schedule_deadlines(
             DeadlineRequest(calendar=input.calendar, reminder_business_days=p.step_reminder_business_days, items=[
-                DeadlineItem(key=CycleStepName.schedule_call.value, business_days_from=input.month_start,
+                DeadlineItem(key="schedule_call", business_days_from=input.month_start,
                              business_days=p.call_schedule_business_days),
-                DeadlineItem(key=CycleStepName.hold_call.value, due_on=input.month_end),
-                DeadlineItem(key=CycleStepName.approve_report.value, business_days_from=first_of_next,
+                DeadlineItem(key="hold_call", due_on=input.month_end),
+                DeadlineItem(key="approve_report", business_days_from=first_of_next,
                              business_days=p.report_approval_business_days),
             ]),
             summary=f"Due dates for {self._label} (business days)",
         )
         for d in sched.items:
-            st = self._step(d.key)
+            st = self._step_state(d.key)
             st.due_on, st.due_at, st.remind_at = d.due_on, d.due_at, d.remind_at
         self._publish()
 
         while not self._status.done:
-            async with self._lock:
+            async with self._updates.lock:
                 await self._process_due_events()
             next_at = self._next_event_at()
-            self._wakeup = False
-            try:
-                if next_at is None:
-                    await workflow.wait_condition(lambda: self._wakeup)
-                else:
-                    await workflow.wait_condition(
-                        lambda: self._wakeup, timeout=max(next_at - workflow.now(), timedelta(seconds=1)),
-                        timeout_summary=f"Next reminder or escalation at {next_at.isoformat()}",
-                    )
-            except TimeoutError:
-                pass
+            # Cleared after the work here (the cycle always did): its Updates wake it under the lock.
+            self._sleep.clear()
+            await self._sleep.sleep_until(
+                next_at, f"Next reminder or escalation at {next_at.isoformat()}" if next_at else "")
         await workflow.wait_condition(workflow.all_handlers_finished)
         s = self._status
         await workflow.get_external_workflow_handle(input.parent_workflow_id).signal(
@@ -118,7 +121,7 @@ class MonthlyCycleWorkflow:
                            extra_calls=s.extra_calls)
 
     # ------------------------------------------------------------ helpers
-    def _step(self, name: str) -> StepState:
+    def _step_state(self, name: str) -> StepState:
         return next(st for st in self._status.steps if st.step == name)
 
     def _next_event_at(self) -> datetime | None:
@@ -174,33 +177,22 @@ class MonthlyCycleWorkflow:
         except ActivityError as err:
             workflow.logger.warning("mail %s refused for good: %s", template, err.cause or err)
 
-    def _complete(self, step: CycleStepName, by: str) -> None:
-        st = self._check_open(step)
-        now = workflow.now()
-        st.status, st.done_at, st.done_by = StepStatus.done, now, by
-        st.late = bool(st.due_at and now > st.due_at)
-        idx = ORDER.index(step)
-        if idx + 1 < len(ORDER):
-            self._step(ORDER[idx + 1].value).status = StepStatus.open
-        else:
-            self._status.done = True
-        self._wakeup = True
-
-    def _check_open(self, step: CycleStepName) -> StepState:
-        st = self._step(step.value)
-        if st.status == StepStatus.done:
-            raise ApplicationError(f"step {step.value} is already done", type="StepRefused", non_retryable=True)
-        if st.status != StepStatus.open:
-            before = ORDER[ORDER.index(step) - 1].value
-            raise ApplicationError(f"step {step.value} is out of order: it waits for {before}",
-                                   type="StepRefused", non_retryable=True)
-        return st
-
-    def _validate_open(self, step: CycleStepName) -> None:
-        try:
-            self._check_open(step)
-        except ApplicationError as err:
-            raise ValueError(err.message) from None
+    @asynccontextmanager
+    async def _step(self, step: str, by: str) -> AsyncIterator[CycleStatus]:
+        """Lock, re-check that the step is still open (two Updates may both pass their validators
+        before either runs), mark it done and open the next one, wake the loop; then the body."""
+        async with self._updates(lambda: check_cycle_step_open(self._status, step)):
+            st = self._step_state(step)
+            now = workflow.now()
+            st.status, st.done_at, st.done_by = StepStatus.done, now, by
+            st.late = bool(st.due_at and now > st.due_at)
+            idx = ORDER.index(step)
+            if idx + 1 < len(ORDER):
+                self._step_state(ORDER[idx + 1]).status = StepStatus.open
+            else:
+                self._status.done = True
+            self._sleep.wake()
+            yield self._status
 
     def _publish(self) -> None:
         open_steps = [st.step for st in self._status.steps if st.status == StepStatus.open]
@@ -220,9 +212,8 @@ class MonthlyCycleWorkflow:
 
     @workflow.update
     async def schedule_call(self, inp: ScheduleCall) -> CycleStatus:
-        async with self._lock:
+        async with self._step("schedule_call", inp.by):
             i = self._input
-            self._complete(CycleStepName.schedule_call, inp.by)
             self._status.call_at = inp.call_at
             # rule A5: the call reaches the contacts' calendars as an invite.
             invite = CallInvite(
@@ -240,16 +231,13 @@ class MonthlyCycleWorkflow:
 
     @schedule_call.validator
     def _validate_schedule_call(self, inp: ScheduleCall) -> None:
-        self._validate_open(CycleStepName.schedule_call)
-        if inp.call_at.tzinfo is None:
-            raise ValueError("call_at needs a time zone offset (e.g. 2027-02-10T10:00:00+01:00)")
+        refuse(check_cycle_step_open(self._status, "schedule_call"))
+        refuse(check_call_time(inp))
 
     @workflow.update
     async def hold_call(self, inp: HoldCall) -> CycleStatus:
-        async with self._lock:
+        async with self._step("hold_call", inp.by) as s:
             i = self._input
-            s = self._status
-            self._complete(CycleStepName.hold_call, inp.by)
             s.call_held_on, s.call_notes = inp.held_on, inp.notes
             # rule D7/A6: the draft is generated from the database by an activity.
             draft = await act.generate_monthly_report(
@@ -265,16 +253,13 @@ class MonthlyCycleWorkflow:
 
     @hold_call.validator
     def _validate_hold_call(self, inp: HoldCall) -> None:
-        self._validate_open(CycleStepName.hold_call)
-        if inp.held_on < self._input.month_start - timedelta(days=31):
-            raise ValueError(f"held_on {inp.held_on} is long before the month {self._label}")
+        refuse(check_cycle_step_open(self._status, "hold_call"))
+        refuse(check_call_date(inp, self._input.month_start))
 
     @workflow.update
     async def approve_report(self, inp: ApproveReport) -> CycleStatus:
-        async with self._lock:
+        async with self._step("approve_report", inp.by) as s:
             i = self._input
-            s = self._status
-            self._complete(CycleStepName.approve_report, inp.by)
             await self._mail([c.email for c in i.contacts] or [i.technical_lead.email], "monthly_report",
                              "monthly-report", {"month_label": self._label, "summary": s.report_summary or "",
                                                 "technical_lead": i.technical_lead.model_dump(mode="json")},
@@ -284,19 +269,19 @@ class MonthlyCycleWorkflow:
 
     @approve_report.validator
     def _validate_approve_report(self, inp: ApproveReport) -> None:
-        self._validate_open(CycleStepName.approve_report)
+        refuse(check_cycle_step_open(self._status, "approve_report"))
 
     @workflow.update
     async def record_extra_call(self, inp: RecordExtraCall) -> CycleStatus:
         """Rule C10: one call a month is included; a second one is a billable extra."""
-        async with self._lock:
+        async with self._updates():
             i = self._input
             s = self._status
-            key = self._extra_call_key(inp)
+            key = extra_call_key(inp)
             # Two identical submissions racing past the validator (a double click): the second is refused
             # here, under the lock. Cycles started before this check replay without it.
             if workflow.patched(PATCH_EXTRA_CALL_ONCE) and key in s.extra_call_keys:
-                raise ApplicationError(self._extra_call_twice(inp), type="StepRefused", non_retryable=True)
+                refuse_in_body([extra_call_recorded(inp, i.month_start)])
             s.extra_call_keys.append(key)
             s.extra_calls += 1
             extra = BillableExtra(kind=BillableExtraKind.extra_call, rule="C10",
@@ -311,42 +296,24 @@ class MonthlyCycleWorkflow:
 
     @record_extra_call.validator
     def _validate_record_extra_call(self, inp: RecordExtraCall) -> None:
-        if self._status.done:
-            # The cycle is ending: an Update accepted now could land after the final
-            # signal to the programme and be lost. The programme takes it instead.
-            raise ValueError(f"rule C10: the {self._label} cycle is closed; record the extra call on the programme "
-                             f"with record_billable_extra (kind extra_call)")
-        if self._step(CycleStepName.hold_call.value).status != StepStatus.done:
-            raise ValueError("rule C10: the month's included call has not been held yet; record it with hold_call")
-        if self._extra_call_key(inp) in self._status.extra_call_keys:
-            raise ValueError(self._extra_call_twice(inp))
-
-    @staticmethod
-    def _extra_call_key(inp: RecordExtraCall) -> str:
-        return f"{inp.held_on.isoformat()} {inp.agreement_ref.strip()}"
-
-    def _extra_call_twice(self, inp: RecordExtraCall) -> str:
-        return (f"rule C10: an extra call held on {inp.held_on} under {inp.agreement_ref} is recorded already for "
-                f"{self._label}; a second one that day needs its own agreement reference")
+        refuse(check_extra_call(self._status, inp, self._input.month_start))
 
     # ------------------------------------------------------------- the signal route
     @workflow.signal
     async def complete_step(self, sig: CompleteStepSignal) -> None:
         """For tools that can only signal: the same models, validators and bodies as the Updates;
         a refusal is kept in the state (`get_status().rejections`) and mailed, never raised."""
-        handlers: StepHandlers = {
-            "schedule_call": (ScheduleCall, self._validate_schedule_call, self.schedule_call),
-            "hold_call": (HoldCall, self._validate_hold_call, self.hold_call),
-            "approve_report": (ApproveReport, self._validate_approve_report, self.approve_report),
-            "record_extra_call": (RecordExtraCall, self._validate_record_extra_call, self.record_extra_call),
-        }
+        handlers = step_handlers(self, Workflow.cycle)
         refusal = await run_step(handlers, sig.step, sig.by, sig.payload)
         if refusal is None:
             return
-        async with self._lock:
+        async with self._updates.lock:
             s = self._status
             s.rejections.append(Rejection(at=workflow.now(), step=sig.step, by=sig.by, reason=refusal))
             i = self._input
             to = [rejection_recipient(sig.by, i.technical_lead, i.policy)]
             await self._mail(to, "step_rejected", f"rejected:{len(s.rejections)}",
                              {"step": sig.step, "reason": refusal, "by": sig.by})
+
+
+check_registry(MonthlyCycleWorkflow, Workflow.cycle)

@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 
 from domain.enrolment import TechnicalLead
 from domain.policy import ProgramPolicy
+from domain.steps import Workflow, signal_steps, steps_of
 
 # step -> (the Update's model, its validator, the Update method itself: the SDK types it as its own
 # UpdateMethodMultiParam, callable on the instance like the plain coroutine method it wraps).
@@ -41,6 +42,21 @@ async def run_step(handlers: StepHandlers, step: str, by: str, payload: dict[str
     except ApplicationError as err:  # the body's re-check under the lock (two steps raced)
         return err.message
     return None
+
+
+def step_handlers(instance: object, workflow: Workflow) -> StepHandlers:
+    """The `complete_step` table, from the step registry: each step's model, its Update's validator
+    (`_validate_<step>`) and the Update method itself."""
+    return {s.name: (s.payload, getattr(instance, f"_validate_{s.name}"), getattr(instance, s.name))
+            for s in signal_steps(workflow)}
+
+
+def check_registry(cls: type, workflow: Workflow) -> None:
+    """At import: every step the registry gives this workflow has its Update and validator."""
+    missing = [name for s in steps_of(workflow) for name in (s.name, f"_validate_{s.name}")
+               if not callable(getattr(cls, name, None))]
+    if missing:
+        raise TypeError(f"{cls.__name__} lacks {', '.join(missing)} named in domain/steps.py")
 
 
 def rejection_recipient(by: str, technical_lead: TechnicalLead, policy: ProgramPolicy) -> str:

@@ -1,0 +1,173 @@
+"""The step registry: every Update a person sends to a programme, a monthly cycle or a request.
+
+One `StepSpec` per Update says what it is called, which workflow takes it, the payload model, the
+title people read, the handbook rules it serves and what it waits for. The workflows derive their
+`complete_step` tables, the steps they track and the default due dates from it; the CLI's step
+lists and the portal's forms can derive from `steps_of` and `spec`.
+
+To add a step: a `StepSpec` here, its payload model (`domain/step_inputs.py`, `domain/cycle.py` or
+`domain/request.py`), its Update and validator (`_validate_<name>`) in the workflow, its mail or
+document template. The workflow refuses to load if the registry names an Update it lacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from domain.cycle import ApproveReport, CycleStepName, HoldCall, RecordExtraCall, ScheduleCall
+from domain.request import (
+    AcceptResolution,
+    ApproveDispatch,
+    Pend,
+    ProposeResolution,
+    RecordVisit,
+    RecordWrittenAcceptance,
+    RejectResolution,
+    RequestDispatch,
+    Respond,
+    Resume,
+)
+from domain.step_inputs import (
+    AddContact,
+    AddFindings,
+    CompleteKickoff,
+    DeliverCommunicationPlan,
+    GiveNonRenewalNotice,
+    PresentConfigurationAnalysis,
+    ProposeRenewalPrice,
+    ReassignTechnicalLead,
+    RecordBillableExtra,
+    RecordInvoicePaid,
+    ScheduleKickoff,
+    StepInput,
+    StepName,
+    SubmitSiteInventory,
+)
+
+
+class Workflow(StrEnum):
+    """Which workflow takes the Update: `program-<customer>`, its month `...-p<P>-m<MM>`, `request-<TN>`."""
+
+    program = "program"
+    cycle = "cycle"
+    request = "request"
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    name: str  # the Update's name, and the `step` of a `complete_step` signal
+    workflow: Workflow
+    payload: type[StepInput]
+    title: str
+    rules: tuple[str, ...]
+    # Steps that must be done before this one opens (tracked steps only).
+    waits_for: tuple[str, ...] = ()
+    # A to-do of the workflow's status (`StepState`), with a due date, reminders and escalations.
+    tracked: bool = False
+    # Whether the `complete_step` signal route takes it (tools that can only signal).
+    by_signal: bool = True
+    # The ProgramPolicy field giving its default due date in business days.
+    due_policy: str | None = None
+    # The kickoff minutes' `AgreedDates` field that replaces its default due date (D4/A2).
+    agreed_date: str | None = None
+
+    def __post_init__(self) -> None:
+        # Enum members in, plain strings kept: names are compared, sorted and printed as text.
+        object.__setattr__(self, "name", str(self.name))
+        object.__setattr__(self, "waits_for", tuple(str(w) for w in self.waits_for))
+
+    @property
+    def rule(self) -> str:
+        """As a `StepState` shows it, e.g. "D4"."""
+        return ", ".join(self.rules)
+
+
+_P, _C, _R = Workflow.program, Workflow.cycle, Workflow.request
+
+STEPS: tuple[StepSpec, ...] = (
+    # ---- programme (rules D4, D5, D8, D9 and the changes of a running programme)
+    StepSpec(StepName.schedule_kickoff, _P, ScheduleKickoff, "Schedule the planning and review meeting", ("D4",),
+             tracked=True, due_policy="kickoff_schedule_business_days"),
+    StepSpec(StepName.complete_kickoff, _P, CompleteKickoff, "Hold the planning and review meeting, file its minutes",
+             ("D4",), waits_for=(StepName.schedule_kickoff,), tracked=True, due_policy="kickoff_held_business_days"),
+    StepSpec(StepName.deliver_communication_plan, _P, DeliverCommunicationPlan, "Deliver the communication plan",
+             ("D5",), waits_for=(StepName.complete_kickoff,), tracked=True,
+             due_policy="communication_plan_business_days", agreed_date="communication_plan"),
+    StepSpec(StepName.submit_site_inventory, _P, SubmitSiteInventory, "Submit the site inventory", ("D8",),
+             waits_for=(StepName.complete_kickoff,), tracked=True, due_policy="site_inventory_business_days",
+             agreed_date="site_inventory"),
+    StepSpec("update_site_inventory", _P, SubmitSiteInventory, "Update the site inventory", ("D8",)),
+    StepSpec(StepName.add_findings, _P, AddFindings, "Add GTS/TL configuration findings", ("D9",),
+             waits_for=(StepName.submit_site_inventory,), tracked=True,
+             due_policy="configuration_analysis_business_days", agreed_date="configuration_analysis"),
+    StepSpec(StepName.present_configuration_analysis, _P, PresentConfigurationAnalysis,
+             "Present the configuration analysis", ("D9",), waits_for=(StepName.add_findings,), tracked=True,
+             due_policy="configuration_analysis_business_days", agreed_date="configuration_analysis"),
+    StepSpec("reassign_technical_lead", _P, ReassignTechnicalLead, "Assign another Technical Lead", ("C7",),
+             by_signal=False),
+    StepSpec("add_contact", _P, AddContact, "Add a contact", ("C4",), by_signal=False),
+    StepSpec("record_billable_extra", _P, RecordBillableExtra, "Record a billable extra", ("C3",)),
+    StepSpec("propose_renewal_price", _P, ProposeRenewalPrice, "Propose the next period's price", ("C14", "C15"),
+             by_signal=False),
+    StepSpec("give_non_renewal_notice", _P, GiveNonRenewalNotice, "Record a non-renewal notice", ("C16",)),
+    StepSpec("record_renewal_invoice_paid", _P, RecordInvoicePaid, "Record the renewal invoice paid", ("C14",),
+             by_signal=False),
+    # ---- monthly cycle (D6, D7, C10): one after the other
+    StepSpec(CycleStepName.schedule_call, _C, ScheduleCall, "Schedule the monthly follow-up call", ("D6",),
+             tracked=True, due_policy="call_schedule_business_days"),
+    StepSpec(CycleStepName.hold_call, _C, HoldCall, "Hold the follow-up call, record its notes", ("D6",),
+             waits_for=(CycleStepName.schedule_call,), tracked=True),
+    StepSpec(CycleStepName.approve_report, _C, ApproveReport, "Approve the monthly follow-up report", ("D7",),
+             waits_for=(CycleStepName.hold_call,), tracked=True, due_policy="report_approval_business_days"),
+    StepSpec("record_extra_call", _C, RecordExtraCall, "Record an extra call this month", ("C10",)),
+    # ---- support request (A4, A6, C3, C12): the request's state decides what is allowed
+    StepSpec("respond", _R, Respond, "Give the first response", ("C12",)),
+    StepSpec("pend", _R, Pend, "Wait for the customer", ("A6",)),
+    StepSpec("resume", _R, Resume, "Resume the request", ("A6",)),
+    StepSpec("propose_resolution", _R, ProposeResolution, "Propose measures", ("A4",)),
+    StepSpec("accept_resolution", _R, AcceptResolution, "Accept the proposed measures", ("A4",)),
+    StepSpec("reject_resolution", _R, RejectResolution, "Reject the proposed measures", ("A4",)),
+    StepSpec("record_written_acceptance", _R, RecordWrittenAcceptance, "Record the customer's written acceptance",
+             ("A4",)),
+    StepSpec("request_dispatch", _R, RequestDispatch, "Request an on-site dispatch", ("A4", "C3")),
+    StepSpec("approve_dispatch", _R, ApproveDispatch, "Approve an on-site dispatch", ("A4",)),
+    StepSpec("record_visit", _R, RecordVisit, "Record the on-site visit", ("A4", "C3")),
+)
+
+_BY_NAME: dict[str, StepSpec] = {s.name: s for s in STEPS}
+if len(_BY_NAME) != len(STEPS):
+    raise ValueError("two steps share a name in domain/steps.py")
+
+
+def spec(name: str) -> StepSpec:
+    """The step named `name`; KeyError if there is none."""
+    return _BY_NAME[name]
+
+
+def steps_of(workflow: Workflow) -> list[StepSpec]:
+    """The workflow's Updates, in registry order (the CLI's and the portal's order)."""
+    return [s for s in STEPS if s.workflow == workflow]
+
+
+def tracked_steps(workflow: Workflow) -> list[StepSpec]:
+    """The to-dos of the workflow's status, in the order they are done."""
+    return [s for s in STEPS if s.workflow == workflow and s.tracked]
+
+
+def signal_steps(workflow: Workflow) -> list[StepSpec]:
+    """What the workflow's `complete_step` signal takes."""
+    return [s for s in STEPS if s.workflow == workflow and s.by_signal]
+
+
+def updates_of(workflow: Workflow) -> dict[str, type[StepInput]]:
+    """Update name -> payload model (the CLI's PROGRAM_UPDATES / CYCLE_UPDATES)."""
+    return {s.name: s.payload for s in steps_of(workflow)}
+
+
+# The programme's tracked steps as the rest of the code has always read them.
+STEP_TITLES: dict[StepName, str] = {StepName(s.name): s.title for s in tracked_steps(Workflow.program)}
+STEP_RULES: dict[StepName, str] = {StepName(s.name): s.rule for s in tracked_steps(Workflow.program)}
+STEP_DEPENDS_ON: dict[StepName, list[StepName]] = {
+    StepName(s.name): [StepName(d) for d in s.waits_for] for s in tracked_steps(Workflow.program)
+}

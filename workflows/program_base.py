@@ -1,0 +1,193 @@
+"""What every part of ProgramWorkflow shares: its state, the audit log, and the side effects
+(documents, mails, billable extras, saving the state, publishing it to the Temporal UI).
+
+ProgramWorkflow (workflows/program.py) is assembled from this base and three parts that each tell
+one side of the programme: the timed events (program_timing.py), the onboarding steps
+(program_steps.py) and the changes of a running programme (program_changes.py).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from domain.activities import AuditEntry, ExtraRecord, FileDocumentRequest, MailRequest, ProjectionUpdate
+    from domain.cycle import CycleCompleted
+    from domain.errors import RuleViolation
+    from domain.money import Money, raised_price
+    from domain.naming import (
+        SA_CUSTOMER_ID,
+        SA_NON_RENEWAL_DEADLINE,
+        SA_OPEN_STEPS,
+        SA_PERIOD_END,
+        SA_PROGRAM_PHASE,
+        SA_TECHNICAL_LEAD,
+    )
+    from domain.program import (
+        BillableExtra,
+        CompleteKickoff,
+        ProgramInput,
+        ProgramStatus,
+        RecordBillableExtra,
+        StepName,
+        StepStatus,
+        SubmitSiteInventory,
+    )
+    from domain.rules_program import check_live, check_step_open, check_step_payload
+    from domain.step_inputs import EXTRA_RULES
+    from workflows import activity_calls as act
+
+from workflows.updatable_sleep import UpdatableSleep
+from workflows.update_sequence import UpdateSequence
+
+
+def iso(d: date | datetime | None) -> str | None:
+    return d.isoformat() if d else None
+
+
+class ProgramBase:
+    _input: ProgramInput
+    _status: ProgramStatus
+    # The programme saves from its main loop (`_dirty`) and wakes it when recording an action.
+    _updates: UpdateSequence
+    _sleep: UpdatableSleep
+    _dirty: bool
+    _audit: list[AuditEntry]
+    _subscription_contacts: int
+    _period_over: bool
+    _rule_checks_off: bool  # only while a pre-patch `complete_step` signal's validator replays
+    _previous_period_cycles: list[CycleCompleted]
+
+    def _record(self, action: str, by: str, detail: dict[str, Any], interface: str = "temporal") -> None:
+        self._audit.append(AuditEntry(at=workflow.now(), actor=by, action=action,
+                                      customer_id=self._status.customer_id, detail=detail, interface=interface))
+        self._dirty = True
+        self._sleep.wake()
+
+    def _live(self) -> list[RuleViolation]:
+        return check_live(self._status, self._period_over)
+
+    def _step_open(self, step: StepName) -> list[RuleViolation]:
+        return check_step_open(self._status, step, self._period_over)
+
+    def _payload_rules(self, inp: CompleteKickoff | SubmitSiteInventory | RecordBillableExtra) -> list[RuleViolation]:
+        """Rules A2, A7, C11, C3 on a step's payload; off only while a pre-patch signal replays."""
+        if self._rule_checks_off:
+            return []
+        return check_step_payload(inp, self._input.enrolment)
+
+    def _key(self, purpose: str) -> str:
+        # Stable across retries, replays and worker crashes: the outbox and the
+        # documents table refuse a second row with the same key.
+        return f"{self._status.workflow_id}:p{self._status.period}:{purpose}"
+
+    def _is_stale(self, at: datetime) -> bool:
+        """A date long gone when the programme was taken over: no mail for it (docs/design.md "Past start dates")."""
+        return workflow.now() - at > timedelta(days=self._input.policy.stale_after_days)
+
+    def _total_contacts(self) -> int:
+        return self._subscription_contacts + len(self._status.contacts)
+
+    def _default_next_price(self) -> Money:
+        pct = self._input.enrolment.renewal_price_increase_percent
+        percent = Decimal(str(pct)) if pct is not None else self._input.policy.default_price_increase_percent
+        return raised_price(self._status.annual_fee, percent)
+
+    # -------------------------------------------------------------- side effects
+    async def _add_extra(self, inp: RecordBillableExtra) -> None:
+        s = self._status
+        extra = BillableExtra(kind=inp.kind, rule=EXTRA_RULES[inp.kind], description=inp.description,
+                              agreement_ref=inp.agreement_ref, amount=inp.amount, recorded_at=workflow.now(),
+                              recorded_by=inp.by)
+        s.extras.append(extra)
+        self._record("record_billable_extra", inp.by, {"kind": inp.kind.value, "rule": extra.rule,
+                                                        "agreement_ref": inp.agreement_ref}, interface=inp.via)
+        await act.record_billable_extra(
+            ExtraRecord(customer_id=s.customer_id, period=s.period, extra=extra,
+                        idempotency_key=self._key(f"extra:{len(s.extras)}")),
+            summary=f"Billable extra {inp.kind.value} ({extra.rule})",
+        )
+
+    async def _file(self, kind: str, template: str, title: str, context: dict[str, Any], version: int = 1,
+                    purpose: str | None = None) -> int:
+        s = self._status
+        ref = await act.file_document(
+            FileDocumentRequest(customer_id=s.customer_id, period=s.period, kind=kind,  # type: ignore[arg-type]
+                                title=title, template=template, version=version,
+                                context={"customer_name": s.customer_name, **context},
+                                idempotency_key=self._key(f"doc:{purpose or kind}:v{version}")),
+            summary=f"File '{title}' in the workspace",
+        )
+        return ref.document_id
+
+    async def _mail(self, to: list[str], template: str, purpose: str, context: dict[str, Any],
+                    cc: list[str] | None = None, attach_document_id: int | None = None) -> None:
+        s = self._status
+        try:
+            await act.send_mail(
+                MailRequest(idempotency_key=self._key(f"mail:{purpose}"), to=to, cc=cc or [], template=template,
+                            customer_id=s.customer_id, attach_document_id=attach_document_id,
+                            context={"customer_name": s.customer_name, "customer_id": s.customer_id,
+                                     "portal_url": self._input.policy.portal_url, **context}),
+                summary=f"Mail '{template}' to {', '.join(to)}",
+            )
+        except ActivityError as err:
+            # SMTP refused the message for good (5xx): keep it visible, never fail the programme.
+            s.mail_failures.append(f"{template} to {', '.join(to)}: {err.cause or err}")
+            self._dirty = True
+
+    async def _mail_contacts(self, template: str, purpose: str, context: dict[str, Any],
+                             cc: list[str] | None = None, attach_document_id: int | None = None) -> None:
+        to = [c.email for c in self._status.contacts] or [self._input.policy.ops_mailbox]
+        await self._mail(to, template, purpose, context, cc=cc, attach_document_id=attach_document_id)
+
+    async def _mail_tl_assignment(self, purpose: str) -> None:
+        s = self._status
+        assert s.plan is not None
+        await self._mail([s.technical_lead.email], "tl_assignment", purpose, {
+            "technical_lead": s.technical_lead.model_dump(mode="json"),
+            "period_start": iso(s.plan.period_start), "period_end": iso(s.plan.period_end),
+            "open_steps": [{"title": st.title, "due_on": iso(st.due_on)}
+                           for st in s.steps if st.status in (StepStatus.open, StepStatus.waiting)],
+        })
+
+    async def _save(self) -> None:
+        self._dirty = False
+        audit, self._audit = self._audit, []
+        self._publish()
+        await act.save_projection(ProjectionUpdate(status=self._status, audit=audit),
+                                  summary=f"Save programme state ({self._status.phase.value})")
+
+    def _publish(self) -> None:
+        """Search attributes and current details: what admins see in the Temporal UI."""
+        s = self._status
+        updates: list[SearchAttributeUpdate[Any]] = [
+            SA_CUSTOMER_ID.value_set(s.customer_id),
+            SA_TECHNICAL_LEAD.value_set(s.technical_lead.id),
+            SA_PROGRAM_PHASE.value_set(s.phase.value),
+            SA_OPEN_STEPS.value_set([st.step for st in s.open_steps()]),
+        ]
+        if s.plan is not None:
+            updates.append(SA_PERIOD_END.value_set(s.plan.period_end_at))
+            updates.append(SA_NON_RENEWAL_DEADLINE.value_set(s.plan.non_renewal_deadline_end_at))
+        workflow.upsert_search_attributes(updates)
+        lines = [f"**{s.customer_name}** ({s.customer_id}), period {s.period}, phase **{s.phase.value}**",
+                 f"TL: {s.technical_lead.name} ({s.technical_lead.id})"]
+        if s.plan:
+            lines.append(f"Period {s.plan.period_start} to {s.plan.period_end}; "
+                         f"non-renewal deadline {s.plan.non_renewal_deadline}")
+        for st in s.steps:
+            mark = {"done": "x", "open": " ", "waiting": "-", "missed": "!"}[st.status.value]
+            lines.append(f"- [{mark}] {st.title} (due {st.due_on})")
+        done = sum(1 for c in s.cycles if c.status == "done")
+        lines.append(f"Monthly cycles done: {done}/{len(s.cycles)}")
+        if s.renewal and s.renewal.non_renewal:
+            lines.append(f"Non-renewal notice from {s.renewal.non_renewal.party} on "
+                         f"{s.renewal.non_renewal.received_on}")
+        workflow.set_current_details("\n".join(lines))

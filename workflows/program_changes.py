@@ -1,0 +1,140 @@
+"""Changes to a running programme, one Update each: another Technical Lead (C7), a new contact (C4),
+a billable extra (C3), the next period's price (C14, C15), a non-renewal notice (C16) and the
+renewal invoice paid (C14)."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from domain.program import (
+        AddContact,
+        BillableExtraKind,
+        GiveNonRenewalNotice,
+        NonRenewal,
+        Phase,
+        ProgramStatus,
+        ProposeRenewalPrice,
+        ReassignTechnicalLead,
+        RecordBillableExtra,
+        RecordInvoicePaid,
+    )
+    from domain.rules_program import (
+        check_invoice_paid,
+        check_new_contact,
+        check_non_renewal_notice,
+        check_reassignment,
+        check_renewal_proposal,
+    )
+
+from workflows.program_base import ProgramBase, iso
+from workflows.update_sequence import refuse
+
+
+class ProgramChanges(ProgramBase):
+    @workflow.update
+    async def reassign_technical_lead(self, inp: ReassignTechnicalLead) -> ProgramStatus:
+        """Rule C7: OT may assign a different TL; history keeps who did what; contacts are told."""
+        async with self._updates():
+            s = self._status
+            previous = s.technical_lead
+            s.technical_lead = inp.technical_lead
+            s.technical_lead_history.append(inp.technical_lead.id)
+            self._record("reassign_technical_lead", inp.by, {"from": previous.id, "to": inp.technical_lead.id,
+                                                              "reason": inp.reason}, interface=inp.via)
+            n = len(s.technical_lead_history)
+            await self._mail_contacts("tl_reassigned", f"tl-reassigned-{n}", {
+                "previous_technical_lead": previous.model_dump(mode="json"),
+                "technical_lead": inp.technical_lead.model_dump(mode="json"), "reason": inp.reason,
+            }, cc=[previous.email, inp.technical_lead.email])
+            await self._mail_tl_assignment(f"tl-assignment-{n}")
+            return s
+
+    @reassign_technical_lead.validator
+    def _validate_reassign_technical_lead(self, inp: ReassignTechnicalLead) -> None:
+        refuse(self._live())
+        refuse(check_reassignment(self._status, inp))
+
+    @workflow.update
+    async def add_contact(self, inp: AddContact) -> ProgramStatus:
+        async with self._updates():
+            s = self._status
+            s.contacts.append(inp.contact)
+            self._record("add_contact", inp.by, {"email": inp.contact.email}, interface=inp.via)
+            if self._total_contacts() > self._input.policy.max_total_contacts:
+                await self._add_extra(RecordBillableExtra(
+                    by=inp.by, kind=BillableExtraKind.extra_contacts, agreement_ref=inp.agreement_ref or "",
+                    description=f"Contact {inp.contact.email} beyond {self._input.policy.max_total_contacts} "
+                                f"(C4, SMPH section 6)"))
+            await self._mail([inp.contact.email], "contact_added", f"contact-added:{inp.contact.email}",
+                             {"contact": inp.contact.model_dump(mode="json")}, cc=[s.technical_lead.email])
+            return s
+
+    @add_contact.validator
+    def _validate_add_contact(self, inp: AddContact) -> None:
+        refuse(self._live())
+        refuse(check_new_contact(self._status, inp, self._subscription_contacts, self._input.policy))
+
+    @workflow.update
+    async def record_billable_extra(self, inp: RecordBillableExtra) -> ProgramStatus:
+        async with self._updates():
+            await self._add_extra(inp)
+            return self._status
+
+    @record_billable_extra.validator
+    def _validate_record_billable_extra(self, inp: RecordBillableExtra) -> None:
+        refuse(self._live())
+        refuse(self._payload_rules(inp))
+
+    @workflow.update
+    async def propose_renewal_price(self, inp: ProposeRenewalPrice) -> ProgramStatus:
+        async with self._updates():
+            assert self._status.renewal is not None
+            self._status.renewal.next_price = inp.price
+            self._record("propose_renewal_price", inp.by, {"price": str(inp.price)}, interface=inp.via)
+            return self._status
+
+    @propose_renewal_price.validator
+    def _validate_propose_renewal_price(self, inp: ProposeRenewalPrice) -> None:
+        refuse(self._live())
+        refuse(check_renewal_proposal(self._status, inp.price, self._input.policy))
+
+    @workflow.update
+    async def give_non_renewal_notice(self, inp: GiveNonRenewalNotice) -> ProgramStatus:
+        """Rule C16: accepted up to and including the deadline day; later is refused as late."""
+        async with self._updates():
+            s = self._status
+            assert s.renewal is not None and s.plan is not None
+            s.renewal.non_renewal = NonRenewal(party=inp.party, received_on=inp.received_on,
+                                               reference=inp.reference, recorded_by=inp.by,
+                                               recorded_at=workflow.now())
+            s.phase = Phase.closing
+            self._record("give_non_renewal_notice", inp.by, inp.model_dump(mode="json", exclude={"via"}),
+                         interface=inp.via)
+            ctx = {"party": inp.party, "received_on": iso(inp.received_on), "reference": inp.reference,
+                   "period_end": iso(s.plan.period_end)}
+            doc = await self._file("non_renewal_notice", "non_renewal_notice", "Non-renewal notice", ctx)
+            await self._mail_contacts("non_renewal_accepted", "non-renewal-accepted", ctx,
+                                      cc=[s.technical_lead.email, self._input.policy.ops_mailbox],
+                                      attach_document_id=doc)
+            return s
+
+    @give_non_renewal_notice.validator
+    def _validate_give_non_renewal_notice(self, inp: GiveNonRenewalNotice) -> None:
+        refuse(self._live())
+        refuse(check_non_renewal_notice(self._status, inp, workflow.now()))
+
+    @workflow.update
+    async def record_renewal_invoice_paid(self, inp: RecordInvoicePaid) -> ProgramStatus:
+        async with self._updates():
+            assert self._status.renewal is not None
+            self._status.renewal.invoice_ref = inp.invoice_ref
+            self._status.renewal.invoice_paid_on = inp.paid_on
+            self._record("record_renewal_invoice_paid", inp.by, inp.model_dump(mode="json", exclude={"via"}),
+                         interface=inp.via)
+            return self._status
+
+    @record_renewal_invoice_paid.validator
+    def _validate_record_renewal_invoice_paid(self, inp: RecordInvoicePaid) -> None:
+        refuse(self._live())
+        refuse(check_invoice_paid(self._status))
