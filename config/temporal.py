@@ -17,7 +17,7 @@ from temporalio.converter import (
 )
 from temporalio.service import TLSConfig
 
-from starter.settings import Settings, TemporalSettings
+from config.settings import Settings, TemporalSettings
 
 
 class _NullIsNoModel(BinaryNullPayloadConverter):
@@ -54,7 +54,7 @@ def data_converter(settings: Settings | None = None) -> DataConverter:
     With a codec, failure messages and stack traces move into the encoded attributes too
     (a failure message may name a contact's address); clients with the key read them as usual.
     """
-    from starter.codec import codec_from_settings
+    from config.codec import codec_from_settings
 
     codec = codec_from_settings(settings) if settings is not None else None
     if codec is None:

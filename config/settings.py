@@ -51,14 +51,14 @@ class Settings(BaseSettings):
     # The worker's /metrics (Temporal SDK + techconnect_* business metrics); 0 turns it off.
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     metrics_host: str = "0.0.0.0"
-    # Payload encryption (starter/codec.py): key id -> base64 of a 32-byte AES key, e.g.
+    # Payload encryption (config/codec.py): key id -> base64 of a 32-byte AES key, e.g.
     # TECHCONNECT_PAYLOAD_KEYS='{"k2": "...", "k1": "..."}' TECHCONNECT_PAYLOAD_KEY_ID=k2. New payloads are
     # encrypted with payload_key_id, any listed key decrypts (rotation). Unset: the key file
     # data_dir/payload-key.json if there is one (`techconnect dev` generates it), else payloads stay plain.
     # SecretStr: never shown by repr, str or logs.
     payload_keys: dict[str, SecretStr] = Field(default_factory=dict)
     payload_key_id: str | None = None
-    # Codec server for the Temporal UI (starter/codec_server.py); 0 turns it off in `techconnect dev`.
+    # Codec server for the Temporal UI (devstack/codec_server.py); 0 turns it off in `techconnect dev`.
     codec_host: str = "127.0.0.1"
     codec_port: int = Field(default=8234, ge=0, le=65535)
     # Bearer token the codec server requires (TECHCONNECT_CODEC_TOKEN); unset: open, loopback only.

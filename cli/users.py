@@ -2,6 +2,9 @@
 
 Same exit codes as the rest of the command line: 0 success, 2 refused (duplicate
 e-mail, weak password, a contact without a customer...), 1 other failures.
+
+Passwords are hashed by storage/credentials.py, the code the portal verifies them with (imported
+when a command needs it; it holds no web framework).
 """
 
 from __future__ import annotations
@@ -11,55 +14,39 @@ import json
 import sys
 from collections.abc import Callable, Coroutine
 from functools import wraps
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from starter.settings import Settings
-
-if TYPE_CHECKING:
-    from storage.db import SessionFactory
+from cli import runtime
+from config.settings import Settings
+from domain.errors import Refused, RuleRefused
+from starter.database import database
 
 user_app = typer.Typer(help="Portal users, roles and API tokens", no_args_is_help=True)
 
-_err = Console(stderr=True)
-_out = Console()
 ROLE_HELP = "contact | tl | gts | support_manager | ops | admin"
 
 
-class _Refused(Exception):
-    pass
-
-
 def _run(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run a user command: a refusal exits 2, a database out of reach exits 1 (no Temporal involved)."""
+
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> None:
-        from portal.security import WeakPassword
+        from storage.credentials import WeakPassword
         from storage.users import UserError
 
         try:
             asyncio.run(fn(*args, **kwargs))
-        except (_Refused, UserError, WeakPassword) as exc:
-            _err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+        except (RuleRefused, UserError, WeakPassword) as exc:
+            runtime.fail(str(exc), 2)
         except OSError as exc:
-            _err.print(f"[bold red]error:[/] cannot reach the database: {escape(str(exc))}", highlight=False)
+            runtime.err.print(f"[bold red]error:[/] cannot reach the database: {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
 
     return wrapper
-
-
-async def _sessions(settings: Settings) -> tuple[Any, SessionFactory]:
-    from storage.db import make_engine, make_session_factory
-    from storage.migrate import upgrade
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    await upgrade(settings.effective_database_url)
-    engine = make_engine(settings.effective_database_url)
-    return engine, make_session_factory(engine)
 
 
 def _read_password(password: str | None, password_stdin: bool, required: bool) -> str | None:
@@ -70,7 +57,7 @@ def _read_password(password: str | None, password_stdin: bool, required: bool) -
     if not required:
         return None
     if not sys.stdin.isatty():
-        raise _Refused("give a password with --password or --password-stdin")
+        raise Refused("give a password with --password or --password-stdin")
     value: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     return value
 
@@ -88,29 +75,25 @@ async def user_add(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Add a portal user. Contacts may have no password: they sign in with a link mailed to them."""
-    from portal.security import hash_password
+    from storage.credentials import hash_password
     from storage.users import Role, add_user
 
     try:
         the_role = Role(role)
     except ValueError:
-        raise _Refused(f"unknown role {role!r}; one of: {ROLE_HELP}") from None
+        raise Refused(f"unknown role {role!r}; one of: {ROLE_HELP}") from None
     secret = _read_password(password, password_stdin, required=the_role != Role.contact)
     password_hash = hash_password(secret) if secret else None
-    engine, sessions = await _sessions(Settings())
-    try:
-        async with sessions() as session, session.begin():
-            row = (await add_user(session, email=email, name=name, role=the_role, customer_id=customer,
-                                  technical_lead_id=tl_id, password_hash=password_hash)).row
-            data = {"id": row.id, "email": row.email, "name": row.name, "role": row.role,
-                    "customer_id": row.customer_id, "technical_lead_id": row.technical_lead_id,
-                    "password": row.password_hash is not None}
-    finally:
-        await engine.dispose()
+    async with database(Settings()) as sessions, sessions() as session, session.begin():
+        row = (await add_user(session, email=email, name=name, role=the_role, customer_id=customer,
+                              technical_lead_id=tl_id, password_hash=password_hash)).row
+        data = {"id": row.id, "email": row.email, "name": row.name, "role": row.role,
+                "customer_id": row.customer_id, "technical_lead_id": row.technical_lead_id,
+                "password": row.password_hash is not None}
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")
     else:
-        _out.print(escape(f"added {data['role']} {data['email']} (id {data['id']})"), highlight=False)
+        runtime.out.print(escape(f"added {data['role']} {data['email']} (id {data['id']})"), highlight=False)
 
 
 @user_app.command("password")
@@ -121,21 +104,17 @@ async def user_password(
     password_stdin: bool = typer.Option(False, "--password-stdin"),
 ) -> None:
     """Set (or reset) a user's password."""
-    from portal.security import hash_password
+    from storage.credentials import hash_password
     from storage.users import get_user_by_email, set_password_hash
 
     secret = _read_password(password, password_stdin, required=True)
     assert secret is not None
-    engine, sessions = await _sessions(Settings())
-    try:
-        async with sessions() as session, session.begin():
-            row = await get_user_by_email(session, email)
-            if row is None:
-                raise _Refused(f"no user with e-mail {email}")
-            await set_password_hash(session, row.id, hash_password(secret))
-    finally:
-        await engine.dispose()
-    _out.print(escape(f"password of {email} set"), highlight=False)
+    async with database(Settings()) as sessions, sessions() as session, session.begin():
+        row = await get_user_by_email(session, email)
+        if row is None:
+            raise Refused(f"no user with e-mail {email}")
+        await set_password_hash(session, row.id, hash_password(secret))
+    runtime.out.print(escape(f"password of {email} set"), highlight=False)
 
 
 @user_app.command("token")
@@ -146,24 +125,20 @@ async def user_token(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Create an API bearer token for a user (shown once; only its digest is stored)."""
-    from portal.security import digest, new_api_token
+    from storage.credentials import digest, new_api_token
     from storage.users import create_api_token, get_user_by_email
 
-    engine, sessions = await _sessions(Settings())
     token, prefix = new_api_token()
-    try:
-        async with sessions() as session, session.begin():
-            row = await get_user_by_email(session, email)
-            if row is None or not row.active:
-                raise _Refused(f"no active user with e-mail {email}")
-            await create_api_token(session, user_id=row.id, name=name, token_hash=digest(token), prefix=prefix)
-    finally:
-        await engine.dispose()
+    async with database(Settings()) as sessions, sessions() as session, session.begin():
+        row = await get_user_by_email(session, email)
+        if row is None or not row.active:
+            raise Refused(f"no active user with e-mail {email}")
+        await create_api_token(session, user_id=row.id, name=name, token_hash=digest(token), prefix=prefix)
     if as_json:
         sys.stdout.write(json.dumps({"email": email, "name": name, "token": token}) + "\n")
     else:
-        _out.print(f"token for {escape(email)} (shown once): {token}", highlight=False)
-        _out.print("use it as: curl -H 'Authorization: Bearer <token>' http://127.0.0.1:8000/api/me",
+        runtime.out.print(f"token for {escape(email)} (shown once): {token}", highlight=False)
+        runtime.out.print("use it as: curl -H 'Authorization: Bearer <token>' http://127.0.0.1:8000/api/me",
                    highlight=False)
 
 
@@ -176,14 +151,10 @@ async def user_list(
     """Portal users and their roles."""
     from storage.users import list_users
 
-    engine, sessions = await _sessions(Settings())
-    try:
-        async with sessions() as session:
-            rows = [{"id": u.id, "email": u.email, "name": u.name, "role": u.role, "customer_id": u.customer_id,
-                     "technical_lead_id": u.technical_lead_id, "active": u.active,
-                     "password": u.password_hash is not None} for u in await list_users(session, role=role)]
-    finally:
-        await engine.dispose()
+    async with database(Settings()) as sessions, sessions() as session:
+        rows = [{"id": u.id, "email": u.email, "name": u.name, "role": u.role, "customer_id": u.customer_id,
+                 "technical_lead_id": u.technical_lead_id, "active": u.active,
+                 "password": u.password_hash is not None} for u in await list_users(session, role=role)]
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
@@ -191,7 +162,7 @@ async def user_list(
     for r in rows:
         t.add_row(escape(str(r["email"])), escape(str(r["name"])), str(r["role"]), str(r["customer_id"] or ""),
                   str(r["technical_lead_id"] or ""), "yes" if r["active"] else "no")
-    _out.print(t)
+    runtime.out.print(t)
 
 
 @user_app.command("disable")
@@ -200,16 +171,12 @@ async def user_disable(email: str) -> None:
     """Deactivate a user: their sessions end, their tokens stop working."""
     from storage.users import get_user_by_email, set_active
 
-    engine, sessions = await _sessions(Settings())
-    try:
-        async with sessions() as session, session.begin():
-            row = await get_user_by_email(session, email)
-            if row is None:
-                raise _Refused(f"no user with e-mail {email}")
-            await set_active(session, row.id, False)
-    finally:
-        await engine.dispose()
-    _out.print(escape(f"{email} disabled"), highlight=False)
+    async with database(Settings()) as sessions, sessions() as session, session.begin():
+        row = await get_user_by_email(session, email)
+        if row is None:
+            raise Refused(f"no user with e-mail {email}")
+        await set_active(session, row.id, False)
+    runtime.out.print(escape(f"{email} disabled"), highlight=False)
 
 
 __all__ = ["user_app"]

@@ -37,8 +37,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from config.settings import Settings
 from domain.program import Phase, StepName
-from starter.settings import Settings
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.tables import ProgrammeRow, SlaEventRow, SupportRequestRow
 

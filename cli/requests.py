@@ -1,137 +1,53 @@
 """`techconnect request ...`: open support requests and take them through their steps
 (rules A1, A4, A6, C3, C12, C13, E1).
 
-Same contract as the rest of the command line: exit 0 on success, 2 when a rule or a
-check refuses (the message names the rule), 1 on other failures; `--json` prints
-machine-readable output. Every step is the Update of the same name on
-`request-<tracking_number>`, so the workflow's validators give the refusals.
-
-The shared helpers (`run_async`, `Refused`, `client_for`, ...) are looked up at call
-time in the module that runs the command line: under `python -m starter.cli` that is
-`__main__`, not `starter.cli`, and importing the latter here would load a second copy
-of the app (and a circular import).
+Every step is the Update of the same name on `request-<tracking_number>`, so the workflow's
+validators give the refusals (exit 2, the message names the rule).
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Coroutine
-from datetime import date
-from functools import wraps
-from types import ModuleType
 from typing import Any
 
 import typer
-from pydantic import BaseModel
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCStatusCode
 
-from domain.errors import RuleRefused
-from domain.naming import SA_CUSTOMER_ID, SA_REQUEST_STATE, SA_SLA_BREACHED, SA_TECHNICAL_LEAD
-from domain.request import (
-    TRACKING_RE,
-    AcceptResolution,
-    ApproveDispatch,
-    NewRequest,
-    Pend,
-    ProposeResolution,
-    RecordVisit,
-    RecordWrittenAcceptance,
-    RejectResolution,
-    RequestDispatch,
-    RequestStatus,
-    Respond,
-    Resume,
-)
-from starter.requests import check_customisation, open_request, request_handle, request_status
-from starter.settings import Settings
+from cli import runtime
+from cli.runtime import emit, run_async
+from config.settings import Settings
+from domain.errors import NotFound, UpdateRefused
+from domain.naming import request_workflow_id
+from domain.request import NewRequest, RequestStatus
+from domain.steps import spec
+from starter.errors import parse_model
+from starter.requests import check_customisation, check_tracking_number, open_request, request_status, update_request
+from starter.visibility import list_requests
 
 request_app = typer.Typer(help="Support requests: open, answer, close, on-site dispatch (A4, C12)",
                           no_args_is_help=True)
 
-out = Console()
 
-_WORKFLOW_ID_PREFIX = "request-"
-
-
-def _cli() -> ModuleType:
-    """The module running the command line (`__main__` under `python -m starter.cli`)."""
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if main is not None and spec is not None and spec.name == "starter.cli":
-        return main
-    import starter.cli
-
-    return starter.cli
-
-
-def command(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async command through the CLI's `run_async` (exit codes); RuleRefused exits 2."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        cli = _cli()
-
-        async def guarded() -> None:
-            try:
-                await fn(*args, **kwargs)
-            except RuleRefused as exc:
-                raise cli.Refused(str(exc)) from None
-
-        cli.run_async(guarded)()
-
-    return wrapper
-
-
-def _refused(message: str) -> Exception:
-    exc: Exception = _cli().Refused(message)
-    return exc
-
-
-def _check_number(tracking_number: str) -> str:
-    number = tracking_number.strip().upper()
-    if not TRACKING_RE.match(number):
-        raise _refused(f"{tracking_number!r} is not a tracking number (e.g. TC-ACME-2027-0001, rule A4)")
-    return number
-
-
-async def _client() -> Client:
-    client: Client = await _cli().client_for(Settings())
-    return client
-
-
-def _emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
-    _cli().emit(data, as_json, human)
-
-
-async def execute_request_update(tracking_number: str, name: str, model: type[BaseModel], by: str,
-                                 payload: dict[str, Any]) -> RequestStatus:
-    """Send Update `name` to the request; a refusal (validator, closed request) exits 2."""
-    cli = _cli()
-    number = _check_number(tracking_number)
-    arg = cli.parse_model(model, {**payload, "by": by, "via": "cli"}, f"{name} input")  # via: the audit log
-    client = await _client()
+async def execute_request_update(tracking_number: str, name: str, by: str, payload: dict[str, Any]) -> RequestStatus:
+    """Send Update `name` (a request step of domain/steps.py) to the request; a refusal (validator, closed
+    request) exits 2."""
+    number = check_tracking_number(tracking_number)
+    arg = parse_model(spec(name).payload, {**payload, "by": by, "via": "cli"}, f"{name} input")  # via: the audit log
+    client = await runtime.client_for(Settings())
     try:
-        result: RequestStatus = await request_handle(client, number).execute_update(
-            name, arg, result_type=RequestStatus)
-        return result
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        raise _refused(f"{name} refused: {getattr(cause, 'message', None) or cause or exc}") from None
-    except RPCError as exc:
-        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
-            # Unknown, or its run has completed (a closed request takes no more steps).
-            status = await request_status(client, number)
-            raise _refused(f"{name} refused: request {number} is {status.state.value}"
-                           + (f" ({status.closure or status.refusal})" if (status.closure or status.refusal)
-                              else "")) from None
-        raise
+        # FAILED_PRECONDITION too: a completed run (a closed request) takes no more steps.
+        return await update_request(client, number, name, arg,
+                                    (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION))
+    except NotFound:
+        status = await request_status(client, number)
+        raise UpdateRefused(name, f"{name} refused: request {number} is {status.state.value}"
+                            + (f" ({status.closure or status.refusal})" if (status.closure or status.refusal)
+                               else "")) from None
 
 
 def _print_status(s: RequestStatus) -> None:
+    out = runtime.out
     out.print(f"[bold]{s.tracking_number}[/] {s.kind.value} request of {escape(s.customer_id)}, "
               f"priority {s.priority.value}, state [bold]{s.state.value}[/]")
     out.print(escape(f"summary: {s.summary}"))
@@ -162,17 +78,16 @@ def _print_status(s: RequestStatus) -> None:
     out.print(t)
 
 
-async def _step(tracking_number: str, name: str, model: type[BaseModel], by: str, payload: dict[str, Any],
-                as_json: bool) -> None:
-    s = await execute_request_update(tracking_number, name, model, by, payload)
-    _emit(s.model_dump(mode="json"), as_json,
-          lambda: out.print(f"{name}: {s.tracking_number} is {s.state.value}"
-                            + (" (SLA breached)" if s.sla_breached else "")))
+async def _step(tracking_number: str, name: str, by: str, payload: dict[str, Any], as_json: bool) -> None:
+    s = await execute_request_update(tracking_number, name, by, payload)
+    emit(s.model_dump(mode="json"), as_json,
+         lambda: runtime.out.print(f"{name}: {s.tracking_number} is {s.state.value}"
+                                   + (" (SLA breached)" if s.sla_breached else "")))
 
 
 # ------------------------------------------------------------------------------ commands
 @request_app.command("open")
-@command
+@run_async
 async def request_open(
     customer_id: str,
     kind: str = typer.Option(..., "--kind", help="support | product | advisory | training (A6)"),
@@ -186,93 +101,93 @@ async def request_open(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Open a support request for an enrolled customer; prints its tracking number (A4)."""
-    cli = _cli()
-    new = cli.parse_model(NewRequest, {
+    new = parse_model(NewRequest, {
         "customer_id": customer_id, "kind": kind, "priority": priority, "summary": summary,
         "description": description, "filed_by": by, "channel": channel, "customisation": customisation,
         "agreement_ref": agreement_ref}, "request")
     check_customisation(new)  # rule C13: refused before anything talks to Temporal
     settings = Settings()
-    client = await _client()
+    client = await runtime.client_for(settings)
     number = await open_request(client, settings, new)
-    _emit({"tracking_number": number, "workflow_id": f"{_WORKFLOW_ID_PREFIX}{number}", "customer_id": customer_id},
-          as_json, lambda: out.print(f"opened {number}; the Technical Lead is told (A1, A4); first response "
-                                     f"within {settings.policy.first_response_minutes} minutes (C12)"))
+    minutes = settings.policy.first_response_minutes
+    emit({"tracking_number": number, "workflow_id": request_workflow_id(number), "customer_id": customer_id},
+         as_json, lambda: runtime.out.print(f"opened {number}; the Technical Lead is told (A1, A4); first response "
+                                            f"within {minutes} minutes (C12)"))
 
 
 @request_app.command("respond")
-@command
+@run_async
 async def request_respond(
     tracking_number: str, by: str = typer.Option(..., "--by"), message: str = typer.Option(..., "--message"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The support rep's first response: stops the C12 clock."""
-    await _step(tracking_number, "respond", Respond, by, {"message": message}, as_json)
+    await _step(tracking_number, "respond", by, {"message": message}, as_json)
 
 
 @request_app.command("pend")
-@command
+@run_async
 async def request_pend(
     tracking_number: str, by: str = typer.Option(..., "--by"), reason: str = typer.Option(..., "--reason"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Pending: waiting for the customer, with the reason (A6)."""
-    await _step(tracking_number, "pend", Pend, by, {"reason": reason}, as_json)
+    await _step(tracking_number, "pend", by, {"reason": reason}, as_json)
 
 
 @request_app.command("resume")
-@command
+@run_async
 async def request_resume(
     tracking_number: str, by: str = typer.Option(..., "--by"), note: str = typer.Option("", "--note"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Back to open after pending."""
-    await _step(tracking_number, "resume", Resume, by, {"note": note}, as_json)
+    await _step(tracking_number, "resume", by, {"note": note}, as_json)
 
 
 @request_app.command("propose")
-@command
+@run_async
 async def request_propose(
     tracking_number: str, by: str = typer.Option(..., "--by"), measures: str = typer.Option(..., "--measures"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """OT proposes measures; the customer accepts or rejects them (A4)."""
-    await _step(tracking_number, "propose_resolution", ProposeResolution, by, {"measures": measures}, as_json)
+    await _step(tracking_number, "propose_resolution", by, {"measures": measures}, as_json)
 
 
 @request_app.command("accept")
-@command
+@run_async
 async def request_accept(
     tracking_number: str, by: str = typer.Option(..., "--by", help="The customer's contact"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The customer accepts the proposed measures: the request closes (A4)."""
-    await _step(tracking_number, "accept_resolution", AcceptResolution, by, {}, as_json)
+    await _step(tracking_number, "accept_resolution", by, {}, as_json)
 
 
 @request_app.command("reject")
-@command
+@run_async
 async def request_reject(
     tracking_number: str, by: str = typer.Option(..., "--by"), reason: str = typer.Option(..., "--reason"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The customer rejects the proposed measures: back to open (A4)."""
-    await _step(tracking_number, "reject_resolution", RejectResolution, by, {"reason": reason}, as_json)
+    await _step(tracking_number, "reject_resolution", by, {"reason": reason}, as_json)
 
 
 @request_app.command("written-acceptance")
-@command
+@run_async
 async def request_written_acceptance(
     tracking_number: str, by: str = typer.Option(..., "--by"), reference: str = typer.Option(..., "--reference"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Ops record the customer's written acceptance: the request closes (A4)."""
-    await _step(tracking_number, "record_written_acceptance", RecordWrittenAcceptance, by,
+    await _step(tracking_number, "record_written_acceptance", by,
                 {"reference": reference}, as_json)
 
 
 @request_app.command("dispatch")
-@command
+@run_async
 async def request_dispatch(
     tracking_number: str,
     by: str = typer.Option(..., "--by"),
@@ -283,13 +198,13 @@ async def request_dispatch(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Request on-site support at extra cost (A4, C3); the customer and a manager approve it."""
-    await _step(tracking_number, "request_dispatch", RequestDispatch, by,
+    await _step(tracking_number, "request_dispatch", by,
                 {"reason": reason, "estimated_cost": {"amount": cost, "currency": currency},
                  "agreement_ref": agreement_ref}, as_json)
 
 
 @request_app.command("approve")
-@command
+@run_async
 async def request_approve(
     tracking_number: str,
     by: str = typer.Option(..., "--by"),
@@ -297,11 +212,11 @@ async def request_approve(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Approve the pending on-site dispatch, before its deadline (A4)."""
-    await _step(tracking_number, "approve_dispatch", ApproveDispatch, by, {"party": party}, as_json)
+    await _step(tracking_number, "approve_dispatch", by, {"party": party}, as_json)
 
 
 @request_app.command("visit")
-@command
+@run_async
 async def request_visit(
     tracking_number: str,
     by: str = typer.Option(..., "--by"),
@@ -312,31 +227,24 @@ async def request_visit(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Record the on-site visit; its cost becomes a billable extra (A4, C3)."""
-    try:
-        date.fromisoformat(on)
-    except ValueError:
-        raise _refused(f"--on {on!r} is not a date (YYYY-MM-DD)") from None
+    runtime.check_date("--on", on)
     payload: dict[str, Any] = {"visit_on": on, "notes": notes}
     if cost is not None:
         payload["actual_cost"] = {"amount": cost, "currency": currency}
-    await _step(tracking_number, "record_visit", RecordVisit, by, payload, as_json)
+    await _step(tracking_number, "record_visit", by, payload, as_json)
 
 
 @request_app.command("show")
-@command
+@run_async
 async def request_show(tracking_number: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """A request's state, SLA clock, dispatches and status history."""
-    number = _check_number(tracking_number)
-    s = await request_status(await _client(), number)
-    _emit(s.model_dump(mode="json"), as_json, lambda: _print_status(s))
-
-
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("'", "\\'")
+    number = check_tracking_number(tracking_number)
+    s = await request_status(await runtime.client_for(Settings()), number)
+    emit(s.model_dump(mode="json"), as_json, lambda: _print_status(s))
 
 
 @request_app.command("list")
-@command
+@run_async
 async def request_list(
     customer: str | None = typer.Option(None, "--customer"),
     state: str | None = typer.Option(None, "--state", help="open | pending | closed"),
@@ -345,33 +253,16 @@ async def request_list(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Requests, from Temporal visibility (search attributes): the support desk's and TL's inbox."""
-    query = "WorkflowType = 'SupportRequestWorkflow'"
-    if customer:
-        query += f" AND CustomerId = '{_quote(customer)}'"
-    if state:
-        query += f" AND RequestState = '{_quote(state)}'"
-    if tl:
-        query += f" AND TechnicalLead = '{_quote(tl)}'"
-    if breached:
-        query += " AND SlaBreached = true"
-    client = await _client()
-    rows: list[dict[str, Any]] = []
-    async for wf in client.list_workflows(query):
-        sa = wf.typed_search_attributes
-        rows.append({"tracking_number": wf.id.removeprefix(_WORKFLOW_ID_PREFIX), "workflow_id": wf.id,
-                     "customer_id": sa.get(SA_CUSTOMER_ID), "state": sa.get(SA_REQUEST_STATE),
-                     "sla_breached": bool(sa.get(SA_SLA_BREACHED)), "technical_lead": sa.get(SA_TECHNICAL_LEAD),
-                     "opened_at": wf.start_time})
-    rows.sort(key=lambda r: str(r["tracking_number"]))
+    rows = await list_requests(await runtime.client_for(Settings()), customer, state, tl, breached)
 
     def human() -> None:
         t = Table("tracking number", "customer", "state", "SLA", "TL")
         for r in rows:
             t.add_row(r["tracking_number"], str(r["customer_id"]), str(r["state"]),
                       "[red]breached[/]" if r["sla_breached"] else "ok", escape(str(r["technical_lead"])))
-        out.print(t)
+        runtime.out.print(t)
 
-    _emit(rows, as_json, human)
+    emit(rows, as_json, human)
 
 
 __all__ = ["execute_request_update", "request_app"]

@@ -35,8 +35,8 @@ from starlette.routing import Route
 from temporalio.api.common.v1 import Payloads
 from temporalio.converter import PayloadCodec
 
-from starter.codec import PayloadDecryptionError, codec_from_settings
-from starter.settings import Settings
+from config.codec import PayloadDecryptionError, codec_from_settings
+from config.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from config.settings import Settings
+from devstack.smtp_sink import SmtpSink
 from domain.enrolment import Enrolment
 from domain.naming import SEARCH_ATTRIBUTES, program_workflow_id
-from starter.settings import Settings
-from starter.smtp_sink import SmtpSink
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 
@@ -42,15 +42,15 @@ def dev_server_command(settings: Settings, host: str, port: int, ui_port: int) -
     for name, kind in SEARCH_ATTRIBUTES.items():
         cmd += ["--search-attribute", f"{name}={kind}"]
     if settings.codec_port:
-        # The UI decrypts payloads through our codec server (starter/codec_server.py).
-        from starter.codec_server import codec_endpoint
+        # The UI decrypts payloads through our codec server (devstack/codec_server.py).
+        from devstack.codec_server import codec_endpoint
 
         cmd += ["--ui-codec-endpoint", codec_endpoint(settings)]
     return cmd
 
 
 async def wait_for_temporal(settings: Settings, proc: asyncio.subprocess.Process, wait_s: float = 60) -> Client:
-    from starter.temporal import connect
+    from config.temporal import connect
 
     deadline = asyncio.get_running_loop().time() + wait_s
     while True:
@@ -67,7 +67,7 @@ async def wait_for_temporal(settings: Settings, proc: asyncio.subprocess.Process
 
 async def load_demo(client: Client, settings: Settings) -> str:
     """Demo registry and programme; idempotent (a running programme is left alone)."""
-    from starter.cli import start_program
+    from starter.programs import start_program
     from storage.db import make_engine, make_session_factory
     from storage.maintenance_import import import_maintenance_csv
 
@@ -98,8 +98,8 @@ async def run_dev_stack(settings: Settings) -> None:
     settings.mail_dir.mkdir(parents=True, exist_ok=True)
     await upgrade(settings.effective_database_url)
     # The demo runs encrypted (issue 5): a dev payload key on first start unless keys are configured.
-    from starter.codec import ensure_dev_key
-    from starter.codec_server import check_exposure, codec_app_from_settings, serving
+    from config.codec import ensure_dev_key
+    from devstack.codec_server import check_exposure, codec_app_from_settings, serving
 
     ensure_dev_key(settings)
     codec_app = codec_app_from_settings(settings)
@@ -118,7 +118,7 @@ async def run_dev_stack(settings: Settings) -> None:
         async with contextlib.AsyncExitStack() as codec_server:
             if codec_app is not None and settings.codec_port:
                 # Open (no token) unless TECHCONNECT_CODEC_TOKEN is set: fine on loopback only,
-                # where only this machine's admins reach it (see starter/codec_server.py).
+                # where only this machine's admins reach it (see devstack/codec_server.py).
                 check_exposure(settings)
                 await codec_server.enter_async_context(serving(codec_app, settings.codec_host, settings.codec_port))
             async with running_worker(client, settings):
@@ -143,7 +143,7 @@ async def run_dev_stack(settings: Settings) -> None:
 
 
 def print_banner(settings: Settings, demo: str) -> None:
-    from starter.codec_server import describe as codec_describe
+    from devstack.codec_server import describe as codec_describe
 
     ns = settings.temporal.namespace
     print(f"""

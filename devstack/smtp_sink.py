@@ -5,7 +5,7 @@ holds is accepted (250) but not stored again, as Gmail and Exchange do. That is 
 downstream half of the mail activity's at-least-once delivery (see activities/mail.py),
 and `received` still counts every accepted transaction so tests can tell the two apart.
 
-Run alone: `python -m starter.smtp_sink --port 8025 --directory .data/mail`.
+Run alone: `python -m devstack.smtp_sink --port 8025 --directory .data/mail`.
 """
 
 from __future__ import annotations

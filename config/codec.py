@@ -35,7 +35,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
 if TYPE_CHECKING:
-    from starter.settings import Settings
+    from config.settings import Settings
 
 ENCODING = b"binary/encrypted"
 METADATA_ENCODING = "encoding"

@@ -1,0 +1,157 @@
+"""`techconnect program ...`, `step ...` and `notice ...`: programmes, the Technical Lead's steps, notices (C16)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from cli import runtime
+from cli.runtime import emit, load_document, run_async
+from config.settings import Settings
+from domain.enrolment import Enrolment
+from domain.errors import Refused
+from starter.errors import parse_model
+from starter.programs import execute_step, fetch_status, precheck_enrolment, prepare_step, start_program
+from starter.visibility import list_open_steps, list_programs
+
+program_app = typer.Typer(help="Start and follow programmes", no_args_is_help=True)
+step_app = typer.Typer(help="The Technical Lead's steps", no_args_is_help=True)
+notice_app = typer.Typer(help="Notices (rule C16)", no_args_is_help=True)
+
+
+@program_app.command("start")
+@run_async
+async def program_start(
+    file: Path = typer.Option(..., "--file", "-f", help="Enrolment file, JSON or YAML"),
+    by: str = typer.Option("ops", "--by"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Enrol a customer and start its programme."""
+    settings = Settings()
+    enrolment = parse_model(Enrolment, load_document(file), str(file))
+    await precheck_enrolment(settings, enrolment)
+    client = await runtime.client_for(settings)
+    wid = await start_program(client, settings, enrolment, by)
+    emit({"workflow_id": wid, "customer_id": enrolment.customer.id}, as_json,
+         lambda: runtime.out.print(f"started {wid}; see {settings.ui_url}/namespaces/{settings.temporal.namespace}"
+                                   f"/workflows/{wid}"))
+
+
+@program_app.command("status")
+@run_async
+async def program_status(customer_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """A programme's phase, deliverables, cycles and renewal."""
+    client = await runtime.client_for(Settings())
+    s = await fetch_status(client, customer_id)
+
+    def human() -> None:
+        out = runtime.out
+        # escape(): names and reasons are user text, not rich markup.
+        out.print(f"[bold]{escape(s.customer_name)}[/] ({s.customer_id}) period {s.period}, "
+                  f"phase [bold]{s.phase}[/]")
+        out.print(escape(f"TL: {s.technical_lead.name} <{s.technical_lead.email}>"))
+        if s.plan:
+            out.print(f"period {s.plan.period_start} to {s.plan.period_end}; "
+                      f"non-renewal deadline {s.plan.non_renewal_deadline}")
+        # rule E2: starting the programme accepted this handbook, at this time.
+        accepted = s.handbook_accepted_at.isoformat() if s.handbook_accepted_at else "not yet (enrolling)"
+        out.print(escape(f"handbook: {s.handbook_version}; accepted {accepted} (E2)"))
+        if s.kickoff_agenda_not_covered:  # rule A2
+            out.print(escape("kickoff agenda not covered (A2): " + "; ".join(s.kickoff_agenda_not_covered)))
+        t = Table("step", "rule", "status", "due", "done by")
+        for st in s.steps:
+            t.add_row(st.step, st.rule, st.status.value, str(st.due_on or ""), escape(st.done_by or ""))
+        out.print(t)
+        out.print("cycles: " + " ".join(f"{c.month}:{c.status}" for c in s.cycles))
+        for r in s.rejections:
+            out.print(f"[yellow]rejected[/] {escape(f'{r.step} by {r.by}: {r.reason}')}")
+        for v in s.refusal:
+            out.print(f"[red]refused[/] {escape(f'rule {v.rule}: {v.message}')}")
+
+    emit(s.model_dump(mode="json"), as_json, human)
+
+
+@program_app.command("list")
+@run_async
+async def program_list(
+    phase: str | None = typer.Option(None, "--phase"),
+    tl: str | None = typer.Option(None, "--tl"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Programmes, from Temporal visibility (search attributes)."""
+    client = await runtime.client_for(Settings())
+    rows = await list_programs(client, phase, tl)
+
+    def human() -> None:
+        t = Table("customer", "phase", "TL", "open steps")
+        for r in rows:
+            t.add_row(str(r["customer_id"]), str(r["phase"]), escape(str(r["technical_lead"])),
+                      ", ".join(r["open_steps"]))
+        runtime.out.print(t)
+
+    emit(rows, as_json, human)
+
+
+@step_app.command("list")
+@run_async
+async def step_list(tl: str | None = typer.Option(None, "--tl"), as_json: bool = typer.Option(False, "--json")) -> None:
+    """Open steps across programmes and monthly cycles: the TL inbox."""
+    client = await runtime.client_for(Settings())
+    rows = await list_open_steps(client, tl)
+
+    def human() -> None:
+        t = Table("customer", "step", "rule", "due", "workflow")
+        for r in rows:
+            due = f"[red]{r['due_on']} overdue[/]" if r["overdue"] else str(r["due_on"] or "")
+            t.add_row(r["customer_id"], r["step"], r["rule"], due, r["workflow_id"])
+        runtime.out.print(t)
+
+    emit(rows, as_json, human)
+
+
+@step_app.command("complete")
+@run_async
+async def step_complete(
+    customer_id: str,
+    step: str,
+    by: str = typer.Option(..., "--by", help="ID of the person completing the step"),
+    file: Path | None = typer.Option(None, "--file", "-f", help="Payload, JSON or YAML"),
+    month: int | None = typer.Option(None, "--month", help="Monthly cycle number, for cycle steps"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Complete a step with an Update (the same one `temporal workflow update execute` sends)."""
+    payload = load_document(file) if file else {}
+    if payload is None:
+        payload = {}  # an empty YAML file
+    if not isinstance(payload, dict):
+        raise Refused(f"{file}: the payload must be an object")
+    prepare_step(step, by, payload)
+    client = await runtime.client_for(Settings())
+    res = await execute_step(client, customer_id, step, by, payload, month)
+    emit(res, as_json, lambda: runtime.out.print(f"{step} done on {res['workflow_id']}"))
+
+
+@notice_app.command("non-renewal")
+@run_async
+async def notice_non_renewal(
+    customer_id: str,
+    party: str = typer.Option(..., "--party", help="customer or ot"),
+    received_on: str = typer.Option(..., "--received-on", help="YYYY-MM-DD"),
+    reference: str = typer.Option(..., "--reference"),
+    by: str = typer.Option("ops", "--by"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Record a written non-renewal notice (rule C16: up to and including the deadline day)."""
+    runtime.check_date("--received-on", received_on)
+    payload = {"party": party, "received_on": received_on, "reference": reference}
+    prepare_step("give_non_renewal_notice", by, payload)
+    client = await runtime.client_for(Settings())
+    res = await execute_step(client, customer_id, "give_non_renewal_notice", by, payload)
+    emit(res, as_json, lambda: runtime.out.print(f"non-renewal notice recorded for {customer_id}; "
+                                                 f"the programme closes at the period end"))
+
+
+__all__ = ["notice_app", "program_app", "step_app"]
