@@ -88,6 +88,17 @@ def may_complete_step(principal: Principal, step: str) -> bool:
     return allowed is None or step in allowed
 
 
+def require_step(principal: Principal, step: str) -> None:
+    if not may_complete_step(principal, step):
+        raise Forbidden(f"a {principal.role_label} does not complete {step}")
+
+
+def require_programme_list(principal: Principal) -> None:
+    """The programme lists: a Technical Lead's own, or every programme for OpenText staff."""
+    if not (principal.role == Role.tl or may(principal, Action.ops_pages)):
+        raise Forbidden("programmes are for Technical Leads and OpenText staff")
+
+
 @dataclass(frozen=True)
 class CustomerInReach:
     id: str

@@ -27,13 +27,13 @@ from temporalio.service import RPCError
 from activities.mail import MailActivities
 from activities.mailer import SmtpMailer
 from activities.templating import TEMPLATES_DIR, make_template_environment
-from portal import api, audit, login, pages
+from config.settings import Settings
 from portal.auth import current_principal
 from portal.input_guard import RefuseNul
 from portal.rendering import render
+from portal.routers import account, api, inbox, operations, workspace
 from portal.security import portal_secret
 from portal.state import PortalState
-from starter.settings import Settings
 from storage.db import SessionFactory, make_engine, make_session_factory
 
 log = logging.getLogger("techconnect.portal")
@@ -87,11 +87,8 @@ def create_app(settings: Settings | None = None, *, sessions: SessionFactory | N
         docs_url="/api/docs",
         redoc_url=None,
     )
-    app.include_router(login.router)
-    app.include_router(pages.router)
-    app.include_router(api.router)
-    app.include_router(audit.router)
-    app.include_router(audit.api_router)
+    for audience in (account, workspace, inbox, operations, api):
+        app.include_router(audience.router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.add_middleware(RefuseNul)  # 422 for U+0000 anywhere: PostgreSQL cannot store it
 

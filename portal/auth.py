@@ -23,9 +23,9 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from portal.security import digest, random_token, same
 from portal.state import get_state
 from storage import users as users_repo
+from storage.credentials import digest, random_token, same
 from storage.repositories import utcnow
 from storage.tables import ContactRow, UserRow
 from storage.users import Role

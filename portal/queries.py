@@ -7,10 +7,11 @@ workflow writes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,20 +44,26 @@ def _date(value: Any) -> date | None:
     return None
 
 
-@dataclass
-class ProgrammeView:
+class ProgrammeFacts(BaseModel):
+    # The columns a page and the API both show, declared once; the API's ProgrammeOut extends it (its field
+    # order, and so its JSON, starts with these).
     customer_id: str
     customer_name: str
     workflow_id: str
     period: int
     phase: str
     technical_lead_id: str
-    technical_lead_name: str
     period_start: date | None
     period_end: date | None
     non_renewal_deadline: date | None
-    open_steps: list[dict[str, Any]] = field(default_factory=list)
-    overdue_steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ProgrammeView(ProgrammeFacts):
+    """A programme as the pages show it, from its projection row."""
+
+    technical_lead_name: str
+    open_steps: list[dict[str, Any]] = Field(default_factory=list)
+    overdue_steps: list[dict[str, Any]] = Field(default_factory=list)
     non_renewal: dict[str, Any] | None = None
     renewal_notice_sent: bool = False
     updated_at: datetime | None = None

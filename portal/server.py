@@ -11,12 +11,12 @@ import uvicorn
 from fastapi import FastAPI
 from temporalio.client import Client
 
+from config.settings import Settings
 from portal.app import create_app
-from starter.settings import Settings
 from storage.db import SessionFactory
 
 DEMO_PASSWORD = "techconnect-demo"
-# (e-mail, name, role, customer, TL ID): one per role, matching the demo programme (starter/demo/).
+# (e-mail, name, role, customer, TL ID): one per role, matching the demo programme (devstack/demo/).
 DEMO_USERS: list[tuple[str, str, str, str | None, str | None]] = [
     ("admin@techconnect.example", "Ada Admin", "admin", None, None),
     ("ops@techconnect.example", "Oscar Ops", "ops", None, None),
@@ -78,7 +78,7 @@ def bound_port(server: uvicorn.Server) -> int:
 
 async def ensure_demo_users(sessions: SessionFactory) -> int:
     """One user per role, created once (a second `make run` leaves them as they are)."""
-    from portal.security import hash_password
+    from storage.credentials import hash_password
     from storage.users import Role, add_user
 
     created = 0

@@ -9,7 +9,7 @@ from fastapi import HTTPException, Request
 from temporalio.client import Client
 
 from activities.mail import MailActivities
-from starter.settings import Settings
+from config.settings import Settings
 from storage.db import SessionFactory
 
 
@@ -28,7 +28,7 @@ class PortalState:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def temporal(self) -> Client:
-        """The one Temporal client (starter/temporal.py), connected on first use.
+        """The one Temporal client (config/temporal.py), connected on first use.
 
         Pages that read only the database keep working while Temporal is down.
         """
@@ -36,7 +36,7 @@ class PortalState:
             return self.client
         async with self._lock:
             if self.client is None:
-                from starter.temporal import connect
+                from config.temporal import connect
 
                 try:
                     self.client = await connect(self.settings)

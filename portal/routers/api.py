@@ -1,4 +1,4 @@
-"""The JSON API under /api (OpenAPI at /api/openapi.json, docs at /api/docs).
+"""The JSON API under /api (OpenAPI at /api/openapi.json, docs at /api/docs; models in portal/schemas.py).
 
 Authentication: `Authorization: Bearer <token>` (tokens from /account or `techconnect
 user token`), or the portal's session cookie plus an `X-CSRF-Token` header for
@@ -7,22 +7,42 @@ unsafe methods. The same access rules as the pages: another customer's IDs answe
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 
 from domain.enrolment import Enrolment
-from domain.errors import RuleViolation
-from domain.request import AcceptResolution, ApproveDispatch, NewRequest, Priority, RequestKind
-from portal import access, actions, queries
+from domain.request import AcceptResolution, ApproveDispatch, NewRequest
+from portal import access, actions, audit, queries
 from portal.access import Action, NotFound
 from portal.auth import Principal, check_csrf, require_user
+from portal.routers.common import programme_tz
+from portal.schemas import (
+    ApprovalIn,
+    AuditEntryOut,
+    AuditPage,
+    CustomerOut,
+    DispatchOut,
+    DocumentBody,
+    DocumentOut,
+    InboxItem,
+    Me,
+    NoticeIn,
+    Opened,
+    OpenRequestIn,
+    ProgrammeOut,
+    Refusal,
+    RequestDetailOut,
+    RequestOut,
+    SlaEventOut,
+    StatusChangeOut,
+    StepDone,
+)
 from portal.state import get_state
 from storage import repositories as repo
+from storage.repositories import as_utc
 from storage.users import Role
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: /account in the portal, or "
@@ -35,152 +55,6 @@ async def api_user(request: Request,
 
 
 router = APIRouter(prefix="/api", dependencies=[Depends(check_csrf)])
-
-
-# ---- models -----------------------------------------------------------------------------------------------
-
-
-class Me(BaseModel):
-    id: int
-    email: str
-    name: str
-    role: Role
-    customer_id: str | None
-    technical_lead_id: str | None
-
-
-class CustomerOut(BaseModel):
-    id: str
-    name: str
-    phase: str | None = None
-    technical_lead_id: str | None = None
-    workflow_id: str | None = None
-    temporal_url: str | None = None
-
-
-class DocumentOut(BaseModel):
-    id: int
-    customer_id: str
-    period: int
-    kind: str
-    title: str
-    version: int
-    created_at: datetime
-
-
-class DocumentBody(DocumentOut):
-    body_html: str
-    body_text: str
-
-
-class RequestOut(BaseModel):
-    tracking_number: str
-    customer_id: str
-    kind: str
-    priority: str
-    summary: str
-    state: str
-    opened_at: datetime
-    first_response_deadline: datetime | None
-    first_response_at: datetime | None
-    sla_breached: bool
-    sla: str = Field(description="State of the first-response clock (rule C12)")
-    filed_by: str
-    closure: str | None
-    temporal_url: str | None = None
-
-
-class StatusChangeOut(BaseModel):
-    at: datetime
-    from_state: str | None
-    to_state: str
-    by: str
-    note: str
-
-
-class SlaEventOut(BaseModel):
-    kind: str
-    at: datetime
-    deadline: datetime
-    note: str
-
-
-class DispatchOut(BaseModel):
-    seq: int
-    state: str
-    reason: str
-    estimated_cost: Decimal
-    currency: str
-    customer_approved_by: str | None
-    manager_approved_by: str | None
-    engineer: str | None
-    booking_ref: str | None
-    visit_on: date | None
-
-
-class RequestDetailOut(RequestOut):
-    history: list[StatusChangeOut]
-    sla_events: list[SlaEventOut]
-    dispatches: list[DispatchOut]
-
-
-class OpenRequestIn(BaseModel):
-    kind: RequestKind
-    priority: Priority
-    summary: str = Field(min_length=1, max_length=500)
-    description: str = ""
-    customisation: bool = False
-    agreement_ref: str | None = None
-
-
-class Opened(BaseModel):
-    tracking_number: str
-    workflow_id: str
-    temporal_url: str
-
-
-class NoticeIn(BaseModel):
-    reference: str | None = Field(default=None, description="Your letter or ticket reference")
-
-
-class ProgrammeOut(BaseModel):
-    customer_id: str
-    customer_name: str
-    workflow_id: str
-    period: int
-    phase: str
-    technical_lead_id: str
-    period_start: date | None
-    period_end: date | None
-    non_renewal_deadline: date | None
-    open_steps: list[str]
-    overdue_steps: list[str]
-    non_renewal: dict[str, Any] | None
-    temporal_url: str
-
-
-class InboxItem(BaseModel):
-    customer_id: str
-    workflow_id: str
-    step: str
-    title: str
-    rule: str
-    due_on: date | None
-    overdue: bool
-    month: int | None
-    temporal_url: str
-
-
-class StepDone(BaseModel):
-    workflow_id: str
-    step: str
-    status: dict[str, Any]
-
-
-class Refusal(BaseModel):
-    detail: str
-    violations: list[RuleViolation] = Field(default_factory=list)
-
 
 REFUSED: dict[int | str, dict[str, Any]] = {
     409: {"model": Refusal, "description": "A rule refused the request; `detail` names it"}}
@@ -309,11 +183,6 @@ async def accept_resolution(request: Request, customer_id: str, tracking_number:
     return status.model_dump(mode="json")
 
 
-class ApprovalIn(BaseModel):
-    party: Literal["customer", "manager"] | None = Field(
-        default=None, description="Only for admins; contacts approve as the customer, support managers as OT")
-
-
 @router.post("/customers/{customer_id}/requests/{tracking_number}/approve-dispatch", responses=REFUSED)
 async def approve_dispatch(request: Request, customer_id: str, tracking_number: str, body: ApprovalIn | None = None,
                            principal: Principal = Depends(api_user)) -> dict[str, Any]:
@@ -344,8 +213,7 @@ async def non_renewal_notice(request: Request, customer_id: str, body: NoticeIn,
     async with state.sessions() as session:
         c = await access.customer_in_reach(session, principal, customer_id)
     access.require(principal, Action.give_notice)
-    tz = str(((c.programme.status if c.programme else {}) or {}).get("calendar", {}).get("timezone") or "UTC")
-    today = actions.today_in(tz)
+    today = actions.today_in(str(programme_tz(c)))
     reference = (body.reference or "").strip() or f"PORTAL-{today:%Y%m%d}-{principal.user_id}"
     try:
         result = await actions.complete_step(await state.temporal(), customer_id, "give_non_renewal_notice",
@@ -361,8 +229,7 @@ async def programmes(request: Request, principal: Principal = Depends(api_user),
                      phase: str | None = None, tl: str | None = None,
                      renewal_within_days: int | None = Query(None, ge=0, le=36_500),
                      overdue: bool = False) -> list[ProgrammeOut]:
-    if not (principal.role == Role.tl or access.may(principal, Action.ops_pages)):
-        raise access.Forbidden("programmes are for Technical Leads and OpenText staff")
+    access.require_programme_list(principal)
     state = get_state(request)
     async with state.sessions() as session:
         ids = [c.id for c in await access.customers_in_reach(session, principal)] \
@@ -411,8 +278,7 @@ async def complete_step(request: Request, customer_id: str, step: str, payload: 
     model = actions.step_model(step)
     if model is None:
         raise NotFound("step")
-    if not access.may_complete_step(principal, step):
-        raise access.Forbidden(f"a {principal.role_label} does not complete {step}")
+    access.require_step(principal, step)
     try:
         model.model_validate({**payload, "by": principal.actor})
     except ValidationError as exc:
@@ -436,3 +302,24 @@ async def inbox(request: Request, principal: Principal = Depends(api_user)) -> l
         reach = {c.id for c in await access.customers_in_reach(session, principal)}
     return [InboxItem.model_validate({**r, "temporal_url": state.workflow_url(str(r["workflow_id"]))})
             for r in rows if r["customer_id"] in reach]
+
+
+@router.get("/audit", response_model=AuditPage, responses={404: {"description": "No such customer"}})
+async def audit_api(
+    request: Request,
+    principal: Principal = Depends(api_user),
+    customer_id: str | None = Query(None, max_length=63, description="Only this customer"),
+    actor: str | None = Query(None, max_length=128, description="Actor contains this text (any case)"),
+    action: str | None = Query(None, max_length=64, description="Exactly this action, e.g. accept_resolution"),
+    interface: str | None = Query(None, max_length=32, description="cli, portal, temporal or signal"),
+    limit: int = Query(audit.PAGE_SIZE, ge=1, le=audit.MAX_LIMIT),
+    offset: int = Query(0, ge=0, le=10_000_000),
+) -> AuditPage:
+    """The audit log, newest first (operations and admins)."""
+    f = audit.AuditFilters.of(customer_id, actor, action, interface)
+    async with get_state(request).sessions() as session:
+        await audit.allowed(session, principal, f.customer_id)
+        rows, total = await audit.entries(session, f, limit=limit, offset=offset)
+    return AuditPage(total=total, limit=limit, offset=offset, entries=[AuditEntryOut(
+        id=r.id, at=as_utc(r.at), actor=r.actor, role=r.role, action=r.action, customer_id=r.customer_id,
+        interface=r.interface, detail=r.detail or {}) for r in rows])

@@ -1,0 +1,96 @@
+"""The inbox of Technical Leads and the desk: open steps across their programmes, and the step forms.
+
+A step form posts the step's Update (the model of `actions.step_model`); who may complete
+which step is `access.STEP_ROLES`.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from portal import access, actions, forms
+from portal.access import Action, NotFound
+from portal.auth import Principal, check_csrf, require_user
+from portal.rendering import redirect, render
+from portal.routers.common import programme_tz
+from portal.state import get_state
+from storage.users import Role
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
+
+
+@router.get("/inbox")
+async def inbox(request: Request, principal: Principal = Depends(require_user)) -> Response:
+    access.require(principal, Action.inbox)
+    state = get_state(request)
+    tl = principal.technical_lead_id if principal.role == Role.tl else (request.query_params.get("tl") or None)
+    rows = await actions.open_steps(await state.temporal(), tl)
+    async with state.sessions() as session:
+        reach = {c.id: c for c in await access.customers_in_reach(session, principal)}
+    # Visibility finds the TL's workflows; the projection decides what the person may see.
+    rows = [r for r in rows if r["customer_id"] in reach]
+    for r in rows:
+        r["customer_name"] = reach[r["customer_id"]].name
+        r["may_complete"] = access.may_complete_step(principal, str(r["step"])) and r["step"] in forms.STEP_FORMS
+    return render(request, "inbox.html.j2", {"rows": rows, "tl": tl, "today": date.today()},
+                  title="Inbox")
+
+
+async def _step_in_reach(request: Request, principal: Principal, customer_id: str,
+                         step: str) -> tuple[access.CustomerInReach, forms.StepForm]:
+    """The customer (404 out of reach), then the step's form (404 without one), then the role (403)."""
+    async with get_state(request).sessions() as session:
+        customer = await access.customer_in_reach(session, principal, customer_id)
+    spec = forms.STEP_FORMS.get(step)
+    if spec is None:
+        raise NotFound("step")
+    access.require_step(principal, step)
+    return customer, spec
+
+
+def _month(request: Request) -> int | None:
+    raw = request.query_params.get("month")
+    return int(raw) if raw and raw.isdigit() and len(raw) <= 4 else None
+
+
+@router.get("/programmes/{customer_id}/steps/{step}")
+async def step_form(request: Request, customer_id: str, step: str,
+                    principal: Principal = Depends(require_user)) -> Response:
+    customer, spec = await _step_in_reach(request, principal, customer_id, step)
+    defaults: dict[str, Any] = {}
+    for f in spec.fields:
+        if f.kind == "date" and f.name == "held_on":
+            defaults[f.name] = date.today().isoformat()
+    if step == "add_findings":
+        defaults["role"] = "tl" if principal.role == Role.tl else "gts"
+    return render(request, "step_form.html.j2", {
+        "customer": customer, "spec": spec, "month": _month(request), "tz": str(programme_tz(customer)),
+        "values": forms.default_values(spec.fields, defaults), "errors": forms.FormErrors()}, title=spec.title)
+
+
+@router.post("/programmes/{customer_id}/steps/{step}")
+async def complete_step(request: Request, customer_id: str, step: str,
+                        principal: Principal = Depends(require_user)) -> Response:
+    customer, spec = await _step_in_reach(request, principal, customer_id, step)
+    model = actions.step_model(step)
+    assert model is not None
+    tz = programme_tz(customer)
+    values = forms.submitted_values(spec.fields, await request.form())
+    parsed, errors = forms.parse(model, spec.fields, values, extra={"by": principal.actor}, tz=tz)
+    month = _month(request)
+    if parsed is not None:
+        try:
+            payload = parsed.model_dump(mode="json", exclude={"by"})
+            await actions.complete_step(await get_state(request).temporal(), customer_id, step, principal.actor,
+                                        payload, month)
+        except actions.ActionRefused as exc:
+            errors.top.append(exc.message)
+    if parsed is None or errors:
+        return render(request, "step_form.html.j2", {
+            "customer": customer, "spec": spec, "month": month, "tz": str(tz), "values": values, "errors": errors},
+            status=409 if parsed is not None else 422, title=spec.title)
+    return redirect(request, "/inbox", f"{spec.title}: done for {customer.name}.")

@@ -1,0 +1,294 @@
+"""Operations: the programme lists and pages (also a Technical Lead's own), starting a programme,
+notices (C14, C16), billable extras and the audit log (portal/audit.py).
+
+Every route that takes a customer ID resolves it through `access.customer_in_reach` (404 when
+out of reach) before reading anything else or calling Temporal.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.activities import AuditEntry
+from domain.enrolment import Enrolment
+from domain.step_inputs import GiveNonRenewalNotice, RecordBillableExtra
+from portal import access, actions, audit, forms, queries
+from portal.access import Action, NotFound
+from portal.auth import Principal, check_csrf, require_user
+from portal.rendering import redirect, render
+from portal.routers.common import refusal_errors
+from portal.state import PortalState, get_state
+from storage import repositories as repo
+from storage import users as users_repo
+from storage.users import Role
+
+log = logging.getLogger("techconnect.portal")
+router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
+
+PHASES = ["enrolling", "onboarding", "running", "renewal", "closing", "closed", "refused"]
+
+
+async def _record_audit(state: PortalState, principal: Principal, action: str, customer_id: str,
+                        detail: dict[str, Any]) -> None:
+    """An action the workflows do not record themselves (starting a programme). Steps, notices, extras and
+    request actions are audited by their workflow, with `via="portal"` in the Update (interface "portal")."""
+    async with state.sessions() as session, session.begin():
+        await repo.append_audit(session, AuditEntry(at=repo.utcnow(), actor=principal.email, role=principal.role.value,
+                                                    action=action, customer_id=customer_id, interface="portal",
+                                                    detail=detail))
+
+
+# ---- programmes (Technical Leads and OpenText staff) ---------------------------------------------------
+
+
+@router.get("/programmes")
+async def programmes(request: Request, principal: Principal = Depends(require_user)) -> Response:
+    access.require_programme_list(principal)
+    q = request.query_params
+    renewal, phase, tl = q.get("renewal") or "", q.get("phase") or "", q.get("tl") or ""
+    overdue = q.get("overdue") == "on"
+    filters: dict[str, Any] = {"phase": phase, "tl": tl, "renewal": renewal, "overdue": overdue}
+    state = get_state(request)
+    async with state.sessions() as session:
+        ids = None
+        if principal.role == Role.tl:
+            ids = [c.id for c in await access.customers_in_reach(session, principal)]
+        rows = await queries.programme_views(
+            session, customer_ids=ids, phase=phase or None, tl=tl or None,
+            renewal_within_days=int(renewal) if renewal.isdigit() and len(renewal) <= 5 else None, overdue=overdue)
+        tls = await users_repo.list_users(session, role=Role.tl)
+    return render(request, "programmes.html.j2", {
+        "rows": rows, "filters": filters, "phases": PHASES, "tls": tls,
+        "may_start": access.may(principal, Action.start_programme)}, title="Programmes")
+
+
+@router.get("/programmes/{customer_id}")
+async def programme(request: Request, customer_id: str, principal: Principal = Depends(require_user)) -> Response:
+    state = get_state(request)
+    customer: access.CustomerInReach | None = None
+    async with state.sessions() as session:
+        try:
+            customer = await access.customer_in_reach(session, principal, customer_id)
+        except NotFound:
+            # Staff see every programme, also one started a moment ago whose rows are not written yet.
+            if not principal.is_staff:
+                raise
+        extras = await queries.billable_extras(session, [customer_id])
+    if principal.role == Role.contact:
+        return redirect(request, f"/workspace/{customer_id}")
+    live = None
+    try:
+        live = await actions.programme_status(await state.temporal(), customer_id)
+    except Exception as exc:
+        log.warning("no live status for %s: %s", customer_id, exc)
+    if customer is None:
+        if live is None:
+            raise NotFound("programme")
+        customer = access.CustomerInReach(customer_id, live.customer_name, None)
+    view = queries.programme_view(customer.programme, customer.name) if customer.programme else None
+    if live is None and view is None:
+        raise NotFound("programme")
+    steps_allowed = {s for s in forms.STEP_FORMS if access.may_complete_step(principal, s)}
+    return render(request, "programme.html.j2", {
+        "customer": customer, "live": live, "view": view, "extras": extras, "steps_allowed": steps_allowed,
+        "workflow_id": live.workflow_id if live else view.workflow_id if view else ""}, title=customer.name)
+
+
+# ---- operations --------------------------------------------------------------------------------------------
+
+
+async def _tl_options(session: AsyncSession) -> list[tuple[str, str]]:
+    tls = await users_repo.list_users(session, role=Role.tl)
+    return [(u.technical_lead_id or "", f"{u.name} ({u.technical_lead_id})") for u in tls if u.active]
+
+
+def _enrolment_fields(tl_options: list[tuple[str, str]]) -> tuple[forms.Field, ...]:
+    return tuple(forms.Field(f.name, f.label, f.kind, f.help, f.required, (("", "Choose a Technical Lead"),
+                                                                           *tl_options), width=f.width)
+                 if f.name == "technical_lead" else f for f in forms.ENROLMENT_FIELDS)
+
+
+@router.get("/ops/programmes/new")
+async def start_form(request: Request, principal: Principal = Depends(require_user)) -> Response:
+    access.require(principal, Action.start_programme)
+    async with get_state(request).sessions() as session:
+        fields = _enrolment_fields(await _tl_options(session))
+    values = forms.default_values(fields, {"period_start": date.today().isoformat()})
+    return render(request, "start.html.j2", {"fields": fields, "values": values, "errors": forms.FormErrors(),
+                                             "groups": forms.ENROLMENT_GROUPS}, title="Start a programme")
+
+
+@router.post("/ops/programmes/new")
+async def start(request: Request, principal: Principal = Depends(require_user)) -> Response:
+    access.require(principal, Action.start_programme)
+    state = get_state(request)
+    async with state.sessions() as session:
+        fields = _enrolment_fields(await _tl_options(session))
+        values = forms.submitted_values(fields, await request.form())
+        tl_id = str(values.get("technical_lead") or "")
+        tl_user = next((u for u in await users_repo.list_users(session, role=Role.tl)
+                        if u.technical_lead_id == tl_id and tl_id), None)
+    payload = forms.to_payload(fields, values)
+    payload["technical_lead"] = ({"id": tl_user.technical_lead_id, "name": tl_user.name, "email": tl_user.email}
+                                 if tl_user else {})
+    errors = forms.FormErrors()
+    enrolment: Enrolment | None = None
+    try:
+        enrolment = Enrolment.model_validate(payload)
+    except ValidationError as exc:
+        errors = forms.validation_errors(fields, exc)
+    if tl_user is None:
+        errors.fields["technical_lead"] = ["Choose the Technical Lead who leads this programme."]
+    wid = None
+    if enrolment is not None and not errors:
+        try:
+            wid = await actions.start_programme(await state.temporal(), state.settings, state.sessions, enrolment,
+                                                principal.email)
+        except actions.ActionRefused as exc:
+            errors = refusal_errors(fields, exc)
+    if wid is None or enrolment is None:
+        return render(request, "start.html.j2", {"fields": fields, "values": values, "errors": errors,
+                                                 "groups": forms.ENROLMENT_GROUPS}, status=422,
+                      title="Start a programme")
+    # The contacts get the workspace: a portal account each, signing in with a mailed link (D10, A9).
+    async with state.sessions() as session, session.begin():
+        for contact in enrolment.contacts():
+            try:
+                await users_repo.add_user(session, email=str(contact.email), name=contact.name, role=Role.contact,
+                                          customer_id=enrolment.customer.id, exist_ok=True)
+            except users_repo.UserError as exc:
+                log.warning("no portal account for %s: %s", contact.email, exc)
+    await _record_audit(state, principal, "start_programme", enrolment.customer.id, {"workflow_id": wid})
+    return redirect(request, f"/programmes/{enrolment.customer.id}",
+                    f"Programme started: {wid}. The contacts get their welcome mail and workspace access.")
+
+
+# ---- notices and billable extras: a list, and a form that posts one programme Update ----------------------
+
+
+@dataclass(frozen=True)
+class _OpsForm:
+    template: str
+    title: str
+    fields: tuple[forms.Field, ...]
+    record: Action  # who may post the form; everyone with the operations pages sees the list
+    step: str
+    model: type[BaseModel]
+    path: str  # the list's page; the form posts to it and comes back to it
+    done: str
+    listing: Callable[[AsyncSession], Awaitable[dict[str, Any]]]
+    prepare: Callable[[dict[str, Any]], dict[str, Any]] = dict  # the submitted values, as the model parses them
+
+
+async def _notice_listing(session: AsyncSession) -> dict[str, Any]:
+    return {"programmes": await queries.programme_views(session), "docs": await queries.notices(session)}
+
+
+async def _extra_listing(session: AsyncSession) -> dict[str, Any]:
+    return {"extras": await queries.billable_extras(session)}
+
+
+def _extra_values(values: dict[str, Any]) -> dict[str, Any]:
+    parse_values = dict(values)
+    if not str(values.get("amount.amount") or "").strip():
+        parse_values["amount.currency"] = ""  # no amount: no Money at all
+    return parse_values
+
+
+NOTICES = _OpsForm("notices.html.j2", "Notices", forms.OPS_NOTICE_FIELDS, Action.record_notice,
+                   "give_non_renewal_notice", GiveNonRenewalNotice, "/ops/notices", "Non-renewal notice recorded",
+                   _notice_listing)
+EXTRAS = _OpsForm("extras.html.j2", "Billable extras", forms.EXTRA_FIELDS, Action.record_extra,
+                  "record_billable_extra", RecordBillableExtra, "/ops/extras", "Billable extra recorded",
+                  _extra_listing, _extra_values)
+
+
+async def _customer_options(session: AsyncSession, principal: Principal) -> list[tuple[str, str]]:
+    return [(c.id, f"{c.name} ({c.id})") for c in await access.customers_in_reach(session, principal)]
+
+
+def _with_options(fields: tuple[forms.Field, ...], name: str,
+                  options: list[tuple[str, str]]) -> tuple[forms.Field, ...]:
+    return tuple(forms.Field(f.name, f.label, f.kind, f.help, f.required, (("", "Choose"), *options),
+                             width=f.width) if f.name == name else f for f in fields)
+
+
+async def _ops_page(request: Request, principal: Principal, form: _OpsForm, *, values: dict[str, Any] | None = None,
+                    errors: forms.FormErrors | None = None, status: int = 200) -> Response:
+    async with get_state(request).sessions() as session:
+        fields = _with_options(form.fields, "customer_id", await _customer_options(session, principal))
+        listing = await form.listing(session)
+    return render(request, form.template, {
+        "fields": fields, "values": values or forms.default_values(fields), "errors": errors or forms.FormErrors(),
+        **listing, "may_record": access.may(principal, form.record)}, status=status, title=form.title)
+
+
+async def _submit_ops_step(request: Request, principal: Principal, form: _OpsForm) -> Response:
+    """One operations form posting one programme Update: role, reach check, parse, Update, page or redirect."""
+    access.require(principal, form.record)
+    values = forms.submitted_values(form.fields, await request.form())
+    state = get_state(request)
+    customer_id = str(values.get("customer_id") or "")
+    async with state.sessions() as session:
+        await access.customer_in_reach(session, principal, customer_id)
+    parsed, errors = forms.parse(form.model, form.fields, form.prepare(values), extra={"by": principal.email})
+    if parsed is not None:
+        try:
+            await actions.complete_step(await state.temporal(), customer_id, form.step,
+                                        principal.email, parsed.model_dump(mode="json", exclude={"by"}))
+        except actions.ActionRefused as exc:
+            errors.top.append(exc.message)
+    if parsed is None or errors:
+        return await _ops_page(request, principal, form, values=values, errors=errors,
+                               status=409 if parsed is not None else 422)
+    return redirect(request, form.path, f"{form.done} for {customer_id}.")
+
+
+def _add_ops_form_routes(form: _OpsForm, list_name: str, record_name: str) -> None:
+    """GET `form.path` lists (operations pages), POST records (`form.record`)."""
+
+    async def show(request: Request, principal: Principal = Depends(require_user)) -> Response:
+        access.require(principal, Action.ops_pages)
+        return await _ops_page(request, principal, form)
+
+    async def record(request: Request, principal: Principal = Depends(require_user)) -> Response:
+        return await _submit_ops_step(request, principal, form)
+
+    router.add_api_route(form.path, show, methods=["GET"], name=list_name)
+    router.add_api_route(form.path, record, methods=["POST"], name=record_name)
+
+
+_add_ops_form_routes(NOTICES, "notices", "record_notice")
+_add_ops_form_routes(EXTRAS, "extras", "record_extra")
+
+
+# ---- audit log ----------------------------------------------------------------------------------------------
+
+
+def _page_number(raw: str | None) -> int:
+    return max(1, int(raw)) if raw and raw.isdigit() and len(raw) < 7 else 1
+
+
+@router.get("/ops/audit")
+async def audit_page(request: Request, principal: Principal = Depends(require_user)) -> Response:
+    q = request.query_params
+    f = audit.AuditFilters.of(q.get("customer"), q.get("actor"), q.get("action"), q.get("interface"))
+    page = _page_number(q.get("page"))
+    async with get_state(request).sessions() as session:
+        await audit.allowed(session, principal, f.customer_id)
+        rows, total = await audit.entries(session, f, limit=audit.PAGE_SIZE, offset=(page - 1) * audit.PAGE_SIZE)
+        customers, action_names, interfaces = await audit.facets(session)
+    pages = max(1, -(-total // audit.PAGE_SIZE))
+    return render(request, "audit.html.j2", {
+        "rows": rows, "total": total, "filters": f, "page": page, "pages": pages, "page_size": audit.PAGE_SIZE,
+        "customers": customers, "actions": action_names, "interfaces": interfaces, "query": f.query(),
+    }, title="Audit log")

@@ -1,0 +1,212 @@
+"""The customer's workspace (D10, A9): documents, the non-renewal notice (C16) and support requests (A4, C12).
+
+Every route resolves the customer through `access.customer_in_reach` (404 when out of
+reach) before reading anything else or calling Temporal.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.request import AcceptResolution, ApproveDispatch, NewRequest
+from portal import access, actions, forms, queries
+from portal.access import Action, NotFound
+from portal.auth import Principal, check_csrf, require_user
+from portal.rendering import redirect, render
+from portal.routers.common import programme_tz, refusal_errors
+from portal.state import get_state
+from storage import repositories as repo
+from storage.users import Role
+
+log = logging.getLogger("techconnect.portal")
+router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
+
+
+# ---- customer workspace (D10, A9) -----------------------------------------------------------------
+
+
+async def _workspace_context(session: AsyncSession, principal: Principal, customer_id: str) -> dict[str, Any]:
+    customer = await access.customer_in_reach(session, principal, customer_id)
+    programme = queries.programme_view(customer.programme, customer.name) if customer.programme else None
+    tz = programme_tz(customer)
+    return {
+        "customer": customer, "programme": programme,
+        "workspace": await repo.get_workspace(session, customer_id),
+        "documents": await queries.documents(session, customer_id),
+        "requests": await queries.requests(session, customer_id),
+        "sla_state": queries.sla_state, "kinds": queries.DOCUMENT_KINDS,
+        "today": actions.today_in(str(tz)),
+        "may_open": access.may(principal, Action.open_request),
+        "may_give_notice": access.may(principal, Action.give_notice),
+        "notice_fields": forms.CONTACT_NOTICE_FIELDS,
+    }
+
+
+@router.get("/workspace/{customer_id}")
+async def workspace(request: Request, customer_id: str, principal: Principal = Depends(require_user)) -> Response:
+    async with get_state(request).sessions() as session:
+        ctx = await _workspace_context(session, principal, customer_id)
+    return render(request, "workspace.html.j2", ctx, title=f"{ctx['customer'].name}: workspace")
+
+
+@router.get("/workspace/{customer_id}/documents/{document_id}")
+async def document(request: Request, customer_id: str, document_id: int = Path(ge=1, le=access.MAX_ROW_ID),
+                   principal: Principal = Depends(require_user)) -> Response:
+    async with get_state(request).sessions() as session:
+        customer = await access.customer_in_reach(session, principal, customer_id)
+        doc = await repo.get_document(session, document_id, customer_id=customer_id)
+    if doc is None:
+        raise NotFound("document")
+    return render(request, "document.html.j2", {"customer": customer, "doc": doc, "kinds": queries.DOCUMENT_KINDS},
+                  title=doc.title)
+
+
+@router.post("/workspace/{customer_id}/non-renewal")
+async def give_notice(request: Request, customer_id: str, principal: Principal = Depends(require_user)) -> Response:
+    """Rule C16: the customer's written non-renewal notice, dated today in the programme's time zone."""
+    state = get_state(request)
+    async with state.sessions() as session:
+        ctx = await _workspace_context(session, principal, customer_id)
+    access.require(principal, Action.give_notice)
+    form = await request.form()
+    values = forms.submitted_values(forms.CONTACT_NOTICE_FIELDS, form)
+    errors = forms.FormErrors()
+    if values.get("confirm") != "on":
+        errors.add(forms.CONTACT_NOTICE_FIELDS, "confirm", "Tick the box to confirm the notice.")
+    received_on = ctx["today"]
+    reference = str(values.get("reference") or "").strip() or f"PORTAL-{received_on:%Y%m%d}-{principal.user_id}"
+    if not errors:
+        try:
+            client = await state.temporal()
+            await actions.complete_step(client, customer_id, "give_non_renewal_notice", principal.email,
+                                        {"party": "customer", "received_on": received_on.isoformat(),
+                                         "reference": reference})
+        except actions.ActionRefused as exc:
+            errors.top.append(exc.message)
+    if errors:
+        ctx.update(notice_values=values, notice_errors=errors)
+        return render(request, "workspace.html.j2", ctx, status=409 if errors.top else 422,
+                      title=f"{ctx['customer'].name}: workspace")
+    return redirect(request, f"/workspace/{customer_id}",
+                    f"Your non-renewal notice ({reference}) is recorded; the programme ends with this period.")
+
+
+# ---- support requests (A4, C12) -------------------------------------------------------------------
+
+
+@router.get("/workspace/{customer_id}/requests/new")
+async def new_request_form(request: Request, customer_id: str,
+                           principal: Principal = Depends(require_user)) -> Response:
+    async with get_state(request).sessions() as session:
+        customer = await access.customer_in_reach(session, principal, customer_id)
+    access.require(principal, Action.open_request)
+    return render(request, "request_new.html.j2", {
+        "customer": customer, "fields": forms.REQUEST_FIELDS, "values": forms.default_values(forms.REQUEST_FIELDS),
+        "errors": forms.FormErrors()}, title="Open a request")
+
+
+@router.post("/workspace/{customer_id}/requests/new")
+async def new_request(request: Request, customer_id: str, principal: Principal = Depends(require_user)) -> Response:
+    state = get_state(request)
+    async with state.sessions() as session:
+        customer = await access.customer_in_reach(session, principal, customer_id)
+    access.require(principal, Action.open_request)
+    values = forms.submitted_values(forms.REQUEST_FIELDS, await request.form())
+    model, errors = forms.parse(NewRequest, forms.REQUEST_FIELDS, values, extra={
+        "customer_id": customer_id, "filed_by": principal.email, "channel": "portal"})
+    tracking = None
+    if model is not None:
+        assert isinstance(model, NewRequest)
+        try:
+            tracking = await actions.open_request(await state.temporal(), state.settings, state.sessions, model)
+        except actions.ActionRefused as exc:
+            errors = refusal_errors(forms.REQUEST_FIELDS, exc)
+    if tracking is None:
+        return render(request, "request_new.html.j2", {"customer": customer, "fields": forms.REQUEST_FIELDS,
+                                                       "values": values, "errors": errors},
+                      status=422, title="Open a request")
+    return redirect(request, f"/workspace/{customer_id}/requests/{tracking}",
+                    f"Request {tracking} is open; your Technical Lead has been told.")
+
+
+async def _request_page(request: Request, principal: Principal, customer_id: str, tracking_number: str,
+                        *, error: str | None = None, status: int = 200) -> Response:
+    state = get_state(request)
+    async with state.sessions() as session:
+        customer = await access.customer_in_reach(session, principal, customer_id)
+        row = await queries.request_of(session, customer_id, tracking_number)
+        detail = await queries.request_detail(session, row) if row is not None else None
+        if row is None and await repo.get_request(session, tracking_number) is not None:
+            raise NotFound("request")  # another customer's request: not a word to Temporal
+    live = None
+    try:
+        live = await actions.request_status(await state.temporal(), tracking_number)
+    except Exception as exc:  # the page still shows what the database holds
+        log.warning("no live status for %s: %s", tracking_number, exc)
+    if live is not None and live.customer_id != customer_id:
+        raise NotFound("request")
+    if row is None and live is None:
+        raise NotFound("request")
+    return render(request, "request.html.j2", {
+        "customer": customer, "row": row, "detail": detail, "live": live, "tracking_number": tracking_number,
+        # The workflow's own state when it answers (the stored row follows it by a moment).
+        "sla": queries.sla_of(live.state.value, live.first_response_deadline, live.first_response_at,
+                              live.sla_breached) if live is not None else queries.sla_state(row) if row is not None
+        else ("unknown", "muted"),
+        "respond_by": (live.first_response_deadline if live is not None else None)
+        or (row.first_response_deadline if row is not None else None),
+        "error": error,
+        "may_accept": access.may(principal, Action.answer_resolution),
+        "may_approve_customer": access.may(principal, Action.approve_dispatch_customer),
+        "may_approve_manager": access.may(principal, Action.approve_dispatch_manager),
+    }, status=status, title=f"Request {tracking_number}")
+
+
+@router.get("/workspace/{customer_id}/requests/{tracking_number}")
+async def request_page(request: Request, customer_id: str, tracking_number: str,
+                       principal: Principal = Depends(require_user)) -> Response:
+    return await _request_page(request, principal, customer_id, tracking_number)
+
+
+async def _request_update(request: Request, principal: Principal, customer_id: str, tracking_number: str,
+                          action: Action, update: str, arg: BaseModel, done: str) -> Response:
+    state = get_state(request)
+    async with state.sessions() as session:
+        await access.customer_in_reach(session, principal, customer_id)
+        row = await queries.request_of(session, customer_id, tracking_number)
+    if row is None:
+        raise NotFound("request")
+    access.require(principal, action)
+    try:
+        await actions.request_update(await state.temporal(), tracking_number, update, arg)
+    except actions.ActionRefused as exc:
+        return await _request_page(request, principal, customer_id, tracking_number, error=exc.message, status=409)
+    return redirect(request, f"/workspace/{customer_id}/requests/{tracking_number}", done)
+
+
+@router.post("/workspace/{customer_id}/requests/{tracking_number}/accept")
+async def accept_resolution(request: Request, customer_id: str, tracking_number: str,
+                            principal: Principal = Depends(require_user)) -> Response:
+    """A4: the request closes when the customer accepts the measures OT proposed."""
+    return await _request_update(request, principal, customer_id, tracking_number, Action.answer_resolution,
+                                 "accept_resolution", AcceptResolution(by=principal.email),
+                                 "You accepted the proposed measures; the request is closed.")
+
+
+@router.post("/workspace/{customer_id}/requests/{tracking_number}/approve-dispatch")
+async def approve_dispatch(request: Request, customer_id: str, tracking_number: str,
+                           principal: Principal = Depends(require_user)) -> Response:
+    """A4: on-site support at extra cost needs the customer's and a support manager's approval."""
+    customer_side = principal.role == Role.contact or (principal.role == Role.admin and (
+        (await request.form()).get("party") == "customer"))
+    action = Action.approve_dispatch_customer if customer_side else Action.approve_dispatch_manager
+    party = "customer" if customer_side else "manager"
+    return await _request_update(request, principal, customer_id, tracking_number, action, "approve_dispatch",
+                                 ApproveDispatch(by=principal.email, party=party),
+                                 f"On-site dispatch approved ({party}).")
