@@ -16,8 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.harness import Bench, Results, Sizes
+from bench.harness import Bench
 from bench.report import write_results
+from bench.results import Results, Sizes
 
 HERE = Path(__file__).resolve().parent
 

@@ -29,7 +29,7 @@ def _memory_gib() -> str:
 
 
 def _temporal_version() -> str:
-    from tests.harness import binary
+    from testing.servers import binary
 
     out = subprocess.run([binary("temporal"), "--version"], capture_output=True, text=True, check=False)
     return out.stdout.strip() or out.stderr.strip()
@@ -39,7 +39,7 @@ async def _postgres_version() -> str:
     try:
         import asyncpg
 
-        from tests.conftest import PG_ADMIN_DSN
+        from testing.databases import PG_ADMIN_DSN
 
         conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from bench.harness import Results, fmt
+from bench.results import Results, fmt
 
 # What the profiles showed and what was changed because of them. Written by hand from the
 # profiles of the runs (the automatic part of the profile section is regenerated every run).

@@ -87,8 +87,8 @@ async def move_to_requested_now(env: WorkflowEnvironment) -> datetime:
 
 
 async def start_time_skipping(converter: DataConverter | None = None) -> WorkflowEnvironment:
-    """tests.harness.start_time_skipping, then the clock moved to TECHCONNECT_TEST_NOW."""
-    from tests.harness import start_time_skipping as start
+    """testing.servers.start_time_skipping, then the clock moved to TECHCONNECT_TEST_NOW."""
+    from testing.servers import start_time_skipping as start
 
     env = await start(converter)
     try:

@@ -4,35 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 import pytest_asyncio
 
-# Admin DSN of the machine's PostgreSQL (trust auth). Each test gets its own database.
-PG_ADMIN_DSN = os.environ.get("TECHCONNECT_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+from testing.databases import PG_ADMIN_DSN, pg_database
+from testing.servers import free_port as free_port  # tests import it from here too
+
+if TYPE_CHECKING:  # tests.harness imports the whole worker: only the fixtures below that need it load it
+    from temporalio.testing import WorkflowEnvironment
+
+    from domain.policy import ProgramPolicy
+    from tests.harness import Stack
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _pg_admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def _pg_unreachable(exc: BaseException) -> None:
+def _pg_unreachable(exc: BaseException) -> NoReturn:
     # In CI a missing PostgreSQL is a failure, not a skip (issue 2, item 3).
     if os.environ.get("CI") == "true":
         pytest.fail(f"PostgreSQL at {PG_ADMIN_DSN} is unreachable in CI: {exc}")
@@ -42,16 +32,12 @@ def _pg_unreachable(exc: BaseException) -> None:
 @contextlib.asynccontextmanager
 async def fresh_pg_database() -> AsyncIterator[str]:
     """A fresh, empty PostgreSQL database on the machine's server, dropped afterwards."""
-    name = f"tc_test_{uuid.uuid4().hex[:12]}"
-    try:
-        await _pg_admin(f'CREATE DATABASE "{name}"')
-    except (TimeoutError, OSError) as exc:
-        _pg_unreachable(exc)
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    try:
-        yield f"{base}/{name}"
-    finally:
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with contextlib.AsyncExitStack() as databases:
+        try:
+            url = await databases.enter_async_context(pg_database(f"tc_test_{uuid.uuid4().hex[:12]}"))
+        except (TimeoutError, OSError) as exc:
+            _pg_unreachable(exc)
+        yield url
 
 
 @pytest_asyncio.fixture
@@ -64,19 +50,15 @@ async def pg_url() -> AsyncIterator[str]:
 async def shared_db(tmp_path: Path) -> AsyncIterator[str]:
     """A database worker processes share (tests/worker_processes.py): a fresh PostgreSQL database,
     else (outside CI) a SQLite file."""
-    name = f"tc_scale_{uuid.uuid4().hex[:10]}"
-    try:
-        await _pg_admin(f'CREATE DATABASE "{name}"')
-    except (TimeoutError, OSError) as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at {PG_ADMIN_DSN} is unreachable in CI: {exc}")
-        yield f"sqlite+aiosqlite:///{tmp_path / 'techconnect.db'}"
-        return
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    try:
-        yield f"{base}/{name}"
-    finally:
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with contextlib.AsyncExitStack() as databases:
+        try:
+            url = await databases.enter_async_context(pg_database(f"tc_scale_{uuid.uuid4().hex[:10]}"))
+        except (TimeoutError, OSError) as exc:
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"PostgreSQL at {PG_ADMIN_DSN} is unreachable in CI: {exc}")
+            yield f"sqlite+aiosqlite:///{tmp_path / 'techconnect.db'}"
+            return
+        yield url
 
 
 @pytest.fixture
@@ -92,6 +74,34 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     else:
         async with fresh_pg_database() as url:
             yield url
+
+
+@pytest_asyncio.fixture
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping Temporal server of the test's own, at TECHCONNECT_TEST_NOW when set (tests/clock.py)."""
+    from tests.harness import start_time_skipping
+
+    e = await start_time_skipping()
+    try:
+        yield e
+    finally:
+        await e.shutdown()
+
+
+@pytest.fixture
+def stack_policy() -> ProgramPolicy | None:
+    """The policy `st` runs with (None: the default); a module overrides this fixture to change it."""
+    return None
+
+
+@pytest_asyncio.fixture
+async def st(env: WorkflowEnvironment, tmp_path: Path, sqlite_url: str,
+             stack_policy: ProgramPolicy | None) -> AsyncIterator[Stack]:
+    """The real worker on `env` (time-skipping), SQLite, an SMTP sink: tests/harness.py's `stack`."""
+    from tests.harness import stack
+
+    async with stack(env, sqlite_url, tmp_path, policy=stack_policy) as s:
+        yield s
 
 
 @pytest.fixture

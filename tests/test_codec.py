@@ -22,8 +22,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
 from temporalio.testing import WorkflowEnvironment
 
-from domain.program import ProgramStatus
-from starter.codec import (
+from config.codec import (
     ENCODING,
     METADATA_KEY_ID,
     EncryptionCodec,
@@ -34,10 +33,11 @@ from starter.codec import (
     ensure_dev_key,
     new_key,
 )
-from starter.codec_server import codec_app, codec_app_from_settings, codec_endpoint, serving
-from starter.dev import dev_server_command
-from starter.settings import Settings
-from starter.temporal import DATA_CONVERTER, data_converter
+from config.settings import Settings
+from config.temporal import DATA_CONVERTER, data_converter
+from devstack.codec_server import codec_app, codec_app_from_settings, codec_endpoint, serving
+from devstack.dev import dev_server_command
+from domain.program import ProgramStatus
 from tests.conftest import free_port
 from tests.harness import add_subscription, enrolment, stack, start_time_skipping
 from tests.test_program_lifecycle import complete_onboarding

@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
+from config.settings import Settings, TemporalSettings
 from domain.naming import SEARCH_ATTRIBUTES
-from starter.settings import Settings, TemporalSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -211,7 +211,7 @@ def test_dashboard_uses_the_metrics_the_worker_serves() -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
     from activities.metrics import MAILS_FAILED, MAILS_SENT
-    from starter.metrics import BusinessCollector, BusinessSnapshot
+    from telemetry.metrics import BusinessCollector, BusinessSnapshot
 
     collector = BusinessCollector(sessions=None)  # type: ignore[arg-type]
     collector.snapshot, collector.up = BusinessSnapshot(), True

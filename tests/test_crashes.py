@@ -79,14 +79,14 @@ from activities.faults import (
     PROJECTION_AFTER_COMMIT,
     REPORT_AFTER_FILING,
 )
+from config.settings import Settings
+from devstack.smtp_sink import SmtpSink
 from domain.cycle import CycleStatus
 from domain.naming import SA_CUSTOMER_ID, monthly_cycle_workflow_id, program_workflow_id, request_workflow_id
 from domain.policy import ProgramPolicy
 from domain.program import Phase, ProgramInput, ProgramStatus
 from domain.request import NewRequest, RequestStatus
 from starter.requests import open_request
-from starter.settings import Settings
-from starter.smtp_sink import SmtpSink
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.tables import (

@@ -27,21 +27,17 @@ from domain.money import Money
 from domain.policy import ProgramPolicy
 from domain.program import BillableExtra, BillableExtraKind, Phase, ProgramStatus
 from storage import repositories as repo
-from storage.db import SessionFactory, make_engine, make_session_factory
-from storage.migrate import upgrade
+from storage.db import SessionFactory
 from storage.tables import AuditLogRow, Base, BillableExtraRow, ContactRow, CustomerRow, ProgrammeRow, WorkspaceRow
+from testing.databases import migrated_sessions
 
 ACCEPTED_AT = datetime(2027, 1, 4, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 async def sessions(database_url: str) -> AsyncIterator[SessionFactory]:
-    await upgrade(database_url)
-    engine = make_engine(database_url)
-    try:
-        yield make_session_factory(engine)
-    finally:
-        await engine.dispose()
+    async with migrated_sessions(database_url) as factory:
+        yield factory
 
 
 @pytest.fixture

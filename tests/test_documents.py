@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.testing import ActivityEnvironment
 
-from activities.documents import NO_REQUESTS_NOTE, DocumentActivities
+from activities.documents import DocumentActivities
+from activities.report_builders import NO_REQUESTS_NOTE
 from activities.templating import TEMPLATES_DIR, make_template_environment
 from domain.activities import AnalysisRequest, FileDocumentRequest, FinalReportRequest, MonthlyReportRequest
 from domain.calendar import BusinessCalendar

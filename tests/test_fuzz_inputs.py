@@ -46,6 +46,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.calendar import supported_countries
+from config.temporal import DATA_CONVERTER
 from domain.cycle import CycleInput, CycleStatus
 from domain.enrolment import Enrolment, MaintenanceSubscription, check_enrolment
 from domain.errors import RuleViolation
@@ -53,7 +54,6 @@ from domain.policy import ProgramPolicy
 from domain.program import Phase, ProgramStatus, ScheduleKickoff
 from domain.request import NewRequest
 from starter.requests import open_request
-from starter.temporal import DATA_CONVERTER
 from tests.clock import start_time_skipping
 from tests.harness import Stack, add_subscription, enrolment, stack
 from tests.test_program_lifecycle import inventory
@@ -63,7 +63,7 @@ from workflows.support_request import SupportRequestWorkflow
 
 T = TypeVar("T")
 PARIS = ZoneInfo("Europe/Paris")
-DEMO = json.loads((Path(__file__).resolve().parent.parent / "starter/demo/enrolment.json").read_text())
+DEMO = json.loads((Path(__file__).resolve().parent.parent / "devstack/demo/enrolment.json").read_text())
 # Workflows in which an Update may be accepted and then dropped by the run completing: none
 # (the monthly cycle used to be; test_an_update_accepted_as_a_cycle_ends_is_not_lost).
 DROPS_KNOWN: set[str] = set()

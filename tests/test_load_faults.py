@@ -38,14 +38,14 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
+from config.settings import Settings
+from devstack.smtp_sink import SmtpSink
 from domain.enrolment import MaintenanceSubscription
 from domain.naming import SA_CUSTOMER_ID, program_workflow_id
 from domain.policy import ProgramPolicy
 from domain.program import ProgramInput
 from domain.request import NewRequest
 from starter.requests import open_request
-from starter.settings import Settings
-from starter.smtp_sink import SmtpSink
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.repositories import upsert_subscriptions

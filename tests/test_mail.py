@@ -1,6 +1,6 @@
 """Mail: templates, .ics invites, SMTP round trips through the embedded sink, and the outbox.
 
-Every SMTP exchange here is real, over loopback, against starter.smtp_sink.SmtpSink.
+Every SMTP exchange here is real, over loopback, against devstack.smtp_sink.SmtpSink.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from activities.invites import render_ics
 from activities.mail import MailActivities, message_id_for
 from activities.mailer import PermanentMailError, SmtpMailer, TransientMailError
 from activities.templating import TEMPLATES_DIR, format_date, format_money, make_template_environment
+from devstack.smtp_sink import SmtpSink
 from domain.activities import Attachment, CallInvite, MailRequest
-from starter.smtp_sink import SmtpSink
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.tables import Base, CustomerRow, DocumentRow, OutboxRow
 from tests.conftest import free_port

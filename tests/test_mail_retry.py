@@ -30,8 +30,8 @@ from temporalio.worker import Worker
 
 from activities.mail import MailActivities, message_id_for
 from activities.mailer import SmtpMailer, TransientMailError
+from devstack.smtp_sink import SmtpSink
 from domain.activities import MailRequest, MailResult
-from starter.smtp_sink import SmtpSink
 from tests.conftest import free_port
 from tests.mail_retry_workflow import MailRetryWorkflow
 from tests.test_mail import SENDER, database, mail_request, make_mail_activities, outbox_row

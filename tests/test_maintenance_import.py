@@ -10,22 +10,18 @@ import pytest
 from sqlalchemy import func, select
 
 from storage import repositories as repo
-from storage.db import SessionFactory, make_engine, make_session_factory
+from storage.db import SessionFactory
 from storage.maintenance_import import MaintenanceImportError, import_maintenance_csv, parse_maintenance_csv
-from storage.migrate import upgrade
 from storage.tables import MaintenanceSubscriptionRow
+from testing.databases import migrated_sessions
 
 HEADER = "id,customer_id,start,end,contact_count\n"
 
 
 @pytest.fixture
 async def sessions(database_url: str) -> AsyncIterator[SessionFactory]:
-    await upgrade(database_url)
-    engine = make_engine(database_url)
-    try:
-        yield make_session_factory(engine)
-    finally:
-        await engine.dispose()
+    async with migrated_sessions(database_url) as factory:
+        yield factory
 
 
 def write(tmp_path: Path, body: str, name: str = "subs.csv") -> Path:

@@ -19,11 +19,11 @@ import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
 from activities.metrics import MAILS_FAILED, MAILS_SENT
+from config.settings import Settings
 from domain.program import Phase, StepName
-from starter.metrics import BusinessCollector, MetricsServer, read_business_snapshot
-from starter.settings import Settings
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.tables import Base, CustomerRow, ProgrammeRow, SlaEventRow, SupportRequestRow
+from telemetry.metrics import BusinessCollector, MetricsServer, read_business_snapshot
 
 # A given "now" for the snapshot (a fixed instant in the past: never read as "the future").
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)

@@ -9,14 +9,12 @@ lost or done twice (outbox, documents, audit, mail).
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest_asyncio
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import EventType
@@ -28,20 +26,11 @@ from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.repositories import get_programme, list_audit, list_documents, list_outbox
 from storage.tables import AuditLogRow, DocumentRow, OutboxRow, ProgrammeRow, WorkspaceRow
-from tests.harness import Stack, add_subscription, enrolment, stack, start_time_skipping
+from tests.harness import Stack, add_subscription, enrolment, eventually, stack
 from tests.tcp_proxy import CuttableProxy
 from tests.test_program_refusals import history_len
 
 T = TypeVar("T")
-
-
-@pytest_asyncio.fixture
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    e = await start_time_skipping()
-    try:
-        yield e
-    finally:
-        await e.shutdown()
 
 
 def _shown(value: object) -> str:
@@ -53,14 +42,7 @@ def _shown(value: object) -> str:
 
 
 async def until(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], what: str, within: float = 30) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if ok(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: last value {_shown(value)}")
-        await asyncio.sleep(0.1)
+    return await eventually(probe, ok, what, timeout=within, interval=0.1, shown=_shown)
 
 
 async def pending(handle: WorkflowHandle[Any, Any]) -> list[PendingActivityInfo]:

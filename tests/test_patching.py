@@ -16,13 +16,12 @@ commands (a search-attribute upsert and a `save_projection` activity) where old 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from temporalio import workflow
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
@@ -30,14 +29,14 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from storage.repositories import get_programme, list_audit
-from tests.harness import add_subscription, enrolment, stack, start_time_skipping
+from tests.harness import add_subscription, enrolment, stack
 from tests.test_program_refusals import history_len
 from workflows.monthly_cycle import MonthlyCycleWorkflow
 from workflows.program import PATCH_SAVE_BEFORE_WELCOME, ProgramWorkflow
 
 # Outside the sandbox (the sandbox re-imports this module for nothing, but keep it cheap).
 with workflow.unsafe.imports_passed_through():
-    from starter.temporal import DATA_CONVERTER
+    from config.temporal import DATA_CONVERTER
     from worker import workflow_runner
 
 REPLAY = Path(__file__).parent / "replay"
@@ -116,15 +115,6 @@ async def test_without_the_guard_old_histories_break(path: Path, path_forced: An
 
 
 # ---- a new run: new path ----------------------------------------------------------------------
-@pytest_asyncio.fixture
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    e = await start_time_skipping()
-    try:
-        yield e
-    finally:
-        await e.shutdown()
-
-
 async def test_a_new_run_takes_the_new_path_and_refuses_the_old_code(
     env: WorkflowEnvironment, sqlite_url: str, tmp_path: Path, path_forced: Any
 ) -> None:

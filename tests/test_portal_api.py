@@ -18,16 +18,17 @@ import pytest_asyncio
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from config.settings import Settings
 from portal.app import create_app, http_routes
-from portal.security import verify_password
-from starter.settings import Settings
 from storage import users as users_repo
-from storage.db import SessionFactory, make_engine, make_session_factory
-from storage.migrate import upgrade
+from storage.credentials import verify_password
+from storage.db import SessionFactory
 from storage.tables import UserRow
 from storage.users import Role
+from testing.databases import migrated_sessions
 from tests.portal_fixtures import (
     PASSWORD,
+    InProcess,
     Tenant,
     UnreachableTemporal,
     add_staff,
@@ -44,33 +45,25 @@ PUBLIC = {"/", "/login", "/login/link", "/login/link/{token}", "/healthz", "/log
 
 
 @dataclass
-class Portal:
+class Portal(InProcess):
     app: Any
     sessions: SessionFactory
     mine: Tenant  # acme: the tenant whose users ask
     other: Tenant  # globex: the tenant whose IDs they try
     temporal: UnreachableTemporal
 
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://portal.test")
-
 
 @pytest_asyncio.fixture
 async def portal(tmp_path: Path, sqlite_url: str) -> AsyncIterator[Portal]:
-    await upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
-    sessions = make_session_factory(engine)
-    mine = await seed_tenant(sessions, "acme", "tl-alice")
-    other = await seed_tenant(sessions, "globex", "tl-bob")
-    await add_staff(sessions, "ops@techconnect.example", Role.ops)
-    temporal = UnreachableTemporal()
-    settings = Settings(data_dir=tmp_path, database_url=sqlite_url, portal_secret="test-secret-" + "x" * 20)
-    app = create_app(settings, sessions=sessions, client=temporal)  # type: ignore[arg-type]
-    try:
+    async with migrated_sessions(sqlite_url) as sessions:
+        mine = await seed_tenant(sessions, "acme", "tl-alice")
+        other = await seed_tenant(sessions, "globex", "tl-bob")
+        await add_staff(sessions, "ops@techconnect.example", Role.ops)
+        temporal = UnreachableTemporal()
+        settings = Settings(data_dir=tmp_path, database_url=sqlite_url, portal_secret="test-secret-" + "x" * 20)
+        app = create_app(settings, sessions=sessions, client=temporal)  # type: ignore[arg-type]
         async with app.router.lifespan_context(app):
             yield Portal(app, sessions, mine, other, temporal)
-    finally:
-        await engine.dispose()
 
 
 def routes(app: Any, *, api: bool | None = None) -> list[tuple[str, str]]:
@@ -224,7 +217,7 @@ async def test_passwords_are_stored_as_argon2_hashes(portal: Portal) -> None:
 
 
 def test_user_add_command_hashes_the_password(tmp_path: Path) -> None:
-    from starter.cli import app
+    from cli.app import app
 
     env = {"TECHCONNECT_DATA_DIR": str(tmp_path), "TECHCONNECT_DATABASE_URL": ""}
     runner = CliRunner()

@@ -20,38 +20,27 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest_asyncio
 from temporalio.worker import Replayer
 
+from config.settings import Settings
 from domain.activities import AuditEntry
 from domain.naming import program_workflow_id
 from domain.request import AcceptResolution, ProposeResolution, Respond
 from portal import actions as portal_actions
 from portal.app import create_app
-from portal.security import digest, new_api_token
-from starter.cli import execute_step
-from starter.settings import Settings
+from starter.programs import execute_step
 from storage import repositories as repo
 from storage import users as users_repo
-from storage.db import SessionFactory, make_engine, make_session_factory
-from storage.migrate import upgrade
+from storage.credentials import digest, new_api_token
+from storage.db import SessionFactory
 from storage.tables import AuditLogRow
 from storage.users import Role
-from tests.harness import Stack, stack, start_time_skipping
-from tests.portal_fixtures import NOW, Tenant, UnreachableTemporal, add_staff, seed_tenant, sign_in
+from testing.databases import migrated_sessions
+from tests.harness import Stack
+from tests.portal_fixtures import NOW, InProcess, Tenant, UnreachableTemporal, add_staff, seed_tenant, sign_in
 from tests.test_support_request import file, live_programme
 from worker import WORKFLOWS, workflow_runner
-
-
-@pytest_asyncio.fixture
-async def st(tmp_path: Path, sqlite_url: str) -> AsyncIterator[Stack]:
-    env = await start_time_skipping()
-    try:
-        async with stack(env, sqlite_url, tmp_path) as s:
-            yield s
-    finally:
-        await env.shutdown()
 
 
 async def audit_rows(sessions: SessionFactory, customer_id: str) -> list[AuditLogRow]:
@@ -142,12 +131,9 @@ async def _token(sessions: SessionFactory, email: str) -> str:
     return token
 
 
-class AuditPortal:
+class AuditPortal(InProcess):
     def __init__(self, app: Any, sessions: SessionFactory, mine: Tenant, other: Tenant, tokens: dict[str, str]):
         self.app, self.sessions, self.mine, self.other, self.tokens = app, sessions, mine, other, tokens
-
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://portal.test")
 
     def auth(self, email: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[email]}"}
@@ -155,34 +141,29 @@ class AuditPortal:
 
 @pytest_asyncio.fixture
 async def portal(tmp_path: Path, sqlite_url: str) -> AsyncIterator[AuditPortal]:
-    await upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
-    sessions = make_session_factory(engine)
-    mine = await seed_tenant(sessions, "acme", "tl-alice")
-    other = await seed_tenant(sessions, "globex", "tl-bob")
-    tokens = {**mine.tokens, **other.tokens}
-    for email, role in (("ops@techconnect.example", Role.ops), ("admin@techconnect.example", Role.admin),
-                        ("manager@techconnect.example", Role.support_manager)):
-        await add_staff(sessions, email, role)
-        tokens[email] = await _token(sessions, email)
-    async with sessions() as s, s.begin():
-        for n, (customer, actor, action, interface) in enumerate([
-            ("acme", "tl-alice", "schedule_kickoff", "cli"),
-            ("acme", "carol@acme.example", "accept_resolution", "portal"),
-            ("acme", "rep-sam", "respond", "temporal"),
-            ("globex", "tl-bob", "schedule_kickoff", "portal"),
-            ("globex", "Carol@Globex.example", "open_request", "portal"),
-        ]):
-            await repo.append_audit(s, AuditEntry(at=NOW + timedelta(minutes=n), actor=actor, action=action,
-                                                  customer_id=customer, interface=interface,
-                                                  detail={"n": n}), idempotency_key=f"seed-{n}")
-    app = create_app(Settings(data_dir=tmp_path, database_url=sqlite_url, portal_secret="audit-" + "x" * 24),
-                     sessions=sessions, client=UnreachableTemporal())  # type: ignore[arg-type]
-    try:
+    async with migrated_sessions(sqlite_url) as sessions:
+        mine = await seed_tenant(sessions, "acme", "tl-alice")
+        other = await seed_tenant(sessions, "globex", "tl-bob")
+        tokens = {**mine.tokens, **other.tokens}
+        for email, role in (("ops@techconnect.example", Role.ops), ("admin@techconnect.example", Role.admin),
+                            ("manager@techconnect.example", Role.support_manager)):
+            await add_staff(sessions, email, role)
+            tokens[email] = await _token(sessions, email)
+        async with sessions() as s, s.begin():
+            for n, (customer, actor, action, interface) in enumerate([
+                ("acme", "tl-alice", "schedule_kickoff", "cli"),
+                ("acme", "carol@acme.example", "accept_resolution", "portal"),
+                ("acme", "rep-sam", "respond", "temporal"),
+                ("globex", "tl-bob", "schedule_kickoff", "portal"),
+                ("globex", "Carol@Globex.example", "open_request", "portal"),
+            ]):
+                await repo.append_audit(s, AuditEntry(at=NOW + timedelta(minutes=n), actor=actor, action=action,
+                                                      customer_id=customer, interface=interface,
+                                                      detail={"n": n}), idempotency_key=f"seed-{n}")
+        app = create_app(Settings(data_dir=tmp_path, database_url=sqlite_url, portal_secret="audit-" + "x" * 24),
+                         sessions=sessions, client=UnreachableTemporal())  # type: ignore[arg-type]
         async with app.router.lifespan_context(app):
             yield AuditPortal(app, sessions, mine, other, tokens)
-    finally:
-        await engine.dispose()
 
 
 async def test_operations_and_admins_read_the_audit_log_with_filters(portal: AuditPortal) -> None:

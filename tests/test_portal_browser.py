@@ -368,7 +368,7 @@ async def test_the_tl_records_an_extra_call_from_the_programme_page(site: Site) 
     refusal = await page.inner_text("[data-form-error]")
     assert "rule C10: the month's included call has not been held yet" in refusal, refusal
     month = int(page.url.rsplit("month=", 1)[1])
-    from starter.cli import execute_step
+    from starter.programs import execute_step
 
     now = datetime.now(UTC)
     await execute_step(site.st.client, CUSTOMER, "schedule_call", TL_ID,
@@ -387,7 +387,7 @@ async def test_the_tl_records_an_extra_call_from_the_programme_page(site: Site) 
 
 async def test_a_late_non_renewal_notice_is_refused_with_the_deadline_date(site: Site) -> None:
     """Rule C16: up to and including the deadline day (period end - 90 days); after it, refused as late."""
-    from starter.cli import start_program
+    from starter.programs import start_program
     from tests.harness import enrolment
 
     customer, today = "lateco", today_in()

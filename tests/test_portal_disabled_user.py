@@ -19,12 +19,12 @@ import pytest_asyncio
 from typer.testing import CliRunner, Result
 
 from activities.mailer import SmtpMailer
+from config.settings import Settings
 from portal.app import create_app
-from starter.settings import Settings
 from storage import users as users_repo
-from storage.db import SessionFactory, make_engine, make_session_factory
-from storage.migrate import upgrade
-from tests.portal_fixtures import PASSWORD, Tenant, UnreachableTemporal, csrf_of, seed_tenant, sign_in
+from storage.db import SessionFactory
+from testing.databases import migrated_sessions
+from tests.portal_fixtures import PASSWORD, InProcess, Tenant, UnreachableTemporal, csrf_of, seed_tenant, sign_in
 
 LINK_DEAD = "This sign-in link does not work"
 
@@ -41,7 +41,7 @@ class CapturingMailer(SmtpMailer):
 
 
 @dataclass
-class Portal:
+class Portal(InProcess):
     app: Any
     sessions: SessionFactory
     tenant: Tenant
@@ -49,27 +49,19 @@ class Portal:
     mailer: CapturingMailer
     temporal: UnreachableTemporal
 
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://portal.test")
-
 
 @pytest_asyncio.fixture
 async def portal(tmp_path: Path, sqlite_url: str) -> AsyncIterator[Portal]:
-    await upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
-    sessions = make_session_factory(engine)
-    tenant = await seed_tenant(sessions, "acme", "tl-alice")
-    mailer = CapturingMailer()
-    temporal = UnreachableTemporal()
-    settings = Settings(data_dir=tmp_path, database_url=sqlite_url, portal_secret="test-secret-" + "x" * 20)
-    app = create_app(settings, sessions=sessions, client=temporal, mailer=mailer)  # type: ignore[arg-type]
-    # What `techconnect` reads to find the same database.
-    env = {"TECHCONNECT_DATA_DIR": str(tmp_path), "TECHCONNECT_DATABASE_URL": sqlite_url}
-    try:
+    async with migrated_sessions(sqlite_url) as sessions:
+        tenant = await seed_tenant(sessions, "acme", "tl-alice")
+        mailer = CapturingMailer()
+        temporal = UnreachableTemporal()
+        settings = Settings(data_dir=tmp_path, database_url=sqlite_url, portal_secret="test-secret-" + "x" * 20)
+        app = create_app(settings, sessions=sessions, client=temporal, mailer=mailer)  # type: ignore[arg-type]
+        # What `techconnect` reads to find the same database.
+        env = {"TECHCONNECT_DATA_DIR": str(tmp_path), "TECHCONNECT_DATABASE_URL": sqlite_url}
         async with app.router.lifespan_context(app):
             yield Portal(app, sessions, tenant, env, mailer, temporal)
-    finally:
-        await engine.dispose()
 
 
 async def password_sign_in(portal: Portal, email: str) -> httpx.Response:
@@ -103,7 +95,7 @@ def bearer(token: str) -> dict[str, str]:
 
 async def disable_with_the_cli(portal: Portal, email: str) -> Result:
     """`techconnect user disable EMAIL`, as ops run it (in a thread: the command runs its own event loop)."""
-    from starter.cli import app
+    from cli.app import app
 
     def invoke() -> Result:
         return CliRunner().invoke(app, ["user", "disable", email], env=portal.env)

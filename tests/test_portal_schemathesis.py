@@ -45,10 +45,10 @@ from schemathesis.checks import not_a_server_error
 
 from domain.request import NewRequest
 from portal.app import create_app
-from portal.security import digest, new_api_token
 from portal.server import bound_port, serving
 from starter.requests import open_request
 from storage import users as users_repo
+from storage.credentials import digest, new_api_token
 from storage.db import SessionFactory
 from storage.users import Role
 from tests.clock import today_in
@@ -153,7 +153,7 @@ def live(shared_db_module: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 @pytest.fixture(scope="module")
 def temporal_down(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
     """The portal with nothing listening at TEMPORAL_ADDRESS (SQLite, no worker)."""
-    from starter.settings import Settings, TemporalSettings
+    from config.settings import Settings, TemporalSettings
     from storage.db import make_engine, make_session_factory
     from storage.migrate import upgrade
 
@@ -186,26 +186,25 @@ def shared_db_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`shared_db` of tests/conftest.py for a whole module (the live stack is built once)."""
     import uuid
 
-    from tests.conftest import PG_ADMIN_DSN, _pg_admin
+    from testing.databases import PG_ADMIN_DSN, pg_admin, pg_url
 
     name = f"tc_schema_{uuid.uuid4().hex[:10]}"
     try:
-        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+        asyncio.run(pg_admin(f'CREATE DATABASE "{name}"'))
     except (TimeoutError, OSError) as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(f"PostgreSQL at {PG_ADMIN_DSN} is unreachable in CI: {exc}")
         yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('schemathesis-db') / 'techconnect.db'}"
         return
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
     try:
-        yield f"{base}/{name}"
+        yield pg_url(name)
     finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _openapi() -> dict[str, Any]:
     """The portal's OpenAPI document, as /api/openapi.json serves it (routes only: nothing runs)."""
-    from starter.settings import Settings
+    from config.settings import Settings
 
     return create_app(Settings(portal_secret="schema-only-" + "z" * 20)).openapi()
 

@@ -8,18 +8,14 @@ monthly cycle's invite and report (D6/A5, D7/A6), the renewal invoice (C14) and 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime, time, timedelta
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import holidays
 import pytest
-import pytest_asyncio
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.testing import WorkflowEnvironment
 
 from domain.cycle import CycleStatus
 from domain.enrolment import MaintenanceSubscription, check_enrolment
@@ -36,34 +32,12 @@ from storage.repositories import (
     list_contacts,
     list_documents,
 )
-from tests.clock import start_time_skipping
-from tests.harness import Stack, enrolment, stack
+from tests.harness import Stack, enrolment, eventually
 from tests.test_program_lifecycle import complete_onboarding, inventory
 from tests.test_program_timing import SHORT_TERM, begin, settle
 
 PARIS = ZoneInfo("Europe/Paris")
 T = TypeVar("T")
-
-
-@pytest_asyncio.fixture
-async def st(tmp_path: Path, sqlite_url: str) -> AsyncIterator[Stack]:
-    env: WorkflowEnvironment = await start_time_skipping()
-    try:
-        async with stack(env, sqlite_url, tmp_path) as s:
-            yield s
-    finally:
-        await env.shutdown()
-
-
-async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], what: str) -> T:
-    """The projection is written by an activity after the Update returns: poll it a little."""
-    value = await probe()
-    for _ in range(100):
-        if ok(value):
-            return value
-        await asyncio.sleep(0.05)
-        value = await probe()
-    raise AssertionError(f"{what}: last value {value!r}")
 
 
 async def upd(h: WorkflowHandle[Any, Any], name: str, payload: dict[str, Any]) -> ProgramStatus:

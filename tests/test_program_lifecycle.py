@@ -5,14 +5,13 @@ capped price (C14, C15), and the second period by continue-as-new (E1 re-checked
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
@@ -20,20 +19,11 @@ from temporalio.testing import WorkflowEnvironment
 from domain.cycle import CycleStatus
 from domain.naming import program_workflow_id
 from domain.program import A2_AGENDA, Phase, ProgramResult, ProgramStatus
-from tests.clock import settled, start_time_skipping
+from tests.clock import settled
 from tests.harness import Stack, add_subscription, enrolment, stack
 from tests.test_program_refusals import assert_no_trace
 
 PARIS = ZoneInfo("Europe/Paris")
-
-
-@pytest_asyncio.fixture
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    e = await start_time_skipping()
-    try:
-        yield e
-    finally:
-        await e.shutdown()
 
 
 def inventory() -> dict[str, object]:

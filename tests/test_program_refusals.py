@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     WorkflowExecutionStatus,
@@ -19,14 +17,13 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.testing import WorkflowEnvironment
 
 from domain.enrolment import MaintenanceSubscription, check_enrolment
 from domain.errors import RuleRefused
 from domain.money import Money, check_renewal_price
 from domain.policy import ProgramPolicy
 from domain.program import ProgramResult, ProgramStatus
-from tests.harness import Stack, add_subscription, enrolment, in_flight, stack, start_time_skipping, wait_idle
+from tests.harness import Stack, add_subscription, enrolment, in_flight, wait_idle
 
 POLICY = ProgramPolicy()
 
@@ -105,16 +102,6 @@ def test_price_rise_above_ten_percent_refused_c15() -> None:
 
 
 # ---- through the workflow ------------------------------------------------------------------
-@pytest_asyncio.fixture
-async def st(tmp_path: Path, sqlite_url: str) -> AsyncIterator[Stack]:
-    env: WorkflowEnvironment = await start_time_skipping()
-    try:
-        async with stack(env, sqlite_url, tmp_path) as s:
-            yield s
-    finally:
-        await env.shutdown()
-
-
 WFT_EVENTS = {EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
               EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED}
 

@@ -5,8 +5,7 @@ period_start), which marks the long-gone dates missed and sends no mail for them
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -14,7 +13,6 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
-import pytest_asyncio
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -25,21 +23,13 @@ from domain.naming import program_workflow_id
 from domain.policy import ProgramPolicy
 from domain.program import ProgramInput, ProgramStatus, StepStatus
 from storage.repositories import list_documents, list_outbox
-from tests.clock import Settled, settled, start_time_skipping
+from tests.clock import Settled, settled
 from tests.harness import Stack, add_subscription, enrolment, stack
+from tests.harness import eventually as wait_until
 
 PARIS = ZoneInfo("Europe/Paris")
 T = TypeVar("T")
 TL = "alice@support.example"
-
-
-@pytest_asyncio.fixture
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    e = await start_time_skipping()
-    try:
-        yield e
-    finally:
-        await e.shutdown()
 
 
 async def today(st: Stack) -> date:
@@ -79,19 +69,6 @@ async def settle(st: Stack, handle: WorkflowHandle[Any, Any]) -> Settled:
     """Until the workflow has handled everything due by the server's now (tests/clock.py): a mail
     that was due has then been sent, so one missing was not due."""
     return await settled(handle, st.env)
-
-
-async def wait_until(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], what: str,
-                     timeout: float = 10) -> T:  # noqa: ASYNC109 (a polling deadline with a message)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await probe()
-        if ok(value):
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"{what}: not after {timeout}s, last seen {value!r}")
-        await asyncio.sleep(0.05)
 
 
 def next_timer_is(quiet: Settled, at: datetime, what: str) -> None:

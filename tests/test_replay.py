@@ -32,7 +32,7 @@ WORKFLOWS = (ProgramWorkflow, MonthlyCycleWorkflow, SupportRequestWorkflow)
 # The sandbox imports this module again for the workflow variants below: what they do not
 # need (settings read files at import) comes from outside it.
 with workflow.unsafe.imports_passed_through():
-    from starter.temporal import DATA_CONVERTER
+    from config.temporal import DATA_CONVERTER
     from tests.harness import in_flight
     from worker import workflow_runner
 

@@ -7,15 +7,11 @@ The worker runs in this module's event loop, so every subprocess is awaited with
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
 import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,26 +22,21 @@ from temporalio.testing import WorkflowEnvironment
 from domain.naming import request_workflow_id
 from domain.request import RequestStatus
 from storage import repositories as repo
-from tests.harness import Stack, add_subscription, enrolment, stack, start_dev_server
+from tests.harness import (
+    Run,
+    Stack,
+    add_subscription,
+    cli_environ,
+    enrolment,
+    run_command,
+    stack,
+    start_dev_server,
+    until_passes,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PARIS = ZoneInfo("Europe/Paris")
-
-
-@dataclass
-class Run:
-    args: tuple[str, ...]
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-    def __str__(self) -> str:
-        return f"{' '.join(self.args)} -> exit {self.code}\nstdout: {self.out}\nstderr: {self.err}"
 
 
 @dataclass
@@ -53,19 +44,7 @@ class Cli:
     env: dict[str, str]
 
     async def __call__(self, *args: str) -> Run:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "starter.cli", *args, cwd=PROJECT_ROOT, env=self.env,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), 60)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
-        assert proc.returncode is not None
-        run = Run(args, proc.returncode, out.decode(), err.decode())
-        assert "Traceback" not in run.err, str(run)
-        return run
+        return await run_command(sys.executable, "-m", "cli", *args, env=self.env)
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -81,28 +60,13 @@ async def st(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def cli(st: Stack) -> Cli:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "TECHCONNECT_"))} | {
-        "TEMPORAL_ADDRESS": st.client.service_client.config.target_host,
-        "TEMPORAL_NAMESPACE": st.client.namespace,
-        "TECHCONNECT_DATABASE_URL": st.database_url,
-        "TECHCONNECT_TASK_QUEUE": st.task_queue,
-        "TECHCONNECT_SMTP_PORT": str(st.settings.smtp_port),
-        "TECHCONNECT_DATA_DIR": str(st.settings.data_dir),
-        "COLUMNS": "200",  # rich wraps long messages at 80 columns otherwise
-    }
+    env = cli_environ(st)
     return Cli(env=env)
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15) -> Any:  # noqa: ASYNC109
+async def eventually(check: Callable[[], Awaitable[Any]]) -> Any:
     """Visibility lags the workflow by about a second."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            return await check()
-        except AssertionError:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-        await asyncio.sleep(0.3)
+    return await until_passes(check, timeout=15, interval=0.3)
 
 
 OPEN = ("--kind", "support", "--priority", "high", "--summary", "Search returns no results", "--by", "carol")

@@ -105,7 +105,8 @@ def test_rules_md_proved_by_lists_match_the_markers() -> None:
 RULE_ID = r"[ECDA]\d{1,2}"
 ID_LIST = rf"{RULE_ID}(?:\s*(?:,|/|\band\b|–|-)\s*{RULE_ID})*"
 CITATIONS = [re.compile(rf"\brules?[\s_]+({ID_LIST})", re.IGNORECASE), re.compile(rf"\(({ID_LIST})\)")]
-CITING = ["tests", "domain", "workflows", "activities", "storage", "starter", "portal", "templates", "docs"]
+CITING = ["tests", "domain", "workflows", "activities", "storage", "starter", "cli", "config", "devstack", "telemetry",
+          "portal", "templates", "docs"]
 
 
 def citations(text: str) -> set[str]:

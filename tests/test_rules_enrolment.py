@@ -6,23 +6,22 @@ and on the real workflow (time-skipping server, real worker, SQLite, SMTP on loo
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import pytest_asyncio
 from rich.console import Console
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
-import starter.cli as cli
+import cli.programs as cli
+from cli import runtime
 from domain.enrolment import MaintenanceSubscription, check_enrolment
+from domain.errors import EnrolmentRefused
 from domain.policy import ProgramPolicy
 from domain.program import Phase, ProgramResult
+from starter.programs import precheck_enrolment
 from storage.repositories import get_programme, list_billable_extras
-from tests.clock import start_time_skipping
-from tests.harness import Stack, add_subscription, enrolment, eventually, stack
+from tests.harness import Stack, add_subscription, enrolment, eventually
 
 T = TypeVar("T")
 POLICY = ProgramPolicy()
@@ -30,14 +29,10 @@ POLICY = ProgramPolicy()
 HANDBOOK = "TechConnect handbook FR, OpenText, rev. E2-TEST-7"
 
 
-@pytest_asyncio.fixture
-async def st(tmp_path: Path, sqlite_url: str) -> AsyncIterator[Stack]:
-    env = await start_time_skipping()
-    try:
-        async with stack(env, sqlite_url, tmp_path, policy=ProgramPolicy(handbook_version=HANDBOOK)) as s:
-            yield s
-    finally:
-        await env.shutdown()
+@pytest.fixture
+def stack_policy() -> ProgramPolicy:
+    """`st` (tests/conftest.py) runs with this handbook version."""
+    return ProgramPolicy(handbook_version=HANDBOOK)
 
 
 
@@ -88,8 +83,8 @@ def test_additional_systems_without_agreement_refused_naming_c1_and_the_field() 
 async def test_cli_precheck_refuses_additional_systems_without_agreement_c1(st: Stack) -> None:
     today = (await st.now()).date()
     await add_subscription(st.sessions, "acme", today - timedelta(days=30), today + timedelta(days=800))
-    with pytest.raises(cli.Refused) as refused:
-        await cli.precheck_enrolment(st.settings, enrolment("acme", today, additional_systems=["DR cluster"]))
+    with pytest.raises(EnrolmentRefused) as refused:
+        await precheck_enrolment(st.settings, enrolment("acme", today, additional_systems=["DR cluster"]))
     assert "rule C1 (additional_systems_agreement_ref): 1 additional system(s) (DR cluster)" in str(refused.value)
 
 
@@ -205,8 +200,8 @@ async def test_handbook_version_and_acceptance_recorded_at_enrolment_and_shown_e
         return st.client
 
     buffer = io.StringIO()
-    monkeypatch.setattr(cli, "client_for", client_for)
-    monkeypatch.setattr(cli, "out", Console(file=buffer, width=300, color_system=None))
+    monkeypatch.setattr(runtime, "client_for", client_for)
+    monkeypatch.setattr(runtime, "out", Console(file=buffer, width=300, color_system=None))
     await cli.program_status.__wrapped__("acme", as_json=False)  # type: ignore[attr-defined]
     shown = buffer.getvalue()
     assert f"handbook: {HANDBOOK}; accepted {s.handbook_accepted_at.isoformat()} (E2)" in shown, shown

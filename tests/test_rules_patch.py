@@ -11,24 +11,20 @@ a run started today takes the new path, and its history refuses the old code (no
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, time, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
-import pytest_asyncio
 from temporalio import workflow
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.worker import Replayer
 
+from config.temporal import DATA_CONVERTER
 from domain.program import A2_AGENDA, ProgramStatus
-from starter.temporal import DATA_CONVERTER
-from tests.clock import start_time_skipping
-from tests.harness import Stack, add_subscription, enrolment, stack
+from tests.harness import Stack, add_subscription, enrolment, eventually
 from worker import workflow_runner
 from workflows.monthly_cycle import MonthlyCycleWorkflow
 from workflows.program import PATCH_BILL_ADDITIONAL_SYSTEMS, PATCH_STEP_RULE_CHECKS, ProgramWorkflow
@@ -36,16 +32,6 @@ from workflows.program import PATCH_BILL_ADDITIONAL_SYSTEMS, PATCH_STEP_RULE_CHE
 PARIS = ZoneInfo("Europe/Paris")
 MINE = (PATCH_BILL_ADDITIONAL_SYSTEMS, PATCH_STEP_RULE_CHECKS)
 T = TypeVar("T")
-
-
-@pytest_asyncio.fixture
-async def st(tmp_path: Path, sqlite_url: str) -> AsyncIterator[Stack]:
-    env = await start_time_skipping()
-    try:
-        async with stack(env, sqlite_url, tmp_path) as s:
-            yield s
-    finally:
-        await env.shutdown()
 
 
 Force = Callable[..., None]
@@ -67,19 +53,6 @@ def force() -> Iterator[Force]:
 
     yield set_to
     mp.undo()
-
-
-async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], what: str,
-                     timeout: float = 10) -> T:  # noqa: ASYNC109 (a polling deadline)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    value = await probe()
-    while not ok(value):
-        if loop.time() > deadline:
-            raise AssertionError(f"{what}: not reached after {timeout}s; last value {value!r}")
-        await asyncio.sleep(0.05)
-        value = await probe()
-    return value
 
 
 def markers(events: Sequence[HistoryEvent]) -> set[str]:

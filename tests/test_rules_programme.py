@@ -7,15 +7,12 @@ D2 (the programme's dedicated TL gets its requests, and the next TL after a reas
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import date, datetime, time, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import holidays
 import pytest
-import pytest_asyncio
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
 from domain.inventory import SiteInventory, check_site_inventory
@@ -24,22 +21,11 @@ from domain.program import A2_AGENDA, ProgramStatus, StepStatus, agenda_not_cove
 from domain.request import NewRequest, RequestState, RequestStatus
 from starter.requests import open_request
 from storage.repositories import list_billable_extras, list_documents
-from tests.clock import start_time_skipping
-from tests.harness import Stack, add_subscription, enrolment, eventually, stack
+from tests.harness import Stack, add_subscription, enrolment, eventually
 
 PARIS = ZoneInfo("Europe/Paris")
 UTC = ZoneInfo("UTC")
 T = TypeVar("T")
-
-
-@pytest_asyncio.fixture
-async def st(tmp_path: Path, sqlite_url: str) -> AsyncIterator[Stack]:
-    env = await start_time_skipping()
-    try:
-        async with stack(env, sqlite_url, tmp_path) as s:
-            yield s
-    finally:
-        await env.shutdown()
 
 
 

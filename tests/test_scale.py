@@ -27,10 +27,10 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from devstack.smtp_sink import SmtpSink
 from domain.naming import SA_CUSTOMER_ID, program_workflow_id
 from domain.policy import ProgramPolicy
 from domain.program import Phase, ProgramInput, ProgramStatus
-from starter.smtp_sink import SmtpSink
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
 from tests.conftest import free_port

@@ -13,16 +13,14 @@ due (tests/clock.py `settled`) and waits on the one timer expected, before the m
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import pytest_asyncio
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
@@ -47,24 +45,15 @@ from tests.calendar_positions import (
     next_plain_friday,
     public_holidays,
 )
-from tests.clock import settled, start_time_skipping
-from tests.harness import Stack, add_subscription, enrolment, stack
+from tests.clock import settled
+from tests.harness import Stack, add_subscription, enrolment
+from tests.harness import until_passes as eventually
 from tests.test_program_refusals import assert_no_trace
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")
 UTC = ZoneInfo("UTC")
 Figure = Callable[[str, object], None]
-
-
-@pytest_asyncio.fixture
-async def st(tmp_path: Path, sqlite_url: str) -> AsyncIterator[Stack]:
-    env = await start_time_skipping()
-    try:
-        async with stack(env, sqlite_url, tmp_path) as s:
-            yield s
-    finally:
-        await env.shutdown()
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -165,17 +154,6 @@ async def sla_kinds(st: Stack, number: str, h: WorkflowHandle[Any, Any]) -> list
 
 async def search_attributes(h: WorkflowHandle[Any, Any]) -> TypedSearchAttributes:
     return (await h.describe()).typed_search_attributes
-
-
-async def eventually(check: Any, timeout: float = 10) -> Any:  # noqa: ASYNC109
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            return await check()
-        except AssertionError:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.1)
 
 
 # ------------------------------------------------------------------------- rule C12: clock

@@ -27,10 +27,10 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from starter.smtp_sink import SmtpSink
+from devstack.smtp_sink import SmtpSink
 from storage.db import SessionFactory
 from storage.tables import OutboxRow
-from tests.conftest import free_port
+from testing.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
