@@ -21,6 +21,7 @@ from pydantic_core import ErrorDetails
 from domain.errors import RuleViolation
 from domain.inventory import Severity
 from domain.program import A2_AGENDA, BillableExtraKind
+from domain.steps import spec
 
 Values = dict[str, Any]  # field name -> submitted text (str), or list[str] for multi-choice
 
@@ -210,18 +211,26 @@ def parse(model: type[BaseModel], fields: Sequence[Field], values: Values, *, ex
 
 @dataclass(frozen=True)
 class StepForm:
+    """The fields of one step's form; its title and rules come from the step registry (domain/steps.py)."""
+
     step: str
-    title: str
-    rule: str
     intro: str
     fields: tuple[Field, ...]
+
+    @property
+    def title(self) -> str:
+        return spec(self.step).title
+
+    @property
+    def rule(self) -> str:
+        return spec(self.step).rule
 
 
 _DATE_HELP = "YYYY-MM-DD"
 _ATTENDEES = Field("attendees", "Attendees", "lines", "One person per line.", required=True, rows=3)
 
 STEP_FORMS: dict[str, StepForm] = {f.step: f for f in (
-    StepForm("schedule_kickoff", "Schedule the planning and review meeting", "D4, A2",
+    StepForm("schedule_kickoff",
              "The contacts get an invitation as soon as the meeting is scheduled.", (
                  Field("meeting_at", "Meeting date and time", "datetime", "In the programme's time zone.",
                        required=True, width="half"),
@@ -229,7 +238,7 @@ STEP_FORMS: dict[str, StepForm] = {f.step: f for f in (
                        default="remote", width="half"),
                  Field("location", "Location or meeting link", placeholder="Teams, or the site's address"),
              )),
-    StepForm("complete_kickoff", "Hold the planning and review meeting", "D4, A2",
+    StepForm("complete_kickoff",
              "The minutes are filed in the workspace; the agreed dates replace the default due dates.", (
                  Field("held_on", "Held on", "date", _DATE_HELP, required=True, width="half"),
                  _ATTENDEES,
@@ -240,14 +249,14 @@ STEP_FORMS: dict[str, StepForm] = {f.step: f for f in (
                  Field("agenda_covered", "Agenda covered (A2)", "multi",
                        options=tuple((a, a[:1].upper() + a[1:]) for a in A2_AGENDA), default=tuple(A2_AGENDA)),
              )),
-    StepForm("deliver_communication_plan", "Deliver the communication plan", "D5, A3",
+    StepForm("deliver_communication_plan",
              "Filed in the workspace and mailed to the contacts.", (
                  Field("communication_policies", "Communication policies", "textarea", required=True),
                  Field("escalation_process", "Escalation process", "textarea", required=True),
                  Field("reporting_process", "Reporting process", "textarea", required=True),
                  Field("procedures", "Procedures between OT support and the customer", "textarea", required=True),
              )),
-    *(StepForm(step, title, "D8, A7", "Every item of annex A7; each version is filed in the workspace and the "
+    *(StepForm(step, "Every item of annex A7; each version is filed in the workspace and the "
                "rule-based configuration checks run on it (A8).", (
                    Field("inventory.ot_product.name", "OT product", default="Content Server", width="third"),
                    Field("inventory.ot_product.version", "Version", width="third"),
@@ -279,9 +288,8 @@ STEP_FORMS: dict[str, StepForm] = {f.step: f for f in (
                          width="third"),
                    Field("inventory.high_availability", "High availability", "checkbox", width="third"),
                    Field("inventory.notes", "Notes", "textarea", rows=3),
-               )) for step, title in (("submit_site_inventory", "Submit the site inventory"),
-                                      ("update_site_inventory", "Update the site inventory"))),
-    StepForm("add_findings", "Add GTS/TL configuration findings", "D9, A8",
+               )) for step in ("submit_site_inventory", "update_site_inventory")),
+    StepForm("add_findings",
              "Added to the rule-based findings; the reviewed findings are filed in the workspace.", (
                  Field("role", "Findings of", "select", options=(("gts", "GTS"), ("tl", "Technical Lead")),
                        default="gts", width="half"),
@@ -291,13 +299,13 @@ STEP_FORMS: dict[str, StepForm] = {f.step: f for f in (
                        columns=("severity", "title", "detail", "recommendation"),
                        record_defaults=(("check_id", "HUMAN"),), rows=5),
              )),
-    StepForm("present_configuration_analysis", "Present the configuration analysis", "D9, A8",
+    StepForm("present_configuration_analysis",
              "The presentation is filed in the workspace.", (
                  Field("held_on", "Held on", "date", _DATE_HELP, required=True, width="half"),
                  _ATTENDEES,
                  Field("notes", "Notes", "textarea"),
              )),
-    StepForm("schedule_call", "Schedule this month's follow-up call", "D6, A5",
+    StepForm("schedule_call",
              "The contacts get a calendar invitation (.ics).", (
                  Field("call_at", "Call date and time", "datetime", "In the programme's time zone.", required=True,
                        width="half"),
@@ -306,17 +314,17 @@ STEP_FORMS: dict[str, StepForm] = {f.step: f for f in (
                  Field("agenda", "Agenda", "textarea",
                        default="Open and closed issues, tasks, coming events and changes, planning (A5)", rows=2),
              )),
-    StepForm("hold_call", "Record the follow-up call", "D6, A5",
+    StepForm("hold_call",
              "The notes feed this month's written report (A6).", (
                  Field("held_on", "Held on", "date", _DATE_HELP, required=True, width="half"),
                  _ATTENDEES,
                  Field("notes", "Call notes", "textarea", required=True, rows=6),
              )),
-    StepForm("approve_report", "Approve this month's report", "D7, A6",
+    StepForm("approve_report",
              "Once approved, the report is mailed to the contacts and filed in the workspace.", (
                  Field("comments", "Comments", "textarea", "Optional; kept with the approval."),
              )),
-    StepForm("record_extra_call", "Record an extra call this month", "C10",
+    StepForm("record_extra_call",
              "A second call in the same month is a billable extra under its written agreement; it is listed "
              "in the month's report and the final report.", (
                  Field("held_on", "Held on", "date", _DATE_HELP, required=True, width="half"),
