@@ -1,5 +1,5 @@
 """The load the bench puts on the service: programmes and requests started through the service's
-own entry points (`starter.cli.start_program`, `starter.requests.open_request`), and no-op workflows
+own entry points (`starter.programs.start_program`, `starter.requests.open_request`), and no-op workflows
 as the baseline."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ The scenarios are the tests' own: the full period is
 `tests/test_program_lifecycle.py`'s test function, called as is (bench/period.py); report data
 comes from testing/report_month.py, the generator of tests/test_monthly_report.py
 (bench/monthly_report.py); programmes and requests start through the service's own entry
-points (`starter.cli.start_program`, `starter.requests.open_request`: bench/drive.py).
+points (`starter.programs.start_program`, `starter.requests.open_request`: bench/drive.py).
 `Sizes.smoke()` runs all of it in seconds (`tests/test_bench_smoke.py`).
 
 This module runs the parts in order and measures the dev-server figures (1, 2, 6, 7, the
@@ -150,7 +150,7 @@ class Bench(Run):
                 f"after; {s.noop} started at once, until completed; {cpu_text(r['noop_cpu'])} each)")
         self.results.add(Figure(
             "program_start_ratio", r["prog_rate"] / noop, "", base, ">= 0.5", r["prog_rate"] / noop >= 0.5,
-            f"{s.programmes} programmes started at once through `starter.cli.start_program` "
+            f"{s.programmes} programmes started at once through `starter.programs.start_program` "
             f"({s.concurrency} calls in flight): all workspaces existed after {r['prog_seconds']:.2f} s = "
             f"{r['prog_rate']:.1f} programmes/s; {cpu_text(r['prog_cpu'])} a programme over that window"))
         self.results.add(Figure(

@@ -28,7 +28,7 @@ what it showed (2026-11-27, same machine); numbers quoted from those runs are ma
    activity JSON-encoding and committing the document's `data`, which carried every request of the month
    twice (26 MB of per-request JSON beside the 9.5 MB CSV of the same rows). The filed `data` now keeps the
    figures, the matrix and the breached tracking numbers, and the rows once, in the CSV the mail attaches
-   (`slim_monthly_data` in `activities/documents.py`; the report's tests read the rows from that CSV).
+   (`slim_monthly_data` in `activities/report_builders.py`; the report's tests read the rows from that CSV).
    *(investigation)* At 50,000 requests: `data` 36 -> 10 MB, the whole activity 4.3-4.8 -> 2.4-2.7 s on a
    busy machine; on quiet runs 2.0-2.1 s (SQLite) and 2.9-3.1 s (PostgreSQL), against 3.6 and 4.9 s in
    the first bench run (which shared the machine with other tests).
@@ -127,7 +127,7 @@ def write_results(results: Results, out: Path, artefacts: Path | None = None, wo
         f"{s.rss_programmes} programmes held, SLA {s.sla_minutes} min on {s.sla_requests} requests, reports over "
         f"{', '.join(f'{n:,}' for n in s.report_sizes)} requests, {s.concurrency} client calls in flight",
         "- stack: `temporal server start-dev` (embedded dev server, search attributes registered, as "
-        "`tests/harness.py` starts it) for figures 1, 2, 6, 7; the worker is a separate process "
+        "`testing/servers.py` starts it) for figures 1, 2, 6, 7; the worker is a separate process "
         "(`python -m bench.worker` = `worker.py` with the bench's no-op and timer workflows added, default "
         "settings) on a SQLite application database, the SMTP sink on loopback; the time-skipping test server "
         "for the full period.",
