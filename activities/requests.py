@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from temporalio import activity
 
-from activities.db import append_audit_entries, audit_note, recorded
+from activities.db import append_audit_entries, audit_note, record_once
 from domain.activities import (
     Ack,
     DispatchBooking,
@@ -96,18 +96,20 @@ class RequestActivities:
     @activity.defn
     async def record_status_change(self, record: StatusChangeRecord) -> Ack:
         """Rule A4: every status change, with who and when."""
-        async with self._session_factory() as session, session.begin():
-            result = await append_status_change(session, tracking_number=record.tracking_number,
-                                                change=record.change, idempotency_key=record.idempotency_key)
-        return recorded(f"status change {result.row.id}", result.created)
+        return await record_once(
+            self._session_factory,
+            lambda session: append_status_change(session, tracking_number=record.tracking_number,
+                                                 change=record.change, idempotency_key=record.idempotency_key),
+            lambda row: f"status change {row.id}")
 
     @activity.defn
     async def record_sla_event(self, record: SlaEventRecord) -> Ack:
         """Rule C12: every SLA event is stored (breaches show in the monthly report)."""
-        async with self._session_factory() as session, session.begin():
-            result = await append_sla_event(session, tracking_number=record.tracking_number,
-                                            event=record.event, idempotency_key=record.idempotency_key)
-        return recorded(f"SLA event {record.event.kind}", result.created)
+        return await record_once(
+            self._session_factory,
+            lambda session: append_sla_event(session, tracking_number=record.tracking_number,
+                                             event=record.event, idempotency_key=record.idempotency_key),
+            lambda _row: f"SLA event {record.event.kind}")
 
     @activity.defn
     async def record_dispatch(self, record: DispatchRecord) -> Ack:

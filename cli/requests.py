@@ -115,44 +115,24 @@ async def request_open(
                                             f"within {minutes} minutes (C12)"))
 
 
-@request_app.command("respond")
-@run_async
-async def request_respond(
-    tracking_number: str, by: str = typer.Option(..., "--by"), message: str = typer.Option(..., "--message"),
-    as_json: bool = typer.Option(False, "--json"),
-) -> None:
-    """The support rep's first response: stops the C12 clock."""
-    await _step(tracking_number, "respond", by, {"message": message}, as_json)
+def _text_step(command: str, step: str, option: str, doc: str, default: str | None = None,
+               help: str | None = None) -> None:
+    """A step whose payload is one text option (`--<option>`, the payload field of the same name)."""
+
+    async def run(tracking_number: str, by: str = typer.Option(..., "--by"),
+                  text: str = typer.Option(... if default is None else default, f"--{option}", help=help),
+                  as_json: bool = typer.Option(False, "--json")) -> None:
+        await _step(tracking_number, step, by, {option: text}, as_json)
+
+    run.__doc__ = doc
+    request_app.command(command)(run_async(run))
 
 
-@request_app.command("pend")
-@run_async
-async def request_pend(
-    tracking_number: str, by: str = typer.Option(..., "--by"), reason: str = typer.Option(..., "--reason"),
-    as_json: bool = typer.Option(False, "--json"),
-) -> None:
-    """Pending: waiting for the customer, with the reason (A6)."""
-    await _step(tracking_number, "pend", by, {"reason": reason}, as_json)
-
-
-@request_app.command("resume")
-@run_async
-async def request_resume(
-    tracking_number: str, by: str = typer.Option(..., "--by"), note: str = typer.Option("", "--note"),
-    as_json: bool = typer.Option(False, "--json"),
-) -> None:
-    """Back to open after pending."""
-    await _step(tracking_number, "resume", by, {"note": note}, as_json)
-
-
-@request_app.command("propose")
-@run_async
-async def request_propose(
-    tracking_number: str, by: str = typer.Option(..., "--by"), measures: str = typer.Option(..., "--measures"),
-    as_json: bool = typer.Option(False, "--json"),
-) -> None:
-    """OT proposes measures; the customer accepts or rejects them (A4)."""
-    await _step(tracking_number, "propose_resolution", by, {"measures": measures}, as_json)
+_text_step("respond", "respond", "message", "The support rep's first response: stops the C12 clock.")
+_text_step("pend", "pend", "reason", "Pending: waiting for the customer, with the reason (A6).")
+_text_step("resume", "resume", "note", "Back to open after pending.", default="")
+_text_step("propose", "propose_resolution", "measures",
+           "OT proposes measures; the customer accepts or rejects them (A4).")
 
 
 @request_app.command("accept")
@@ -165,25 +145,9 @@ async def request_accept(
     await _step(tracking_number, "accept_resolution", by, {}, as_json)
 
 
-@request_app.command("reject")
-@run_async
-async def request_reject(
-    tracking_number: str, by: str = typer.Option(..., "--by"), reason: str = typer.Option(..., "--reason"),
-    as_json: bool = typer.Option(False, "--json"),
-) -> None:
-    """The customer rejects the proposed measures: back to open (A4)."""
-    await _step(tracking_number, "reject_resolution", by, {"reason": reason}, as_json)
-
-
-@request_app.command("written-acceptance")
-@run_async
-async def request_written_acceptance(
-    tracking_number: str, by: str = typer.Option(..., "--by"), reference: str = typer.Option(..., "--reference"),
-    as_json: bool = typer.Option(False, "--json"),
-) -> None:
-    """Ops record the customer's written acceptance: the request closes (A4)."""
-    await _step(tracking_number, "record_written_acceptance", by,
-                {"reference": reference}, as_json)
+_text_step("reject", "reject_resolution", "reason", "The customer rejects the proposed measures: back to open (A4).")
+_text_step("written-acceptance", "record_written_acceptance", "reference",
+           "Ops record the customer's written acceptance: the request closes (A4).")
 
 
 @request_app.command("dispatch")
@@ -203,16 +167,8 @@ async def request_dispatch(
                  "agreement_ref": agreement_ref}, as_json)
 
 
-@request_app.command("approve")
-@run_async
-async def request_approve(
-    tracking_number: str,
-    by: str = typer.Option(..., "--by"),
-    party: str = typer.Option(..., "--party", help="customer | manager"),
-    as_json: bool = typer.Option(False, "--json"),
-) -> None:
-    """Approve the pending on-site dispatch, before its deadline (A4)."""
-    await _step(tracking_number, "approve_dispatch", by, {"party": party}, as_json)
+_text_step("approve", "approve_dispatch", "party", "Approve the pending on-site dispatch, before its deadline (A4).",
+           help="customer | manager")
 
 
 @request_app.command("visit")

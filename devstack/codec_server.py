@@ -17,13 +17,11 @@ mount `codec_app(...)` under a path later (the UI endpoint is then `https://port
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hmac
 import json
 import logging
-import socket
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from google.protobuf import json_format
 from starlette.applications import Starlette
@@ -128,32 +126,9 @@ async def serving(app: Starlette, host: str, port: int) -> AsyncIterator[str]:
 
     The socket is bound here, so a port in use is a clear error, not uvicorn's sys.exit.
     """
-    import uvicorn
+    from config import http_server
 
-    class _Embedded(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            yield  # the caller (the dev stack) owns SIGINT/SIGTERM
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise SystemExit(f"codec server: cannot listen on {host}:{port}: {exc} "
-                         f"(set TECHCONNECT_CODEC_PORT, 0 turns it off)") from None
-    server = _Embedded(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            done, _ = await asyncio.wait({task}, timeout=0.01)
-            if done:
-                task.result()  # raises what stopped it
-                raise RuntimeError("codec server stopped while starting")
+    sock = http_server.bind(host, port, lambda exc: SystemExit(
+        f"codec server: cannot listen on {host}:{port}: {exc} (set TECHCONNECT_CODEC_PORT, 0 turns it off)"))
+    async with http_server.serving_on(app, sock, "codec server", lifespan="off"):
         yield f"http://{host}:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        sock.close()

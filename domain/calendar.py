@@ -142,23 +142,10 @@ def business_deadline(
     business day (a request at 16:00 with 60 minutes is due at 17:00 that day). With
     `minutes == 0` it is the start itself when inside business hours, else the next opening.
     """
-    _require_aware(start, "start")
-    if minutes < 0:
-        raise ValueError(f"minutes must be >= 0, got {minutes}")
-    cur = start.astimezone(_UTC)
+    cur = _utc_instant(start, "start", minutes)
     if round_the_clock:  # rule C12: out-of-hours agreement, 24x7 clock
         return cur + timedelta(minutes=minutes)
-    remaining = timedelta(minutes=minutes)
-    d = cur.astimezone(ZoneInfo(cal.timezone)).date()
-    while True:
-        d = next_business_day_on_or_after(d, cal, holidays)
-        opens, closes = business_window(d, cal)
-        cur = max(cur, opens)
-        if cur < closes:
-            if remaining <= closes - cur:
-                return cur + remaining
-            remaining -= closes - cur
-        d += timedelta(days=1)
+    return _walk_business_minutes(cur, minutes, cal, holidays, forward=True)
 
 
 def business_instant_before(deadline: datetime, minutes: int, cal: BusinessCalendar, holidays: set[date]) -> datetime:
@@ -170,18 +157,32 @@ def business_instant_before(deadline: datetime, minutes: int, cal: BusinessCalen
     With `minutes == 0` it is `deadline` itself when that is in (day_start, day_end] of
     a business day, else the previous closing.
     """
-    _require_aware(deadline, "deadline")
+    return _walk_business_minutes(_utc_instant(deadline, "deadline", minutes), minutes, cal, holidays, forward=False)
+
+
+def _utc_instant(at: datetime, what: str, minutes: int) -> datetime:
+    _require_aware(at, what)
     if minutes < 0:
         raise ValueError(f"minutes must be >= 0, got {minutes}")
-    cur = deadline.astimezone(_UTC)
+    return at.astimezone(_UTC)
+
+
+def _walk_business_minutes(cur: datetime, minutes: int, cal: BusinessCalendar, holidays: set[date],
+                           forward: bool) -> datetime:
+    """Walk `minutes` business minutes from `cur` (UTC), forward (a deadline) or back (its warning), day by
+    day through the business windows; one walk for both, so they stay each other's mirror."""
     remaining = timedelta(minutes=minutes)
     d = cur.astimezone(ZoneInfo(cal.timezone)).date()
     while True:
-        d = previous_business_day_on_or_before(d, cal, holidays)
+        if forward:
+            d = next_business_day_on_or_after(d, cal, holidays)
+        else:
+            d = previous_business_day_on_or_before(d, cal, holidays)
         opens, closes = business_window(d, cal)
-        cur = min(cur, closes)
-        if cur > opens:
-            if remaining <= cur - opens:
-                return cur - remaining
-            remaining -= cur - opens
-        d -= timedelta(days=1)
+        cur = max(cur, opens) if forward else min(cur, closes)
+        room = closes - cur if forward else cur - opens  # business time left that day, in the walk's direction
+        if room > timedelta(0):
+            if remaining <= room:
+                return cur + remaining if forward else cur - remaining
+            remaining -= room
+        d += timedelta(days=1 if forward else -1)

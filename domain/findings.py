@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import partial
 
 from pydantic import BaseModel
 
@@ -288,52 +289,70 @@ def _tls(inv: SiteInventory, as_of: date, t: AnalysisThresholds) -> Iterable[Fin
                        f"Disable TLS versions below {wanted} on web servers, load balancers and database links.")
 
 
-def _plain_http(inv: SiteInventory, as_of: date, t: AnalysisThresholds) -> Iterable[Finding]:
-    if inv.security.http_enabled:
-        yield _finding("CFG-004", "Plain HTTP enabled", Severity.medium,
-                       "plain HTTP is still listening (http_enabled = true)",
-                       "Redirect HTTP to HTTPS and close the plain HTTP listener; enable HSTS.")
+def _unless(check_id: str, ok: Callable[[SiteInventory], bool], title: str, severity: Severity, detail: str,
+            recommendation: str) -> Check:
+    """The check of one setting: a single finding when the inventory lacks it."""
+
+    def check(inv: SiteInventory, as_of: date, t: AnalysisThresholds) -> Iterable[Finding]:
+        if not ok(inv):
+            yield _finding(check_id, title, severity, detail, recommendation)
+
+    return check
 
 
-def _backups(inv: SiteInventory, as_of: date, t: AnalysisThresholds) -> Iterable[Finding]:
-    for db in inv.database_servers:
-        name = f"{db.engine} {db.version} on {db.hostname or 'unknown host'}"
-        if db.last_backup_on is None:
-            yield _finding("CFG-005", "No database backup recorded", Severity.critical,
-                           f"{name}: no backup recorded",
-                           f"Schedule a full backup at least every {t.backup_max_age_days} days, with transaction "
-                           f"log backups in between.")
-        elif db.last_backup_on < _days_before(as_of, t.backup_max_age_days):
-            age = (as_of - db.last_backup_on).days
-            yield _finding("CFG-005", "Database backup too old", Severity.high,
-                           f"{name}: last backup on {db.last_backup_on.isoformat()}, {age} days before "
-                           f"{as_of.isoformat()}",
-                           f"Back up at least every {t.backup_max_age_days} days and monitor backup jobs.")
+_plain_http = _unless("CFG-004", lambda inv: not inv.security.http_enabled, "Plain HTTP enabled", Severity.medium,
+                      "plain HTTP is still listening (http_enabled = true)",
+                      "Redirect HTTP to HTTPS and close the plain HTTP listener; enable HSTS.")
 
 
-def _restore_tests(inv: SiteInventory, as_of: date, t: AnalysisThresholds) -> Iterable[Finding]:
-    for db in inv.database_servers:
-        name = f"{db.engine} {db.version} on {db.hostname or 'unknown host'}"
-        if db.backup_tested_on is None:
-            yield _finding("CFG-006", "Backup never restore-tested", Severity.high,
-                           f"{name}: no restore test recorded",
-                           f"Restore a backup to a test system at least every {t.restore_test_max_age_days} days, "
-                           f"together with the matching external file store.")
-        elif db.backup_tested_on < _days_before(as_of, t.restore_test_max_age_days):
-            yield _finding("CFG-006", "Restore test too old", Severity.medium,
-                           f"{name}: last restore test on {db.backup_tested_on.isoformat()}, more than "
-                           f"{t.restore_test_max_age_days} days before {as_of.isoformat()}",
-                           f"Restore-test backups at least every {t.restore_test_max_age_days} days.")
+# What a dated database check says: (title, severity, detail, recommendation); detail and recommendation
+# are formatted with the database's `name`, its date `on`, the `age` in days, `as_of` and the limit `days`.
+_Texts = tuple[str, Severity, str, str]
+
+
+def _by_last_date(check_id: str, last: Callable[[DatabaseServer], date | None],
+                  max_age: Callable[[AnalysisThresholds], int], never: _Texts, too_old: _Texts) -> Check:
+    """The check that each database's `last` date is recorded (else `never`) and at most `max_age` days
+    old (else `too_old`)."""
+
+    def check(inv: SiteInventory, as_of: date, t: AnalysisThresholds) -> Iterable[Finding]:
+        days = max_age(t)
+        for db in inv.database_servers:
+            on = last(db)
+            if on is None or on < _days_before(as_of, days):
+                title, severity, detail, advice = never if on is None else too_old
+                values = {"name": f"{db.engine} {db.version} on {db.hostname or 'unknown host'}", "on": on,
+                          "age": (as_of - on).days if on else None, "as_of": as_of, "days": days}
+                yield _finding(check_id, title, severity, detail.format(**values), advice.format(**values))
+
+    return check
+
+
+_backups = _by_last_date("CFG-005", lambda db: db.last_backup_on, lambda t: t.backup_max_age_days, (
+    "No database backup recorded", Severity.critical, "{name}: no backup recorded",
+    "Schedule a full backup at least every {days} days, with transaction log backups in between."), (
+    "Database backup too old", Severity.high, "{name}: last backup on {on}, {age} days before {as_of}",
+    "Back up at least every {days} days and monitor backup jobs."))
+
+_restore_tests = _by_last_date("CFG-006", lambda db: db.backup_tested_on, lambda t: t.restore_test_max_age_days, (
+    "Backup never restore-tested", Severity.high, "{name}: no restore test recorded",
+    "Restore a backup to a test system at least every {days} days, together with the matching external file store."), (
+    "Restore test too old", Severity.medium, "{name}: last restore test on {on}, more than {days} days before {as_of}",
+    "Restore-test backups at least every {days} days."))
+
+
+def _out_of_support(window: SupportWindow | None, version: Callable[[SupportWindow], int | None],
+                    as_of: date) -> str | None:
+    """Why a component is out of support; None too when its family or version is unknown (nothing to judge)."""
+    if window is None:
+        return None
+    v = version(window)
+    return _support_verdict(window, v, as_of) if v is not None else None
 
 
 def _database_support(inv: SiteInventory, as_of: date, t: AnalysisThresholds) -> Iterable[Finding]:
     for db in inv.database_servers:
-        window = _family(db.engine, DATABASE_SUPPORT)
-        if window is None:
-            continue
-        version = _db_version(db, window)
-        reason = _support_verdict(window, version, as_of) if version is not None else None
-        if reason:
+        if reason := _out_of_support(_family(db.engine, DATABASE_SUPPORT), partial(_db_version, db), as_of):
             yield _finding("CFG-007", "Database engine out of support", Severity.high,
                            f"{db.engine} {db.version} on {db.hostname or 'unknown host'} is out of support: {reason}",
                            "Upgrade the database to a version on the OT product's release compatibility matrix.")
@@ -341,12 +360,7 @@ def _database_support(inv: SiteInventory, as_of: date, t: AnalysisThresholds) ->
 
 def _os_support(inv: SiteInventory, as_of: date, t: AnalysisThresholds) -> Iterable[Finding]:
     for server in inv.servers:
-        window = _os_family(server)
-        if window is None:
-            continue
-        version = _os_version(server, window)
-        reason = _support_verdict(window, version, as_of) if version is not None else None
-        if reason:
+        if reason := _out_of_support(_os_family(server), partial(_os_version, server), as_of):
             yield _finding("CFG-008", "Operating system out of support", Severity.high,
                            f"{_label(server)} runs {server.os_name} {server.os_version}".rstrip()
                            + f", out of support: {reason}",
@@ -364,11 +378,9 @@ def _high_availability(inv: SiteInventory, as_of: date, t: AnalysisThresholds) -
                        "database, so one failure does not stop production.")
 
 
-def _sso(inv: SiteInventory, as_of: date, t: AnalysisThresholds) -> Iterable[Finding]:
-    if not inv.security.sso_enabled:
-        yield _finding("CFG-010", "No single sign-on", Severity.low,
-                       "single sign-on is not enabled (sso_enabled = false)",
-                       "Authenticate users through OTDS with the corporate identity provider (SAML/OIDC/Kerberos).")
+_sso = _unless("CFG-010", lambda inv: inv.security.sso_enabled, "No single sign-on", Severity.low,
+               "single sign-on is not enabled (sso_enabled = false)",
+               "Authenticate users through OTDS with the corporate identity provider (SAML/OIDC/Kerberos).")
 
 
 def _password_rotation(inv: SiteInventory, as_of: date, t: AnalysisThresholds) -> Iterable[Finding]:
@@ -394,20 +406,15 @@ def _antivirus(inv: SiteInventory, as_of: date, t: AnalysisThresholds) -> Iterab
                        "recommends it.")
 
 
-def _audit_logging(inv: SiteInventory, as_of: date, t: AnalysisThresholds) -> Iterable[Finding]:
-    if not inv.security.audit_logging:
-        yield _finding("CFG-013", "Audit logging off", Severity.medium,
-                       "audit logging is off (audit_logging = false)",
-                       "Enable auditing of logins, permission changes and deletions; purge the audit table on a "
-                       "schedule rather than disabling it.")
+_audit_logging = _unless("CFG-013", lambda inv: inv.security.audit_logging, "Audit logging off", Severity.medium,
+                         "audit logging is off (audit_logging = false)",
+                         "Enable auditing of logins, permission changes and deletions; purge the audit table on "
+                         "a schedule rather than disabling it.")
 
-
-def _monitoring(inv: SiteInventory, as_of: date, t: AnalysisThresholds) -> Iterable[Finding]:
-    if not inv.monitoring.strip():
-        yield _finding("CFG-014", "No monitoring", Severity.medium,
-                       "no monitoring tool recorded for the production system",
-                       "Monitor service availability, disk space, agents and search queues, with alerts to the "
-                       "admin team.")
+_monitoring = _unless("CFG-014", lambda inv: bool(inv.monitoring.strip()), "No monitoring", Severity.medium,
+                      "no monitoring tool recorded for the production system",
+                      "Monitor service availability, disk space, agents and search queues, with alerts to the "
+                      "admin team.")
 
 
 def _web_server(inv: SiteInventory, as_of: date, t: AnalysisThresholds) -> Iterable[Finding]:

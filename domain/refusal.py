@@ -9,6 +9,8 @@ texts, so they stay word for word what the workflows always said.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from domain.errors import RuleViolation
 
 PLAIN = "-"
@@ -21,6 +23,13 @@ def plain(message: str, field: str | None = None) -> RuleViolation:
 
 def violation(rule: str, message: str, field: str | None = None) -> RuleViolation:
     return RuleViolation(rule=rule, message=message, field=field)
+
+
+def needs_offset(value: datetime, field: str, example: str) -> list[RuleViolation]:
+    """A meeting or call is booked as an instant: a time without an offset names none."""
+    if value.tzinfo is None:
+        return [plain(f"{field} needs a time zone offset (e.g. {example})", field)]
+    return []
 
 
 def refusal_text(violations: list[RuleViolation]) -> str:

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 from domain.cycle import CycleStatus, HoldCall, RecordExtraCall, ScheduleCall
 from domain.errors import RuleViolation
-from domain.refusal import plain, violation
+from domain.refusal import needs_offset, plain, violation
 from domain.step_inputs import StepStatus
 from domain.steps import spec
 
@@ -28,9 +28,7 @@ def check_cycle_step_open(status: CycleStatus, step: str) -> list[RuleViolation]
 
 
 def check_call_time(inp: ScheduleCall) -> list[RuleViolation]:
-    if inp.call_at.tzinfo is None:
-        return [plain("call_at needs a time zone offset (e.g. 2027-02-10T10:00:00+01:00)", "call_at")]
-    return []
+    return needs_offset(inp.call_at, "call_at", "2027-02-10T10:00:00+01:00")
 
 
 def check_call_date(inp: HoldCall, month_start: date) -> list[RuleViolation]:

@@ -15,7 +15,7 @@ from domain.inventory import check_site_inventory
 from domain.money import Money, check_renewal_price
 from domain.policy import ProgramPolicy
 from domain.program import Phase, ProgramStatus
-from domain.refusal import plain, violation
+from domain.refusal import needs_offset, plain, violation
 from domain.step_inputs import (
     AddContact,
     CompleteKickoff,
@@ -68,9 +68,7 @@ def check_step_open(status: ProgramStatus, step: StepName, period_over: bool) ->
 
 
 def check_meeting_time(inp: ScheduleKickoff) -> list[RuleViolation]:
-    if inp.meeting_at.tzinfo is None:
-        return [plain("meeting_at needs a time zone offset (e.g. 2027-01-12T10:00:00+01:00)", "meeting_at")]
-    return []
+    return needs_offset(inp.meeting_at, "meeting_at", "2027-01-12T10:00:00+01:00")
 
 
 def check_agreed_dates(inp: CompleteKickoff, period_end: date) -> list[RuleViolation]:

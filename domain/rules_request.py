@@ -61,8 +61,14 @@ def current_dispatch(status: RequestStatus) -> tuple[int, Dispatch] | None:
     return (len(status.dispatches), status.dispatches[-1]) if status.dispatches else None
 
 
-def _no_dispatch(status: RequestStatus, action: str) -> RuleViolation:
-    return plain(f"{action} refused: no on-site dispatch was requested for {status.tracking_number}")
+def _live_dispatch(status: RequestStatus, action: str) -> tuple[int, Dispatch] | list[RuleViolation]:
+    """The request's latest dispatch, numbered, for a step on it; else why the step is refused."""
+    if v := check_live(status, action):
+        return v
+    current = current_dispatch(status)
+    if current is None:
+        return [plain(f"{action} refused: no on-site dispatch was requested for {status.tracking_number}")]
+    return current
 
 
 def check_no_open_visit(status: RequestStatus, action: str) -> list[RuleViolation]:
@@ -151,11 +157,9 @@ def check_request_dispatch(status: RequestStatus, inp: RequestDispatch) -> list[
 def check_approve_dispatch(status: RequestStatus, inp: ApproveDispatch, now: datetime,
                            timezone: str) -> list[RuleViolation]:
     """Rule A4: the customer and an OT support manager each approve once, within their deadline."""
-    if v := check_live(status, "approve_dispatch"):
-        return v
-    current = current_dispatch(status)
-    if current is None:
-        return [_no_dispatch(status, "approve_dispatch")]
+    current = _live_dispatch(status, "approve_dispatch")
+    if isinstance(current, list):
+        return current
     n, d = current
     if d.state == DispatchState.refused:
         return [plain(d.refusal) if d.refusal else violation("A4", f"dispatch #{n} was refused")]
@@ -173,11 +177,9 @@ def check_approve_dispatch(status: RequestStatus, inp: ApproveDispatch, now: dat
 
 def check_visit(status: RequestStatus, inp: RecordVisit, timezone: str) -> list[RuleViolation]:
     """Rule A4: only a booked visit (both approvals in) is recorded, in the estimate's currency."""
-    if v := check_live(status, "record_visit"):
-        return v
-    current = current_dispatch(status)
-    if current is None:
-        return [_no_dispatch(status, "record_visit")]
+    current = _live_dispatch(status, "record_visit")
+    if isinstance(current, list):
+        return current
     n, d = current
     if d.state != DispatchState.booked:
         return [plain(f"record_visit refused: dispatch #{n} is {d.state.value}; only a booked visit "

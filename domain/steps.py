@@ -15,35 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from domain import request, step_inputs
 from domain.cycle import ApproveReport, CycleStepName, HoldCall, RecordExtraCall, ScheduleCall
-from domain.request import (
-    AcceptResolution,
-    ApproveDispatch,
-    Pend,
-    ProposeResolution,
-    RecordVisit,
-    RecordWrittenAcceptance,
-    RejectResolution,
-    RequestDispatch,
-    Respond,
-    Resume,
-)
-from domain.step_inputs import (
-    AddContact,
-    AddFindings,
-    CompleteKickoff,
-    DeliverCommunicationPlan,
-    GiveNonRenewalNotice,
-    PresentConfigurationAnalysis,
-    ProposeRenewalPrice,
-    ReassignTechnicalLead,
-    RecordBillableExtra,
-    RecordInvoicePaid,
-    ScheduleKickoff,
-    StepInput,
-    StepName,
-    SubmitSiteInventory,
-)
+from domain.step_inputs import StepInput, StepName
 
 
 class Workflow(StrEnum):
@@ -87,32 +61,38 @@ _P, _C, _R = Workflow.program, Workflow.cycle, Workflow.request
 
 STEPS: tuple[StepSpec, ...] = (
     # ---- programme (rules D4, D5, D8, D9 and the changes of a running programme)
-    StepSpec(StepName.schedule_kickoff, _P, ScheduleKickoff, "Schedule the planning and review meeting", ("D4", "A2"),
+    StepSpec(StepName.schedule_kickoff, _P, step_inputs.ScheduleKickoff,
+             "Schedule the planning and review meeting", ("D4", "A2"),
              tracked=True, due_policy="kickoff_schedule_business_days"),
-    StepSpec(StepName.complete_kickoff, _P, CompleteKickoff, "Hold the planning and review meeting, file its minutes",
+    StepSpec(StepName.complete_kickoff, _P, step_inputs.CompleteKickoff,
+             "Hold the planning and review meeting, file its minutes",
              ("D4", "A2"), waits_for=(StepName.schedule_kickoff,), tracked=True,
              due_policy="kickoff_held_business_days"),
-    StepSpec(StepName.deliver_communication_plan, _P, DeliverCommunicationPlan, "Deliver the communication plan",
+    StepSpec(StepName.deliver_communication_plan, _P, step_inputs.DeliverCommunicationPlan,
+             "Deliver the communication plan",
              ("D5", "A3"), waits_for=(StepName.complete_kickoff,), tracked=True,
              due_policy="communication_plan_business_days", agreed_date="communication_plan"),
-    StepSpec(StepName.submit_site_inventory, _P, SubmitSiteInventory, "Submit the site inventory", ("D8", "A7"),
+    StepSpec(StepName.submit_site_inventory, _P, step_inputs.SubmitSiteInventory,
+             "Submit the site inventory", ("D8", "A7"),
              waits_for=(StepName.complete_kickoff,), tracked=True, due_policy="site_inventory_business_days",
              agreed_date="site_inventory"),
-    StepSpec("update_site_inventory", _P, SubmitSiteInventory, "Update the site inventory", ("D8", "A7")),
-    StepSpec(StepName.add_findings, _P, AddFindings, "Add GTS/TL configuration findings", ("D9", "A8"),
+    StepSpec("update_site_inventory", _P, step_inputs.SubmitSiteInventory, "Update the site inventory", ("D8", "A7")),
+    StepSpec(StepName.add_findings, _P, step_inputs.AddFindings, "Add GTS/TL configuration findings", ("D9", "A8"),
              waits_for=(StepName.submit_site_inventory,), tracked=True,
              due_policy="configuration_analysis_business_days", agreed_date="configuration_analysis"),
-    StepSpec(StepName.present_configuration_analysis, _P, PresentConfigurationAnalysis,
+    StepSpec(StepName.present_configuration_analysis, _P, step_inputs.PresentConfigurationAnalysis,
              "Present the configuration analysis", ("D9", "A8"), waits_for=(StepName.add_findings,), tracked=True,
              due_policy="configuration_analysis_business_days", agreed_date="configuration_analysis"),
-    StepSpec("reassign_technical_lead", _P, ReassignTechnicalLead, "Assign another Technical Lead", ("C7",),
+    StepSpec("reassign_technical_lead", _P, step_inputs.ReassignTechnicalLead, "Assign another Technical Lead", ("C7",),
              by_signal=False),
-    StepSpec("add_contact", _P, AddContact, "Add a contact", ("C4",), by_signal=False),
-    StepSpec("record_billable_extra", _P, RecordBillableExtra, "Record a billable extra", ("C3",)),
-    StepSpec("propose_renewal_price", _P, ProposeRenewalPrice, "Propose the next period's price", ("C14", "C15"),
+    StepSpec("add_contact", _P, step_inputs.AddContact, "Add a contact", ("C4",), by_signal=False),
+    StepSpec("record_billable_extra", _P, step_inputs.RecordBillableExtra, "Record a billable extra", ("C3",)),
+    StepSpec("propose_renewal_price", _P, step_inputs.ProposeRenewalPrice,
+             "Propose the next period's price", ("C14", "C15"),
              by_signal=False),
-    StepSpec("give_non_renewal_notice", _P, GiveNonRenewalNotice, "Record a non-renewal notice", ("C16",)),
-    StepSpec("record_renewal_invoice_paid", _P, RecordInvoicePaid, "Record the renewal invoice paid", ("C14",),
+    StepSpec("give_non_renewal_notice", _P, step_inputs.GiveNonRenewalNotice, "Record a non-renewal notice", ("C16",)),
+    StepSpec("record_renewal_invoice_paid", _P, step_inputs.RecordInvoicePaid,
+             "Record the renewal invoice paid", ("C14",),
              by_signal=False),
     # ---- monthly cycle (D6, D7, C10): one after the other
     StepSpec(CycleStepName.schedule_call, _C, ScheduleCall, "Schedule the monthly follow-up call", ("D6", "A5"),
@@ -123,17 +103,18 @@ STEPS: tuple[StepSpec, ...] = (
              waits_for=(CycleStepName.hold_call,), tracked=True, due_policy="report_approval_business_days"),
     StepSpec("record_extra_call", _C, RecordExtraCall, "Record an extra call this month", ("C10",)),
     # ---- support request (A4, A6, C3, C12): the request's state decides what is allowed
-    StepSpec("respond", _R, Respond, "Give the first response", ("C12",)),
-    StepSpec("pend", _R, Pend, "Wait for the customer", ("A6",)),
-    StepSpec("resume", _R, Resume, "Resume the request", ("A6",)),
-    StepSpec("propose_resolution", _R, ProposeResolution, "Propose measures", ("A4",)),
-    StepSpec("accept_resolution", _R, AcceptResolution, "Accept the proposed measures", ("A4",)),
-    StepSpec("reject_resolution", _R, RejectResolution, "Reject the proposed measures", ("A4",)),
-    StepSpec("record_written_acceptance", _R, RecordWrittenAcceptance, "Record the customer's written acceptance",
+    StepSpec("respond", _R, request.Respond, "Give the first response", ("C12",)),
+    StepSpec("pend", _R, request.Pend, "Wait for the customer", ("A6",)),
+    StepSpec("resume", _R, request.Resume, "Resume the request", ("A6",)),
+    StepSpec("propose_resolution", _R, request.ProposeResolution, "Propose measures", ("A4",)),
+    StepSpec("accept_resolution", _R, request.AcceptResolution, "Accept the proposed measures", ("A4",)),
+    StepSpec("reject_resolution", _R, request.RejectResolution, "Reject the proposed measures", ("A4",)),
+    StepSpec("record_written_acceptance", _R, request.RecordWrittenAcceptance,
+             "Record the customer's written acceptance",
              ("A4",)),
-    StepSpec("request_dispatch", _R, RequestDispatch, "Request an on-site dispatch", ("A4", "C3")),
-    StepSpec("approve_dispatch", _R, ApproveDispatch, "Approve an on-site dispatch", ("A4",)),
-    StepSpec("record_visit", _R, RecordVisit, "Record the on-site visit", ("A4", "C3")),
+    StepSpec("request_dispatch", _R, request.RequestDispatch, "Request an on-site dispatch", ("A4", "C3")),
+    StepSpec("approve_dispatch", _R, request.ApproveDispatch, "Approve an on-site dispatch", ("A4",)),
+    StepSpec("record_visit", _R, request.RecordVisit, "Record the on-site visit", ("A4", "C3")),
 )
 
 _BY_NAME: dict[str, StepSpec] = {s.name: s for s in STEPS}

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import uvicorn
 from fastapi import FastAPI
 from temporalio.client import Client
 
+from config import http_server
+from config.http_server import EmbeddedServer
 from config.settings import Settings
 from portal.app import create_app
 from storage.db import SessionFactory
@@ -27,24 +28,10 @@ DEMO_USERS: list[tuple[str, str, str, str | None, str | None]] = [
 ]
 
 
-class EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own signal handlers: the host process (dev stack, tests) owns Ctrl-C."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 def bind(host: str, port: int) -> socket.socket:
     """Bind here, so a busy port is an exception we can explain (uvicorn would exit the process)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise RuntimeError(f"the portal cannot listen on {host}:{port} ({exc.strerror}); "
-                           f"set TECHCONNECT_PORTAL_PORT to a free port") from None
+    sock = http_server.bind(host, port, lambda exc: RuntimeError(
+        f"the portal cannot listen on {host}:{port} ({exc.strerror}); set TECHCONNECT_PORTAL_PORT to a free port"))
     sock.set_inheritable(True)
     return sock
 
@@ -52,21 +39,8 @@ def bind(host: str, port: int) -> socket.socket:
 @contextlib.asynccontextmanager
 async def serving(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[EmbeddedServer]:
     """Serve `app` as a task of the running event loop until the block ends."""
-    sock = bind(host, port)
-    server = EmbeddedServer(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("the portal stopped while starting")
-            await asyncio.sleep(0.02)
+    async with http_server.serving_on(app, bind(host, port), "the portal") as server:
         yield server
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, timeout=10)
-        sock.close()
 
 
 def bound_port(server: uvicorn.Server) -> int:

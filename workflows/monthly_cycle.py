@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
         ScheduleCall,
     )
     from domain.naming import SA_OPEN_STEPS, SA_PROGRAM_PHASE
-    from domain.program import BillableExtra, BillableExtraKind, CompleteStepSignal, Rejection, StepState, StepStatus
+    from domain.program import BillableExtra, BillableExtraKind, CompleteStepSignal, StepState, StepStatus
     from domain.rules_cycle import (
         check_call_date,
         check_call_time,
@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.steps import Workflow, tracked_steps
     from workflows import activity_calls as act
-    from workflows.signal_route import check_registry, rejection_recipient, run_step, step_handlers
+    from workflows.signal_route import check_registry, keep_and_mail_rejection, run_step, step_handlers
 
 from workflows.updatable_sleep import UpdatableSleep
 from workflows.update_sequence import UpdateSequence, refuse, refuse_in_body
@@ -308,12 +308,9 @@ class MonthlyCycleWorkflow:
         if refusal is None:
             return
         async with self._updates.lock:
-            s = self._status
-            s.rejections.append(Rejection(at=workflow.now(), step=sig.step, by=sig.by, reason=refusal))
             i = self._input
-            to = [rejection_recipient(sig.by, i.technical_lead, i.policy)]
-            await self._mail(to, "step_rejected", f"rejected:{len(s.rejections)}",
-                             {"step": sig.step, "reason": refusal, "by": sig.by})
+            await keep_and_mail_rejection(self._status.rejections, sig, refusal, i.technical_lead, i.policy,
+                                          self._mail)
 
 
 check_registry(MonthlyCycleWorkflow, Workflow.cycle)

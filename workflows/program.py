@@ -45,13 +45,12 @@ with workflow.unsafe.imports_passed_through():
         ProgramResult,
         ProgramStatus,
         RecordBillableExtra,
-        Rejection,
         RenewalState,
         StepState,
     )
     from domain.steps import Workflow, tracked_steps
     from workflows import activity_calls as act
-    from workflows.signal_route import check_registry, rejection_recipient, run_step, step_handlers
+    from workflows.signal_route import check_registry, keep_and_mail_rejection, run_step, step_handlers
 
 from workflows.program_base import iso
 from workflows.program_changes import ProgramChanges
@@ -318,12 +317,9 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
         return run
 
     async def _reject(self, sig: CompleteStepSignal, reason: str) -> None:
-        s = self._status
-        s.rejections.append(Rejection(at=workflow.now(), step=sig.step, by=sig.by, reason=reason))
         self._record("signal_rejected", sig.by, {"step": sig.step, "reason": reason}, interface="signal")
-        to = [rejection_recipient(sig.by, s.technical_lead, self._input.policy)]
-        await self._mail(to, "step_rejected", f"rejected:{len(s.rejections)}",
-                         {"step": sig.step, "reason": reason, "by": sig.by})
+        s = self._status
+        await keep_and_mail_rejection(s.rejections, sig, reason, s.technical_lead, self._input.policy, self._mail)
 
 
 check_registry(ProgramWorkflow, Workflow.program)

@@ -9,19 +9,23 @@ workflow (an exception escaping a signal handler would fail the run).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 from domain.enrolment import TechnicalLead
 from domain.policy import ProgramPolicy
+from domain.step_inputs import CompleteStepSignal, Rejection
 from domain.steps import Workflow, signal_steps, steps_of
 
 # step -> (the Update's model, its validator, the Update method itself: the SDK types it as its own
 # UpdateMethodMultiParam, callable on the instance like the plain coroutine method it wraps).
 StepHandlers = dict[str, tuple[type[BaseModel], Callable[[Any], None], Any]]
+# The workflow's `_mail(to, template, purpose, context)`.
+Mailer = Callable[[list[str], str, str, dict[str, Any]], Awaitable[None]]
 
 
 async def run_step(handlers: StepHandlers, step: str, by: str, payload: dict[str, Any]) -> str | None:
@@ -62,3 +66,11 @@ def check_registry(cls: type, workflow: Workflow) -> None:
 def rejection_recipient(by: str, technical_lead: TechnicalLead, policy: ProgramPolicy) -> str:
     """Who hears of a refused signal: the TL when the TL sent it, else operations (who run the tools)."""
     return technical_lead.email if by == technical_lead.id else policy.ops_mailbox
+
+
+async def keep_and_mail_rejection(rejections: list[Rejection], sig: CompleteStepSignal, reason: str,
+                                  technical_lead: TechnicalLead, policy: ProgramPolicy, mail: Mailer) -> None:
+    """A refused signal is kept in the state and mailed (its purpose numbers it, so a retry mails once)."""
+    rejections.append(Rejection(at=workflow.now(), step=sig.step, by=sig.by, reason=reason))
+    to = [rejection_recipient(sig.by, technical_lead, policy)]
+    await mail(to, "step_rejected", f"rejected:{len(rejections)}", {"step": sig.step, "reason": reason, "by": sig.by})

@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
         SlaEventRecord,
         StatusChangeRecord,
     )
-    from domain.program import CompleteStepSignal, Rejection
+    from domain.program import CompleteStepSignal
     from domain.refusal import refusal_text
     from domain.request import (
         RequestInput,
@@ -43,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.rules_request import check_customisation
     from domain.steps import Workflow
     from workflows import activity_calls as act
-    from workflows.signal_route import check_registry, rejection_recipient, run_step, step_handlers
+    from workflows.signal_route import check_registry, keep_and_mail_rejection, run_step, step_handlers
 
 from workflows.request_dispatch import RequestDispatchSteps
 from workflows.request_resolution import RequestResolution
@@ -208,13 +208,10 @@ class SupportRequestWorkflow(RequestResolution, RequestDispatchSteps):
         if refusal is None:
             return
         async with self._updates.lock:
-            s = self._status
-            s.rejections.append(Rejection(at=workflow.now(), step=sig.step, by=sig.by, reason=refusal))
             self._record("signal_rejected", sig.by, "signal", {"step": sig.step, "reason": refusal})
             i = self._input
-            to = [rejection_recipient(sig.by, i.technical_lead, i.policy)]
-            await self._mail(to, "step_rejected", f"rejected:{len(s.rejections)}",
-                             {"step": sig.step, "reason": refusal, "by": sig.by})
+            await keep_and_mail_rejection(self._status.rejections, sig, refusal, i.technical_lead, i.policy,
+                                          self._mail)
             await self._save()
 
 
