@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, NoReturn
 import pytest
 import pytest_asyncio
 
-from testing.databases import PG_ADMIN_DSN, pg_database
+from testing.databases import PG_ADMIN_DSN, migrated_sessions, pg_database
 from testing.servers import free_port as free_port  # tests import it from here too
 
 if TYPE_CHECKING:  # tests.harness imports the whole worker: only the fixtures below that need it load it
     from temporalio.testing import WorkflowEnvironment
 
     from domain.policy import ProgramPolicy
+    from storage.db import SessionFactory
     from tests.harness import Stack
 
 
@@ -77,15 +78,20 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 
 
 @pytest_asyncio.fixture
+async def sessions(database_url: str) -> AsyncIterator[SessionFactory]:
+    """Sessions on `database_url` (SQLite, then PostgreSQL), migrated to head by Alembic. A module that needs
+    another database, or rows in it, overrides this fixture."""
+    async with migrated_sessions(database_url) as factory:
+        yield factory
+
+
+@pytest_asyncio.fixture
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping Temporal server of the test's own, at TECHCONNECT_TEST_NOW when set (tests/clock.py)."""
     from tests.harness import start_time_skipping
 
-    e = await start_time_skipping()
-    try:
+    async with await start_time_skipping() as e:
         yield e
-    finally:
-        await e.shutdown()
 
 
 @pytest.fixture

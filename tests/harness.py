@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -18,6 +19,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, TypeVar
 
+from prometheus_client.parser import text_string_to_metric_families
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
@@ -127,6 +129,17 @@ async def stack(env: WorkflowEnvironment, database_url: str, tmp: Path,
     finally:
         sink.stop()
         await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def stack_on_server(tmp: Path, database_url: str | None = None,
+                          server: Callable[[], Awaitable[WorkflowEnvironment]] = start_dev_server,
+                          ) -> AsyncIterator[Stack]:
+    """`stack` on a Temporal server of its own (the dev server unless `server` says otherwise), shut down
+    after it; the database is SQLite in `tmp` unless `database_url` names another."""
+    url = database_url or f"sqlite+aiosqlite:///{tmp / 'techconnect.db'}"
+    async with await server() as env, stack(env, url, tmp) as st:
+        yield st
 
 
 async def add_subscription(sessions: SessionFactory, customer_id: str, start: date, end: date,
@@ -277,6 +290,17 @@ async def until_passes(check: Callable[[], Awaitable[_T]], timeout: float = 10, 
         await asyncio.sleep(interval)
 
 
+def metric_samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """A Prometheus exposition by sample name (and by family name, empty for a family without samples):
+    each sample's labels and value."""
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        out.setdefault(family.name, [])
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((dict(sample.labels), float(sample.value)))
+    return out
+
+
 # ---- a command line run in a subprocess ----------------------------------------------------------
 @dataclass
 class Run:
@@ -308,6 +332,19 @@ async def run_command(program: str, *args: str, env: dict[str, str], cwd: Path =
     run = Run((program, *args), proc.returncode, out.decode(), err.decode())
     assert "Traceback" not in run.err, str(run)
     return run
+
+
+@dataclass
+class Cli:
+    """`techconnect` as operations staff run it: `python -m cli` in a subprocess, with `env` (cli_environ)."""
+
+    env: dict[str, str]
+
+    async def exec(self, program: str, *args: str, env: dict[str, str] | None = None) -> Run:
+        return await run_command(program, *args, env={**self.env, **(env or {})})
+
+    async def __call__(self, *args: str, env: dict[str, str] | None = None) -> Run:
+        return await self.exec(sys.executable, "-m", "cli", *args, env=env)
 
 
 def cli_environ(st: Stack) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
@@ -12,6 +13,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.calendar import CalendarActivities, supported_countries
 from domain.activities import (
+    BusinessDeadline,
     BusinessDeadlineRequest,
     DeadlineItem,
     DeadlineRequest,
@@ -182,6 +184,11 @@ async def test_schedule_deadlines_needs_a_date() -> None:
 
 
 # ---- business_deadline: rule C12 ---------------------------------------------------------
+async def deadline(start: datetime, minutes: int, calendar: BusinessCalendar = FR_CAL, **kw: Any) -> BusinessDeadline:
+    request = BusinessDeadlineRequest(calendar=calendar, start=start, minutes=minutes, **kw)
+    return await CalendarActivities().business_deadline(request)
+
+
 @pytest.mark.rule("C12")
 async def test_c12_business_deadline_with_warning() -> None:
     req = BusinessDeadlineRequest(calendar=FR_CAL, start=paris(2027, 3, 26, 16, 30), minutes=60, warning_minutes=15)
@@ -194,26 +201,21 @@ async def test_c12_business_deadline_with_warning() -> None:
 async def test_c12_warning_before_weekend() -> None:
     # Filed Friday 16:00 with a 75-minute SLA: 60 minutes on Friday + 15 on Monday = Monday 09:15.
     # The 30-minute warning goes back 15 minutes on Monday and 15 on Friday = Friday 16:45.
-    req = BusinessDeadlineRequest(calendar=FR_CAL, start=paris(2027, 1, 8, 16, 0), minutes=75, warning_minutes=30)
-    result = await CalendarActivities().business_deadline(req)
+    result = await deadline(paris(2027, 1, 8, 16, 0), 75, warning_minutes=30)
     assert result.deadline == paris(2027, 1, 11, 9, 15)
     assert result.warning_at == paris(2027, 1, 8, 16, 45)
 
 
 @pytest.mark.rule("C12")
 async def test_c12_no_warning_when_zero() -> None:
-    req = BusinessDeadlineRequest(calendar=FR_CAL, start=paris(2027, 1, 8, 10, 0), minutes=60)
-    result = await CalendarActivities().business_deadline(req)
+    result = await deadline(paris(2027, 1, 8, 10, 0), 60)
     assert result.deadline == paris(2027, 1, 8, 11, 0)
     assert result.warning_at is None
 
 
 @pytest.mark.rule("C12", "C5")
 async def test_c12_round_the_clock_from_request() -> None:
-    req = BusinessDeadlineRequest(
-        calendar=FR_CAL, start=paris(2027, 3, 26, 16, 30), minutes=60, warning_minutes=15, round_the_clock=True
-    )
-    result = await CalendarActivities().business_deadline(req)
+    result = await deadline(paris(2027, 3, 26, 16, 30), 60, warning_minutes=15, round_the_clock=True)
     assert result.deadline == paris(2027, 3, 26, 17, 30)
     assert result.warning_at == paris(2027, 3, 26, 17, 15)
 
@@ -221,8 +223,7 @@ async def test_c12_round_the_clock_from_request() -> None:
 @pytest.mark.rule("C12", "C5")
 async def test_c12_out_of_hours_agreement_makes_clock_24x7() -> None:
     cal = FR_CAL.model_copy(update={"out_of_hours_agreement_ref": "OOH-2027-001"})
-    req = BusinessDeadlineRequest(calendar=cal, start=paris(2027, 3, 27, 3, 0), minutes=60, warning_minutes=15)
-    result = await CalendarActivities().business_deadline(req)
+    result = await deadline(paris(2027, 3, 27, 3, 0), 60, warning_minutes=15, calendar=cal)
     assert result.deadline == paris(2027, 3, 27, 4, 0)  # Saturday night, no business hours needed
     assert result.warning_at == paris(2027, 3, 27, 3, 45)
 
@@ -230,8 +231,7 @@ async def test_c12_out_of_hours_agreement_makes_clock_24x7() -> None:
 @pytest.mark.rule("C12")
 async def test_c12_warning_longer_than_sla_is_clamped_to_start() -> None:
     start = paris(2027, 1, 9, 11, 0)  # Saturday
-    req = BusinessDeadlineRequest(calendar=FR_CAL, start=start, minutes=10, warning_minutes=15)
-    result = await CalendarActivities().business_deadline(req)
+    result = await deadline(start, 10, warning_minutes=15)
     assert result.deadline == paris(2027, 1, 11, 9, 10)
     assert result.warning_at == start
 
@@ -240,8 +240,7 @@ async def test_c12_warning_longer_than_sla_is_clamped_to_start() -> None:
 async def test_c12_new_york_observed_holiday_and_subdivision() -> None:
     cal = BusinessCalendar(timezone="America/New_York", country="US", subdivision="NY")
     start = datetime(2027, 7, 2, 16, 30, tzinfo=NEW_YORK)  # Friday; Monday 5 July is Independence Day observed
-    req = BusinessDeadlineRequest(calendar=cal, start=start, minutes=60, warning_minutes=15)
-    result = await CalendarActivities().business_deadline(req)
+    result = await deadline(start, 60, warning_minutes=15, calendar=cal)
     assert result.deadline == utc(2027, 7, 6, 13, 30)  # Tuesday 09:30 EDT
     assert result.warning_at == utc(2027, 7, 6, 13, 15)
 
@@ -249,8 +248,7 @@ async def test_c12_new_york_observed_holiday_and_subdivision() -> None:
 @pytest.mark.rule("C12")
 async def test_c12_business_deadline_across_new_year() -> None:
     # Friday 31 December 2027 16:30 -> 1 January 2028 (Saturday) and the weekend -> Monday 3 January 09:30.
-    req = BusinessDeadlineRequest(calendar=FR_CAL, start=paris(2027, 12, 31, 16, 30), minutes=60)
-    result = await CalendarActivities().business_deadline(req)
+    result = await deadline(paris(2027, 12, 31, 16, 30), 60)
     assert result.deadline == paris(2028, 1, 3, 9, 30)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -26,7 +25,6 @@ import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.testing import WorkflowEnvironment
 
 from domain.enrolment import Enrolment
 from domain.naming import (
@@ -38,7 +36,8 @@ from domain.naming import (
 )
 from storage.repositories import get_subscription
 from tests.conftest import free_port
-from tests.harness import Run, Stack, add_subscription, binary, cli_environ, run_command, stack, start_dev_server
+from tests.harness import Cli as CommandLine
+from tests.harness import Run, Stack, add_subscription, binary, cli_environ, stack_on_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -47,19 +46,15 @@ PARIS = ZoneInfo("Europe/Paris")
 
 # ------------------------------------------------------------------------ running the CLI
 @dataclass
-class Cli:
-    env: dict[str, str]
+class Cli(CommandLine):
     tmp: Path
     stack: Stack
 
     async def exec(self, program: str, *args: str, env: dict[str, str] | None = None) -> Run:
-        run = await run_command(program, *args, env={**self.env, **(env or {})})
+        run = await super().exec(program, *args, env=env)
         # Whatever the outcome: a readable message, never a Python traceback (run_command) or a crash.
         assert run.code in (0, 1, 2), str(run)
         return run
-
-    async def __call__(self, *args: str, env: dict[str, str] | None = None) -> Run:
-        return await self.exec(sys.executable, "-m", "cli", *args, env=env)
 
     def write(self, name: str, content: str | dict[str, Any] | list[Any]) -> Path:
         path = self.tmp / name
@@ -69,18 +64,8 @@ class Cli:
 
 # ------------------------------------------------------------------------------ fixtures
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await start_dev_server()
-    try:
-        yield env
-    finally:
-        await env.shutdown()
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def st(dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    tmp = tmp_path_factory.mktemp("cli-stack")
-    async with stack(dev_env, f"sqlite+aiosqlite:///{tmp / 'techconnect.db'}", tmp) as s:
+async def st(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    async with stack_on_server(tmp_path_factory.mktemp("cli-stack")) as s:
         yield s
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -29,15 +28,8 @@ from domain.program import BillableExtra, BillableExtraKind, Phase, ProgramStatu
 from storage import repositories as repo
 from storage.db import SessionFactory
 from storage.tables import AuditLogRow, Base, BillableExtraRow, ContactRow, CustomerRow, ProgrammeRow, WorkspaceRow
-from testing.databases import migrated_sessions
 
 ACCEPTED_AT = datetime(2027, 1, 4, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[SessionFactory]:
-    async with migrated_sessions(database_url) as factory:
-        yield factory
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import pytest
 import pytest_asyncio
 from icalendar import Calendar, Event
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.exceptions import ApplicationError
 
 from activities.invites import render_ics
@@ -168,6 +169,26 @@ def _now() -> datetime:
     return datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
+async def add_document(
+    session: AsyncSession, customer_id: str, kind: str, title: str, body_text: str, body_html: str, key: str
+) -> int:
+    """Stores a period-1 document as the documents activity would, commits, and returns its id."""
+    doc = DocumentRow(
+        customer_id=customer_id,
+        period=1,
+        kind=kind,
+        title=title,
+        body_text=body_text,
+        body_html=body_html,
+        data={},
+        idempotency_key=key,
+        created_at=_now(),
+    )
+    session.add(doc)
+    await session.commit()
+    return doc.id
+
+
 def make_mail_activities(sessions: SessionFactory, sink: SmtpSink, mailer: SmtpMailer | None = None) -> MailActivities:
     return MailActivities(
         sessions, mailer or SmtpMailer(sink.host, sink.port, timeout=5), make_template_environment(), SENDER
@@ -300,20 +321,15 @@ def _parts(msg: email.message.EmailMessage) -> dict[str, email.message.EmailMess
 async def test_round_trip_multipart_invite_and_document(database_url: str, tmp_path: Path) -> None:
     async with database(database_url) as sessions, SmtpSink(port=free_port(), directory=tmp_path / "mail") as sink:
         async with sessions() as session:
-            doc = DocumentRow(
-                customer_id="acme",
-                period=1,
-                kind="monthly_report",
-                title="Follow-up report February 2025",
-                body_text="Requests: 3 open, 5 closed.",
-                body_html="<h1>Follow-up report</h1><p>Requests: 3 open, 5 closed.</p>",
-                data={},
-                idempotency_key="doc-acme-p1-m02",
-                created_at=_now(),
+            doc_id = await add_document(
+                session,
+                "acme",
+                "monthly_report",
+                "Follow-up report February 2025",
+                "Requests: 3 open, 5 closed.",
+                "<h1>Follow-up report</h1><p>Requests: 3 open, 5 closed.</p>",
+                "doc-acme-p1-m02",
             )
-            session.add(doc)
-            await session.commit()
-            doc_id = doc.id
         acts = make_mail_activities(sessions, sink)
         request = mail_request(
             "program-acme-p1-m02-invite",
@@ -438,22 +454,10 @@ async def test_connection_refused_is_transient(sessions: SessionFactory, sink: S
 async def test_document_of_another_customer_is_never_attached(sessions: SessionFactory, sink: SmtpSink) -> None:
     async with sessions() as session:
         session.add(CustomerRow(id="globex", name="Globex", maintenance_subscription_id="SMP-2", created_at=_now()))
-        doc = DocumentRow(
-            customer_id="globex",
-            period=1,
-            kind="notice",
-            title="Secret",
-            body_text="x",
-            body_html="<p>x</p>",
-            data={},
-            idempotency_key="doc-globex",
-            created_at=_now(),
-        )
-        session.add(doc)
-        await session.commit()
+        doc_id = await add_document(session, "globex", "notice", "Secret", "x", "<p>x</p>", "doc-globex")
     acts = make_mail_activities(sessions, sink)
     with pytest.raises(ApplicationError) as info:
-        await acts.send_mail(mail_request(attach_document_id=doc.id))
+        await acts.send_mail(mail_request(attach_document_id=doc_id))
     assert info.value.type == "DocumentCustomerMismatch" and info.value.non_retryable
     assert sink.received == 0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
 
@@ -13,15 +12,8 @@ from storage import repositories as repo
 from storage.db import SessionFactory
 from storage.maintenance_import import MaintenanceImportError, import_maintenance_csv, parse_maintenance_csv
 from storage.tables import MaintenanceSubscriptionRow
-from testing.databases import migrated_sessions
 
 HEADER = "id,customer_id,start,end,contact_count\n"
-
-
-@pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[SessionFactory]:
-    async with migrated_sessions(database_url) as factory:
-        yield factory
 
 
 def write(tmp_path: Path, body: str, name: str = "subs.csv") -> Path:

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from prometheus_client.parser import text_string_to_metric_families
 
 from activities.metrics import MAILS_FAILED, MAILS_SENT
 from config.settings import Settings
@@ -24,6 +23,7 @@ from domain.program import Phase, StepName
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.tables import Base, CustomerRow, ProgrammeRow, SlaEventRow, SupportRequestRow
 from telemetry.metrics import BusinessCollector, MetricsServer, read_business_snapshot
+from tests.harness import metric_samples
 
 # A given "now" for the snapshot (a fixed instant in the past: never read as "the future").
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
@@ -75,15 +75,6 @@ async def seed(sessions: SessionFactory, now: datetime = NOW) -> None:
         await s.commit()
 
 
-def parse(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
-        out.setdefault(family.name, [])
-        for sample in family.samples:
-            out.setdefault(sample.name, []).append((dict(sample.labels), float(sample.value)))
-    return out
-
-
 async def test_snapshot_counts_phases_overdue_steps_requests_and_sla_events(sessions: SessionFactory) -> None:
     await seed(sessions)
     snap = await read_business_snapshot(sessions, now=NOW)
@@ -129,7 +120,7 @@ async def test_one_endpoint_serves_sdk_and_business_metrics(sessions: SessionFac
         await server.stop()
         sdk.close()
     assert code == 200 and ctype.startswith("text/plain; version=0.0.4")
-    m = parse(text)
+    m = metric_samples(text)
     assert "\ntemporal_request 7\n" in text  # the SDK's own text, passed through unchanged
     assert m["techconnect_business_metrics_up"] == [({}, 1.0)]
     phases = {labels["phase"]: v for labels, v in m["techconnect_programmes"]}
@@ -162,7 +153,7 @@ async def test_missing_parts_do_not_take_the_endpoint_down(tmp_path: Path) -> No
         await engine.dispose()
     assert code == 200
     assert "# Temporal SDK metrics unavailable" in text
-    m = parse(text)
+    m = metric_samples(text)
     assert m["techconnect_business_metrics_up"] == [({}, 0.0)]
     assert "techconnect_programmes" not in m  # no made-up zeros when the database cannot be read
     assert health[:1] == (200,) and health[2] == "ok\n"

@@ -16,9 +16,7 @@ import csv
 import email.message
 import io
 import json
-import os
 import re
-import shutil
 import statistics
 import subprocess
 import time
@@ -62,6 +60,7 @@ from testing.report_month import (
     report_request,
     seed,
 )
+from tests.chromium import CHROMIUM_ARGS, chromium
 
 SENDER = "TechConnect <techconnect@support.example>"
 SVG_NS = "{http://www.w3.org/2000/svg}"
@@ -402,19 +401,9 @@ def test_a6_local_clock_matches_zoneinfo_across_transitions(zone: str) -> None:
     assert local(None) is None
 
 
-def chromium_or_fail() -> str:
-    """The browser check fails in CI without Chromium (`make install` installs it as root); elsewhere it skips."""
-    binary = shutil.which("chromium")
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not on PATH in CI: `make install` installs Debian's chromium as root")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    return binary
-
-
 async def test_a6_report_renders_in_headless_chromium(sqlite_url: str, tmp_path: Path, artefacts_dir: Path) -> None:
     """A6: the report HTML of a 5,000-request month, as a browser shows it: `.artefacts/monthly_report.png`."""
-    binary = chromium_or_fail()
+    binary = chromium()
     async with open_db(sqlite_url) as sessions:
         await seed(sessions, 5000)
         row = await generate(sessions)
@@ -424,8 +413,7 @@ async def test_a6_report_renders_in_headless_chromium(sqlite_url: str, tmp_path:
     shot.unlink(missing_ok=True)
     result = await asyncio.to_thread(
         subprocess.run,
-        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        [binary, "--headless", *CHROMIUM_ARGS,
          f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1200,3000", f"--screenshot={shot}",
           f"file://{page}"],
         capture_output=True, text=True, timeout=120, check=False,

@@ -9,9 +9,7 @@ by URL and by API. Every page is saved under .artefacts/portal/.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,7 +20,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from temporalio.testing import WorkflowEnvironment
 
 from domain.money import Money
 from domain.request import ProposeResolution, RequestDispatch, RequestStatus
@@ -31,29 +28,18 @@ from portal.server import bound_port, serving
 from storage import repositories as repo
 from storage import users as users_repo
 from storage.users import Role
+from tests.chromium import CHROMIUM_ARGS, chromium
 from tests.clock import today_in
-from tests.harness import Stack, add_subscription, stack, start_dev_server
+from tests.harness import Stack, add_subscription, stack_on_server
 from tests.portal_fixtures import PASSWORD, password_hash
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHOTS = PROJECT_ROOT / ".artefacts" / "portal"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CUSTOMER = "webco"
 OTHER = "otherco"
 TL_ID = "tl-wendy"
-
-
-def chromium() -> str:
-    """Debian's chromium; never a download. In CI its absence fails the run instead of skipping."""
-    found = shutil.which("chromium")
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed (apt-get install chromium): the browser tests cannot run in CI")
-        pytest.skip("chromium is not installed")
-    return found
 
 
 @dataclass
@@ -71,6 +57,11 @@ class Site:
 async def shot(page: Any, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+async def submit(page: Any) -> None:
+    await page.click("[data-submit]")
+    await page.wait_for_load_state()
 
 
 async def sign_in(page: Any, email: str) -> None:
@@ -98,38 +89,33 @@ async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
     executable = chromium()
     from playwright.async_api import async_playwright
 
-    env: WorkflowEnvironment = await start_dev_server()
-    tmp = tmp_path_factory.mktemp("portal-browser")
-    try:
-        async with stack(env, f"sqlite+aiosqlite:///{tmp / 'techconnect.db'}", tmp) as st:
-            today = today_in()
-            await add_subscription(st.sessions, CUSTOMER, today - timedelta(days=30), today + timedelta(days=900))
-            # Ends inside the period: rule E1 refuses it.
-            await add_subscription(st.sessions, CUSTOMER, today - timedelta(days=30), today + timedelta(days=100),
-                                   sub_id="SMP-webco-short")
-            async with st.sessions() as s, s.begin():
-                await users_repo.add_user(s, email="ops@techconnect.example", name="Oscar Ops", role=Role.ops,
-                                          password_hash=password_hash())
-                await users_repo.add_user(s, email="wendy@support.example", name="Wendy Lead", role=Role.tl,
-                                          technical_lead_id=TL_ID, password_hash=password_hash())
-                await repo.upsert_customer(s, OTHER, "Other Co", "SMP-otherco")
-                await repo.insert_document(s, customer_id=OTHER, period=1, kind="welcome", title="Welcome, Other Co",
-                                           body_text="secret", body_html="<p>secret of otherco</p>",
-                                           idempotency_key="otherco-welcome")
-            app_settings = st.settings.model_copy(update={"task_queue": st.task_queue, "portal_secret": "browser-test"})
-            app = create_app(app_settings, sessions=st.sessions, client=st.client)
-            async with serving(app) as server:
-                url = f"http://127.0.0.1:{bound_port(server)}"
-                # Links in mail point at this portal.
-                app_settings.policy.portal_url = url
-                async with async_playwright() as pw:
-                    browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-                    try:
-                        yield Site(url, st, browser)
-                    finally:
-                        await browser.close()
-    finally:
-        await env.shutdown()
+    async with stack_on_server(tmp_path_factory.mktemp("portal-browser")) as st:
+        today = today_in()
+        await add_subscription(st.sessions, CUSTOMER, today - timedelta(days=30), today + timedelta(days=900))
+        # Ends inside the period: rule E1 refuses it.
+        await add_subscription(st.sessions, CUSTOMER, today - timedelta(days=30), today + timedelta(days=100),
+                               sub_id="SMP-webco-short")
+        async with st.sessions() as s, s.begin():
+            await users_repo.add_user(s, email="ops@techconnect.example", name="Oscar Ops", role=Role.ops,
+                                      password_hash=password_hash())
+            await users_repo.add_user(s, email="wendy@support.example", name="Wendy Lead", role=Role.tl,
+                                      technical_lead_id=TL_ID, password_hash=password_hash())
+            await repo.upsert_customer(s, OTHER, "Other Co", "SMP-otherco")
+            await repo.insert_document(s, customer_id=OTHER, period=1, kind="welcome", title="Welcome, Other Co",
+                                       body_text="secret", body_html="<p>secret of otherco</p>",
+                                       idempotency_key="otherco-welcome")
+        app_settings = st.settings.model_copy(update={"task_queue": st.task_queue, "portal_secret": "browser-test"})
+        app = create_app(app_settings, sessions=st.sessions, client=st.client)
+        async with serving(app) as server:
+            url = f"http://127.0.0.1:{bound_port(server)}"
+            # Links in mail point at this portal.
+            app_settings.policy.portal_url = url
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+                try:
+                    yield Site(url, st, browser)
+                finally:
+                    await browser.close()
 
 
 # --------------------------------------------------------------------------------- tests
@@ -150,13 +136,11 @@ async def test_operations_start_a_programme_from_the_form(site: Site) -> None:
     for name, value in form.items():
         await page.fill(f'[name="{name}"]', value)
     await page.select_option('[name="technical_lead"]', TL_ID)
-    await page.click("[data-submit]")
-    await page.wait_for_load_state()
+    await submit(page)
     # A pydantic error beside its field.
     assert await page.inner_text('[data-error-for="customer.name"]') == "This field is required."
     await page.fill('[name="customer.name"]', "Web Co")
-    await page.click("[data-submit]")
-    await page.wait_for_load_state()
+    await submit(page)
     # Rule E1, checked before the workflow starts, shown beside the field it is about.
     error = await page.inner_text('[data-error-for="period_start"]')
     assert error.startswith("Rule E1:") and "SMP-webco-short ends on" in error, error
@@ -185,8 +169,7 @@ async def test_the_tl_schedules_the_kickoff_from_the_inbox(site: Site) -> None:
     await page.click(f'{row} [data-complete="schedule_kickoff"]')
     await page.wait_for_url(f"**/programmes/{CUSTOMER}/steps/schedule_kickoff")
     # A bad value: the rule's message beside the field, nothing sent to the workflow.
-    await page.click("[data-submit]")
-    await page.wait_for_load_state()
+    await submit(page)
     assert await page.inner_text('[data-error-for="meeting_at"]') == "This field is required."
     await shot(page, "step-form-error")
     meeting = (today_in() + timedelta(days=7)).isoformat() + "T10:00"
@@ -202,8 +185,7 @@ async def test_the_tl_schedules_the_kickoff_from_the_inbox(site: Site) -> None:
     # The same form again: the Update's validator refuses, its message at the top of the form.
     await page.goto(f"/programmes/{CUSTOMER}/steps/schedule_kickoff")
     await page.fill('[name="meeting_at"]', meeting)
-    await page.click("[data-submit]")
-    await page.wait_for_load_state()
+    await submit(page)
     refusal = await page.inner_text("[data-form-error]")
     assert "schedule_kickoff is already done" in refusal, refusal
     await shot(page, "step-refused")
@@ -256,8 +238,7 @@ async def test_a_contact_signs_in_sees_the_welcome_document_and_nothing_of_anoth
     await page.select_option('[name="priority"]', "high")
     await page.fill('[name="description"]', "Full-text search finds nothing in the Enterprise workspace.")
     await page.check('[name="customisation"]')
-    await page.click("[data-submit]")
-    await page.wait_for_load_state()
+    await submit(page)
     # Rule C13: a customisation needs an agreement, said beside the field.
     assert (await page.inner_text('[data-error-for="agreement_ref"]')).startswith("Rule C13:")
     await page.uncheck('[name="customisation"]')
@@ -324,8 +305,7 @@ async def test_operations_record_a_billable_extra_and_follow_the_notices(site: S
     await page.select_option('[name="customer_id"]', CUSTOMER)
     await page.select_option('[name="kind"]', "additional_system")
     await page.fill('[name="description"]', "Second production system: the DR site")
-    await page.click("[data-submit]")
-    await page.wait_for_load_state()
+    await submit(page)
     # Rule C3: every extra needs its agreement, said beside the field.
     assert await page.inner_text('[data-error-for="agreement_ref"]') == "This field is required."
     await page.fill('[name="agreement_ref"]', "AGR-2027-014")
@@ -358,12 +338,10 @@ async def test_the_tl_records_an_extra_call_from_the_programme_page(site: Site) 
     await page.wait_for_url(f"**/programmes/{CUSTOMER}/steps/record_extra_call?month=*")
     await page.fill('[name="held_on"]', today_in().isoformat())
     await page.fill('[name="notes"]', "Second call: the upgrade rehearsal")
-    await page.click("[data-submit]")
-    await page.wait_for_load_state()
+    await submit(page)
     assert await page.inner_text('[data-error-for="agreement_ref"]') == "This field is required."
     await page.fill('[name="agreement_ref"]', "AGR-CALL-2027-3")
-    await page.click("[data-submit]")
-    await page.wait_for_load_state()
+    await submit(page)
     # Not before the month's included call: the cycle's validator says so, nothing is recorded.
     refusal = await page.inner_text("[data-form-error]")
     assert "rule C10: the month's included call has not been held yet" in refusal, refusal

@@ -53,7 +53,7 @@ from storage.db import SessionFactory
 from storage.users import Role
 from tests.clock import today_in
 from tests.conftest import free_port
-from tests.harness import Stack, add_subscription, enrolment, stack, start_dev_server
+from tests.harness import Stack, add_subscription, enrolment, stack_on_server
 from tests.portal_fixtures import password_hash
 
 T = TypeVar("T")
@@ -108,23 +108,13 @@ async def _admin_token(sessions: SessionFactory) -> str:
     return token
 
 
-@contextlib.asynccontextmanager
-async def _env() -> Any:
-    env = await start_dev_server()
-    try:
-        yield env
-    finally:
-        await env.shutdown()
-
-
 @pytest.fixture(scope="module")
 def live(shared_db_module: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
     """Dev server + worker + portal on uvicorn, with a programme and a request to aim at."""
     tmp = tmp_path_factory.mktemp("schemathesis-live")
     bg = BackgroundLoop()
     try:
-        env = bg.enter(_env())
-        st_: Stack = bg.enter(stack(env, shared_db_module, tmp))
+        st_: Stack = bg.enter(stack_on_server(tmp, shared_db_module))
 
         async def seed() -> tuple[str, str]:
             today = today_in()
@@ -336,12 +326,20 @@ def unreached(calls: list[tuple[str, str, int]]) -> list[str]:
     return sorted(operations - reached - SCHEMA_LOOSER_THAN_MODEL)
 
 
+def every_operation_called(request: pytest.FixtureRequest, report_figure: Any, test: Callable[..., Any],
+                           run: str) -> tuple[list[tuple[str, str, int]], str]:
+    """The calls of one run and their summary (a measured figure), once every operation was called."""
+    calls = _ran(request, test)
+    summary = counts(calls)
+    report_figure(f"schemathesis ({run})", summary)
+    assert {op for op, _m, _c in calls} == SPEC_OPERATIONS, f"not every operation was called: {summary}"
+    return calls, summary
+
+
 def test_the_live_run_got_past_validation_and_no_call_answered_5xx(
         request: pytest.FixtureRequest, report_figure: Any) -> None:
-    calls = _ran(request, test_no_route_answers_5xx_with_temporal_and_the_worker_up)
-    summary = counts(calls)
-    report_figure("schemathesis (live)", summary)
-    assert {op for op, _m, _c in calls} == SPEC_OPERATIONS, f"not every operation was called: {summary}"
+    calls, summary = every_operation_called(
+        request, report_figure, test_no_route_answers_5xx_with_temporal_and_the_worker_up, "live")
     server_errors = [(op, code) for op, _mode, code in calls if code >= 500]
     assert not server_errors, f"{len(server_errors)} call(s) answered 5xx: {server_errors[:10]}; {summary}"
     report_figure("schemathesis (live) past validation", check_past_validation(calls, summary))
@@ -358,10 +356,8 @@ def test_the_live_run_got_past_validation_and_no_call_answered_5xx(
 
 def test_the_temporal_down_run_answered_clean_503s_and_kept_the_database_routes_up(
         request: pytest.FixtureRequest, report_figure: Any) -> None:
-    calls = _ran(request, test_no_route_answers_5xx_other_than_a_clean_503_when_temporal_is_down)
-    summary = counts(calls)
-    report_figure("schemathesis (down)", summary)
-    assert {op for op, _m, _c in calls} == SPEC_OPERATIONS, f"not every operation was called: {summary}"
+    calls, summary = every_operation_called(
+        request, report_figure, test_no_route_answers_5xx_other_than_a_clean_503_when_temporal_is_down, "down")
     other_errors = [(op, code) for op, _mode, code in calls if code >= 500 and code != 503]
     assert not other_errors, f"{len(other_errors)} call(s) answered a 5xx other than 503: {other_errors[:10]}; " \
                              f"{summary}"

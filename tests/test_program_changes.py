@@ -34,7 +34,7 @@ from storage.repositories import (
 )
 from tests.harness import Stack, enrolment, eventually
 from tests.test_program_lifecycle import complete_onboarding, inventory
-from tests.test_program_timing import SHORT_TERM, begin, settle
+from tests.test_program_timing import SHORT_TERM, begin, first_cycle_running, settle
 
 PARIS = ZoneInfo("Europe/Paris")
 T = TypeVar("T")
@@ -159,12 +159,8 @@ async def test_billable_extras_are_stored_with_their_agreement_rules_c1_c3_c6_c1
 # ---- D6/A5, D7/A6, C10: the monthly cycle ------------------------------------------------------------
 @pytest.mark.rule("C10", "A5", "A6", "D6", "D7")
 async def test_monthly_cycle_invite_report_and_second_call_rules_c10_a5_a6_d6_d7(st: Stack) -> None:
-    _, s = await begin(st, "acme")
+    s, cycle = await first_cycle_running(st, "acme")
     assert s.plan is not None
-    await st.sleep_until(s.plan.month_start_ats[0] + timedelta(minutes=1))
-    wid = s.cycles[0].workflow_id
-    await eventually(lambda: st.status("acme"), lambda x: x.cycles[0].status == "running", "cycle started")
-    cycle = st.client.get_workflow_handle(wid)
 
     async def cupd(name: str, payload: dict[str, Any]) -> CycleStatus:
         result: CycleStatus = await cycle.execute_update(name, {"by": "tl-alice", **payload},

@@ -9,11 +9,12 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from domain.cycle import CycleStatus
@@ -64,6 +65,14 @@ async def complete_onboarding(st: Stack, customer_id: str, today: date) -> Progr
         "detail": "index on C:", "recommendation": "move it"}]})
     return await upd("present_configuration_analysis", {"held_on": (today + timedelta(days=70)).isoformat(),
                                                         "attendees": ["Alice", "Carol", "GTS"]})
+
+
+async def started_today(st: Stack, customer_id: str) -> tuple[WorkflowHandle[Any, Any], ProgramStatus]:
+    """A programme starting today (Paris) on a subscription from yesterday, past its enrolment check."""
+    today = (await st.now()).astimezone(PARIS).date()
+    await add_subscription(st.sessions, customer_id, today - timedelta(days=1), today + timedelta(days=800))
+    handle = await st.start(enrolment(customer_id, today))
+    return handle, await st.wait_enrolled(customer_id)
 
 
 async def run_cycle(st: Stack, wid: str, month_start: date) -> CycleStatus:
@@ -148,10 +157,7 @@ async def test_non_renewal_on_deadline_day_closes(env: WorkflowEnvironment, tmp_
                                                    sqlite_url: str) -> None:
     """Rule C16: a notice on the deadline day is accepted; the programme closes at the end."""
     async with stack(env, sqlite_url, tmp_path) as st:
-        today = (await st.now()).astimezone(PARIS).date()
-        await add_subscription(st.sessions, "initech", today - timedelta(days=1), today + timedelta(days=800))
-        handle = await st.start(enrolment("initech", today))
-        s = await st.wait_enrolled("initech")
+        handle, s = await started_today(st, "initech")
         assert s.renewal is not None and s.plan is not None
         deadline = s.renewal.non_renewal_deadline
         await st.sleep_until(datetime.combine(deadline, datetime.min.time(), PARIS).replace(hour=15))
@@ -180,10 +186,7 @@ async def test_non_renewal_a_day_late_is_refused_and_programme_renews(
 ) -> None:
     """Rule C16: one day after the deadline the notice is refused as late, and the programme renews."""
     async with stack(env, sqlite_url, tmp_path) as st:
-        today = (await st.now()).astimezone(PARIS).date()
-        await add_subscription(st.sessions, "umbrella", today - timedelta(days=1), today + timedelta(days=800))
-        handle = await st.start(enrolment("umbrella", today))
-        s = await st.wait_enrolled("umbrella")
+        handle, s = await started_today(st, "umbrella")
         assert s.renewal is not None and s.plan is not None
         late = s.renewal.non_renewal_deadline + timedelta(days=1)
         await st.sleep_until(datetime.combine(late, datetime.min.time(), PARIS).replace(hour=10))

@@ -78,6 +78,30 @@ def next_timer_is(quiet: Settled, at: datetime, what: str) -> None:
         f"the next timer should fire at {what} ({at.isoformat()}); timers: {[t.isoformat() for t in quiet.timers]}")
 
 
+async def mailed_only_from(st: Stack, handle: WorkflowHandle[Any, Any], at: datetime, what: str,
+                           mail: Callable[[EmailMessage], bool], margin: timedelta,
+                           sent: Callable[[ProgramStatus], bool] | None = None) -> list[EmailMessage]:
+    """`margin` before `at` (`what`) the workflow has handled all that was due, its next timer fires at `at`
+    and `mail` has not gone out (nor, by the programme's status of acme, been `sent`); `margin` after, it has."""
+    await st.sleep_until(at - margin)
+    quiet = await settle(st, handle)
+    next_timer_is(quiet, at, what)
+    if sent is not None:
+        assert not sent(await st.status("acme"))
+    assert matching(st, mail) == [], f"no mail before {what}"
+    await st.sleep_until(at + margin)
+    return await st.sink.wait_for(mail, timeout=10)
+
+
+async def first_cycle_running(st: Stack, customer: str) -> tuple[ProgramStatus, WorkflowHandle[Any, Any]]:
+    """The programme begun and the clock a minute into its first month: its first monthly cycle runs."""
+    _, s = await begin(st, customer)
+    assert s.plan is not None
+    await st.sleep_until(s.plan.month_start_ats[0] + timedelta(minutes=1))
+    await wait_until(lambda: st.status(customer), lambda x: x.cycles[0].status == "running", "first cycle running")
+    return s, st.client.get_workflow_handle(s.cycles[0].workflow_id)
+
+
 async def cycle_status(st: Stack, workflow_id: str) -> CycleStatus:
     result: CycleStatus = await st.client.get_workflow_handle(workflow_id).query("get_status",
                                                                                   result_type=CycleStatus)
@@ -99,26 +123,13 @@ async def test_step_reminder_at_remind_at_and_escalation_at_due_at_rules_d3_d4_c
         assert step.remind_at < step.due_at
         remind, escalate = reminder_for(step.title), escalation_for(step.title)
 
-        await st.sleep_until(step.remind_at - timedelta(minutes=1))
-        quiet = await settle(st, handle)
-        next_timer_is(quiet, step.remind_at, "step.remind_at")
-        s = await st.status("acme")
-        assert not s.step("schedule_kickoff").reminded  # type: ignore[union-attr]
-        assert matching(st, remind) == [], "no reminder before remind_at"
-
-        await st.sleep_until(step.remind_at + timedelta(minutes=1))
-        got = await st.sink.wait_for(remind, timeout=10)
+        got = await mailed_only_from(st, handle, step.remind_at, "step.remind_at", remind, timedelta(minutes=1),
+                                     sent=lambda p: p.step("schedule_kickoff").reminded)  # type: ignore[union-attr]
         assert len(got) == 1 and TL in str(got[0]["To"])
         assert (await st.status("acme")).step("schedule_kickoff").reminded  # type: ignore[union-attr]
 
-        await st.sleep_until(step.due_at - timedelta(minutes=1))
-        quiet = await settle(st, handle)
-        next_timer_is(quiet, step.due_at, "step.due_at")
-        assert matching(st, escalate) == [], "no escalation before due_at"
-
         # rule D3: problem management and escalation; an overdue step goes to the support manager.
-        await st.sleep_until(step.due_at + timedelta(minutes=1))
-        esc = await st.sink.wait_for(escalate, timeout=10)
+        esc = await mailed_only_from(st, handle, step.due_at, "step.due_at", escalate, timedelta(minutes=1))
         assert len(esc) == 1
         assert TL in str(esc[0]["To"])
         assert st.policy.support_manager_mailbox in str(esc[0].get("Cc", ""))
@@ -133,36 +144,22 @@ async def test_monthly_cycle_schedule_call_reminder_and_escalation_rule_d6(
     env: WorkflowEnvironment, tmp_path: Path, sqlite_url: str
 ) -> None:
     async with stack(env, sqlite_url, tmp_path) as st:
-        _, s = await begin(st, "acme")
+        s, cycle = await first_cycle_running(st, "acme")
         assert s.plan is not None
-        await st.sleep_until(s.plan.month_start_ats[0] + timedelta(minutes=1))
-        wid = s.cycles[0].workflow_id
-        await wait_until(lambda: st.status("acme"), lambda x: x.cycles[0].status == "running", "first cycle running")
-        cycle = st.client.get_workflow_handle(wid)
         await settle(st, cycle)
-        c = await cycle_status(st, wid)
+        c = await cycle_status(st, cycle.id)
         step = c.steps[0]
         assert step.step == "schedule_call" and step.status == StepStatus.open
         assert step.remind_at and step.due_at and step.due_at.astimezone(PARIS).hour == 17
         remind, escalate = reminder_for("Schedule the monthly follow-up call"), \
             escalation_for("Schedule the monthly follow-up call")
 
-        await st.sleep_until(step.remind_at - timedelta(minutes=1))
-        quiet = await settle(st, cycle)
-        next_timer_is(quiet, step.remind_at, "step.remind_at")
-        assert matching(st, remind) == []
-        await st.sleep_until(step.remind_at + timedelta(minutes=1))
-        got = await st.sink.wait_for(remind, timeout=10)
+        got = await mailed_only_from(st, cycle, step.remind_at, "step.remind_at", remind, timedelta(minutes=1))
         assert len(got) == 1 and TL in str(got[0]["To"])
 
-        await st.sleep_until(step.due_at - timedelta(minutes=1))
-        quiet = await settle(st, cycle)
-        next_timer_is(quiet, step.due_at, "step.due_at")
-        assert matching(st, escalate) == []
-        await st.sleep_until(step.due_at + timedelta(minutes=1))
-        esc = await st.sink.wait_for(escalate, timeout=10)
+        esc = await mailed_only_from(st, cycle, step.due_at, "step.due_at", escalate, timedelta(minutes=1))
         assert len(esc) == 1 and st.policy.support_manager_mailbox in str(esc[0].get("Cc", ""))
-        c = await cycle_status(st, wid)
+        c = await cycle_status(st, cycle.id)
         assert c.steps[0].reminded and c.steps[0].escalated and c.steps[0].status == StepStatus.open
 
 
@@ -187,14 +184,8 @@ async def test_non_renewal_reminder_to_contacts_before_the_deadline_rule_c16(
         def reminder(m: EmailMessage) -> bool:
             return "non-renewal deadline" in subject(m)
 
-        await st.sleep_until(reminder_at - timedelta(hours=1))
-        quiet = await settle(st, handle)
-        next_timer_is(quiet, reminder_at, "reminder_at")
-        assert not (await st.status("acme")).renewal.reminder_sent  # type: ignore[union-attr]
-        assert matching(st, reminder) == []
-
-        await st.sleep_until(reminder_at + timedelta(hours=1))
-        got = await st.sink.wait_for(reminder, timeout=10)
+        got = await mailed_only_from(st, handle, reminder_at, "reminder_at", reminder, timedelta(hours=1),
+                                     sent=lambda p: p.renewal.reminder_sent)  # type: ignore[union-attr]
         assert len(got) == 1
         assert "carol@acme.example" in str(got[0]["To"]) and "bob@acme.example" in str(got[0]["To"])
         body = got[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
@@ -232,14 +223,8 @@ async def test_renewal_notice_date_follows_the_setting_rule_c14(
         def notice(m: EmailMessage) -> bool:
             return "renews" in subject(m) and "carol@acme.example" in str(m["To"])
 
-        await st.sleep_until(notice_at - timedelta(hours=1))
-        quiet = await settle(st, handle)
-        next_timer_is(quiet, notice_at, "notice_at")
-        assert not (await st.status("acme")).renewal.notice_sent  # type: ignore[union-attr]
-        assert matching(st, notice) == []
-
-        await st.sleep_until(notice_at + timedelta(hours=1))
-        got = await st.sink.wait_for(notice, timeout=10)
+        got = await mailed_only_from(st, handle, notice_at, "notice_at", notice, timedelta(hours=1),
+                                     sent=lambda p: p.renewal.notice_sent)  # type: ignore[union-attr]
         assert len(got) == 1 and "carol@acme.example" in str(got[0]["To"])
         assert st.policy.ops_mailbox in str(got[0].get("Cc", ""))
         r = (await st.status("acme")).renewal

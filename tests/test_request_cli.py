@@ -1,61 +1,35 @@
 """`techconnect request ...` as a real subprocess against the Temporal dev server, the real
 worker, SQLite and an SMTP sink on loopback (rules A1, A4, C12, C13, E1).
 
-The worker runs in this module's event loop, so every subprocess is awaited with asyncio
-(a blocking `subprocess.run` would freeze the worker the CLI is talking to).
+Subprocesses are awaited with asyncio, never `subprocess.run`: the worker shares this module's
+event loop, and blocking it would stall the very worker the CLI talks to.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
-from temporalio.testing import WorkflowEnvironment
 
 from domain.naming import request_workflow_id
 from domain.request import RequestStatus
 from storage import repositories as repo
-from tests.harness import (
-    Run,
-    Stack,
-    add_subscription,
-    cli_environ,
-    enrolment,
-    run_command,
-    stack,
-    start_dev_server,
-    until_passes,
-)
+from tests.harness import Cli, Stack, add_subscription, cli_environ, enrolment, stack_on_server, until_passes
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 PARIS = ZoneInfo("Europe/Paris")
 
 
-@dataclass
-class Cli:
-    env: dict[str, str]
-
-    async def __call__(self, *args: str) -> Run:
-        return await run_command(sys.executable, "-m", "cli", *args, env=self.env)
-
-
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def st(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    env: WorkflowEnvironment = await start_dev_server()
-    tmp = tmp_path_factory.mktemp("request-cli")
-    try:
-        async with stack(env, f"sqlite+aiosqlite:///{tmp / 'techconnect.db'}", tmp) as s:
-            yield s
-    finally:
-        await env.shutdown()
+    async with stack_on_server(tmp_path_factory.mktemp("request-cli")) as s:
+        yield s
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")

@@ -5,7 +5,6 @@ a projection that never rolls back, dispatch rows and an idempotent booking (A4,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -32,23 +31,17 @@ from domain.request import (
     StatusChange,
 )
 from storage import repositories as repo
-from storage.db import SessionFactory, make_engine, make_session_factory
-from storage.migrate import upgrade
+from storage.db import SessionFactory
 
 NOW = datetime(2027, 3, 26, 15, 30, tzinfo=UTC)
 
 
 @pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[SessionFactory]:
-    await upgrade(database_url)
-    engine = make_engine(database_url)
-    try:
-        factory = make_session_factory(engine)
-        async with factory() as s, s.begin():
-            await repo.upsert_customer(s, "acme", "ACME Corp", "SMP-1", now=NOW)
-        yield factory
-    finally:
-        await engine.dispose()
+async def sessions(sessions: SessionFactory) -> SessionFactory:
+    """The migrated database of conftest.py, with customer acme."""
+    async with sessions() as s, s.begin():
+        await repo.upsert_customer(s, "acme", "ACME Corp", "SMP-1", now=NOW)
+    return sessions
 
 
 def new() -> NewRequest:

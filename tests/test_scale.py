@@ -20,7 +20,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
@@ -34,7 +33,7 @@ from domain.program import Phase, ProgramInput, ProgramStatus
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
 from tests.conftest import free_port
-from tests.harness import add_subscription, enrolment, start_dev_server
+from tests.harness import add_subscription, enrolment, metric_samples, start_dev_server
 from tests.worker_processes import (  # the subprocess-worker helpers, shared with the crash and load tests
     Sweeper,
     WorkerProcess,
@@ -78,15 +77,6 @@ async def task_identities(client: Client, workflow_id: str) -> Counter[str]:
             # (not WORKFLOW_TASK_STARTED: a speculative task for an Update records no identity there)
             seen[event.workflow_task_completed_event_attributes.identity] += 1
     return seen
-
-
-def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
-        out.setdefault(family.name, [])
-        for s in family.samples:
-            out.setdefault(s.name, []).append((dict(s.labels), float(s.value)))
-    return out
 
 
 # -------------------------------------------------------------------------------- tests
@@ -210,7 +200,7 @@ async def test_three_workers_share_the_load_and_survive_a_kill(
         # Each survivor's /metrics: SDK metrics and ours.
         texts = [await asyncio.to_thread(w.metrics) for w in workers[1:]]
         for text in texts:
-            m = samples(text)
+            m = metric_samples(text)
             assert any(n.startswith("temporal_workflow_task_") for n in m), sorted(m)[:20]
             assert any(n.startswith("temporal_activity_") for n in m), sorted(m)[:20]
             assert {"temporal_num_pollers", "temporal_worker_task_slots_available"} <= set(m)
@@ -221,7 +211,7 @@ async def test_three_workers_share_the_load_and_survive_a_kill(
                          "techconnect_sla_warnings_total", "techconnect_sla_breaches_total",
                          "techconnect_mails_failed"):
                 assert name in m, name
-        sent_by_survivors = sum(v for t in texts for _, v in samples(t).get("techconnect_mails_sent_total", []))
+        sent_by_survivors = sum(v for t in texts for _, v in metric_samples(t).get("techconnect_mails_sent_total", []))
         assert 0 < sent_by_survivors <= len(rows)
 
         # SIGTERM: graceful shutdown, exit code 0.

@@ -48,7 +48,7 @@ from domain.calendar import add_months
 from domain.naming import SA_CUSTOMER_ID, request_workflow_id
 from domain.program import ProgramStatus
 from domain.request import RequestInput
-from tests.harness import Stack, add_subscription, enrolment, stack, start_dev_server, start_time_skipping
+from tests.harness import Stack, add_subscription, enrolment, stack_on_server, start_time_skipping
 from tests.test_program_lifecycle import complete_onboarding, run_cycle
 from tests.test_program_refusals import history_len
 from tests.test_support_request import at_local, file, live_programme, new_request, next_plain_friday, update
@@ -118,95 +118,83 @@ async def lapsed(st: Stack) -> None:
 
 
 async def dev_server_paths(tmp: Path) -> None:
-    env = await start_dev_server()
-    try:
-        async with stack(env, f"sqlite+aiosqlite:///{tmp / 'dev.db'}", tmp / "dev") as st:
-            await onboarding_and_cycle(st)
-            await refused(st)
-            await lapsed(st)
-    finally:
-        await env.shutdown()
+    async with stack_on_server(tmp / "dev", f"sqlite+aiosqlite:///{tmp / 'dev.db'}") as st:
+        await onboarding_and_cycle(st)
+        await refused(st)
+        await lapsed(st)
 
 
 async def time_skipping_paths(tmp: Path) -> None:
-    env = await start_time_skipping()
-    try:
-        async with stack(env, f"sqlite+aiosqlite:///{tmp / 'ts.db'}", tmp / "ts") as st:
-            today = await local_today(st)
-            for customer in ("replay-closed", "replay-renewed"):
-                await add_subscription(st.sessions, customer, today - timedelta(days=1), today + timedelta(days=800))
-            closed = await st.start(enrolment("replay-closed", today))
-            renewed = await st.start(enrolment("replay-renewed", today))
-            s = await st.wait_enrolled("replay-closed")
-            await st.wait_enrolled("replay-renewed")
-            first_run = (await renewed.describe()).run_id
-            assert s.plan is not None
-            notice = await closed.execute_update("give_non_renewal_notice", {
-                "by": "ops-olga", "party": "customer", "received_on": today.isoformat(), "reference": "LTR-REPLAY"},
-                result_type=ProgramStatus)
-            assert notice.renewal is not None and notice.renewal.non_renewal is not None
-            await st.sleep_until(datetime.combine(s.plan.period_end + timedelta(days=1), time(12), PARIS))
-            result = await closed.result()
-            assert result["outcome"].startswith("closed"), result
-            await save(closed)
-            for _ in range(200):
-                if (await renewed.describe()).run_id != first_run:
-                    break
-                await asyncio.sleep(0.05)
-            await save(st.client.get_workflow_handle(renewed.id, run_id=first_run))
-    finally:
-        await env.shutdown()
+    async with stack_on_server(tmp / "ts", f"sqlite+aiosqlite:///{tmp / 'ts.db'}", server=start_time_skipping) as st:
+        today = await local_today(st)
+        for customer in ("replay-closed", "replay-renewed"):
+            await add_subscription(st.sessions, customer, today - timedelta(days=1), today + timedelta(days=800))
+        closed = await st.start(enrolment("replay-closed", today))
+        renewed = await st.start(enrolment("replay-renewed", today))
+        s = await st.wait_enrolled("replay-closed")
+        await st.wait_enrolled("replay-renewed")
+        first_run = (await renewed.describe()).run_id
+        assert s.plan is not None
+        notice = await closed.execute_update("give_non_renewal_notice", {
+            "by": "ops-olga", "party": "customer", "received_on": today.isoformat(), "reference": "LTR-REPLAY"},
+            result_type=ProgramStatus)
+        assert notice.renewal is not None and notice.renewal.non_renewal is not None
+        await st.sleep_until(datetime.combine(s.plan.period_end + timedelta(days=1), time(12), PARIS))
+        result = await closed.result()
+        assert result["outcome"].startswith("closed"), result
+        await save(closed)
+        for _ in range(200):
+            if (await renewed.describe()).run_id != first_run:
+                break
+            await asyncio.sleep(0.05)
+        await save(st.client.get_workflow_handle(renewed.id, run_id=first_run))
 
 
 async def request_paths(tmp: Path) -> None:
     """SupportRequestWorkflow's main paths, on the time-skipping server (the SLA clock needs days)."""
-    env = await start_time_skipping()
-    try:
-        async with stack(env, f"sqlite+aiosqlite:///{tmp / 'rq.db'}", tmp / "rq") as st:
-            for customer in ("rqsla", "rqdsp", "rqref"):
-                await live_programme(st, customer)
-            # C12: Friday 16:30 Paris, due Monday 09:30; warned, escalated, answered late; A4: closed.
-            friday = next_plain_friday(await st.now())
-            _, sla = await file(st, "rqsla", at=at_local(friday, 16, 30))
-            await st.sleep_until(at_local(friday + timedelta(days=3), 9, 31))
-            await st.sink.wait_for(lambda m: "SLA breached" in str(m["Subject"]))
-            await update(sla, "respond", by="rep-sam", message="Looking at it now")
-            await update(sla, "pend", by="tl-alice", reason="waiting for the customer's logs")
-            await update(sla, "resume", by="carol", note="logs attached")
-            await update(sla, "propose_resolution", by="tl-alice", measures="Index rebuilt")
-            closed = await update(sla, "accept_resolution", by="carol")
-            assert closed.state == "closed", closed.state
-            await sla.result()
-            await save(sla)
-            # A4: a dispatch approved by both parties, booked, visited and billed (C3).
-            _, dsp = await file(st, "rqdsp")
-            await update(dsp, "respond", by="rep-sam", message="Hardware fault suspected")
-            await update(dsp, "request_dispatch", by="tl-alice", reason="replace the disk controller",
-                         estimated_cost={"amount": "1800.00", "currency": "EUR"}, agreement_ref="AGR-DISP-7")
-            await update(dsp, "approve_dispatch", by="carol", party="customer")
-            await update(dsp, "approve_dispatch", by="mgr-mia", party="manager")
-            visit_on = (await st.now()).astimezone(PARIS).date() + timedelta(days=2)
-            await update(dsp, "record_visit", by="tl-alice", visit_on=visit_on.isoformat(), notes="replaced",
-                         actual_cost={"amount": "1650.00", "currency": "EUR"})
-            await update(dsp, "propose_resolution", by="tl-alice", measures="Controller replaced on site")
-            await update(dsp, "accept_resolution", by="carol")
-            await dsp.result()
-            await save(dsp)
-            # C13: a customisation without its agreement, started without the CLI's precheck.
-            prog = await st.status("rqref")
-            number = f"TC-RQREF-{(await st.now()).year}-0001"
-            ref = await st.client.start_workflow(
-                "SupportRequestWorkflow",
-                RequestInput(tracking_number=number, request=new_request("rqref", customisation=True),
-                             customer_name=prog.customer_name, period=1, calendar=prog.calendar,
-                             technical_lead=prog.technical_lead, contacts=prog.contacts, policy=st.policy,
-                             opened_at=await st.now()),
-                id=request_workflow_id(number), task_queue=st.task_queue,
-                search_attributes=TypedSearchAttributes([SearchAttributePair(SA_CUSTOMER_ID, "rqref")]))
-            await ref.result()
-            await save(ref)
-    finally:
-        await env.shutdown()
+    async with stack_on_server(tmp / "rq", f"sqlite+aiosqlite:///{tmp / 'rq.db'}", server=start_time_skipping) as st:
+        for customer in ("rqsla", "rqdsp", "rqref"):
+            await live_programme(st, customer)
+        # C12: Friday 16:30 Paris, due Monday 09:30; warned, escalated, answered late; A4: closed.
+        friday = next_plain_friday(await st.now())
+        _, sla = await file(st, "rqsla", at=at_local(friday, 16, 30))
+        await st.sleep_until(at_local(friday + timedelta(days=3), 9, 31))
+        await st.sink.wait_for(lambda m: "SLA breached" in str(m["Subject"]))
+        await update(sla, "respond", by="rep-sam", message="Looking at it now")
+        await update(sla, "pend", by="tl-alice", reason="waiting for the customer's logs")
+        await update(sla, "resume", by="carol", note="logs attached")
+        await update(sla, "propose_resolution", by="tl-alice", measures="Index rebuilt")
+        closed = await update(sla, "accept_resolution", by="carol")
+        assert closed.state == "closed", closed.state
+        await sla.result()
+        await save(sla)
+        # A4: a dispatch approved by both parties, booked, visited and billed (C3).
+        _, dsp = await file(st, "rqdsp")
+        await update(dsp, "respond", by="rep-sam", message="Hardware fault suspected")
+        await update(dsp, "request_dispatch", by="tl-alice", reason="replace the disk controller",
+                     estimated_cost={"amount": "1800.00", "currency": "EUR"}, agreement_ref="AGR-DISP-7")
+        await update(dsp, "approve_dispatch", by="carol", party="customer")
+        await update(dsp, "approve_dispatch", by="mgr-mia", party="manager")
+        visit_on = (await st.now()).astimezone(PARIS).date() + timedelta(days=2)
+        await update(dsp, "record_visit", by="tl-alice", visit_on=visit_on.isoformat(), notes="replaced",
+                     actual_cost={"amount": "1650.00", "currency": "EUR"})
+        await update(dsp, "propose_resolution", by="tl-alice", measures="Controller replaced on site")
+        await update(dsp, "accept_resolution", by="carol")
+        await dsp.result()
+        await save(dsp)
+        # C13: a customisation without its agreement, started without the CLI's precheck.
+        prog = await st.status("rqref")
+        number = f"TC-RQREF-{(await st.now()).year}-0001"
+        ref = await st.client.start_workflow(
+            "SupportRequestWorkflow",
+            RequestInput(tracking_number=number, request=new_request("rqref", customisation=True),
+                         customer_name=prog.customer_name, period=1, calendar=prog.calendar,
+                         technical_lead=prog.technical_lead, contacts=prog.contacts, policy=st.policy,
+                         opened_at=await st.now()),
+            id=request_workflow_id(number), task_queue=st.task_queue,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(SA_CUSTOMER_ID, "rqref")]))
+        await ref.result()
+        await save(ref)
 
 
 async def main() -> None:
