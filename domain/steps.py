@@ -53,7 +53,13 @@ class StepSpec:
 
     @property
     def rule(self) -> str:
-        """As a `StepState` shows it, e.g. "D4"."""
+        """The deliverable a `StepState` and the reports show, e.g. "D4": the first of `rules`. Running
+        programmes already carry this text in their status, so the annex rules are not added to it."""
+        return self.rules[0]
+
+    @property
+    def citation(self) -> str:
+        """Every rule the step serves, e.g. "D4, A2", as the portal's step form cites them."""
         return ", ".join(self.rules)
 
 

@@ -223,7 +223,7 @@ class StepForm:
 
     @property
     def rule(self) -> str:
-        return spec(self.step).rule
+        return spec(self.step).citation
 
 
 _DATE_HELP = "YYYY-MM-DD"
