@@ -37,11 +37,12 @@ from bench.models import TimerInput, TimerResult
 from bench.monthly_report import profile_report, reports
 from bench.period import full_period
 from bench.results import WHAT_IF_CHANGE, Figure, Log, Results, Run, Sizes, fmt, k_label
-from bench.stack import DevStack, WorkerProcess, dev_stack
+from bench.stack import DevStack, dev_stack
 from domain.naming import request_workflow_id
 from domain.policy import ProgramPolicy
 from domain.request import NewRequest, RequestStatus
 from storage.tables import OutboxRow
+from testing.workers import WorkerProcess
 
 
 class Bench(Run):

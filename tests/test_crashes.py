@@ -98,17 +98,9 @@ from storage.tables import (
     SlaEventRow,
     SupportRequestRow,
 )
+from testing.workers import WorkerProcess, spawn_worker, stop_all, wait_polling
 from tests.harness import add_subscription, enrolment, in_flight, start_dev_server
-from tests.worker_processes import (
-    Sweeper,
-    WorkerProcess,
-    smtp_transactions,
-    spawn_worker,
-    stop_all,
-    unexplained_resends,
-    unsent_mail,
-    wait_polling,
-)
+from tests.worker_processes import Sweeper, smtp_transactions, unexplained_resends, unsent_mail
 
 PARIS = ZoneInfo("Europe/Paris")
 T = TypeVar("T")

@@ -59,16 +59,9 @@ from storage.tables import (
     SlaEventRow,
     SupportRequestRow,
 )
+from testing.workers import WorkerProcess, spawn_worker, stop_all, wait_polling
 from tests.harness import enrolment, start_dev_server
-from tests.worker_processes import (
-    Sweeper,
-    WorkerProcess,
-    spawn_worker,
-    stop_all,
-    unexplained_resends,
-    unsent_mail,
-    wait_polling,
-)
+from tests.worker_processes import Sweeper, unexplained_resends, unsent_mail
 
 PARIS = ZoneInfo("Europe/Paris")
 PROGRAMMES = int(os.environ.get("TECHCONNECT_LOAD_PROGRAMMES", "200"))

@@ -32,18 +32,10 @@ from domain.policy import ProgramPolicy
 from domain.program import Phase, ProgramInput, ProgramStatus
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
+from testing.workers import WorkerProcess, spawn_worker, wait_for, wait_polling
 from tests.conftest import free_port
 from tests.harness import add_subscription, enrolment, metric_samples, start_dev_server
-from tests.worker_processes import (  # the subprocess-worker helpers, shared with the crash and load tests
-    Sweeper,
-    WorkerProcess,
-    outbox,
-    spawn_worker,
-    unexplained_resends,
-    unsent_mail,
-    wait_for,
-    wait_polling,
-)
+from tests.worker_processes import Sweeper, outbox, unexplained_resends, unsent_mail  # shared with crash, load tests
 
 ROOT = Path(__file__).resolve().parent.parent
 PARIS = ZoneInfo("Europe/Paris")
