@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
-from functools import lru_cache
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
@@ -46,16 +45,6 @@ T = TypeVar("T")
 # A computation whose result lands outside the holiday years loaded so far is redone
 # with more years; this bounds how far that may go.
 _MAX_YEARS = 200
-
-
-@lru_cache(maxsize=1)
-def _supported() -> frozenset[str]:
-    return frozenset(holidays_lib.list_supported_countries(include_aliases=True))
-
-
-def supported_countries() -> set[str]:
-    """Country codes the calendar activities accept (ISO 3166 alpha-2, plus the package's aliases)."""
-    return set(_supported())
 
 
 def _invalid(message: str) -> ApplicationError:

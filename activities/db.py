@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
-from activities.calendar import supported_countries
 from activities.faults import PROJECTION_AFTER_COMMIT, maybe_crash
+from config.calendar import supported_countries
 from domain.activities import (
     Ack,
     AuditEntry,

@@ -46,7 +46,7 @@ from domain.activities import (
     ReportDraft,
 )
 from domain.findings import analyse_inventory
-from domain.program import BillableExtraKind, StepState
+from domain.step_inputs import BillableExtraKind, StepState
 from storage.db import SessionFactory
 from storage.tables import BillableExtraRow, CustomerRow, DocumentRow, ProgrammeRow
 

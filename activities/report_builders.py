@@ -22,7 +22,8 @@ from activities.charts import Chart
 from activities.report_data import REQUEST_STATES, RequestReview
 from domain.activities import MonthlyReportRequest
 from domain.inventory import Severity
-from domain.program import EXTRA_RULES, BillableExtraKind, ProgramStatus, StepState, StepStatus
+from domain.program import ProgramStatus
+from domain.step_inputs import EXTRA_RULES, BillableExtraKind, StepState, StepStatus
 from storage.repositories.clock import as_utc
 from storage.tables import BillableExtraRow
 

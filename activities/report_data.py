@@ -45,7 +45,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.selectable import Subquery
 
-from domain.program import BillableExtraKind
+from domain.step_inputs import BillableExtraKind
 from storage.repositories.clock import as_utc
 from storage.tables import (
     BillableExtraRow,

@@ -3,7 +3,7 @@
 The workflow keeps a `ProgramStatus` as its state and returns it from every Update
 and from the `get_status` query, so what a TL sees after completing a step is
 exactly what the workflow holds. The step payloads live in `domain/step_inputs.py`, the
-steps themselves in `domain/steps.py`; both are re-exported here.
+steps themselves in `domain/steps.py`: import them from there.
 """
 
 from __future__ import annotations
@@ -20,44 +20,8 @@ from domain.errors import RuleViolation
 from domain.inventory import Finding, SiteInventory
 from domain.money import Money
 from domain.policy import ProgramPolicy
-from domain.step_inputs import (
-    A2_AGENDA,
-    EXTRA_RULES,
-    AddContact,
-    AddFindings,
-    AgreedDates,
-    BillableExtraKind,
-    CompleteKickoff,
-    CompleteStepSignal,
-    DeliverCommunicationPlan,
-    GiveNonRenewalNotice,
-    PresentConfigurationAnalysis,
-    ProposeRenewalPrice,
-    ReassignTechnicalLead,
-    RecordBillableExtra,
-    RecordInvoicePaid,
-    Rejection,
-    ScheduleKickoff,
-    StepInput,
-    StepName,
-    StepState,
-    StepStatus,
-    SubmitSiteInventory,
-    agenda_not_covered,
-    check_billable_extra,
-    check_kickoff_agenda,
-)
-from domain.steps import STEP_DEPENDS_ON, STEP_RULES, STEP_TITLES
-
-__all__ = [
-    "A2_AGENDA", "EXTRA_RULES", "STEP_DEPENDS_ON", "STEP_RULES", "STEP_TITLES", "AddContact", "AddFindings",
-    "AgreedDates", "BillableExtra", "BillableExtraKind", "CompleteKickoff", "CompleteStepSignal", "CycleSummary",
-    "DeliverCommunicationPlan", "GiveNonRenewalNotice", "NonRenewal", "PeriodPlan", "Phase",
-    "PresentConfigurationAnalysis", "ProgramInput", "ProgramResult", "ProgramStatus", "ProposeRenewalPrice",
-    "ReassignTechnicalLead", "RecordBillableExtra", "RecordInvoicePaid", "Rejection", "RenewalState",
-    "ScheduleKickoff", "StepInput", "StepName", "StepState", "StepStatus", "SubmitSiteInventory",
-    "agenda_not_covered", "check_billable_extra", "check_kickoff_agenda",
-]
+from domain.step_inputs import BillableExtraKind, Rejection, StepName, StepState, StepStatus
+from domain.steps import STEP_DEPENDS_ON
 
 
 class Phase(StrEnum):

@@ -2,8 +2,7 @@
 three workflows share (rules A2, C3, C4, C7, C14-C16, D4-D9).
 
 Kept apart from `domain/program.py` so the step registry (`domain/steps.py`) can name these models
-while `ProgramStatus` asks the registry what each step waits for. `domain/program.py` re-exports
-them: `from domain.program import ScheduleKickoff` keeps working.
+while `ProgramStatus` asks the registry what each step waits for.
 """
 
 from __future__ import annotations

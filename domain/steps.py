@@ -28,6 +28,15 @@ class Workflow(StrEnum):
     request = "request"
 
 
+class DueFrom(StrEnum):
+    """The date a tracked step's default due date counts from (the handbook's deliverable timings)."""
+
+    period_start = "period_start"  # the onboarding deliverables (D4, D5, D8, D9)
+    month_start = "month_start"  # the month's call is scheduled early in the month (D6)
+    month_end = "month_end"  # ... and held within it (D6): due on the last day itself
+    next_month = "next_month"  # the month's report is approved early the month after (D7)
+
+
 @dataclass(frozen=True)
 class StepSpec:
     name: str  # the Update's name, and the `step` of a `complete_step` signal
@@ -41,7 +50,9 @@ class StepSpec:
     tracked: bool = False
     # Whether the `complete_step` signal route takes it (tools that can only signal).
     by_signal: bool = True
-    # The ProgramPolicy field giving its default due date in business days.
+    # Where its default due date counts from, and the ProgramPolicy field giving how many business
+    # days after that (none: due on that date itself). Every tracked step has one.
+    due_from: DueFrom | None = None
     due_policy: str | None = None
     # The kickoff minutes' `AgreedDates` field that replaces its default due date (D4/A2).
     agreed_date: str | None = None
@@ -50,6 +61,8 @@ class StepSpec:
         # Enum members in, plain strings kept: names are compared, sorted and printed as text.
         object.__setattr__(self, "name", str(self.name))
         object.__setattr__(self, "waits_for", tuple(str(w) for w in self.waits_for))
+        if self.tracked and self.due_from is None:
+            raise ValueError(f"tracked step {self.name} needs due_from (its default due date)")
 
     @property
     def rule(self) -> str:
@@ -64,31 +77,35 @@ class StepSpec:
 
 
 _P, _C, _R = Workflow.program, Workflow.cycle, Workflow.request
+_PERIOD = DueFrom.period_start
 
 STEPS: tuple[StepSpec, ...] = (
     # ---- programme (rules D4, D5, D8, D9 and the changes of a running programme)
     StepSpec(StepName.schedule_kickoff, _P, step_inputs.ScheduleKickoff,
              "Schedule the planning and review meeting", ("D4", "A2"),
-             tracked=True, due_policy="kickoff_schedule_business_days"),
+             tracked=True, due_from=_PERIOD, due_policy="kickoff_schedule_business_days"),
     StepSpec(StepName.complete_kickoff, _P, step_inputs.CompleteKickoff,
              "Hold the planning and review meeting, file its minutes",
              ("D4", "A2"), waits_for=(StepName.schedule_kickoff,), tracked=True,
-             due_policy="kickoff_held_business_days"),
+             due_from=_PERIOD, due_policy="kickoff_held_business_days"),
     StepSpec(StepName.deliver_communication_plan, _P, step_inputs.DeliverCommunicationPlan,
              "Deliver the communication plan",
              ("D5", "A3"), waits_for=(StepName.complete_kickoff,), tracked=True,
-             due_policy="communication_plan_business_days", agreed_date="communication_plan"),
+             due_from=_PERIOD, due_policy="communication_plan_business_days", agreed_date="communication_plan"),
     StepSpec(StepName.submit_site_inventory, _P, step_inputs.SubmitSiteInventory,
              "Submit the site inventory", ("D8", "A7"),
-             waits_for=(StepName.complete_kickoff,), tracked=True, due_policy="site_inventory_business_days",
+             waits_for=(StepName.complete_kickoff,), tracked=True, due_from=_PERIOD,
+             due_policy="site_inventory_business_days",
              agreed_date="site_inventory"),
     StepSpec("update_site_inventory", _P, step_inputs.SubmitSiteInventory, "Update the site inventory", ("D8", "A7")),
     StepSpec(StepName.add_findings, _P, step_inputs.AddFindings, "Add GTS/TL configuration findings", ("D9", "A8"),
              waits_for=(StepName.submit_site_inventory,), tracked=True,
-             due_policy="configuration_analysis_business_days", agreed_date="configuration_analysis"),
+             due_from=_PERIOD, due_policy="configuration_analysis_business_days",
+             agreed_date="configuration_analysis"),
     StepSpec(StepName.present_configuration_analysis, _P, step_inputs.PresentConfigurationAnalysis,
              "Present the configuration analysis", ("D9", "A8"), waits_for=(StepName.add_findings,), tracked=True,
-             due_policy="configuration_analysis_business_days", agreed_date="configuration_analysis"),
+             due_from=_PERIOD, due_policy="configuration_analysis_business_days",
+             agreed_date="configuration_analysis"),
     StepSpec("reassign_technical_lead", _P, step_inputs.ReassignTechnicalLead, "Assign another Technical Lead", ("C7",),
              by_signal=False),
     StepSpec("add_contact", _P, step_inputs.AddContact, "Add a contact", ("C4",), by_signal=False),
@@ -102,11 +119,12 @@ STEPS: tuple[StepSpec, ...] = (
              by_signal=False),
     # ---- monthly cycle (D6, D7, C10): one after the other
     StepSpec(CycleStepName.schedule_call, _C, ScheduleCall, "Schedule the monthly follow-up call", ("D6", "A5"),
-             tracked=True, due_policy="call_schedule_business_days"),
+             tracked=True, due_from=DueFrom.month_start, due_policy="call_schedule_business_days"),
     StepSpec(CycleStepName.hold_call, _C, HoldCall, "Hold the follow-up call, record its notes", ("D6", "A5"),
-             waits_for=(CycleStepName.schedule_call,), tracked=True),
+             waits_for=(CycleStepName.schedule_call,), tracked=True, due_from=DueFrom.month_end),
     StepSpec(CycleStepName.approve_report, _C, ApproveReport, "Approve the monthly follow-up report", ("D7", "A6"),
-             waits_for=(CycleStepName.hold_call,), tracked=True, due_policy="report_approval_business_days"),
+             waits_for=(CycleStepName.hold_call,), tracked=True, due_from=DueFrom.next_month,
+             due_policy="report_approval_business_days"),
     StepSpec("record_extra_call", _C, RecordExtraCall, "Record an extra call this month", ("C10",)),
     # ---- support request (A4, A6, C3, C12): the request's state decides what is allowed
     StepSpec("respond", _R, request.Respond, "Give the first response", ("C12",)),

@@ -3,7 +3,7 @@ client, the same models, the same Updates as the command line.
 
 Refusals (an Update's validator, a rule checked before starting) are the domain family
 (domain/errors.py), carrying the rule's message and violations, which pages show at the top
-of the form. `ActionRefused` is its root under the name the routers catch.
+of the form. The routers catch its root, `RuleRefused`.
 """
 
 from __future__ import annotations
@@ -18,13 +18,11 @@ from temporalio.client import Client
 
 from config.settings import Settings
 from domain.enrolment import Enrolment
-from domain.errors import NotFound, RuleRefused
+from domain.errors import NotFound
 from domain.program import ProgramStatus
 from domain.request import NewRequest, RequestStatus
 from starter import programs, requests
 from storage.db import SessionFactory
-
-ActionRefused = RuleRefused
 
 _CYCLE_ID = re.compile(r"-p(\d+)-m(\d+)$")
 

@@ -20,7 +20,7 @@ from pydantic_core import ErrorDetails
 
 from domain.errors import RuleViolation
 from domain.inventory import Severity
-from domain.program import A2_AGENDA, BillableExtraKind
+from domain.step_inputs import A2_AGENDA, BillableExtraKind
 from domain.steps import spec
 
 Values = dict[str, Any]  # field name -> submitted text (str), or list[str] for multi-choice

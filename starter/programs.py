@@ -44,7 +44,7 @@ def step_model(step: str) -> type[BaseModel] | None:
 async def enrolment_violations(settings: Settings, enrolment: Enrolment,
                                sessions: SessionFactory | None = None) -> list[RuleViolation]:
     """The rules the workflow checks at enrolment, checked now (CLI and portal); `sessions` reuses a factory."""
-    from activities.calendar import supported_countries
+    from config.calendar import supported_countries
     from storage.repositories import get_subscription, subscription_model
 
     async with database(settings, sessions) as opened, opened() as session:

@@ -38,7 +38,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from config.settings import Settings
-from domain.program import Phase, StepName
+from domain.program import Phase
+from domain.step_inputs import StepName
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.tables import ProgrammeRow, SlaEventRow, SupportRequestRow
 

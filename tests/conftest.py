@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -49,7 +50,7 @@ async def pg_url() -> AsyncIterator[str]:
 
 @pytest_asyncio.fixture
 async def shared_db(tmp_path: Path) -> AsyncIterator[str]:
-    """A database worker processes share (tests/worker_processes.py): a fresh PostgreSQL database,
+    """A database worker processes share (testing/workers.py): a fresh PostgreSQL database,
     else (outside CI) a SQLite file."""
     async with contextlib.AsyncExitStack() as databases:
         try:
@@ -153,3 +154,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("measured figures")
         for name, value in FIGURES:
             terminalreporter.write_line(f"{name}: {value}")
+    # `make bench` runs the full-period scenario test in a pytest of its own and reads its figures
+    # here (bench/period.py), rather than importing the test.
+    if path := os.environ.get("TECHCONNECT_FIGURES_FILE"):
+        Path(path).write_text(json.dumps(FIGURES), encoding="utf-8")

@@ -23,9 +23,6 @@ IO_LIBRARIES = ["sqlalchemy", "aiosqlite", "asyncpg", "aiosmtplib", "aiosmtpd", 
                 "starlette", "uvicorn", "holidays", "matplotlib", "argon2"]
 WORKFLOW_FORBIDDEN = ["storage", "sqlalchemy", "jinja2", "aiosmtplib", "holidays", "activities", "aiosqlite",
                       "asyncpg"]
-# The one import of tests/ by bench/: figure 3 times the full-period scenario test itself, called as is,
-# so the benchmark measures exactly what the suite proves (docs/benchmarks.md).
-BENCH_TIMES_A_TEST = {("bench/period.py", "tests")}
 
 
 def package_of(rel: Path) -> str:
@@ -64,7 +61,7 @@ def forbidden(edges: set[tuple[str, str, str]]) -> list[str]:
             bad.append(f"{file}: {src}/ is below the faces and imports {dst}")
         elif src == "domain" or (src == "config" and dst != "domain"):
             bad.append(f"{file}: {src}/ is at the bottom and imports {dst}")
-        elif dst == "tests" and src != "tests" and (file, dst) not in BENCH_TIMES_A_TEST:
+        elif dst == "tests" and src != "tests":
             bad.append(f"{file}: imports tests/ (shared rigs live in testing/)")
     return bad
 

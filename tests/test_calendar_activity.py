@@ -11,7 +11,8 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.calendar import CalendarActivities, supported_countries
+from activities.calendar import CalendarActivities
+from config.calendar import supported_countries
 from domain.activities import (
     BusinessDeadline,
     BusinessDeadlineRequest,

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 from temporalio.testing import ActivityEnvironment
 
-from activities.calendar import supported_countries
 from activities.db import DatabaseActivities, audit_key
+from config.calendar import supported_countries
 from domain.activities import (
     AuditEntry,
     CloseWorkspace,
@@ -24,7 +24,8 @@ from domain.calendar import BusinessCalendar
 from domain.enrolment import Contact, CustomerRef, Enrolment, MaintenanceSubscription, Product, TechnicalLead
 from domain.money import Money
 from domain.policy import ProgramPolicy
-from domain.program import BillableExtra, BillableExtraKind, Phase, ProgramStatus
+from domain.program import BillableExtra, Phase, ProgramStatus
+from domain.step_inputs import BillableExtraKind
 from storage import repositories as repo
 from storage.db import SessionFactory
 from storage.tables import AuditLogRow, Base, BillableExtraRow, ContactRow, CustomerRow, ProgrammeRow, WorkspaceRow

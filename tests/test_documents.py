@@ -24,21 +24,9 @@ from domain.enrolment import Contact, TechnicalLead
 from domain.findings import analyse_inventory
 from domain.inventory import DatabaseServer, InstalledProduct, Server, SiteInventory
 from domain.money import Money
-from domain.program import (
-    A2_AGENDA,
-    STEP_RULES,
-    STEP_TITLES,
-    BillableExtra,
-    BillableExtraKind,
-    CycleSummary,
-    NonRenewal,
-    Phase,
-    ProgramStatus,
-    RenewalState,
-    StepName,
-    StepState,
-    StepStatus,
-)
+from domain.program import BillableExtra, CycleSummary, NonRenewal, Phase, ProgramStatus, RenewalState
+from domain.step_inputs import A2_AGENDA, BillableExtraKind, StepName, StepState, StepStatus
+from domain.steps import STEP_RULES, STEP_TITLES
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.tables import Base, BillableExtraRow, CustomerRow, DocumentRow, OutboxRow, ProgrammeRow
 

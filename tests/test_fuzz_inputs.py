@@ -45,14 +45,15 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowU
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.calendar import supported_countries
+from config.calendar import supported_countries
 from config.temporal import DATA_CONVERTER
 from domain.cycle import CycleInput, CycleStatus
 from domain.enrolment import Enrolment, MaintenanceSubscription, check_enrolment
 from domain.errors import RuleViolation
 from domain.policy import ProgramPolicy
-from domain.program import Phase, ProgramStatus, ScheduleKickoff
+from domain.program import Phase, ProgramStatus
 from domain.request import NewRequest
+from domain.step_inputs import ScheduleKickoff
 from starter.requests import open_request
 from tests.clock import start_time_skipping
 from tests.harness import Stack, add_subscription, enrolment, stack

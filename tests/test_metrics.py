@@ -19,7 +19,8 @@ import pytest_asyncio
 
 from activities.metrics import MAILS_FAILED, MAILS_SENT
 from config.settings import Settings
-from domain.program import Phase, StepName
+from domain.program import Phase
+from domain.step_inputs import StepName
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.tables import Base, CustomerRow, ProgrammeRow, SlaEventRow, SupportRequestRow
 from telemetry.metrics import BusinessCollector, MetricsServer, read_business_snapshot

@@ -23,7 +23,8 @@ from domain.findings import analyse_inventory
 from domain.inventory import SiteInventory
 from domain.naming import SA_TECHNICAL_LEAD
 from domain.policy import ProgramPolicy
-from domain.program import A2_AGENDA, Phase, ProgramStatus, StepStatus
+from domain.program import Phase, ProgramStatus
+from domain.step_inputs import A2_AGENDA, StepStatus
 from storage.repositories import (
     get_programme,
     get_workspace,

@@ -21,7 +21,8 @@ from domain.calendar import add_months
 from domain.cycle import CycleStatus
 from domain.naming import program_workflow_id
 from domain.policy import ProgramPolicy
-from domain.program import ProgramInput, ProgramStatus, StepStatus
+from domain.program import ProgramInput, ProgramStatus
+from domain.step_inputs import StepStatus
 from storage.repositories import list_documents, list_outbox
 from tests.clock import Settled, settled
 from tests.harness import Stack, add_subscription, enrolment, stack

@@ -165,7 +165,7 @@ TRIVIAL = {
     """,
     "an imported mapping": """
         import pytest
-        from domain.program import EXTRA_RULES, BillableExtraKind
+        from domain.step_inputs import EXTRA_RULES, BillableExtraKind
         @pytest.mark.rule("C6")
         def test_x():
             assert EXTRA_RULES[BillableExtraKind.optional_coverage] == "C6"

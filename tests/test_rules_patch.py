@@ -23,7 +23,8 @@ from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.worker import Replayer
 
 from config.temporal import DATA_CONVERTER
-from domain.program import A2_AGENDA, ProgramStatus
+from domain.program import ProgramStatus
+from domain.step_inputs import A2_AGENDA
 from tests.harness import Stack, add_subscription, enrolment, eventually
 from worker import workflow_runner
 from workflows.monthly_cycle import MonthlyCycleWorkflow

@@ -17,8 +17,9 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
 from domain.inventory import SiteInventory, check_site_inventory
 from domain.naming import SA_TECHNICAL_LEAD, request_workflow_id
-from domain.program import A2_AGENDA, ProgramStatus, StepStatus, agenda_not_covered, check_kickoff_agenda
+from domain.program import ProgramStatus
 from domain.request import NewRequest, RequestState, RequestStatus
+from domain.step_inputs import A2_AGENDA, StepStatus, agenda_not_covered, check_kickoff_agenda
 from starter.requests import open_request
 from storage.repositories import list_billable_extras, list_documents
 from tests.harness import Stack, add_subscription, enrolment, eventually

@@ -19,7 +19,8 @@ from domain.activities import AuditEntry
 from domain.calendar import BusinessCalendar
 from domain.enrolment import Contact, TechnicalLead
 from domain.money import Money
-from domain.program import BillableExtra, BillableExtraKind, Phase, ProgramStatus
+from domain.program import BillableExtra, Phase, ProgramStatus
+from domain.step_inputs import BillableExtraKind
 from storage import repositories as repo
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.migrate import current_revision, head_revision, upgrade, upgrade_sync

@@ -21,7 +21,6 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from domain.activities import (
         CallInvite,
-        DeadlineItem,
         DeadlineRequest,
         ExtraRecord,
         MailRequest,
@@ -37,8 +36,9 @@ with workflow.unsafe.imports_passed_through():
         RecordExtraCall,
         ScheduleCall,
     )
+    from domain.due_dates import default_deadlines
     from domain.naming import SA_OPEN_STEPS, SA_PROGRAM_PHASE
-    from domain.program import BillableExtra, BillableExtraKind, CompleteStepSignal, StepState, StepStatus
+    from domain.program import BillableExtra
     from domain.rules_cycle import (
         check_call_date,
         check_call_time,
@@ -48,7 +48,8 @@ with workflow.unsafe.imports_passed_through():
         extra_call_recorded,
         month_label,
     )
-    from domain.steps import Workflow, tracked_steps
+    from domain.step_inputs import BillableExtraKind, CompleteStepSignal, StepState, StepStatus
+    from domain.steps import DueFrom, Workflow, tracked_steps
     from workflows import activity_calls as act
     from workflows.signal_route import check_registry, keep_and_mail_rejection, run_step, step_handlers
 
@@ -88,13 +89,10 @@ class MonthlyCycleWorkflow:
         p = input.policy
         first_of_next = input.month_end + timedelta(days=1)
         sched = await act.schedule_deadlines(
-            DeadlineRequest(calendar=input.calendar, reminder_business_days=p.step_reminder_business_days, items=[
-                DeadlineItem(key="schedule_call", business_days_from=input.month_start,
-                             business_days=p.call_schedule_business_days),
-                DeadlineItem(key="hold_call", due_on=input.month_end),
-                DeadlineItem(key="approve_report", business_days_from=first_of_next,
-                             business_days=p.report_approval_business_days),
-            ]),
+            DeadlineRequest(calendar=input.calendar, reminder_business_days=p.step_reminder_business_days,
+                            items=default_deadlines(Workflow.cycle, {
+                                DueFrom.month_start: input.month_start, DueFrom.month_end: input.month_end,
+                                DueFrom.next_month: first_of_next}, p)),
             summary=f"Due dates for {self._label} (business days)",
         )
         for d in sched.items:

@@ -36,18 +36,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.cycle import CycleCompleted
     from domain.naming import monthly_cycle_workflow_id
-    from domain.program import (
-        BillableExtraKind,
-        CompleteStepSignal,
-        CycleSummary,
-        Phase,
-        ProgramInput,
-        ProgramResult,
-        ProgramStatus,
-        RecordBillableExtra,
-        RenewalState,
-        StepState,
-    )
+    from domain.program import CycleSummary, Phase, ProgramInput, ProgramResult, ProgramStatus, RenewalState
+    from domain.step_inputs import BillableExtraKind, CompleteStepSignal, RecordBillableExtra, StepState
     from domain.steps import Workflow, tracked_steps
     from workflows import activity_calls as act
     from workflows.signal_route import check_registry, keep_and_mail_rejection, run_step, step_handlers

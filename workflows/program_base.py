@@ -29,18 +29,16 @@ with workflow.unsafe.imports_passed_through():
         SA_PROGRAM_PHASE,
         SA_TECHNICAL_LEAD,
     )
-    from domain.program import (
-        BillableExtra,
+    from domain.program import BillableExtra, ProgramInput, ProgramStatus
+    from domain.rules_program import check_live, check_step_open, check_step_payload
+    from domain.step_inputs import (
+        EXTRA_RULES,
         CompleteKickoff,
-        ProgramInput,
-        ProgramStatus,
         RecordBillableExtra,
         StepName,
         StepStatus,
         SubmitSiteInventory,
     )
-    from domain.rules_program import check_live, check_step_open, check_step_payload
-    from domain.step_inputs import EXTRA_RULES
     from workflows import activity_calls as act
 
 from workflows.updatable_sleep import UpdatableSleep

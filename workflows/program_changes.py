@@ -7,24 +7,22 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from domain.program import (
-        AddContact,
-        BillableExtraKind,
-        GiveNonRenewalNotice,
-        NonRenewal,
-        Phase,
-        ProgramStatus,
-        ProposeRenewalPrice,
-        ReassignTechnicalLead,
-        RecordBillableExtra,
-        RecordInvoicePaid,
-    )
+    from domain.program import NonRenewal, Phase, ProgramStatus
     from domain.rules_program import (
         check_invoice_paid,
         check_new_contact,
         check_non_renewal_notice,
         check_reassignment,
         check_renewal_proposal,
+    )
+    from domain.step_inputs import (
+        AddContact,
+        BillableExtraKind,
+        GiveNonRenewalNotice,
+        ProposeRenewalPrice,
+        ReassignTechnicalLead,
+        RecordBillableExtra,
+        RecordInvoicePaid,
     )
 
 from workflows.program_base import ProgramBase, iso

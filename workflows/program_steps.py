@@ -11,13 +11,13 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from domain.activities import AnalysisRequest, DeadlineItem
-    from domain.program import (
+    from domain.program import Phase, ProgramStatus
+    from domain.rules_program import check_agreed_dates, check_inventory_update, check_meeting_time
+    from domain.step_inputs import (
         AddFindings,
         CompleteKickoff,
         DeliverCommunicationPlan,
-        Phase,
         PresentConfigurationAnalysis,
-        ProgramStatus,
         ScheduleKickoff,
         StepInput,
         StepName,
@@ -25,7 +25,6 @@ with workflow.unsafe.imports_passed_through():
         SubmitSiteInventory,
         agenda_not_covered,
     )
-    from domain.rules_program import check_agreed_dates, check_inventory_update, check_meeting_time
     from domain.steps import Workflow, tracked_steps
     from workflows import activity_calls as act
 

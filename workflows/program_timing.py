@@ -13,9 +13,11 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from domain.activities import DeadlineItem, DeadlineRequest
     from domain.cycle import CycleInput
+    from domain.due_dates import default_deadlines
     from domain.naming import SA_CUSTOMER_ID, SA_TECHNICAL_LEAD
-    from domain.program import Phase, StepStatus
-    from domain.steps import Workflow, spec, tracked_steps
+    from domain.program import Phase
+    from domain.step_inputs import StepStatus
+    from domain.steps import DueFrom, Workflow, spec
     from workflows import activity_calls as act
     from workflows.monthly_cycle import MonthlyCycleWorkflow
 
@@ -149,8 +151,7 @@ class ProgramTiming(ProgramBase):
         p = self._input.policy
         assert s.plan is not None
         start = s.plan.period_start
-        items = [DeadlineItem(key=st.name, business_days_from=start, business_days=getattr(p, st.due_policy))
-                 for st in tracked_steps(Workflow.program) if st.due_policy is not None]
+        items = default_deadlines(Workflow.program, {DueFrom.period_start: start}, p)
         await self._apply_deadlines(items, "Default step due dates (business days)")
 
     async def _apply_deadlines(self, items: list[DeadlineItem], summary: str) -> None:

@@ -8,7 +8,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from domain.activities import DeadlineItem, DeadlineRequest, DispatchBookingRequest, ExtraRecord
-    from domain.program import BillableExtra, BillableExtraKind
+    from domain.program import BillableExtra
     from domain.request import (
         ApproveDispatch,
         Dispatch,
@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
         RequestStatus,
     )
     from domain.rules_request import check_approve_dispatch, check_request_dispatch, check_visit, current_dispatch
-    from domain.step_inputs import EXTRA_RULES
+    from domain.step_inputs import EXTRA_RULES, BillableExtraKind
     from workflows import activity_calls as act
 
 from workflows.request_base import RequestBase

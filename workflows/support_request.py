@@ -29,7 +29,6 @@ with workflow.unsafe.imports_passed_through():
         SlaEventRecord,
         StatusChangeRecord,
     )
-    from domain.program import CompleteStepSignal
     from domain.refusal import refusal_text
     from domain.request import (
         RequestInput,
@@ -41,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         StatusChange,
     )
     from domain.rules_request import check_customisation
+    from domain.step_inputs import CompleteStepSignal
     from domain.steps import Workflow
     from workflows import activity_calls as act
     from workflows.signal_route import check_registry, keep_and_mail_rejection, run_step, step_handlers

@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 
 from domain.enrolment import Enrolment
+from domain.errors import RuleRefused
 from domain.request import AcceptResolution, ApproveDispatch, NewRequest
 from portal import access, actions, audit, queries
 from portal.access import Action, NotFound
@@ -60,7 +61,7 @@ REFUSED: dict[int | str, dict[str, Any]] = {
     409: {"model": Refusal, "description": "A rule refused the request; `detail` names it"}}
 
 
-def _refused(exc: actions.ActionRefused) -> HTTPException:
+def _refused(exc: RuleRefused) -> HTTPException:
     return HTTPException(409, {"detail": exc.message,
                                "violations": [v.model_dump() for v in exc.violations]})
 
@@ -142,7 +143,7 @@ async def open_request(request: Request, customer_id: str, body: OpenRequestIn,
     new = NewRequest(customer_id=customer_id, filed_by=principal.email, channel="portal", **body.model_dump())
     try:
         number = await actions.open_request(await state.temporal(), state.settings, state.sessions, new)
-    except actions.ActionRefused as exc:
+    except RuleRefused as exc:
         raise _refused(exc) from None
     wid = f"request-{number}"
     return Opened(tracking_number=number, workflow_id=wid, temporal_url=state.workflow_url(wid))
@@ -178,7 +179,7 @@ async def accept_resolution(request: Request, customer_id: str, tracking_number:
     try:
         status = await actions.request_update(await get_state(request).temporal(), tracking_number,
                                               "accept_resolution", AcceptResolution(by=principal.email))
-    except actions.ActionRefused as exc:
+    except RuleRefused as exc:
         raise _refused(exc) from None
     return status.model_dump(mode="json")
 
@@ -199,7 +200,7 @@ async def approve_dispatch(request: Request, customer_id: str, tracking_number: 
     try:
         status = await actions.request_update(await get_state(request).temporal(), tracking_number,
                                               "approve_dispatch", ApproveDispatch(by=principal.email, party=party))
-    except actions.ActionRefused as exc:
+    except RuleRefused as exc:
         raise _refused(exc) from None
     return status.model_dump(mode="json")
 
@@ -219,7 +220,7 @@ async def non_renewal_notice(request: Request, customer_id: str, body: NoticeIn,
         result = await actions.complete_step(await state.temporal(), customer_id, "give_non_renewal_notice",
                                              principal.email, {"party": "customer", "received_on": today.isoformat(),
                                                                "reference": reference})
-    except actions.ActionRefused as exc:
+    except RuleRefused as exc:
         raise _refused(exc) from None
     return StepDone.model_validate(result)
 
@@ -249,7 +250,7 @@ async def start_programme(request: Request, enrolment: Enrolment,
     try:
         wid = await actions.start_programme(await state.temporal(), state.settings, state.sessions, enrolment,
                                             principal.email)
-    except actions.ActionRefused as exc:
+    except RuleRefused as exc:
         raise _refused(exc) from None
     return CustomerOut(id=enrolment.customer.id, name=enrolment.customer.name, workflow_id=wid,
                        technical_lead_id=enrolment.technical_lead.id, temporal_url=state.workflow_url(wid))
@@ -286,7 +287,7 @@ async def complete_step(request: Request, customer_id: str, step: str, payload: 
     try:
         result = await actions.complete_step(await state.temporal(), customer_id, step, principal.actor, payload,
                                              month)
-    except actions.ActionRefused as exc:
+    except RuleRefused as exc:
         raise _refused(exc) from None
     return StepDone.model_validate(result)
 

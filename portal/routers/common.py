@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from portal import actions, forms
+from domain.errors import RuleRefused
+from portal import forms
 from portal.access import CustomerInReach
 
 
@@ -19,6 +20,6 @@ def programme_tz(customer: CustomerInReach) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def refusal_errors(fields: Sequence[forms.Field], exc: actions.ActionRefused) -> forms.FormErrors:
+def refusal_errors(fields: Sequence[forms.Field], exc: RuleRefused) -> forms.FormErrors:
     """A refusal on the form: each rule violation at its field when there are any, else the message on top."""
     return forms.violation_errors(fields, exc.violations) if exc.violations else forms.FormErrors(top=[exc.message])

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from domain.errors import RuleRefused
 from portal import access, actions, forms
 from portal.access import Action, NotFound
 from portal.auth import Principal, check_csrf, require_user
@@ -87,7 +88,7 @@ async def complete_step(request: Request, customer_id: str, step: str,
             payload = parsed.model_dump(mode="json", exclude={"by"})
             await actions.complete_step(await get_state(request).temporal(), customer_id, step, principal.actor,
                                         payload, month)
-        except actions.ActionRefused as exc:
+        except RuleRefused as exc:
             errors.top.append(exc.message)
     if parsed is None or errors:
         return render(request, "step_form.html.j2", {

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.activities import AuditEntry
 from domain.enrolment import Enrolment
+from domain.errors import RuleRefused
 from domain.step_inputs import GiveNonRenewalNotice, RecordBillableExtra
 from portal import access, actions, audit, forms, queries
 from portal.access import Action, NotFound
@@ -153,7 +154,7 @@ async def start(request: Request, principal: Principal = Depends(require_user)) 
         try:
             wid = await actions.start_programme(await state.temporal(), state.settings, state.sessions, enrolment,
                                                 principal.email)
-        except actions.ActionRefused as exc:
+        except RuleRefused as exc:
             errors = refusal_errors(fields, exc)
     if wid is None or enrolment is None:
         return render(request, "start.html.j2", {"fields": fields, "values": values, "errors": errors,
@@ -245,7 +246,7 @@ async def _submit_ops_step(request: Request, principal: Principal, form: _OpsFor
         try:
             await actions.complete_step(await state.temporal(), customer_id, form.step,
                                         principal.email, parsed.model_dump(mode="json", exclude={"by"}))
-        except actions.ActionRefused as exc:
+        except RuleRefused as exc:
             errors.top.append(exc.message)
     if parsed is None or errors:
         return await _ops_page(request, principal, form, values=values, errors=errors,

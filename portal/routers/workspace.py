@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.errors import RuleRefused
 from domain.request import AcceptResolution, ApproveDispatch, NewRequest
 from portal import access, actions, forms, queries
 from portal.access import Action, NotFound
@@ -87,7 +88,7 @@ async def give_notice(request: Request, customer_id: str, principal: Principal =
             await actions.complete_step(client, customer_id, "give_non_renewal_notice", principal.email,
                                         {"party": "customer", "received_on": received_on.isoformat(),
                                          "reference": reference})
-        except actions.ActionRefused as exc:
+        except RuleRefused as exc:
             errors.top.append(exc.message)
     if errors:
         ctx.update(notice_values=values, notice_errors=errors)
@@ -125,7 +126,7 @@ async def new_request(request: Request, customer_id: str, principal: Principal =
         assert isinstance(model, NewRequest)
         try:
             tracking = await actions.open_request(await state.temporal(), state.settings, state.sessions, model)
-        except actions.ActionRefused as exc:
+        except RuleRefused as exc:
             errors = refusal_errors(forms.REQUEST_FIELDS, exc)
     if tracking is None:
         return render(request, "request_new.html.j2", {"customer": customer, "fields": forms.REQUEST_FIELDS,
@@ -185,7 +186,7 @@ async def _request_update(request: Request, principal: Principal, customer_id: s
     access.require(principal, action)
     try:
         await actions.request_update(await state.temporal(), tracking_number, update, arg)
-    except actions.ActionRefused as exc:
+    except RuleRefused as exc:
         return await _request_page(request, principal, customer_id, tracking_number, error=exc.message, status=409)
     return redirect(request, f"/workspace/{customer_id}/requests/{tracking_number}", done)
 
