@@ -7,7 +7,7 @@ subprocess (`python -m bench.worker`: `worker.py` plus the bench's trivial workf
 sink on loopback, SQLite files and fresh PostgreSQL databases.
 
 The scenarios are the tests' own: the full period is
-`tests/test_program_lifecycle.py`'s test function, called as is (bench/period.py); report data
+`tests/test_program_lifecycle.py`'s test, run as is by a pytest of its own (bench/period.py); report data
 comes from testing/report_month.py, the generator of tests/test_monthly_report.py
 (bench/monthly_report.py); programmes and requests start through the service's own entry
 points (`starter.programs.start_program`, `starter.requests.open_request`: bench/drive.py).

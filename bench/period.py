@@ -4,8 +4,10 @@ workflow, a workflow sleeping 365 days) on a server of their own."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import sys
 import time
 import uuid
@@ -25,6 +27,7 @@ from worker import WORKFLOWS, workflow_runner
 # what the suite proves; it reports its figures through TECHCONNECT_FIGURES_FILE (tests/conftest.py).
 SCENARIO_TEST = "tests/test_program_lifecycle.py::test_full_period_then_renewal_by_continue_as_new"
 ROOT = Path(__file__).resolve().parent.parent
+SCENARIO_TIMEOUT = 300  # seconds; the scenario takes 3-12 s on 2 cores
 
 
 async def run_scenario_test(run: Run) -> tuple[float, dict[str, str]]:
@@ -32,16 +35,24 @@ async def run_scenario_test(run: Run) -> tuple[float, dict[str, str]]:
     figures = run.tmp / "full-period-figures.json"
     log = run.tmp / "full-period-pytest.log"
     await asyncio.to_thread(run.tmp.mkdir, parents=True, exist_ok=True)
-    env = {**os.environ, "TECHCONNECT_FIGURES_FILE": str(figures)}
+    # The scenario runs at the real now, as the rest of the bench, and with its own options and temporary
+    # directory: nothing of a calling pytest (tests/test_bench_smoke.py) reaches it.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "TECHCONNECT_TEST_NOW")}
+    env["TECHCONNECT_FIGURES_FILE"] = str(figures)
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", SCENARIO_TEST,
-            cwd=ROOT, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT)
+            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={run.tmp / 'pytest'}",
+            SCENARIO_TEST, cwd=ROOT, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True)  # its own process group: a stop reaches its test server too
         try:
-            rc = await asyncio.wait_for(proc.wait(), 600)
+            rc = await asyncio.wait_for(proc.wait(), SCENARIO_TIMEOUT)
         except TimeoutError:
-            proc.kill()
-            raise RuntimeError(f"{SCENARIO_TEST} still running after 600 s; its output: {log}") from None
+            raise RuntimeError(f"{SCENARIO_TEST} still running after {SCENARIO_TIMEOUT} s; its output: {log}") from None
+        finally:
+            if proc.returncode is None:  # timed out or cancelled: stop pytest and its time-skipping server
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
     if rc != 0:
         raise RuntimeError(f"{SCENARIO_TEST} failed (exit {rc}); its output: {log}")
     reported = {name.split(" ")[0]: value for name, value in json.loads(figures.read_text())}

@@ -18,6 +18,8 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
+# Passed through, the mixins and helpers too: shared by every run instead of copied into each cached run
+# (they hold no module state; tests/test_architecture.py checks their sources for non-determinism).
 with workflow.unsafe.imports_passed_through():
     from domain.activities import (
         CallInvite,
@@ -52,9 +54,9 @@ with workflow.unsafe.imports_passed_through():
     from domain.steps import DueFrom, Workflow, tracked_steps
     from workflows import activity_calls as act
     from workflows.signal_route import check_registry, keep_and_mail_rejection, run_step, step_handlers
+    from workflows.updatable_sleep import UpdatableSleep
+    from workflows.update_sequence import UpdateSequence, refuse, refuse_in_body
 
-from workflows.updatable_sleep import UpdatableSleep
-from workflows.update_sequence import UpdateSequence, refuse, refuse_in_body
 
 # Versioned changes of the command sequence (`workflow.patched`), as in workflows/program.py.
 PATCH_EXTRA_CALL_ONCE = "extra-call-once-per-day-and-agreement"

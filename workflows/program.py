@@ -25,6 +25,8 @@ from typing import Any
 
 from temporalio import workflow
 
+# Passed through, the mixins and helpers too: shared by every run instead of copied into each cached run
+# (they hold no module state; tests/test_architecture.py checks their sources for non-determinism).
 with workflow.unsafe.imports_passed_through():
     from domain.activities import (
         AuditEntry,
@@ -40,13 +42,13 @@ with workflow.unsafe.imports_passed_through():
     from domain.step_inputs import BillableExtraKind, CompleteStepSignal, RecordBillableExtra, StepState
     from domain.steps import Workflow, tracked_steps
     from workflows import activity_calls as act
+    from workflows.program_base import iso
+    from workflows.program_changes import ProgramChanges
+    from workflows.program_steps import ProgramSteps
     from workflows.signal_route import check_registry, keep_and_mail_rejection, run_step, step_handlers
+    from workflows.updatable_sleep import UpdatableSleep
+    from workflows.update_sequence import UpdateSequence
 
-from workflows.program_base import iso
-from workflows.program_changes import ProgramChanges
-from workflows.program_steps import ProgramSteps
-from workflows.updatable_sleep import UpdatableSleep
-from workflows.update_sequence import UpdateSequence
 
 # Versioned changes of the command sequence (`workflow.patched`): a run started before the change
 # replays on the old path. Remove a patch (workflow.deprecate_patch, then nothing) only once no run

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from temporalio import workflow
 
+# Passed through, the mixins and helpers too: shared by every run instead of copied into each cached run
+# (they hold no module state; tests/test_architecture.py checks their sources for non-determinism).
 with workflow.unsafe.imports_passed_through():
     from domain.activities import (
         AuditEntry,
@@ -43,12 +45,12 @@ with workflow.unsafe.imports_passed_through():
     from domain.step_inputs import CompleteStepSignal
     from domain.steps import Workflow
     from workflows import activity_calls as act
+    from workflows.request_dispatch import RequestDispatchSteps
+    from workflows.request_resolution import RequestResolution
     from workflows.signal_route import check_registry, keep_and_mail_rejection, run_step, step_handlers
+    from workflows.updatable_sleep import UpdatableSleep
+    from workflows.update_sequence import UpdateSequence
 
-from workflows.request_dispatch import RequestDispatchSteps
-from workflows.request_resolution import RequestResolution
-from workflows.updatable_sleep import UpdatableSleep
-from workflows.update_sequence import UpdateSequence
 
 # Versioned changes of the command sequence (`workflow.patched`), as in workflows/program.py: a request
 # opened before the change replays on the old path (tests/replay/pre-patch/ keeps one such history).
