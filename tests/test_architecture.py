@@ -30,15 +30,20 @@ def package_of(rel: Path) -> str:
     return rel.parts[0] if len(rel.parts) > 1 else rel.stem
 
 
-def imports_of(path: Path) -> set[str]:
-    """Our top-level packages that `path` imports, at module level or inside a function."""
+def libraries_imported_in(path: Path) -> set[str]:
+    """Every top-level name `path` imports, in a function too: what a fresh-interpreter import misses."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.add(node.module.split(".")[0])
-    return found & OURS
+    return found
+
+
+def imports_of(path: Path) -> set[str]:
+    """Our top-level packages that `path` imports, at module level or inside a function."""
+    return libraries_imported_in(path) & OURS
 
 
 def import_edges(root: Path = ROOT) -> set[tuple[str, str, str]]:
@@ -119,6 +124,23 @@ def test_workflows_import_no_io_libraries() -> None:
     loaded = imported_by(modules_of("workflows"))
     bad = sorted(set(WORKFLOW_FORBIDDEN) & loaded)
     assert not bad, f"workflow modules import {bad} (directly or indirectly)"
+
+
+def late_imports(root: Path, package: str, libraries: list[str]) -> list[str]:
+    return [f"{p.relative_to(root).as_posix()} imports {sorted(set(libraries) & libraries_imported_in(p))}"
+            for p in sorted((root / package).glob("*.py")) if set(libraries) & libraries_imported_in(p)]
+
+
+def test_no_io_library_imported_later_either() -> None:
+    # An import inside a function escapes the fresh-interpreter probe above until that function runs.
+    bad = late_imports(ROOT, "domain", IO_LIBRARIES) + late_imports(ROOT, "workflows", WORKFLOW_FORBIDDEN)
+    assert not bad, "\n".join(bad)
+
+
+def test_the_late_import_check_can_fail(tmp_path: Path) -> None:
+    (tmp_path / "domain").mkdir()
+    (tmp_path / "domain" / "money.py").write_text("def later() -> None:\n    import sqlalchemy\n")
+    assert late_imports(tmp_path, "domain", IO_LIBRARIES) == ["domain/money.py imports ['sqlalchemy']"]
 
 
 def test_the_check_can_fail() -> None:
