@@ -125,7 +125,9 @@ async def test_operations_start_a_programme_from_the_form(site: Site) -> None:
     await shot(page, "login")
     await sign_in(page, "ops@techconnect.example")
     await page.goto("/ops/programmes/new")
-    today = today_in().isoformat()
+    # Begun yesterday: the month's cycle runs whatever the hour (it starts at the first day's 09:00,
+    # which today may not have reached yet on the dev server's clock); the TL's inbox shows its call.
+    today = (today_in() - timedelta(days=1)).isoformat()
     form = {
         "customer.id": CUSTOMER, "customer.name": "", "customer.maintenance_subscription_id": "SMP-webco-short",
         "period_start": today, "primary_system": "CS production cluster",
