@@ -63,6 +63,7 @@ class ActivitySet:
             self.mail.send_mail,
             self.requests.record_request_opened, self.requests.save_request, self.requests.record_status_change,
             self.requests.record_sla_event, self.requests.record_dispatch, self.requests.book_dispatch,
+            self.requests.list_open_requests, self.requests.record_message,
         ]
 
 

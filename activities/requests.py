@@ -21,6 +21,9 @@ from domain.activities import (
     DispatchBooking,
     DispatchBookingRequest,
     DispatchRecord,
+    MessageRecord,
+    OpenRequests,
+    OpenRequestsQuery,
     RequestOpened,
     RequestProjection,
     SlaEventRecord,
@@ -30,9 +33,11 @@ from domain.request import DispatchState
 from storage.db import SessionFactory
 from storage.repositories.customers import ensure_customer
 from storage.repositories.requests import (
+    append_message,
     append_sla_event,
     append_status_change,
     get_dispatch,
+    list_requests,
     upsert_dispatch,
     upsert_request,
 )
@@ -94,6 +99,13 @@ class RequestActivities:
         return Ack(detail=f"request {row.tracking_number} saved ({row.state}), {audit_note(added)}")
 
     @activity.defn
+    async def list_open_requests(self, query: OpenRequestsQuery) -> OpenRequests:
+        """Rule C7: the requests a reassigned TL hands over (open or pending), oldest first."""
+        async with self._session_factory() as session:
+            found = await list_requests(session, customer_id=query.customer_id)
+        return OpenRequests(tracking_numbers=[r.tracking_number for r in found if r.state != "closed"])
+
+    @activity.defn
     async def record_status_change(self, record: StatusChangeRecord) -> Ack:
         """Rule A4: every status change, with who and when."""
         return await record_once(
@@ -101,6 +113,14 @@ class RequestActivities:
             lambda session: append_status_change(session, tracking_number=record.tracking_number,
                                                  change=record.change, idempotency_key=record.idempotency_key),
             lambda row: f"status change {row.id}")
+
+    @activity.defn
+    async def record_message(self, record: MessageRecord) -> Ack:
+        """Rule A4: every message of the request's thread is stored, once."""
+        return await record_once(
+            self._session_factory,
+            lambda session: append_message(session, tracking_number=record.tracking_number, message=record.message),
+            lambda row: f"message {row.seq} of {row.tracking_number}")
 
     @activity.defn
     async def record_sla_event(self, record: SlaEventRecord) -> Ack:

@@ -71,6 +71,9 @@ def _print_status(s: RequestStatus) -> None:
                          + (f"; {d.refusal}" if d.refusal else "")))
     if s.closure:
         out.print(escape(f"closed: {s.closure}"))
+    for m in s.messages:
+        out.print(escape(f"#{m.seq} {m.at.isoformat(timespec='seconds')} {m.by} ({m.role.value}, {m.via}):"))
+        out.print(escape(f"    {m.text}"))
     t = Table("at (UTC)", "from", "to", "by", "note")
     for c in s.history:
         t.add_row(c.at.isoformat(timespec="seconds"), c.from_state.value if c.from_state else "",
@@ -148,6 +151,32 @@ async def request_accept(
 _text_step("reject", "reject_resolution", "reason", "The customer rejects the proposed measures: back to open (A4).")
 _text_step("written-acceptance", "record_written_acceptance", "reference",
            "Ops record the customer's written acceptance: the request closes (A4).")
+
+
+@request_app.command("comment")
+@run_async
+async def request_comment(
+    tracking_number: str,
+    by: str = typer.Option(..., "--by", help="Staff or TL id, or the e-mail address of the customer's contact"),
+    message: str = typer.Option(..., "--message"),
+    role: str = typer.Option("staff", "--as", help="staff | technical_lead | customer (a contact, --by their e-mail)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Add a message to the request's thread; the other side is mailed (A4)."""
+    await _step(tracking_number, "add_comment", by, {"message": message, "role": role}, as_json)
+
+
+@request_app.command("priority")
+@run_async
+async def request_priority(
+    tracking_number: str,
+    by: str = typer.Option(..., "--by"),
+    priority: str = typer.Option(..., "--priority", help="critical | high | medium | low (agreed with the customer)"),
+    reason: str = typer.Option(..., "--reason", help="Why, as agreed with the customer (A4)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Change the priority agreed with the customer (A4); the status history keeps the change."""
+    await _step(tracking_number, "change_priority", by, {"priority": priority, "reason": reason}, as_json)
 
 
 @request_app.command("dispatch")

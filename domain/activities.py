@@ -17,7 +17,7 @@ from domain.errors import RuleViolation
 from domain.inventory import Finding, SiteInventory
 from domain.policy import ProgramPolicy
 from domain.program import BillableExtra, ProgramStatus
-from domain.request import Dispatch, NewRequest, RequestStatus, SlaEvent, StatusChange
+from domain.request import Dispatch, Message, NewRequest, RequestStatus, SlaEvent, StatusChange
 
 
 # ---- calendar -----------------------------------------------------------------
@@ -243,12 +243,29 @@ class RequestProjection(BaseModel):
     audit: list[AuditEntry] = Field(default_factory=list)  # people's actions since the last save
 
 
+class OpenRequestsQuery(BaseModel):
+    customer_id: str
+
+
+class OpenRequests(BaseModel):
+    """The customer's requests not closed yet, as the database has them (C7: the new TL takes them over)."""
+
+    tracking_numbers: list[str]
+
+
 class StatusChangeRecord(BaseModel):
     """Rule A4: one status change, with who and when."""
 
     tracking_number: str
     change: StatusChange
     idempotency_key: str
+
+
+class MessageRecord(BaseModel):
+    """One message of a request's thread (A4), stored once."""
+
+    tracking_number: str
+    message: Message
 
 
 class SlaEventRecord(BaseModel):

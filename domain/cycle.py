@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from domain.calendar import BusinessCalendar
 from domain.enrolment import Contact, TechnicalLead
 from domain.policy import ProgramPolicy
-from domain.step_inputs import Rejection, StepInput, StepState
+from domain.step_inputs import Rejection, StepInput, StepState, TechnicalLeadChange
 
 
 class CycleStepName(StrEnum):
@@ -77,6 +77,7 @@ class CycleStatus(BaseModel):
     extra_call_keys: list[str] = Field(default_factory=list)  # "<held_on> <agreement_ref>" of each, C10
     done: bool = False
     rejections: list[Rejection] = Field(default_factory=list)  # refused `complete_step` signals
+    technical_lead_changes: list[TechnicalLeadChange] = Field(default_factory=list)  # rule C7
 
 
 class CycleResult(BaseModel):

@@ -17,7 +17,7 @@ from domain.calendar import BusinessCalendar
 from domain.enrolment import Contact, TechnicalLead
 from domain.money import Money
 from domain.policy import ProgramPolicy
-from domain.step_inputs import Rejection, StepInput
+from domain.step_inputs import Rejection, StepInput, TechnicalLeadChange
 
 
 class RequestKind(StrEnum):
@@ -170,6 +170,8 @@ class RequestStatus(BaseModel):
     dispatches: list[Dispatch] = Field(default_factory=list)
     refusal: str | None = None
     rejections: list[Rejection] = Field(default_factory=list)  # refused `complete_step` signals
+    technical_lead_changes: list[TechnicalLeadChange] = Field(default_factory=list)  # rule C7
+    messages: list[Message] = Field(default_factory=list)  # the conversation, oldest first
 
 
 # ---- Updates ----------------------------------------------------------------------
@@ -207,6 +209,13 @@ class RecordWrittenAcceptance(StepInput):
     reference: str = Field(min_length=1)
 
 
+class ChangePriority(StepInput):
+    """The priority agreed with the customer (A4) changes, with the reason; the status history keeps it."""
+
+    priority: Priority
+    reason: str = Field(min_length=1)
+
+
 class RequestDispatch(StepInput):
     reason: str = Field(min_length=1)
     estimated_cost: Money
@@ -221,6 +230,33 @@ class RecordVisit(StepInput):
     visit_on: date
     notes: str = Field(min_length=1)
     actual_cost: Money | None = None
+
+
+# ---- the conversation -------------------------------------------------------------
+class AuthorRole(StrEnum):
+    """Who wrote a message of a request's thread: the customer's side or OT's."""
+
+    customer = "customer"  # a contact of the customer (by: their e-mail address)
+    technical_lead = "technical_lead"  # the request's TL (by: the TL's id)
+    staff = "staff"  # a support representative, a support manager or operations (the face checked the role)
+
+
+class Message(BaseModel):
+    """One message of a request's thread (A4: the request is followed with the customer)."""
+
+    seq: int
+    at: datetime
+    by: str
+    role: AuthorRole
+    via: str  # portal, mail, cli, temporal
+    text: str
+
+
+class AddComment(StepInput):
+    """A message to the request's thread; the other party is mailed (the contacts, or the TL and the desk)."""
+
+    message: str = Field(min_length=1, max_length=20_000)
+    role: AuthorRole = AuthorRole.staff
 
 
 class RequestResult(BaseModel):

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from domain.enrolment import Contact
 from domain.errors import RuleViolation
 from domain.local_time import format_local, local_date
 from domain.refusal import plain, violation
 from domain.request import (
     AcceptResolution,
+    AddComment,
     ApproveDispatch,
+    AuthorRole,
+    ChangePriority,
     Dispatch,
     DispatchState,
     NewRequest,
@@ -142,6 +146,32 @@ def check_reject(status: RequestStatus, inp: RejectResolution) -> list[RuleViola
 def check_written_acceptance(status: RequestStatus, inp: RecordWrittenAcceptance) -> list[RuleViolation]:
     """Rule A4: or ops record the customer's written acceptance."""
     return check_live(status, "record_written_acceptance") or check_no_open_visit(status, "record_written_acceptance")
+
+
+def check_change_priority(status: RequestStatus, inp: ChangePriority) -> list[RuleViolation]:
+    """Rule A4: the priority is agreed with the customer; a change names its reason and changes something."""
+    if v := check_live(status, "change_priority"):
+        return v
+    if inp.priority == status.priority:
+        return [plain(f"request {status.tracking_number} is {status.priority.value} priority already", "priority")]
+    if not inp.reason.strip():
+        return [violation("A4", "a priority change needs the reason agreed with the customer", "reason")]
+    return []
+
+
+def check_comment(status: RequestStatus, inp: AddComment, contacts: list[Contact],
+                  technical_lead_id: str) -> list[RuleViolation]:
+    """Rule A4: the request is followed with the customer; a message comes from a contact of this
+    customer, the request's TL, or staff (whose role the face has checked), while it is not closed."""
+    if v := check_live(status, "add_comment"):
+        return v
+    if not inp.message.strip():
+        return [plain("a message needs some text", "message")]
+    if inp.role == AuthorRole.customer and inp.by.strip().lower() not in {str(c.email).lower() for c in contacts}:
+        return [violation("A4", f"{inp.by} is not a contact of customer {status.customer_id}", "by")]
+    if inp.role == AuthorRole.technical_lead and inp.by != technical_lead_id:
+        return [violation("A4", f"{inp.by} is not the Technical Lead of request {status.tracking_number}", "by")]
+    return []
 
 
 def check_request_dispatch(status: RequestStatus, inp: RequestDispatch) -> list[RuleViolation]:

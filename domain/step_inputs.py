@@ -146,6 +146,28 @@ class ReassignTechnicalLead(StepInput):
     reason: str = ""
 
 
+class TechnicalLeadChanged(BaseModel):
+    """Rule C7, to the running work of a programme (its monthly cycles, its open requests): the
+    programme's TL is now `technical_lead`. Sent by the programme workflow as a signal (a workflow can
+    only signal another), after its `reassign_technical_lead` Update."""
+
+    technical_lead: TechnicalLead
+    previous_id: str
+    by: str
+    via: str = "temporal"
+    reason: str = ""
+
+
+class TechnicalLeadChange(BaseModel):
+    """Who was the TL of a cycle or a request, from when (rule C7: history keeps who did what)."""
+
+    at: datetime
+    from_id: str
+    to_id: str
+    by: str
+    reason: str = ""
+
+
 class AddContact(StepInput):
     contact: Contact
     accept_extra_contact_fee: bool = False  # rule C4

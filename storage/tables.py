@@ -198,6 +198,21 @@ class RequestStatusChangeRow(Base):
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
 
 
+class RequestMessageRow(Base):
+    """One message of a request's thread (A4), in the order the workflow numbered them."""
+
+    __tablename__ = "request_messages"
+    __table_args__ = (UniqueConstraint("tracking_number", "seq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tracking_number: Mapped[str] = mapped_column(ForeignKey("support_requests.tracking_number"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+    by: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(16))
+    via: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+
+
 class SlaEventRow(Base):
     """Rule C12: started, warned, met, breached, responded_late: every SLA event, with times."""
 

@@ -106,6 +106,12 @@ SAMPLE_CONTEXTS: dict[str, dict[str, Any]] = {
         "summary": "Search returns nothing", "opened_at_local": "Fri 26 Mar 2027 16:30 Europe/Paris",
         "deadline_local": "Tue 30 Mar 2027 09:30 Europe/Paris", "first_response_minutes": 60, "minutes_left": 15,
     },
+    "request_message": {
+        "tracking_number": "TC-ACME-2027-0001", "summary": "Search returns nothing",
+        "state": "open",
+        "message": {"seq": 2, "at": "2027-03-26T15:40:00+00:00", "by": "carol@acme.example", "role": "customer",
+                    "via": "portal", "text": "The logs are attached."},
+    },
     "request_sla_breached": {
         "technical_lead": ALICE, "tracking_number": "TC-ACME-2027-0001", "kind": "support", "priority": "high",
         "summary": "Search returns nothing", "filed_by": "carol", "channel": "cli",

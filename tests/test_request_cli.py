@@ -7,16 +7,18 @@ event loop, and blocking it would stall the very worker the CLI talks to.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
 
-from domain.naming import request_workflow_id
+from domain.naming import monthly_cycle_workflow_id, request_workflow_id
 from domain.request import RequestStatus
 from storage import repositories as repo
 from tests.harness import Cli, Stack, add_subscription, cli_environ, enrolment, stack_on_server, until_passes
@@ -109,3 +111,76 @@ async def test_a4_a1_open_prints_the_tracking_number_and_the_tl_is_mailed(st: St
     await eventually(listed)
     assert (await st.client.get_workflow_handle(request_workflow_id(number)).describe()).workflow_type == \
         "SupportRequestWorkflow"
+
+
+async def opened(cli: Cli, customer_id: str, priority: str = "high") -> str:
+    run = await cli("request", "open", customer_id, "--kind", "support", "--priority", priority,
+                    "--summary", f"{priority} issue", "--by", "carol", "--json")
+    assert run.code == 0, str(run)
+    number: str = run.json()["tracking_number"]
+    return number
+
+
+async def live(st: Stack, customer_id: str) -> None:
+    """A programme whose period began yesterday: its first monthly cycle runs (a month's cycle starts
+    at the first day's 09:00, which today may not have reached yet on the dev server's clock)."""
+    today = datetime.now(PARIS).date()
+    await add_subscription(st.sessions, customer_id, today - timedelta(days=30), today + timedelta(days=800))
+    await st.start(enrolment(customer_id, today - timedelta(days=1)))
+    await st.wait_enrolled(customer_id)
+
+
+@pytest.mark.rule("A4")
+async def test_a4_priority_changes_with_a_reason_and_the_status_history_shows_it(st: Stack, cli: Cli) -> None:
+    await live(st, "prio")
+    number = await opened(cli, "prio", "medium")
+
+    changed = await cli("request", "priority", number, "--by", "ops-olga", "--priority", "critical",
+                        "--reason", "production down since the upgrade", "--json")
+    assert changed.code == 0, str(changed)
+    s = RequestStatus.model_validate(changed.json())
+    assert s.priority.value == "critical"
+    assert [(c.from_state, c.to_state, c.by, c.note) for c in s.history][-1] == (
+        "open", "open", "ops-olga", "priority medium -> critical: production down since the upgrade")
+    async with st.sessions() as session:
+        notes = [c.note for c in await repo.list_status_changes(session, number)]
+    assert "priority medium -> critical: production down since the upgrade" in notes, notes
+    human = await cli("request", "show", number)
+    assert human.code == 0 and "priority medium -> critical" in human.out, str(human)
+
+    # The same priority again, or no reason, is refused with exit 2 naming the field; nothing changes.
+    same = await cli("request", "priority", number, "--by", "ops-olga", "--priority", "critical", "--reason", "x")
+    assert same.code == 2 and "critical priority already" in same.err, str(same)
+    blank = await cli("request", "priority", number, "--by", "ops-olga", "--priority", "low", "--reason", "")
+    assert blank.code == 2 and "reason" in blank.err, str(blank)
+    unknown = await cli("request", "priority", number, "--by", "ops-olga", "--priority", "urgent", "--reason", "y")
+    assert unknown.code == 2 and "priority" in unknown.err, str(unknown)
+    after = RequestStatus.model_validate((await cli("request", "show", number, "--json")).json())
+    assert after.priority.value == "critical" and len(after.history) == len(s.history)
+
+
+@pytest.mark.rule("C7")
+async def test_c7_reassignment_moves_the_running_cycle_and_open_requests_to_the_new_tls_inbox(
+    st: Stack, cli: Cli, tmp_path: Path
+) -> None:
+    await live(st, "handover")
+    numbers = {await opened(cli, "handover"), await opened(cli, "handover", "low")}
+    bob = {"id": "tl-bob", "name": "Bob Ferreira", "email": "bob.ferreira@support.example"}
+    payload = tmp_path / "reassign.json"
+    payload.write_text(json.dumps({"technical_lead": bob, "reason": "rota"}), encoding="utf-8")
+    run = await cli("step", "complete", "handover", "reassign_technical_lead", "--by", "ops-olga",
+                    "--file", str(payload))
+    assert run.code == 0, str(run)
+
+    async def inboxes() -> None:
+        requests = (await cli("request", "list", "--tl", "tl-bob", "--customer", "handover", "--json")).json()
+        assert {r["tracking_number"] for r in requests} == numbers, requests
+        steps = [(x["workflow_id"], x["step"]) for x in (await cli("step", "list", "--tl", "tl-bob", "--json")).json()
+                 if x["customer_id"] == "handover"]
+        assert (monthly_cycle_workflow_id("handover", 1, 1), "schedule_call") in steps, steps
+        left = (await cli("request", "list", "--tl", "tl-alice", "--customer", "handover", "--json")).json()
+        assert left == [], left
+        alice = [x for x in (await cli("step", "list", "--tl", "tl-alice", "--json")).json()
+                 if x["customer_id"] == "handover"]
+        assert alice == [], alice
+    await eventually(inboxes)

@@ -36,7 +36,10 @@ with workflow.unsafe.imports_passed_through():
         FinalReportRequest,
         MailRequest,
         MailResult,
+        MessageRecord,
         MonthlyReportRequest,
+        OpenRequests,
+        OpenRequestsQuery,
         PlanPeriodRequest,
         ProjectionUpdate,
         RegisterProgramme,
@@ -108,4 +111,6 @@ save_request = ActivityCall[RequestProjection, Ack]("save_request", Ack)
 record_status_change = ActivityCall[StatusChangeRecord, Ack]("record_status_change", Ack)
 record_sla_event = ActivityCall[SlaEventRecord, Ack]("record_sla_event", Ack)
 record_dispatch = ActivityCall[DispatchRecord, Ack]("record_dispatch", Ack)
+record_message = ActivityCall[MessageRecord, Ack]("record_message", Ack)
+list_open_requests = ActivityCall[OpenRequestsQuery, OpenRequests]("list_open_requests", OpenRequests)
 book_dispatch = ActivityCall[DispatchBookingRequest, DispatchBooking]("book_dispatch", DispatchBooking, timeout_s=120)

@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
         ScheduleCall,
     )
     from domain.due_dates import default_deadlines
-    from domain.naming import SA_OPEN_STEPS, SA_PROGRAM_PHASE
+    from domain.naming import SA_OPEN_STEPS, SA_PROGRAM_PHASE, SA_TECHNICAL_LEAD
     from domain.program import BillableExtra
     from domain.rules_cycle import (
         check_call_date,
@@ -50,7 +50,14 @@ with workflow.unsafe.imports_passed_through():
         extra_call_recorded,
         month_label,
     )
-    from domain.step_inputs import BillableExtraKind, CompleteStepSignal, StepState, StepStatus
+    from domain.step_inputs import (
+        BillableExtraKind,
+        CompleteStepSignal,
+        StepState,
+        StepStatus,
+        TechnicalLeadChange,
+        TechnicalLeadChanged,
+    )
     from domain.steps import DueFrom, Workflow, tracked_steps
     from workflows import activity_calls as act
     from workflows.signal_route import check_registry, keep_and_mail_rejection, run_step, step_handlers
@@ -297,6 +304,21 @@ class MonthlyCycleWorkflow:
     @record_extra_call.validator
     def _validate_record_extra_call(self, inp: RecordExtraCall) -> None:
         refuse(check_extra_call(self._status, inp, self._input.month_start))
+
+    # ------------------------------------------------------------- the programme's new TL
+    @workflow.signal
+    async def technical_lead_changed(self, change: TechnicalLeadChanged) -> None:
+        """Rule C7, sent by the programme: the new TL gets this month's reminders and escalations and
+        finds the cycle in their inbox (the TechnicalLead search attribute)."""
+        async with self._updates.lock:
+            previous = self._input.technical_lead
+            if self._status.done or previous.id == change.technical_lead.id:
+                return
+            self._input.technical_lead = change.technical_lead
+            self._status.technical_lead_changes.append(TechnicalLeadChange(
+                at=workflow.now(), from_id=previous.id, to_id=change.technical_lead.id, by=change.by,
+                reason=change.reason))
+            workflow.upsert_search_attributes([SA_TECHNICAL_LEAD.value_set(change.technical_lead.id)])
 
     # ------------------------------------------------------------- the signal route
     @workflow.signal

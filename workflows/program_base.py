@@ -14,7 +14,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from domain.activities import AuditEntry, ExtraRecord, FileDocumentRequest, MailRequest, ProjectionUpdate
@@ -38,11 +38,16 @@ with workflow.unsafe.imports_passed_through():
         StepName,
         StepStatus,
         SubmitSiteInventory,
+        TechnicalLeadChanged,
     )
     from workflows import activity_calls as act
 
 from workflows.updatable_sleep import UpdatableSleep
 from workflows.update_sequence import UpdateSequence
+
+# Rule C7 reaches the work already running: the monthly cycles and open requests are told of the new
+# TL (signal `technical_lead_changed`). A reassignment recorded before this change replays without it.
+PATCH_REASSIGN_RUNNING_WORK = "reassign-reaches-running-cycles-and-requests"
 
 
 def iso(d: date | datetime | None) -> str | None:
@@ -61,12 +66,21 @@ class ProgramBase:
     _period_over: bool
     _rule_checks_off: bool  # only while a pre-patch `complete_step` signal's validator replays
     _previous_period_cycles: list[CycleCompleted]
+    _technical_lead_change: TechnicalLeadChanged | None  # the last reassignment (C7), for cycles starting
 
     def _record(self, action: str, by: str, detail: dict[str, Any], interface: str = "temporal") -> None:
         self._audit.append(AuditEntry(at=workflow.now(), actor=by, action=action,
                                       customer_id=self._status.customer_id, detail=detail, interface=interface))
         self._dirty = True
         self._sleep.wake()
+
+    async def _tell_technical_lead_changed(self, workflow_id: str, change: TechnicalLeadChanged) -> None:
+        """Rule C7: a running cycle or open request takes the new TL (signal `technical_lead_changed`)."""
+        try:
+            await workflow.get_external_workflow_handle(workflow_id).signal("technical_lead_changed", change)
+        except FailureError as err:
+            # Closed since it was listed (a request accepted, a cycle done): nothing left to hand over.
+            workflow.logger.info("TL change not delivered to %s: %s", workflow_id, err)
 
     def _live(self) -> list[RuleViolation]:
         return check_live(self._status, self._period_over)

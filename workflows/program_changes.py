@@ -7,6 +7,8 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from domain.activities import OpenRequestsQuery
+    from domain.naming import request_workflow_id
     from domain.program import NonRenewal, Phase, ProgramStatus
     from domain.rules_program import (
         check_invoice_paid,
@@ -23,9 +25,11 @@ with workflow.unsafe.imports_passed_through():
         ReassignTechnicalLead,
         RecordBillableExtra,
         RecordInvoicePaid,
+        TechnicalLeadChanged,
     )
+    from workflows import activity_calls as act
 
-from workflows.program_base import ProgramBase, iso
+from workflows.program_base import PATCH_REASSIGN_RUNNING_WORK, ProgramBase, iso
 from workflows.update_sequence import refuse
 
 
@@ -46,7 +50,22 @@ class ProgramChanges(ProgramBase):
                 "technical_lead": inp.technical_lead.model_dump(mode="json"), "reason": inp.reason,
             }, cc=[previous.email, inp.technical_lead.email])
             await self._mail_tl_assignment(f"tl-assignment-{n}")
+            if workflow.patched(PATCH_REASSIGN_RUNNING_WORK):
+                self._technical_lead_change = TechnicalLeadChanged(
+                    technical_lead=inp.technical_lead, previous_id=previous.id, by=inp.by, via=inp.via,
+                    reason=inp.reason)
+                await self._hand_over_running_work(self._technical_lead_change)
             return s
+
+    async def _hand_over_running_work(self, change: TechnicalLeadChanged) -> None:
+        """Rule C7: the running monthly cycles and the open requests take the new TL: their reminders,
+        SLA warnings and search attribute (the TL inbox) from now on."""
+        s = self._status
+        running = [c.workflow_id for c in s.cycles if c.status == "running"]
+        found = await act.list_open_requests(OpenRequestsQuery(customer_id=s.customer_id),
+                                             summary="Open requests the new TL takes over (C7)")
+        for workflow_id in running + [request_workflow_id(n) for n in found.tracking_numbers]:
+            await self._tell_technical_lead_changed(workflow_id, change)
 
     @reassign_technical_lead.validator
     def _validate_reassign_technical_lead(self, inp: ReassignTechnicalLead) -> None:

@@ -1,5 +1,6 @@
 """The request's answer and resolution, one Update each: the first response (C12), pending and
-resumed (A6), measures proposed, accepted or rejected, or the customer's written acceptance (A4)."""
+resumed (A6), measures proposed, accepted or rejected, or the customer's written acceptance (A4),
+and the priority agreed with the customer (A4)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from domain.request import (
         AcceptResolution,
+        ChangePriority,
         Pend,
         Proposal,
         ProposeResolution,
@@ -20,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.rules_request import (
         check_accept,
+        check_change_priority,
         check_pend,
         check_propose,
         check_reject,
@@ -133,3 +136,21 @@ class RequestResolution(RequestBase):
     @record_written_acceptance.validator
     def _validate_record_written_acceptance(self, inp: RecordWrittenAcceptance) -> None:
         refuse(check_written_acceptance(self._status, inp))
+
+    @workflow.update
+    async def change_priority(self, inp: ChangePriority) -> RequestStatus:
+        """Rule A4: the priority agreed with the customer changes; the status history keeps the change
+        (same state, the note says from what to what and why)."""
+        async with self._updates(lambda: check_change_priority(self._status, inp)):
+            s = self._status
+            was = s.priority
+            s.priority = inp.priority
+            await self._record_change(s.state, s.state, inp.by,
+                                      f"priority {was.value} -> {inp.priority.value}: {inp.reason}")
+            self._record("change_priority", inp.by, inp.via,
+                         {"from": was.value, "to": inp.priority.value, "reason": inp.reason[:200]})
+            return s
+
+    @change_priority.validator
+    def _validate_change_priority(self, inp: ChangePriority) -> None:
+        refuse(check_change_priority(self._status, inp))

@@ -42,9 +42,10 @@ with workflow.unsafe.imports_passed_through():
         StatusChange,
     )
     from domain.rules_request import check_customisation
-    from domain.step_inputs import CompleteStepSignal
+    from domain.step_inputs import CompleteStepSignal, TechnicalLeadChange, TechnicalLeadChanged
     from domain.steps import Workflow
     from workflows import activity_calls as act
+    from workflows.request_conversation import RequestConversation
     from workflows.request_dispatch import RequestDispatchSteps
     from workflows.request_resolution import RequestResolution
     from workflows.signal_route import check_registry, keep_and_mail_rejection, run_step, step_handlers
@@ -58,7 +59,7 @@ PATCH_OPEN_IN_ONE_WRITE = "open-request-in-one-write"
 
 
 @workflow.defn
-class SupportRequestWorkflow(RequestResolution, RequestDispatchSteps):
+class SupportRequestWorkflow(RequestResolution, RequestConversation, RequestDispatchSteps):
     @workflow.init
     def __init__(self, input: RequestInput) -> None:
         r = input.request
@@ -198,6 +199,23 @@ class SupportRequestWorkflow(RequestResolution, RequestDispatchSteps):
     @workflow.query
     def get_status(self) -> RequestStatus:
         return self._status
+
+    # ------------------------------------------------------------- the programme's new TL
+    @workflow.signal
+    async def technical_lead_changed(self, change: TechnicalLeadChanged) -> None:
+        """Rule C7, sent by the programme: the new TL takes this request over (inbox, SLA warnings, mails)."""
+        await self._updates.until_ready()
+        async with self._updates.lock:
+            previous = self._input.technical_lead
+            if self._closed() or previous.id == change.technical_lead.id:
+                return
+            self._input.technical_lead = change.technical_lead
+            self._status.technical_lead_changes.append(TechnicalLeadChange(
+                at=workflow.now(), from_id=previous.id, to_id=change.technical_lead.id, by=change.by,
+                reason=change.reason))
+            self._record("technical_lead_changed", change.by, change.via,
+                         {"from": previous.id, "to": change.technical_lead.id, "reason": change.reason[:200]})
+            await self._save()  # publishes the TechnicalLead search attribute
 
     # ------------------------------------------------------------- the signal route
     @workflow.signal

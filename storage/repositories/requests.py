@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.request import Dispatch, NewRequest, RequestStatus, SlaEvent, StatusChange, tracking_number
+from domain.request import Dispatch, Message, NewRequest, RequestStatus, SlaEvent, StatusChange, tracking_number
 from storage.repositories.clock import as_utc, at_or_now, utc_or_none
 from storage.repositories.common import (
     Inserted,
@@ -21,7 +21,14 @@ from storage.repositories.common import (
     upsert,
     where_given,
 )
-from storage.tables import DispatchRow, RequestStatusChangeRow, SlaEventRow, SupportRequestRow, TrackingCounterRow
+from storage.tables import (
+    DispatchRow,
+    RequestMessageRow,
+    RequestStatusChangeRow,
+    SlaEventRow,
+    SupportRequestRow,
+    TrackingCounterRow,
+)
 
 
 async def allocate_tracking_number(session: AsyncSession, customer_id: str, year: int) -> str:
@@ -116,6 +123,25 @@ async def append_status_change(
 async def list_status_changes(session: AsyncSession, tracking_number: str) -> list[RequestStatusChangeRow]:
     stmt = fresh(select(RequestStatusChangeRow).where(RequestStatusChangeRow.tracking_number == tracking_number)
                  .order_by(RequestStatusChangeRow.at, RequestStatusChangeRow.id))
+    return await rows(session, stmt)
+
+
+async def append_message(session: AsyncSession, *, tracking_number: str,
+                         message: Message) -> Inserted[RequestMessageRow]:
+    """One message of the request's thread, once: a retried write finds its row (tracking number, seq)."""
+    created = await insert_ignore(session, RequestMessageRow, {
+        "tracking_number": tracking_number, "seq": message.seq, "at": as_utc(message.at), "by": message.by,
+        "role": str(message.role), "via": message.via, "text": message.text,
+    }, ["tracking_number", "seq"])
+    stmt = select(RequestMessageRow).where(RequestMessageRow.tracking_number == tracking_number,
+                                           RequestMessageRow.seq == message.seq)
+    row = (await session.execute(stmt)).scalar_one()
+    return Inserted(row, created)
+
+
+async def list_messages(session: AsyncSession, tracking_number: str) -> list[RequestMessageRow]:
+    stmt = fresh(select(RequestMessageRow).where(RequestMessageRow.tracking_number == tracking_number)
+                 .order_by(RequestMessageRow.seq))
     return await rows(session, stmt)
 
 
