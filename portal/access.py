@@ -39,7 +39,8 @@ class Forbidden(HTTPException):
 class Action(StrEnum):
     view = "view"
     open_request = "open_request"
-    answer_resolution = "answer_resolution"  # accept OT's proposed measures (A4)
+    answer_resolution = "answer_resolution"  # accept or reject OT's proposed measures (A4)
+    comment = "comment"  # a message to a request's thread (A4)
     approve_dispatch_customer = "approve_dispatch_customer"  # A4: the customer accepts the extra cost
     approve_dispatch_manager = "approve_dispatch_manager"  # A4: an OT support manager approves
     give_notice = "give_notice"  # C16, the customer's written notice
@@ -55,6 +56,7 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.view: frozenset(Role),
     Action.open_request: frozenset({Role.contact, Role.tl, Role.ops, Role.support_manager, Role.admin}),
     Action.answer_resolution: frozenset({Role.contact, Role.admin}),
+    Action.comment: frozenset({Role.contact, Role.tl, Role.ops, Role.support_manager, Role.admin}),
     Action.approve_dispatch_customer: frozenset({Role.contact, Role.admin}),
     Action.approve_dispatch_manager: frozenset({Role.support_manager, Role.admin}),
     Action.give_notice: frozenset({Role.contact}),

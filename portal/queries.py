@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.request import AuthorRole, Message
 from storage import repositories as repo
 from storage.repositories import as_utc
 from storage.tables import BillableExtraRow, CustomerRow, DocumentRow, ProgrammeRow, SupportRequestRow
@@ -181,12 +182,16 @@ class RequestDetail:
     history: list[Any]
     sla_events: list[Any]
     dispatches: list[Any]
+    messages: list[Message]  # the conversation (A4), oldest first
 
 
 async def request_detail(session: AsyncSession, row: SupportRequestRow) -> RequestDetail:
+    messages = [Message(seq=m.seq, at=m.at, by=m.by, role=AuthorRole(m.role), via=m.via, text=m.text)
+                for m in await repo.list_messages(session, row.tracking_number)]
     return RequestDetail(row=row, history=await repo.list_status_changes(session, row.tracking_number),
                          sla_events=await repo.list_sla_events(session, tracking_number=row.tracking_number),
-                         dispatches=await repo.list_dispatches(session, tracking_number=row.tracking_number))
+                         dispatches=await repo.list_dispatches(session, tracking_number=row.tracking_number),
+                         messages=messages)
 
 
 async def billable_extras(session: AsyncSession, customer_ids: list[str] | None = None) -> list[BillableExtraRow]:

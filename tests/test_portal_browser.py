@@ -22,7 +22,7 @@ import pytest
 import pytest_asyncio
 
 from domain.money import Money
-from domain.request import ProposeResolution, RequestDispatch, RequestStatus
+from domain.request import Pend, ProposeResolution, RequestDispatch, RequestStatus
 from portal.app import create_app
 from portal.server import bound_port, serving
 from storage import repositories as repo
@@ -260,10 +260,37 @@ async def test_a_contact_signs_in_sees_the_welcome_document_and_nothing_of_anoth
     assert "approved (customer)" in await page.inner_text("[data-flash]")
     status = await handle.query("get_status", result_type=RequestStatus)
     assert status.dispatches[0].customer_approved_by == contact
-    # OT proposes measures; the request closes when the customer accepts them (A4).
+    # The conversation (A4): OT pends the request asking a question; the contact's answer in the portal
+    # goes into the thread, resumes the request and mails the TL and the desk.
+    await handle.execute_update("pend", Pend(by=TL_ID, reason="Which index did the weekend job rebuild?"))
+    await page.goto(request_url)
+    await page.fill("#message", "The Enterprise index; the job log is on the share.")
+    await page.click("[data-send-message]")
+    await page.wait_for_url(request_url)
+    assert "Your message is in the conversation" in await page.inner_text("[data-flash]")
+    status = await handle.query("get_status", result_type=RequestStatus)
+    assert status.state.value == "open" and [m.by for m in status.messages] == [contact]
+    await site.st.sink.wait_for(lambda m: tracking in str(m["Subject"]) and f"from {contact}" in str(m["Subject"]))
+    # OT proposes measures; the contact rejects them with a reason: open again, no proposal left.
+    await handle.execute_update("propose_resolution", ProposeResolution(by=TL_ID, measures="Restart the indexer."))
+    await eventually_on_page(page, request_url, "[data-reject]")
+    await page.fill("#reject-reason", "Restarting did not help last time.")
+    await page.click("[data-reject]")
+    await page.wait_for_url(request_url)
+    assert "rejected the proposed measures" in await page.inner_text("[data-flash]")
+    status = await handle.query("get_status", result_type=RequestStatus)
+    assert status.state.value == "open" and status.proposal is None
+    # A blank message is refused on the page, nothing stored.
+    await page.fill("#message", " ")
+    await page.evaluate("document.querySelector('#message').removeAttribute('required')")
+    await page.click("[data-send-message]")
+    assert "message" in await page.inner_text("[data-form-error]")
+    # OT proposes again; the request closes when the customer accepts them (A4).
     await handle.execute_update("propose_resolution", ProposeResolution(
         by=TL_ID, measures="Rebuilt the full-text index and raised the indexer's memory to 8 GB."))
     await eventually_on_page(page, request_url, "[data-accept]")
+    assert await page.inner_text('[data-message="1"] [data-message-text]') == \
+        "The Enterprise index; the job log is on the share."
     await shot(page, "request")
     await page.click("[data-accept]")
     await page.wait_for_url(request_url)

@@ -184,3 +184,29 @@ async def test_c7_reassignment_moves_the_running_cycle_and_open_requests_to_the_
                  if x["customer_id"] == "handover"]
         assert alice == [], alice
     await eventually(inboxes)
+
+
+@pytest.mark.rule("A4")
+async def test_a4_request_comment_posts_to_the_thread_and_show_json_has_messages(st: Stack, cli: Cli) -> None:
+    await live(st, "talk")
+    number = await opened(cli, "talk")
+    said = await cli("request", "comment", number, "--by", "rep-sam", "--message", "Which version of the index?")
+    assert said.code == 0, str(said)
+    answered = await cli("request", "comment", number, "--by", "carol@talk.example", "--as", "customer",
+                         "--message", "The 23.4 one.")
+    assert answered.code == 0, str(answered)
+    stranger = await cli("request", "comment", number, "--by", "eve@elsewhere.example", "--as", "customer",
+                         "--message", "let me in")
+    assert stranger.code == 2 and "rule A4" in stranger.err and "not a contact of customer talk" in stranger.err, \
+        str(stranger)
+    blank = await cli("request", "comment", number, "--by", "rep-sam", "--message", "")
+    assert blank.code == 2 and "message" in blank.err, str(blank)
+
+    shown = await cli("request", "show", number, "--json")
+    assert shown.code == 0, str(shown)
+    assert [(m["seq"], m["by"], m["role"], m["via"], m["text"]) for m in shown.json()["messages"]] == [
+        (1, "rep-sam", "staff", "cli", "Which version of the index?"),
+        (2, "carol@talk.example", "customer", "cli", "The 23.4 one.")]
+    human = await cli("request", "show", number)
+    assert human.code == 0 and "The 23.4 one." in human.out and "carol@talk.example (customer, cli)" in human.out, \
+        str(human)

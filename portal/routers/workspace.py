@@ -15,13 +15,14 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.errors import RuleRefused
-from domain.request import AcceptResolution, ApproveDispatch, NewRequest
+from domain.request import AcceptResolution, AddComment, ApproveDispatch, AuthorRole, NewRequest, RejectResolution
 from portal import access, actions, forms, queries
 from portal.access import Action, NotFound
 from portal.auth import Principal, check_csrf, require_user
 from portal.rendering import redirect, render
 from portal.routers.common import programme_tz, refusal_errors
 from portal.state import get_state
+from starter.errors import parse_model
 from storage import repositories as repo
 from storage.users import Role
 
@@ -164,6 +165,7 @@ async def _request_page(request: Request, principal: Principal, customer_id: str
         or (row.first_response_deadline if row is not None else None),
         "error": error,
         "may_accept": access.may(principal, Action.answer_resolution),
+        "may_comment": access.may(principal, Action.comment),
         "may_approve_customer": access.may(principal, Action.approve_dispatch_customer),
         "may_approve_manager": access.may(principal, Action.approve_dispatch_manager),
     }, status=status, title=f"Request {tracking_number}")
@@ -198,6 +200,50 @@ async def accept_resolution(request: Request, customer_id: str, tracking_number:
     return await _request_update(request, principal, customer_id, tracking_number, Action.answer_resolution,
                                  "accept_resolution", AcceptResolution(by=principal.email),
                                  "You accepted the proposed measures; the request is closed.")
+
+
+async def _form_update(request: Request, principal: Principal, customer_id: str, tracking_number: str,
+                       action: Action, update: str, model: type[BaseModel], data: dict[str, Any],
+                       done: str) -> Response:
+    """An Update from a posted form: an invalid field is shown on the page (422), nothing is sent."""
+    async with get_state(request).sessions() as session:
+        await access.customer_in_reach(session, principal, customer_id)
+    access.require(principal, action)
+    try:
+        arg = parse_model(model, {"by": principal.actor, "via": "portal", **data}, "the form")
+    except RuleRefused as exc:
+        return await _request_page(request, principal, customer_id, tracking_number, error=exc.message, status=422)
+    return await _request_update(request, principal, customer_id, tracking_number, action, update, arg, done)
+
+
+def author_role(principal: Principal) -> AuthorRole:
+    """Who writes in a request's thread: the customer's side, the TL, or staff (A4)."""
+    if principal.role == Role.contact:
+        return AuthorRole.customer
+    return AuthorRole.technical_lead if principal.role == Role.tl else AuthorRole.staff
+
+
+@router.post("/workspace/{customer_id}/requests/{tracking_number}/comment")
+async def add_comment(request: Request, customer_id: str, tracking_number: str,
+                      principal: Principal = Depends(require_user)) -> Response:
+    """A4: a message to the thread; the other side is mailed; a customer's answer resumes a pending request."""
+    form = await request.form()
+    by = principal.email if principal.role == Role.contact else principal.actor
+    return await _form_update(request, principal, customer_id, tracking_number, Action.comment, "add_comment",
+                              AddComment, {"by": by, "message": str(form.get("message", "")),
+                                           "role": author_role(principal)},
+                              "Your message is in the conversation; the other side is told.")
+
+
+@router.post("/workspace/{customer_id}/requests/{tracking_number}/reject")
+async def reject_resolution(request: Request, customer_id: str, tracking_number: str,
+                            principal: Principal = Depends(require_user)) -> Response:
+    """A4: the customer rejects the proposed measures with a reason; the request is open again."""
+    form = await request.form()
+    return await _form_update(request, principal, customer_id, tracking_number, Action.answer_resolution,
+                              "reject_resolution", RejectResolution,
+                              {"by": principal.email, "reason": str(form.get("reason", ""))},
+                              "You rejected the proposed measures; the request is open again.")
 
 
 @router.post("/workspace/{customer_id}/requests/{tracking_number}/approve-dispatch")
