@@ -27,7 +27,7 @@ from starter.database import database
 
 user_app = typer.Typer(help="Portal users, roles and API tokens", no_args_is_help=True)
 
-ROLE_HELP = "contact | tl | gts | support_manager | ops | admin"
+ROLE_HELP = "contact | tl | gts | support_rep | support_manager | ops | admin"
 
 
 def _run(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:

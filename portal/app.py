@@ -31,7 +31,7 @@ from config.settings import Settings
 from portal.auth import current_principal
 from portal.input_guard import RefuseNul
 from portal.rendering import render
-from portal.routers import account, api, inbox, operations, workspace
+from portal.routers import account, api, desk, inbox, operations, workspace
 from portal.security import portal_secret
 from portal.state import PortalState
 from storage.db import SessionFactory, make_engine, make_session_factory
@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None, *, sessions: SessionFactory | N
         docs_url="/api/docs",
         redoc_url=None,
     )
-    for audience in (account, workspace, inbox, operations, api):
+    for audience in (account, workspace, inbox, desk, operations, api):
         app.include_router(audience.router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.add_middleware(RefuseNul)  # 422 for U+0000 anywhere: PostgreSQL cannot store it

@@ -42,7 +42,7 @@ MAX_FAILED_PER_EMAIL = 9  # the 10th rapid attempt is refused (429)
 MAX_FAILED_PER_ADDRESS = 50
 MAX_LINKS_PER_EMAIL = 5
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-STAFF_ROLES = frozenset({Role.gts, Role.support_manager, Role.ops, Role.admin})
+STAFF_ROLES = frozenset({Role.gts, Role.support_rep, Role.support_manager, Role.ops, Role.admin})
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,58 @@ async def requests(session: AsyncSession, customer_id: str) -> list[SupportReque
     return sorted(rows, key=lambda r: as_utc(r.opened_at), reverse=True)
 
 
+@dataclass
+class DeskRow:
+    """One open request in the support desk's queue (C12): its clock, its customer and TL."""
+
+    row: SupportRequestRow
+    customer_name: str
+    technical_lead_id: str
+    sla: tuple[str, str]  # (label, tone) of the first-response clock
+    late: bool  # breached, or the deadline passed without a response
+
+    @property
+    def workflow_id(self) -> str:
+        return f"request-{self.row.tracking_number}"
+
+
+DESK_STATES = ("open", "pending")
+
+
+async def desk_queue(session: AsyncSession, customer_ids: list[str] | None, *, customer: str | None = None,
+                     priority: str | None = None, state: str | None = None, tl: str | None = None,
+                     now: datetime | None = None) -> list[DeskRow]:
+    """The requests not closed across customers, in one query: late ones first, then the clocks that run
+    out soonest, then the answered ones, oldest first. `customer_ids` None: every customer."""
+    now = now or datetime.now(UTC)
+    stmt = (select(SupportRequestRow, CustomerRow.name, ProgrammeRow.technical_lead_id)
+            .outerjoin(CustomerRow, CustomerRow.id == SupportRequestRow.customer_id)
+            .outerjoin(ProgrammeRow, ProgrammeRow.customer_id == SupportRequestRow.customer_id)
+            .where(SupportRequestRow.state.in_([state] if state in DESK_STATES else DESK_STATES))
+            .execution_options(populate_existing=True))
+    if customer_ids is not None:
+        stmt = stmt.where(SupportRequestRow.customer_id.in_(customer_ids))
+    if customer:
+        stmt = stmt.where(SupportRequestRow.customer_id == customer)
+    if priority:
+        stmt = stmt.where(SupportRequestRow.priority == priority)
+    if tl:
+        stmt = stmt.where(ProgrammeRow.technical_lead_id == tl)
+    found = []
+    for row, name, tl_id in (await session.execute(stmt)).all():
+        deadline = as_utc(row.first_response_deadline) if row.first_response_deadline else None
+        late = row.sla_breached or (row.first_response_at is None and deadline is not None and deadline < now)
+        found.append(DeskRow(row, str(name or row.customer_id), str(tl_id or ""), sla_state(row, now), late))
+
+    def order(d: DeskRow) -> tuple[int, datetime]:
+        """Late ones and waiting ones by their deadline, the answered ones by opening time."""
+        waiting = d.row.first_response_at is None and d.row.first_response_deadline is not None
+        rank = 0 if d.late else 1 if waiting else 2
+        deadline = d.row.first_response_deadline
+        return rank, as_utc(deadline if deadline is not None and rank < 2 else d.row.opened_at)
+    return sorted(found, key=order)
+
+
 async def request_of(session: AsyncSession, customer_id: str, tracking_number: str) -> SupportRequestRow | None:
     """`customer_id` must own the request: nobody reads another customer's request by its number."""
     row = await repo.get_request(session, tracking_number)

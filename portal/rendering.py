@@ -100,6 +100,8 @@ def nav_items(principal: Principal | None) -> list[tuple[str, str]]:
     items: list[tuple[str, str]] = []
     if principal.customer_id:
         items.append(("Workspace", f"/workspace/{principal.customer_id}"))
+    if access.may(principal, access.Action.desk):
+        items.append(("Desk", "/desk"))
     if access.may(principal, access.Action.inbox):
         items.append(("Inbox", "/inbox"))
     if principal.role.value in ("tl",):

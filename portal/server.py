@@ -22,6 +22,7 @@ DEMO_USERS: list[tuple[str, str, str, str | None, str | None]] = [
     ("admin@techconnect.example", "Ada Admin", "admin", None, None),
     ("ops@techconnect.example", "Oscar Ops", "ops", None, None),
     ("manager@techconnect.example", "Sam Manager", "support_manager", None, None),
+    ("desk@techconnect.example", "Dana Desk", "support_rep", None, None),
     ("gts@techconnect.example", "Gina GTS", "gts", None, None),
     ("alice@support.example", "Alice Martin", "tl", None, "tl-alice"),
     ("carol@acme.example", "Carol Diaz", "contact", "acme", None),

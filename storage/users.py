@@ -28,6 +28,7 @@ class Role(StrEnum):
     tl = "tl"  # Technical Lead: the programmes they lead
     gts = "gts"  # GTS engineer: configuration findings (A8)
     support_manager = "support_manager"  # approves on-site dispatches (A4)
+    support_rep = "support_rep"  # answers the support desk: the queue, first responses (C12)
     ops = "ops"  # operations: start programmes, notices, billable extras
     admin = "admin"
 
@@ -37,6 +38,7 @@ ROLE_LABELS: dict[Role, str] = {
     Role.tl: "Technical Lead",
     Role.gts: "GTS engineer",
     Role.support_manager: "Support manager",
+    Role.support_rep: "Support representative",
     Role.ops: "Operations",
     Role.admin: "Administrator",
 }

@@ -174,3 +174,20 @@ def test_workflow_sources_do_not_read_the_clock() -> None:
 def test_the_clock_check_can_fail(line: str) -> None:
     assert nondeterministic_calls(f"def f():\n    {line}\n"), line
     assert not nondeterministic_calls("def f():\n    self._step_open(workflow.uuid4(), workflow.now())\n")
+
+
+def test_every_activity_the_workflows_call_is_registered_on_the_worker(tmp_path: Path) -> None:
+    """An activity called by name (workflows/activity_calls.py) but missing from `ActivitySet.all()` only
+    shows at run time, as a workflow retrying "not registered on this worker" for ever."""
+    from temporalio.activity import _Definition
+
+    from config.settings import Settings
+    from storage.db import make_engine, make_session_factory
+    from worker import build_activities
+    from workflows import activity_calls
+
+    called = {c.name for c in vars(activity_calls).values() if isinstance(c, activity_calls.ActivityCall)}
+    sessions = make_session_factory(make_engine(f"sqlite+aiosqlite:///{tmp_path}/a.db"))
+    registered = {_Definition.must_from_callable(f).name
+                  for f in build_activities(Settings(data_dir=tmp_path), sessions).all()}
+    assert len(called) > 20 and called <= registered, f"called but not registered: {sorted(called - registered)}"

@@ -49,8 +49,12 @@ async def test_messages_go_into_the_thread_mail_the_other_side_once_and_an_answe
     assert CAROL in str(to_customer[0]["To"]) and "alice@support.example" in str(to_customer[0]["Cc"])
     assert "send the search server's logs" in to_customer[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
-    # Pending, waiting for the customer; the customer's answer resumes the request and mails the TL and desk.
-    await h.execute_update("pend", {"by": "rep-sam", "reason": "waiting for logs"}, result_type=RequestStatus)
+    # Pending, waiting for the customer: the question goes into the thread and to the customer; the
+    # customer's answer resumes the request and mails the TL and the desk.
+    await h.execute_update("pend", {"by": "rep-sam", "reason": "Which build are you on?"}, result_type=RequestStatus)
+    asked = await st.sink.wait_for(lambda m: number in str(m["Subject"]) and "from rep-sam" in str(m["Subject"]),
+                                   count=2)
+    assert "Which build are you on?" in asked[1].get_body(("plain",)).get_content()  # type: ignore[union-attr]
     s = await say(h, CAROL, "Logs attached to the portal, see ticket.", role="customer")
     assert s.state == RequestState.open and s.pending_reason is None
     assert (s.history[-1].from_state, s.history[-1].to_state, s.history[-1].by) == (
@@ -66,15 +70,16 @@ async def test_messages_go_into_the_thread_mail_the_other_side_once_and_an_answe
 
     status = await h.query("get_status", result_type=RequestStatus)
     assert [(m.seq, m.by, m.text) for m in status.messages] == [
-        (1, "rep-sam", "Could you send the search server's logs?"),
-        (2, CAROL, "Logs attached to the portal, see ticket.")]
+        (1, "rep-sam", "Could you send the search server's logs?"), (2, "rep-sam", "Which build are you on?"),
+        (3, CAROL, "Logs attached to the portal, see ticket.")]
     async with st.sessions() as session:
         stored = await repo.list_messages(session, number)
     assert [(r.seq, r.by, r.role, r.via, r.text) for r in stored] == [
         (1, "rep-sam", "staff", "portal", "Could you send the search server's logs?"),
-        (2, CAROL, "customer", "portal", "Logs attached to the portal, see ticket.")]
+        (2, "rep-sam", "staff", "temporal", "Which build are you on?"),
+        (3, CAROL, "customer", "portal", "Logs attached to the portal, see ticket.")]
     # Each message mailed once, whatever retries happened.
-    assert len(st.mails("a message from rep-sam")) == 1 and len(st.mails(f"a message from {CAROL}")) == 1
+    assert len(st.mails("a message from rep-sam")) == 2 and len(st.mails(f"a message from {CAROL}")) == 1
 
 
 def _status(state: RequestState) -> RequestStatus:

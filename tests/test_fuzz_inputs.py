@@ -306,6 +306,8 @@ def request_samples(today: date) -> dict[str, Any]:
         "accept_resolution": {"by": "carol"},
         "reject_resolution": {"by": "carol", "reason": "still broken"},
         "record_written_acceptance": {"by": "ops-olga", "reference": "MAIL-1"},
+        "add_comment": {"by": "rep-sam", "message": "Any news?"},
+        "change_priority": {"by": "ops-olga", "priority": "low", "reason": "agreed with the customer"},
         "request_dispatch": {"by": "tl-alice", "reason": "disk array", "agreement_ref": "AGR-3",
                              "estimated_cost": {"amount": "1200.00", "currency": "EUR"}},
         "approve_dispatch": {"by": "carol", "party": "customer"},

@@ -22,7 +22,7 @@ import pytest
 import pytest_asyncio
 
 from domain.money import Money
-from domain.request import Pend, ProposeResolution, RequestDispatch, RequestStatus
+from domain.request import RequestDispatch, RequestStatus
 from portal.app import create_app
 from portal.server import bound_port, serving
 from storage import repositories as repo
@@ -97,6 +97,8 @@ async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
                                sub_id="SMP-webco-short")
         async with st.sessions() as s, s.begin():
             await users_repo.add_user(s, email="ops@techconnect.example", name="Oscar Ops", role=Role.ops,
+                                      password_hash=password_hash())
+            await users_repo.add_user(s, email="desk@techconnect.example", name="Dana Desk", role=Role.support_rep,
                                       password_hash=password_hash())
             await users_repo.add_user(s, email="wendy@support.example", name="Wendy Lead", role=Role.tl,
                                       technical_lead_id=TL_ID, password_hash=password_hash())
@@ -249,6 +251,27 @@ async def test_a_contact_signs_in_sees_the_welcome_document_and_nothing_of_anoth
     tracking = page.url.rsplit("/", 1)[1]
     request_url = page.url
     await eventually_on_page(page, request_url, "[data-history-row]")
+    # The desk (C12): a support representative sees the new request at the top of the queue with its
+    # clock, responds from its page (the clock stops, the SLA event is stored) and pends it with a question.
+    rep = await site.page()
+    await sign_in(rep, "desk@techconnect.example")
+    assert rep.url.endswith("/desk"), rep.url
+    await eventually_on_page(rep, "/desk", f'[data-desk] tbody tr[data-request="{tracking}"]')
+    top = rep.locator("[data-desk] tbody tr").first
+    assert await top.get_attribute("data-request") == tracking
+    assert "min left" in await top.locator("[data-clock]").inner_text()
+    await shot(rep, "desk")
+    await top.locator("[data-open-request]").click()
+    await rep.wait_for_url(request_url)
+    await rep.fill("#s-respond", "We are looking at the search index now.")
+    await rep.click('[data-step="respond"]')
+    await rep.wait_for_url(request_url)
+    async with site.st.sessions() as session:
+        events = await repo.list_sla_events(session, tracking_number=tracking)
+    assert [e.kind for e in events] == ["started", "met"], [e.kind for e in events]
+    await rep.fill("#s-pend", "Which index did the weekend job rebuild?")
+    await rep.click('[data-step="pend"]')
+    await rep.wait_for_url(request_url)
     # OT asks for an on-site visit at extra cost (A4): the contact approves it from the request page.
     handle = site.st.client.get_workflow_handle(f"request-{tracking}")
     await handle.execute_update("request_dispatch", RequestDispatch(
@@ -260,19 +283,26 @@ async def test_a_contact_signs_in_sees_the_welcome_document_and_nothing_of_anoth
     assert "approved (customer)" in await page.inner_text("[data-flash]")
     status = await handle.query("get_status", result_type=RequestStatus)
     assert status.dispatches[0].customer_approved_by == contact
-    # The conversation (A4): OT pends the request asking a question; the contact's answer in the portal
-    # goes into the thread, resumes the request and mails the TL and the desk.
-    await handle.execute_update("pend", Pend(by=TL_ID, reason="Which index did the weekend job rebuild?"))
+    # The conversation (A4): the contact's answer in the portal goes into the thread, resumes the
+    # request and mails the TL and the desk.
+    status = await handle.query("get_status", result_type=RequestStatus)
+    assert status.state.value == "pending"
     await page.goto(request_url)
     await page.fill("#message", "The Enterprise index; the job log is on the share.")
     await page.click("[data-send-message]")
     await page.wait_for_url(request_url)
     assert "Your message is in the conversation" in await page.inner_text("[data-flash]")
     status = await handle.query("get_status", result_type=RequestStatus)
-    assert status.state.value == "open" and [m.by for m in status.messages] == [contact]
+    assert status.state.value == "open" and [m.by for m in status.messages][-1] == contact
     await site.st.sink.wait_for(lambda m: tracking in str(m["Subject"]) and f"from {contact}" in str(m["Subject"]))
-    # OT proposes measures; the contact rejects them with a reason: open again, no proposal left.
-    await handle.execute_update("propose_resolution", ProposeResolution(by=TL_ID, measures="Restart the indexer."))
+    # The TL proposes measures from the same page; the contact rejects them with a reason: open again,
+    # no proposal left, and the TL is mailed the reason.
+    tl = await site.page()
+    await sign_in(tl, "wendy@support.example")
+    await tl.goto(request_url)
+    await tl.fill("#s-propose", "Restart the indexer.")
+    await tl.click('[data-step="propose_resolution"]')
+    await tl.wait_for_url(request_url)
     await eventually_on_page(page, request_url, "[data-reject]")
     await page.fill("#reject-reason", "Restarting did not help last time.")
     await page.click("[data-reject]")
@@ -280,23 +310,35 @@ async def test_a_contact_signs_in_sees_the_welcome_document_and_nothing_of_anoth
     assert "rejected the proposed measures" in await page.inner_text("[data-flash]")
     status = await handle.query("get_status", result_type=RequestStatus)
     assert status.state.value == "open" and status.proposal is None
+    tl_mail = (await site.st.status(CUSTOMER)).technical_lead.email
+    await site.st.sink.wait_for(lambda m: tl_mail in str(m["To"]) and "Restarting did not help" in str(m.get_body(
+        ("plain",)).get_content()))  # type: ignore[union-attr]
     # A blank message is refused on the page, nothing stored.
     await page.fill("#message", " ")
     await page.evaluate("document.querySelector('#message').removeAttribute('required')")
     await page.click("[data-send-message]")
     assert "message" in await page.inner_text("[data-form-error]")
-    # OT proposes again; the request closes when the customer accepts them (A4).
-    await handle.execute_update("propose_resolution", ProposeResolution(
-        by=TL_ID, measures="Rebuilt the full-text index and raised the indexer's memory to 8 GB."))
+    # The TL proposes again; the request closes when the customer accepts them (A4).
+    await tl.goto(request_url)
+    await tl.fill("#s-propose", "Rebuilt the full-text index and raised the indexer's memory to 8 GB.")
+    await tl.click('[data-step="propose_resolution"]')
+    await tl.wait_for_url(request_url)
     await eventually_on_page(page, request_url, "[data-accept]")
-    assert await page.inner_text('[data-message="1"] [data-message-text]') == \
-        "The Enterprise index; the job log is on the share."
     await shot(page, "request")
     await page.click("[data-accept]")
     await page.wait_for_url(request_url)
     assert "the request is closed" in await page.inner_text("[data-flash]")
     status = await handle.query("get_status", result_type=RequestStatus)
     assert status.state.value == "closed"
+    # Every message of the conversation on the request page, in order, with who wrote it.
+    texts = await page.locator("[data-message-text]").all_inner_texts()
+    assert texts == [
+        "We are looking at the search index now.", "Which index did the weekend job rebuild?",
+        "The Enterprise index; the job log is on the share.", "Proposed measures: Restart the indexer.",
+        "Rejected the proposed measures: Restarting did not help last time.",
+        "Proposed measures: Rebuilt the full-text index and raised the indexer's memory to 8 GB."], texts
+    roles = [await li.get_attribute("data-role") for li in await page.locator("[data-message]").all()]
+    assert roles == ["staff", "staff", "customer", "technical_lead", "customer", "technical_lead"], roles
     await eventually_on_page(page, f"/workspace/{CUSTOMER}", f'a[href$="/requests/{tracking}"]')
     await shot(page, "workspace")
 

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
         AuditEntry,
         DispatchRecord,
         MailRequest,
+        MessageRecord,
         RequestProjection,
         SlaEventRecord,
         StatusChangeRecord,
@@ -27,7 +28,9 @@ with workflow.unsafe.imports_passed_through():
     from domain.local_time import format_local, local_date
     from domain.naming import SA_CUSTOMER_ID, SA_REQUEST_STATE, SA_SLA_BREACHED, SA_TECHNICAL_LEAD
     from domain.request import (
+        AuthorRole,
         DispatchState,
+        Message,
         RequestInput,
         RequestState,
         RequestStatus,
@@ -40,6 +43,10 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.updatable_sleep import UpdatableSleep
 from workflows.update_sequence import UpdateSequence
+
+# OT's answers (respond, pend, propose) and the customer's rejection go into the thread and mail the
+# other side (A4). Requests that answered before this change replay without those messages.
+PATCH_ACTIONS_IN_THREAD = "request-actions-post-to-the-thread"
 
 
 class RequestBase:
@@ -241,6 +248,31 @@ class RequestBase:
         except ActivityError as err:
             # SMTP refused the message for good (5xx): log it, never fail the request.
             workflow.logger.warning("mail %s to %s refused for good: %s", template, to, err.cause or err)
+
+    # ------------------------------------------------------------- the conversation
+    async def _post_message(self, by: str, role: AuthorRole, via: str, text: str) -> Message:
+        """Rule A4: a message into the thread, stored once, and the other side mailed once."""
+        s = self._status
+        message = Message(seq=len(s.messages) + 1, at=workflow.now(), by=by, role=role, via=via, text=text)
+        s.messages.append(message)
+        await act.record_message(MessageRecord(tracking_number=s.tracking_number, message=message),
+                                 summary=f"Message {message.seq} from {by} ({role.value})")
+        i = self._input
+        context = {"message": message.model_dump(mode="json")}
+        if role == AuthorRole.customer:
+            await self._mail([i.technical_lead.email], "request_message", f"message-{message.seq}", context,
+                             cc=[i.policy.support_desk_mailbox])
+        else:
+            await self._mail([str(c.email) for c in i.contacts], "request_message", f"message-{message.seq}",
+                             context, cc=[i.technical_lead.email])
+        return message
+
+    async def _into_thread(self, by: str, via: str, text: str, customer: bool = False) -> None:
+        """An action's text (the first response, a pend's question, measures, a rejection) in the thread."""
+        if workflow.patched(PATCH_ACTIONS_IN_THREAD):
+            role = AuthorRole.customer if customer else (
+                AuthorRole.technical_lead if by == self._input.technical_lead.id else AuthorRole.staff)
+            await self._post_message(by, role, via, text)
 
     async def _record_dispatch(self, n: int) -> None:
         s = self._status

@@ -7,11 +7,9 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from domain.activities import MessageRecord
     from domain.errors import RuleViolation
-    from domain.request import AddComment, AuthorRole, Message, RequestState, RequestStatus
+    from domain.request import AddComment, AuthorRole, RequestState, RequestStatus
     from domain.rules_request import check_comment
-    from workflows import activity_calls as act
 
 from workflows.request_base import RequestBase
 from workflows.update_sequence import refuse
@@ -23,17 +21,12 @@ class RequestConversation(RequestBase):
         """A message to the thread; the other side is mailed (the contacts, or the TL and the desk)."""
         async with self._updates(lambda: self._comment_rules(inp)):
             s = self._status
-            message = Message(seq=len(s.messages) + 1, at=workflow.now(), by=inp.by, role=inp.role, via=inp.via,
-                              text=inp.message)
-            s.messages.append(message)
-            await act.record_message(MessageRecord(tracking_number=s.tracking_number, message=message),
-                                     summary=f"Message {message.seq} from {inp.by} ({inp.role.value})")
+            message = await self._post_message(inp.by, inp.role, inp.via, inp.message)
             self._record("add_comment", inp.by, inp.via, {"seq": message.seq, "role": inp.role.value,
                                                           "message": inp.message[:200]})
-            if inp.role == AuthorRole.customer and s.state == RequestState.pending:
+            if inp.role == AuthorRole.customer and s.state == RequestState.pending and s.proposal is None:
                 s.pending_reason = None
                 await self._set_state(RequestState.open, inp.by, "the customer answered")
-            await self._mail_message(message)
             return s
 
     @add_comment.validator
@@ -42,14 +35,3 @@ class RequestConversation(RequestBase):
 
     def _comment_rules(self, inp: AddComment) -> list[RuleViolation]:
         return check_comment(self._status, inp, self._input.contacts, self._input.technical_lead.id)
-
-    async def _mail_message(self, message: Message) -> None:
-        """The other party, once (the mail's idempotency key is the message's number)."""
-        i = self._input
-        context = {"message": message.model_dump(mode="json")}
-        if message.role == AuthorRole.customer:
-            await self._mail([i.technical_lead.email], "request_message", f"message-{message.seq}", context,
-                             cc=[i.policy.support_desk_mailbox])
-        else:
-            await self._mail([str(c.email) for c in i.contacts], "request_message", f"message-{message.seq}",
-                             context, cc=[i.technical_lead.email])

@@ -43,6 +43,7 @@ class RequestResolution(RequestBase):
             # A deadline passed but not yet processed is recorded first, so events stay in order.
             await self._process_due_events()
             await self._first_response(inp.by, f"answered: {inp.message[:200]}")
+            await self._into_thread(inp.by, inp.via, inp.message)
             self._record("respond", inp.by, inp.via, {"message": inp.message[:200]})
             return self._status
 
@@ -57,6 +58,7 @@ class RequestResolution(RequestBase):
             s = self._status
             s.pending_reason = inp.reason
             await self._set_state(RequestState.pending, inp.by, inp.reason)
+            await self._into_thread(inp.by, inp.via, inp.reason)
             self._record("pend", inp.by, inp.via, {"reason": inp.reason[:200]})
             return s
 
@@ -89,6 +91,7 @@ class RequestResolution(RequestBase):
             s.proposal = Proposal(measures=inp.measures, proposed_by=inp.by, proposed_at=workflow.now())
             s.pending_reason = "waiting for the customer to accept the proposed measures (A4)"
             await self._set_state(RequestState.pending, inp.by, f"measures proposed: {inp.measures}")
+            await self._into_thread(inp.by, inp.via, f"Proposed measures: {inp.measures}")
             self._record("propose_resolution", inp.by, inp.via, {"measures": inp.measures[:200]})
             return s
 
@@ -118,6 +121,7 @@ class RequestResolution(RequestBase):
             s.proposal = None
             s.pending_reason = None
             await self._set_state(RequestState.open, inp.by, f"proposed measures rejected: {inp.reason}")
+            await self._into_thread(inp.by, inp.via, f"Rejected the proposed measures: {inp.reason}", customer=True)
             self._record("reject_resolution", inp.by, inp.via, {"reason": inp.reason[:200]})
             return s
 

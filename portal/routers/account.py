@@ -57,6 +57,8 @@ def home_of(principal: auth.Principal) -> str:
         return f"/workspace/{principal.customer_id}"
     if principal.role in (Role.tl, Role.gts):
         return "/inbox"
+    if principal.role == Role.support_rep:
+        return "/desk"
     return "/programmes"
 
 

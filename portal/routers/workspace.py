@@ -15,7 +15,16 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.errors import RuleRefused
-from domain.request import AcceptResolution, AddComment, ApproveDispatch, AuthorRole, NewRequest, RejectResolution
+from domain.request import (
+    AcceptResolution,
+    AddComment,
+    ApproveDispatch,
+    AuthorRole,
+    NewRequest,
+    Priority,
+    RejectResolution,
+)
+from domain.steps import spec
 from portal import access, actions, forms, queries
 from portal.access import Action, NotFound
 from portal.auth import Principal, check_csrf, require_user
@@ -166,6 +175,8 @@ async def _request_page(request: Request, principal: Principal, customer_id: str
         "error": error,
         "may_accept": access.may(principal, Action.answer_resolution),
         "may_comment": access.may(principal, Action.comment),
+        "may_answer": access.may(principal, Action.answer_request),
+        "priorities": [p.value for p in Priority],
         "may_approve_customer": access.may(principal, Action.approve_dispatch_customer),
         "may_approve_manager": access.may(principal, Action.approve_dispatch_manager),
     }, status=status, title=f"Request {tracking_number}")
@@ -202,12 +213,19 @@ async def accept_resolution(request: Request, customer_id: str, tracking_number:
                                  "You accepted the proposed measures; the request is closed.")
 
 
+async def _request_in_reach(request: Request, principal: Principal, customer_id: str, tracking_number: str) -> None:
+    """404 for a customer out of reach or a request of another customer, before anything else is said."""
+    async with get_state(request).sessions() as session:
+        await access.customer_in_reach(session, principal, customer_id)
+        if await queries.request_of(session, customer_id, tracking_number) is None:
+            raise NotFound("request")
+
+
 async def _form_update(request: Request, principal: Principal, customer_id: str, tracking_number: str,
                        action: Action, update: str, model: type[BaseModel], data: dict[str, Any],
                        done: str) -> Response:
     """An Update from a posted form: an invalid field is shown on the page (422), nothing is sent."""
-    async with get_state(request).sessions() as session:
-        await access.customer_in_reach(session, principal, customer_id)
+    await _request_in_reach(request, principal, customer_id, tracking_number)
     access.require(principal, action)
     try:
         arg = parse_model(model, {"by": principal.actor, "via": "portal", **data}, "the form")
@@ -233,6 +251,29 @@ async def add_comment(request: Request, customer_id: str, tracking_number: str,
                               AddComment, {"by": by, "message": str(form.get("message", "")),
                                            "role": author_role(principal)},
                               "Your message is in the conversation; the other side is told.")
+
+
+# OT's side of a request, from its page (A4, C12): the step and the form fields of its payload.
+STAFF_REQUEST_STEPS: dict[str, tuple[str, ...]] = {
+    "respond": ("message",), "pend": ("reason",), "resume": ("note",), "propose_resolution": ("measures",),
+    "record_written_acceptance": ("reference",), "change_priority": ("priority", "reason"),
+}
+
+
+@router.post("/workspace/{customer_id}/requests/{tracking_number}/steps/{step}")
+async def staff_request_step(request: Request, customer_id: str, tracking_number: str, step: str,
+                             principal: Principal = Depends(require_user)) -> Response:
+    """A support rep, manager, TL or ops answers: the first response stops the C12 clock; pend asks the
+    customer something; resume; propose measures; record a written acceptance; change the priority."""
+    await _request_in_reach(request, principal, customer_id, tracking_number)
+    fields = STAFF_REQUEST_STEPS.get(step)
+    if fields is None:
+        return await _request_page(request, principal, customer_id, tracking_number, status=422,
+                                   error=f"{step} is not a step of a request: {', '.join(STAFF_REQUEST_STEPS)}")
+    form = await request.form()
+    return await _form_update(request, principal, customer_id, tracking_number, Action.answer_request, step,
+                              spec(step).payload, {f: str(form.get(f, "")) for f in fields},
+                              f"{spec(step).title}: done.")
 
 
 @router.post("/workspace/{customer_id}/requests/{tracking_number}/reject")

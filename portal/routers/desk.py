@@ -1,0 +1,35 @@
+"""The support desk's queue (C12): every request not closed, across the customers the person may
+see, the late ones first, with the time left on each first-response clock. One SQL query a page."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from domain.request import Priority
+from portal import access, queries
+from portal.access import Action
+from portal.auth import Principal, require_user
+from portal.rendering import render
+from portal.state import get_state
+from storage.users import Role
+
+router = APIRouter(include_in_schema=False)
+
+FILTERS = ("customer", "priority", "state", "tl")
+
+
+@router.get("/desk")
+async def desk(request: Request, principal: Principal = Depends(require_user)) -> Response:
+    access.require(principal, Action.desk)
+    given = {k: (request.query_params.get(k) or "").strip()[:128] or None for k in FILTERS}
+    async with get_state(request).sessions() as session:
+        reach = await access.customers_in_reach(session, principal)
+        # A TL sees the requests of the programmes they lead; staff every customer's.
+        ids = [c.id for c in reach] if principal.role == Role.tl else None
+        rows = await queries.desk_queue(session, ids, customer=given["customer"], priority=given["priority"],
+                                        state=given["state"], tl=given["tl"])
+    return render(request, "desk.html.j2", {
+        "rows": rows, "given": given, "customers": reach, "priorities": [p.value for p in Priority],
+        "states": queries.DESK_STATES, "late": sum(1 for r in rows if r.late),
+    }, title="Support desk")
