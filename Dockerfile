@@ -19,6 +19,7 @@ COPY cli ./cli
 COPY devstack ./devstack
 COPY telemetry ./telemetry
 COPY portal ./portal
+COPY inbound ./inbound
 
 # ---- build: a venv with the pinned dependencies -------------------------------------
 FROM ${PYTHON_IMAGE} AS build

@@ -38,7 +38,8 @@ MAIL_AFTER_SMTP = "mail.after_smtp"
 MAIL_AFTER_COMMIT = "mail.after_commit"
 REPORT_AFTER_FILING = "report.after_filing"
 PROJECTION_AFTER_COMMIT = "projection.after_commit"
-POINTS = (MAIL_AFTER_SMTP, MAIL_AFTER_COMMIT, REPORT_AFTER_FILING, PROJECTION_AFTER_COMMIT)
+INBOUND_AFTER_STORE = "inbound.after_store"  # the inbound receiver stored a reply's raw message, nothing more
+POINTS = (MAIL_AFTER_SMTP, MAIL_AFTER_COMMIT, REPORT_AFTER_FILING, PROJECTION_AFTER_COMMIT, INBOUND_AFTER_STORE)
 
 log = logging.getLogger(__name__)
 

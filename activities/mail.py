@@ -32,6 +32,7 @@ from activities.invites import render_ics
 from activities.mailer import PermanentMailError, SmtpMailer, TransientMailError
 from activities.metrics import MAILS_FAILED, MAILS_SENT
 from domain.activities import MailRequest, MailResult
+from domain.reply_address import reply_address, thread_id
 from storage.db import SessionFactory
 from storage.tables import DocumentRow, OutboxRow
 
@@ -109,6 +110,14 @@ def _files_context(files: list[DocumentFile]) -> dict[str, Any]:
     return context
 
 
+@dataclass(frozen=True)
+class ReplyAddresses:
+    """Where replies to a request's mails go (inbound/): the secret of the tokens and the reply domain."""
+
+    secret: str
+    domain: str
+
+
 class MailActivities:
     def __init__(
         self,
@@ -116,11 +125,13 @@ class MailActivities:
         mailer: SmtpMailer,
         templates: jinja2.Environment,
         sender: str,
+        replies: ReplyAddresses | None = None,
     ) -> None:
         self._sessions = session_factory
         self._mailer = mailer
         self._templates = templates
         self._sender = sender
+        self._replies = replies
 
     def render(self, template: str, context: dict[str, object]) -> RenderedMail:
         # A StrictUndefined error here is a bug in the calling workflow: it is left
@@ -169,6 +180,14 @@ class MailActivities:
         msg["X-TechConnect-Template"] = request.template
         if request.customer_id:
             msg["X-TechConnect-Customer"] = request.customer_id
+        tracking = request.context.get("tracking_number")
+        if self._replies is not None and isinstance(tracking, str) and tracking:
+            # A request's mails form one thread, and a reply lands in the request (inbound/).
+            msg["Reply-To"] = reply_address(tracking, self._replies.secret, self._replies.domain)
+            root = thread_id(tracking, self._replies.domain)
+            msg["In-Reply-To"] = root
+            msg["References"] = root
+            msg["X-TechConnect-Request"] = tracking
 
         msg.set_content(_text_body(rendered, document))
         msg.add_alternative(rendered.html, subtype="html")

@@ -1,4 +1,4 @@
-"""`techconnect dev`, `worker`, `portal`, `codec-server`: the long-running processes."""
+"""`techconnect dev`, `worker`, `portal`, `codec-server`, `inbound`: the long-running processes."""
 
 from __future__ import annotations
 
@@ -57,12 +57,23 @@ def codec_server() -> None:
     asyncio.run(serve())
 
 
+def inbound() -> None:
+    """Receive replies to request mails (SMTP on TECHCONNECT_INBOUND_HOST/PORT) and post them to their requests."""
+    from devstack.processes import run_inbound
+
+    async def serve(settings: Settings) -> None:
+        await run_inbound(settings, await runtime.client_for(settings))  # unreachable Temporal: exit 1, a message
+
+    asyncio.run(serve(Settings()))
+
+
 def register(app: typer.Typer) -> None:
     """The server commands sit at the top level (`techconnect dev`), not in a group."""
     app.command()(dev)
     app.command()(worker)
     app.command()(portal)
     app.command("codec-server")(codec_server)
+    app.command()(inbound)
 
 
 __all__ = ["register"]

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from config.secret_files import stored_secret
 from domain.naming import DEFAULT_TASK_QUEUE
 from domain.policy import ProgramPolicy
 
@@ -65,6 +66,13 @@ class Settings(BaseSettings):
     codec_token: SecretStr | None = None
     codec_cors_origins: list[str] = Field(
         default_factory=lambda: ["http://127.0.0.1:8233", "http://localhost:8233"])
+    # Replies by mail to request mails (inbound/): the domain of the reply addresses, the secret of
+    # their tokens (unset: generated once into data_dir), and the inbound SMTP receiver.
+    reply_domain: str = "reply.techconnect.example"
+    reply_secret: SecretStr | None = None
+    inbound_host: str = "127.0.0.1"
+    inbound_port: int = Field(default=8026, ge=0, le=65535)  # 0: `techconnect dev` starts no receiver
+    inbound_max_bytes: int = Field(default=10_000_000, ge=1024)  # a bigger reply is quarantined
     policy: ProgramPolicy = Field(default_factory=ProgramPolicy)
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
 
@@ -75,3 +83,9 @@ class Settings(BaseSettings):
     @property
     def mail_dir(self) -> Path:
         return self.data_dir / "mail"
+
+
+def reply_secret(settings: Settings) -> str:
+    """TECHCONNECT_REPLY_SECRET, or (development) a secret generated once into the data directory."""
+    return settings.reply_secret.get_secret_value() if settings.reply_secret else stored_secret(
+        settings.data_dir, "reply-secret")

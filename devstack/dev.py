@@ -125,10 +125,15 @@ async def run_dev_stack(settings: Settings) -> None:
                 demo = await load_demo(client, settings)
                 from portal.server import dev_portal  # issue 4: the portal on :8000, demo users per role
 
-                async with dev_portal(client, settings) as portal_banner:
+                async with dev_portal(client, settings) as portal_banner, contextlib.AsyncExitStack() as inbound:
+                    if settings.inbound_port:
+                        from inbound.service import inbound_receiver  # issue 13: replies by mail
+
+                        await inbound.enter_async_context(inbound_receiver(client=client, settings=settings))
                     print_banner(settings, demo + portal_banner)
                     await stop.wait()
-                    print("\nstopping: portal, worker, codec server, SMTP sink, Temporal dev server ...", flush=True)
+                    print("\nstopping: inbound receiver, portal, worker, codec server, SMTP sink, "
+                          "Temporal dev server ...", flush=True)
     finally:
         with contextlib.suppress(Exception):
             sink.stop()
@@ -151,6 +156,7 @@ TechConnect embedded stack is up.
   Temporal Web UI : {settings.ui_url}/namespaces/{ns}/workflows
   Temporal gRPC   : {settings.temporal.address} (namespace {ns})
   SMTP sink       : {settings.smtp_host}:{settings.smtp_port}, messages in {settings.mail_dir}
+  Replies by mail : {settings.inbound_host}:{settings.inbound_port} takes mail to *@{settings.reply_domain}
   Database        : {settings.effective_database_url}
   Codec server    : {codec_describe(settings)}
   {demo}

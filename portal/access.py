@@ -43,6 +43,7 @@ class Action(StrEnum):
     comment = "comment"  # a message to a request's thread (A4)
     answer_request = "answer_request"  # OT's side of a request: respond (C12), pend, resume, propose, priority (A4)
     desk = "desk"  # the queue of open requests across customers (C12)
+    quarantine = "quarantine"  # mail replies that were not posted, with the reason (any customer's)
     approve_dispatch_customer = "approve_dispatch_customer"  # A4: the customer accepts the extra cost
     approve_dispatch_manager = "approve_dispatch_manager"  # A4: an OT support manager approves
     give_notice = "give_notice"  # C16, the customer's written notice
@@ -62,6 +63,7 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.comment: frozenset({Role.contact, Role.tl, Role.ops, Role.support_rep, Role.support_manager, Role.admin}),
     Action.answer_request: frozenset({Role.tl, Role.ops, Role.support_rep, Role.support_manager, Role.admin}),
     Action.desk: frozenset({Role.tl, Role.ops, Role.support_rep, Role.support_manager, Role.admin}),
+    Action.quarantine: frozenset({Role.ops, Role.support_rep, Role.support_manager, Role.admin}),
     Action.approve_dispatch_customer: frozenset({Role.contact, Role.admin}),
     Action.approve_dispatch_manager: frozenset({Role.support_manager, Role.admin}),
     Action.give_notice: frozenset({Role.contact}),

@@ -102,6 +102,8 @@ def nav_items(principal: Principal | None) -> list[tuple[str, str]]:
         items.append(("Workspace", f"/workspace/{principal.customer_id}"))
     if access.may(principal, access.Action.desk):
         items.append(("Desk", "/desk"))
+    if access.may(principal, access.Action.quarantine):
+        items.append(("Mail quarantine", "/desk/quarantine"))
     if access.may(principal, access.Action.inbox):
         items.append(("Inbox", "/inbox"))
     if principal.role.value in ("tl",):

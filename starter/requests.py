@@ -132,16 +132,18 @@ async def request_status(client: Client, tracking_number: str) -> RequestStatus:
 
 
 async def update_request(client: Client, tracking_number: str, update: str, arg: BaseModel,
-                         missing_statuses: tuple[RPCStatusCode, ...] = (RPCStatusCode.NOT_FOUND,)) -> RequestStatus:
+                         missing_statuses: tuple[RPCStatusCode, ...] = (RPCStatusCode.NOT_FOUND,),
+                         update_id: str | None = None) -> RequestStatus:
     """Update `update` of `request-<tracking_number>` (respond, accept_resolution ...): its new status.
 
     `UpdateRefused` when the workflow refuses; `NotFound` when there is no live workflow (no such
     request, or an RPC status in `missing_statuses`, e.g. FAILED_PRECONDITION for a completed run).
+    The same `update_id` twice is one Update: Temporal answers the second with the first's result.
     """
     gone = NotFound(f"request {tracking_number} has no live workflow")
     with temporal_refusals(update=update, missing=lambda: gone, missing_statuses=missing_statuses):
         result: RequestStatus = await request_handle(client, tracking_number).execute_update(
-            update, arg, result_type=RequestStatus)
+            update, arg, id=update_id, result_type=RequestStatus)
     return result
 
 

@@ -12,7 +12,19 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, DateTime, ForeignKey, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -211,6 +223,24 @@ class RequestMessageRow(Base):
     role: Mapped[str] = mapped_column(String(16))
     via: Mapped[str] = mapped_column(String(32))
     text: Mapped[str] = mapped_column(Text)
+
+
+class InboundMessageRow(Base):
+    """A mail received by the inbound receiver (inbound/), stored raw before anything else is done with
+    it; then posted to its request, or quarantined with the reason (and the sender told once)."""
+
+    __tablename__ = "inbound_messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)  # the same message delivered twice: one row
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    mail_from: Mapped[str] = mapped_column(String(320))
+    rcpt_to: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # received | posted | quarantined
+    reason: Mapped[str] = mapped_column(Text, default="")
+    tracking_number: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    processed_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class SlaEventRow(Base):

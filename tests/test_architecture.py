@@ -14,8 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 OURS = {"domain", "config", "telemetry", "workflows", "storage", "activities", "starter", "worker",
-        "cli", "portal", "bench", "devstack", "testing", "tests"}
-FACES = {"cli", "portal", "bench"}
+        "cli", "portal", "inbound", "bench", "devstack", "testing", "tests"}
+FACES = {"cli", "portal", "inbound", "bench"}
 # Below the faces: what a face, the worker or the embedded stack builds on. devstack (what `make run`
 # starts) sits above everything; testing/ holds rigs that tests/ and bench/ share.
 BELOW = {"domain", "config", "telemetry", "workflows", "storage", "activities", "starter", "worker", "testing"}

@@ -57,7 +57,7 @@ def test_published_ports_do_not_clash() -> None:
 
 
 # ---------------------------------------------------------------- at scale (issue 6)
-APP_SERVICES = ("migrate", "worker", "portal", "codec")  # built from our Dockerfile
+APP_SERVICES = ("migrate", "worker", "portal", "inbound", "codec")  # built from our Dockerfile
 
 
 def services() -> dict[str, Any]:

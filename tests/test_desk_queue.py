@@ -12,7 +12,7 @@ from portal.queries import desk_queue
 from storage.db import SessionFactory
 from storage.tables import CustomerRow, ProgrammeRow, SupportRequestRow
 
-NOW = datetime(2027, 3, 16, 10, 0, tzinfo=UTC)  # a fixed instant: every clock below is relative to it
+NOW = datetime(2025, 3, 17, 10, 0, tzinfo=UTC)  # a fixed instant: every clock below is relative to it
 
 
 def request(number: str, customer: str, *, priority: str = "high", state: str = "open", deadline_in: int | None = 30,
@@ -35,12 +35,12 @@ async def seed(sessions: SessionFactory) -> None:
                                technical_lead_id=tl, enrolment={}, status={}, updated_at=NOW))
         await s.flush()
         s.add_all([
-            request("TC-ACME-2027-0001", "acme", deadline_in=30),  # waiting, 30 min left
-            request("TC-ACME-2027-0002", "acme", deadline_in=-5),  # deadline passed, no response: late
-            request("TC-BETA-2027-0001", "beta", deadline_in=10, priority="low"),  # waiting, 10 min left
-            request("TC-BETA-2027-0002", "beta", responded=True, state="pending"),  # answered
-            request("TC-ACME-2027-0003", "acme", responded=True, breached=True),  # answered late: late
-            request("TC-ACME-2027-0004", "acme", state="closed", responded=True),  # not on the desk
+            request("TC-ACME-2025-0001", "acme", deadline_in=30),  # waiting, 30 min left
+            request("TC-ACME-2025-0002", "acme", deadline_in=-5),  # deadline passed, no response: late
+            request("TC-BETA-2025-0001", "beta", deadline_in=10, priority="low"),  # waiting, 10 min left
+            request("TC-BETA-2025-0002", "beta", responded=True, state="pending"),  # answered
+            request("TC-ACME-2025-0003", "acme", responded=True, breached=True),  # answered late: late
+            request("TC-ACME-2025-0004", "acme", state="closed", responded=True),  # not on the desk
         ])
 
 
@@ -52,24 +52,24 @@ async def numbers(sessions: SessionFactory, ids: list[str] | None = None, **filt
 @pytest.mark.rule("C12")
 async def test_late_first_then_the_soonest_clocks_then_the_answered_ones(sessions: SessionFactory) -> None:
     await seed(sessions)
-    assert await numbers(sessions) == ["TC-ACME-2027-0002", "TC-ACME-2027-0003",  # late, by deadline
-                                       "TC-BETA-2027-0001", "TC-ACME-2027-0001",  # 10 then 30 min left
-                                       "TC-BETA-2027-0002"]  # answered
+    assert await numbers(sessions) == ["TC-ACME-2025-0002", "TC-ACME-2025-0003",  # late, by deadline
+                                       "TC-BETA-2025-0001", "TC-ACME-2025-0001",  # 10 then 30 min left
+                                       "TC-BETA-2025-0002"]  # answered
     async with sessions() as s:
         rows = {d.row.tracking_number: d for d in await desk_queue(s, None, now=NOW)}
-    assert rows["TC-ACME-2027-0002"].late and rows["TC-ACME-2027-0002"].sla == ("breached", "bad")
-    assert rows["TC-BETA-2027-0001"].sla == ("running, 10 min left", "warn")
-    assert rows["TC-ACME-2027-0001"].technical_lead_id == "tl-alice" and rows["TC-ACME-2027-0001"].customer_name \
+    assert rows["TC-ACME-2025-0002"].late and rows["TC-ACME-2025-0002"].sla == ("breached", "bad")
+    assert rows["TC-BETA-2025-0001"].sla == ("running, 10 min left", "warn")
+    assert rows["TC-ACME-2025-0001"].technical_lead_id == "tl-alice" and rows["TC-ACME-2025-0001"].customer_name \
         == "Acme Corp"
 
 
 async def test_filters_and_a_tls_reach(sessions: SessionFactory) -> None:
     await seed(sessions)
-    assert await numbers(sessions, tl="tl-bob") == ["TC-BETA-2027-0001", "TC-BETA-2027-0002"]
-    assert await numbers(sessions, priority="low") == ["TC-BETA-2027-0001"]
-    assert await numbers(sessions, state="pending") == ["TC-BETA-2027-0002"]
+    assert await numbers(sessions, tl="tl-bob") == ["TC-BETA-2025-0001", "TC-BETA-2025-0002"]
+    assert await numbers(sessions, priority="low") == ["TC-BETA-2025-0001"]
+    assert await numbers(sessions, state="pending") == ["TC-BETA-2025-0002"]
     assert await numbers(sessions, customer="acme", state="open") == [
-        "TC-ACME-2027-0002", "TC-ACME-2027-0003", "TC-ACME-2027-0001"]
+        "TC-ACME-2025-0002", "TC-ACME-2025-0003", "TC-ACME-2025-0001"]
     assert await numbers(sessions, state="closed") == await numbers(sessions)  # not a desk state: both shown
-    assert await numbers(sessions, ["beta"]) == ["TC-BETA-2027-0001", "TC-BETA-2027-0002"]
+    assert await numbers(sessions, ["beta"]) == ["TC-BETA-2025-0001", "TC-BETA-2025-0002"]
     assert await numbers(sessions, []) == []

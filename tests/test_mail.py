@@ -106,10 +106,11 @@ SAMPLE_CONTEXTS: dict[str, dict[str, Any]] = {
         "summary": "Search returns nothing", "opened_at_local": "Fri 26 Mar 2027 16:30 Europe/Paris",
         "deadline_local": "Tue 30 Mar 2027 09:30 Europe/Paris", "first_response_minutes": 60, "minutes_left": 15,
     },
+    "reply_not_posted": {"subject": "Re: TC-ACME-2027-0001", "reason": "request TC-ACME-2027-0001 is closed"},
     "request_message": {
         "tracking_number": "TC-ACME-2027-0001", "summary": "Search returns nothing",
         "state": "open",
-        "message": {"seq": 2, "at": "2027-03-26T15:40:00+00:00", "by": "carol@acme.example", "role": "customer",
+        "message": {"seq": 2, "at": "2025-03-26T15:40:00+00:00", "by": "carol@acme.example", "role": "customer",
                     "via": "portal", "text": "The logs are attached."},
     },
     "request_sla_breached": {

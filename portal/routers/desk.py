@@ -12,6 +12,7 @@ from portal.access import Action
 from portal.auth import Principal, require_user
 from portal.rendering import render
 from portal.state import get_state
+from storage.repositories.inbound import list_inbound
 from storage.users import Role
 
 router = APIRouter(include_in_schema=False)
@@ -33,3 +34,12 @@ async def desk(request: Request, principal: Principal = Depends(require_user)) -
         "rows": rows, "given": given, "customers": reach, "priorities": [p.value for p in Priority],
         "states": queries.DESK_STATES, "late": sum(1 for r in rows if r.late),
     }, title="Support desk")
+
+
+@router.get("/desk/quarantine")
+async def quarantine(request: Request, principal: Principal = Depends(require_user)) -> Response:
+    """Replies by mail that were not posted (bad token, stranger, closed request, too big), newest first."""
+    access.require(principal, Action.quarantine)
+    async with get_state(request).sessions() as session:
+        rows = await list_inbound(session, status="quarantined")
+    return render(request, "quarantine.html.j2", {"rows": rows}, title="Mail quarantine")

@@ -1,0 +1,198 @@
+"""What becomes of one inbound message: stored raw first (so a crash loses nothing), then checked
+(reply token, request, sender, size), trimmed of the quoted part, and posted to the request's thread
+as the `add_comment` Update, or quarantined with the reason and the sender told once.
+
+A message delivered twice (same Message-ID) has one row and is posted once; the Update carries an
+id derived from the Message-ID, so a post retried after a crash is not posted twice either."""
+
+from __future__ import annotations
+
+import email
+import email.message
+import email.policy
+import hashlib
+import logging
+from dataclasses import dataclass
+from email.utils import getaddresses, parseaddr
+
+from mailparser_reply import EmailReplyParser
+from sqlalchemy import func, select
+from temporalio.client import Client
+
+from activities.faults import INBOUND_AFTER_STORE, maybe_crash
+from activities.mail import MailActivities
+from config.settings import Settings, reply_secret
+from domain.activities import MailRequest
+from domain.errors import NotFound, RuleRefused
+from domain.reply_address import request_of_reply
+from domain.request import AddComment, AuthorRole
+from starter.requests import update_request
+from storage.db import SessionFactory
+from storage.repositories.inbound import list_inbound, mark_inbound, store_inbound
+from storage.tables import ContactRow, InboundMessageRow, ProgrammeRow, SupportRequestRow
+from storage.users import Role, get_user_by_email
+
+log = logging.getLogger("techconnect.inbound")
+
+# Attachments we keep (in the stored message) and name in the posted text; others are named as dropped.
+ATTACHMENT_TYPES = frozenset({"text/plain", "text/csv", "application/pdf", "image/png", "image/jpeg",
+                              "application/zip", "application/json", "application/xml", "text/xml"})
+ATTACHMENT_MAX_BYTES = 5_000_000
+STAFF = frozenset({Role.support_rep, Role.support_manager, Role.ops, Role.admin})
+TRIMMER = EmailReplyParser(languages=["en", "fr", "de", "es", "it", "nl"])
+
+
+@dataclass(frozen=True)
+class Author:
+    by: str
+    role: AuthorRole
+
+
+class Quarantined(Exception):
+    """The reason a message is not posted (shown to ops and in the bounce)."""
+
+
+def parse(raw: bytes) -> email.message.EmailMessage:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, email.message.EmailMessage)
+    return message
+
+
+def message_id_of(message: email.message.EmailMessage, raw: bytes) -> str:
+    given = " ".join(str(message.get("Message-ID", "")).split())
+    return given[:998] if given else f"<sha256-{hashlib.sha256(raw).hexdigest()}@inbound.techconnect>"
+
+
+def reply_text(message: email.message.EmailMessage) -> str:
+    """The new part of the reply: the plain body without the quoted mail below it."""
+    body = message.get_body(("plain",))
+    if not isinstance(body, email.message.EmailMessage):
+        raise Quarantined("the message has no plain-text part to post")
+    text = str(TRIMMER.parse_reply(text=str(body.get_content()))).strip()
+    if not text:
+        raise Quarantined("the reply is empty once the quoted message is taken away")
+    return text
+
+
+def attachment_note(message: email.message.EmailMessage) -> str:
+    kept: list[str] = []
+    dropped: list[str] = []
+    for part in message.iter_attachments():
+        name = part.get_filename() or "unnamed"
+        payload = part.get_payload(decode=True)
+        size = len(payload) if isinstance(payload, bytes) else 0
+        ok = part.get_content_type() in ATTACHMENT_TYPES and size <= ATTACHMENT_MAX_BYTES
+        (kept if ok else dropped).append(f"{name} ({part.get_content_type()}, {size} bytes)")
+    lines = ([f"Attached: {', '.join(kept)}"] if kept else []) + (
+        [f"Not kept (type or size): {', '.join(dropped)}"] if dropped else [])
+    return "\n".join(lines)
+
+
+class ReplyPoster:
+    """Turns stored inbound messages into posts or quarantine entries, with injected dependencies."""
+
+    def __init__(self, settings: Settings, sessions: SessionFactory, client: Client, mail: MailActivities) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._client = client
+        self._mail = mail
+        self._secret = reply_secret(settings)
+
+    async def receive(self, mail_from: str, rcpt_tos: list[str], raw: bytes) -> InboundMessageRow:
+        """Store first, then process. A message already processed (delivered again) is left as it is."""
+        message_id = message_id_of(parse(raw), raw)
+        async with self._sessions() as session, session.begin():
+            stored = await store_inbound(session, message_id=message_id, mail_from=mail_from, rcpt_to=rcpt_tos,
+                                         raw=raw)
+        maybe_crash(INBOUND_AFTER_STORE)  # crash tests: stored, nothing else done
+        if stored.row.status != "received":
+            log.info("inbound %s delivered again: already %s", message_id, stored.row.status)
+            return stored.row
+        return await self.process(stored.row)
+
+    async def process_pending(self) -> int:
+        """Messages stored but not processed (the receiver stopped in between): processed now."""
+        async with self._sessions() as session:
+            pending = await list_inbound(session, status="received")
+        for row in reversed(pending):
+            await self.process(row)
+        return len(pending)
+
+    async def process(self, row: InboundMessageRow) -> InboundMessageRow:
+        message = parse(row.raw)
+        sender = parseaddr(str(message.get("From", "")))[1].strip().lower() or row.mail_from.lower()
+        tracking: str | None = None
+        try:
+            if row.size > self._settings.inbound_max_bytes:
+                raise Quarantined(f"the message is {row.size} bytes, more than {self._settings.inbound_max_bytes}")
+            tracking = self._tracking_number(row)
+            author = await self._author(tracking, sender)
+            text = reply_text(message)
+            if note := attachment_note(message):
+                text = f"{text}\n\n{note}"
+            await self._post(row, tracking, author, text[:20_000])
+        except Quarantined as why:
+            await self._quarantine(row, message, sender, str(why), tracking)
+        else:
+            async with self._sessions() as session, session.begin():
+                await mark_inbound(session, row.id, status="posted", tracking_number=tracking)
+            log.info("inbound %s posted to %s by %s", row.message_id, tracking, sender)
+        async with self._sessions() as session:
+            refreshed = await session.get(InboundMessageRow, row.id, populate_existing=True)
+        assert refreshed is not None
+        return refreshed
+
+    def _tracking_number(self, row: InboundMessageRow) -> str:
+        reasons = []
+        for _, address in getaddresses(row.rcpt_to.split(",")):
+            tracking, why = request_of_reply(address, self._secret, self._settings.reply_domain)
+            if tracking:
+                return tracking
+            reasons.append(why)
+        raise Quarantined("; ".join(reasons) or "no recipient")
+
+    async def _author(self, tracking: str, sender: str) -> Author:
+        async with self._sessions() as session:
+            request = await session.get(SupportRequestRow, tracking, populate_existing=True)
+            if request is None:
+                raise Quarantined(f"there is no request {tracking}")
+            if request.state == "closed":
+                raise Quarantined(f"request {tracking} is closed: a reply to it is not posted")
+            contact = await session.scalar(select(ContactRow.id).where(
+                ContactRow.customer_id == request.customer_id, func.lower(ContactRow.email) == sender,
+                ContactRow.active.is_(True)))
+            if contact is not None:
+                return Author(sender, AuthorRole.customer)
+            user = await get_user_by_email(session, sender)
+            programme = await session.get(ProgrammeRow, request.customer_id)
+        if user is not None and user.active and user.role == Role.tl and programme is not None \
+                and user.technical_lead_id == programme.technical_lead_id:
+            return Author(programme.technical_lead_id, AuthorRole.technical_lead)
+        if user is not None and user.active and user.role in STAFF:
+            return Author(sender, AuthorRole.staff)
+        raise Quarantined(f"{sender} is not a contact of customer {request.customer_id}, nor staff")
+
+    async def _post(self, row: InboundMessageRow, tracking: str, author: Author, text: str) -> None:
+        comment = AddComment(by=author.by, via="mail", message=text, role=author.role)
+        # The Update id comes from the Message-ID: posted again after a crash, Temporal answers the first.
+        update_id = "mail-" + hashlib.sha256(row.message_id.encode()).hexdigest()[:32]
+        try:
+            await update_request(self._client, tracking, "add_comment", comment, update_id=update_id)
+        except NotFound:
+            raise Quarantined(f"request {tracking} is closed: a reply to it is not posted") from None
+        except RuleRefused as refused:
+            raise Quarantined(refused.message) from None
+
+    async def _quarantine(self, row: InboundMessageRow, message: email.message.EmailMessage, sender: str,
+                          reason: str, tracking: str | None) -> None:
+        async with self._sessions() as session, session.begin():
+            await mark_inbound(session, row.id, status="quarantined", reason=reason, tracking_number=tracking)
+        log.warning("inbound %s from %s quarantined: %s", row.message_id, sender, reason)
+        # RFC 3834: never answer an automatic message (loops); everyone else is told once (outbox key).
+        if sender and str(message.get("Auto-Submitted", "no")).lower() == "no":
+            await self._mail.send_mail(MailRequest(
+                idempotency_key=f"inbound-bounce-{row.id}", to=[sender], template="reply_not_posted",
+                context={"reason": reason, "subject": str(message.get("Subject", ""))[:200],
+                         "portal_url": self._settings.policy.portal_url,
+                         # The mail layout names a customer: here, whom the reply was meant for if known.
+                         "customer_name": "TechConnect support", "customer_id": tracking or "no request"}))

@@ -1,0 +1,248 @@
+"""Replies by mail (issue 13): a request mail carries a reply address with an HMAC token and threads;
+a customer's reply, sent through a real SMTP session to the inbound receiver, lands trimmed in the
+request's thread, once; forged, foreign, late and oversized replies are quarantined with the reason and
+the sender is told once; a receiver killed right after storing the raw message posts it after restart.
+
+Real parts: the Temporal dev server, the worker, SQLite, the SMTP sink for outgoing mail, aiosmtplib
+to the inbound receiver (in this module's event loop, and as a `techconnect inbound` subprocess)."""
+
+from __future__ import annotations
+
+import asyncio
+import email.message
+import html
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from email.utils import make_msgid
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiosmtplib
+import httpx
+import pytest
+import pytest_asyncio
+
+from activities.faults import FAULT_DIR_ENV, FAULT_ENV, INBOUND_AFTER_STORE
+from config.settings import Settings, reply_secret
+from domain.reply_address import reply_address, reply_token, thread_id
+from domain.request import AddComment, NewRequest, RecordWrittenAcceptance
+from inbound.service import inbound_receiver
+from portal.app import create_app
+from starter.requests import open_request, request_status, update_request
+from storage import users as users_repo
+from storage.repositories.inbound import list_inbound
+from storage.users import Role
+from testing.servers import free_port
+from tests.harness import Cli, Stack, add_subscription, cli_environ, enrolment, stack_on_server, until_passes
+from tests.portal_fixtures import password_hash, sign_in
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+PARIS = ZoneInfo("Europe/Paris")
+MAX_BYTES = 4096  # a reply bigger than this is quarantined (small, so the test sends little)
+QUOTED = "\n\nOn Tue, 1 Dec 2026 at 10:00, TechConnect <techconnect@opentext.example> wrote:\n> {}\n> Regards\n"
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def st(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    async with stack_on_server(tmp_path_factory.mktemp("replies")) as s:
+        yield s
+
+
+def settings_of(st: Stack) -> Settings:
+    return st.settings.model_copy(update={"task_queue": st.task_queue, "inbound_max_bytes": MAX_BYTES})
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def inbound(st: Stack) -> AsyncIterator[int]:
+    async with inbound_receiver(settings_of(st), st.client, st.sessions, port=0) as port:
+        yield port
+
+
+async def live_request(st: Stack, customer_id: str) -> str:
+    today = datetime.now(PARIS).date()
+    await add_subscription(st.sessions, customer_id, today - timedelta(days=30), today + timedelta(days=800))
+    await st.start(enrolment(customer_id, today - timedelta(days=1)))
+    await st.wait_enrolled(customer_id)
+    new = NewRequest.model_validate({"customer_id": customer_id, "kind": "support", "priority": "high",
+                                     "summary": "Search is down", "filed_by": f"carol@{customer_id}.example"})
+    return await open_request(st.client, settings_of(st), new, sessions=st.sessions)
+
+
+async def staff_message(st: Stack, number: str, text: str) -> email.message.EmailMessage:
+    """Staff write on the request; the mail the contacts get (the one they reply to)."""
+    await update_request(st.client, number, "add_comment", AddComment(by="rep-sam", message=text))
+    mails = await st.sink.wait_for(lambda m: number in str(m["Subject"]) and text in str(m.get_body(
+        ("plain",)).get_content()), timeout=20)  # type: ignore[union-attr]
+    return mails[-1]
+
+
+def reply_to(mail: email.message.EmailMessage, sender: str, text: str, *, to: str | None = None,
+             message_id: str | None = None, extra: str = "") -> email.message.EmailMessage:
+    reply = email.message.EmailMessage()
+    reply["From"] = sender
+    reply["To"] = to or str(mail["Reply-To"])
+    reply["Subject"] = f"Re: {mail['Subject']}"
+    reply["Message-ID"] = message_id or make_msgid(domain="customer.example")
+    reply["In-Reply-To"] = str(mail["Message-ID"])
+    reply["References"] = f"{mail['References']} {mail['Message-ID']}"
+    reply.set_content(text + QUOTED.format("the text of our mail") + extra)
+    return reply
+
+
+async def send(port: int, message: email.message.EmailMessage) -> None:
+    await aiosmtplib.send(message, hostname="127.0.0.1", port=port, timeout=30)
+
+
+async def thread(st: Stack, number: str) -> list[tuple[str, str, str]]:
+    s = await request_status(st.client, number)
+    return [(m.by, m.via, m.text) for m in s.messages]
+
+
+async def inbound_rows(st: Stack) -> dict[str, Any]:
+    async with st.sessions() as session:
+        return {r.message_id: r for r in await list_inbound(session)}
+
+
+@pytest.mark.rule("A4")
+async def test_a_reply_lands_trimmed_in_the_thread_once(st: Stack, inbound: int) -> None:
+    number = await live_request(st, "mailco")
+    mail = await staff_message(st, number, "Could you send the indexer log?")
+    settings = settings_of(st)
+    # The request mail names its request in an unforgeable reply address, and threads.
+    assert str(mail["Reply-To"]) == reply_address(number, reply_secret(settings), settings.reply_domain)
+    assert str(mail["In-Reply-To"]) == thread_id(number, settings.reply_domain) == str(mail["References"])
+
+    reply = reply_to(mail, "Carol Diaz <carol@mailco.example>", "Here it is: the indexer stopped at 02:10.")
+    await send(inbound, reply)
+    assert (await thread(st, number))[-1] == ("carol@mailco.example", "mail",
+                                              "Here it is: the indexer stopped at 02:10.")
+    # The TL and the desk hear of it like of a portal message.
+    await st.sink.wait_for(lambda m: number in str(m["Subject"]) and "from carol@mailco.example" in str(
+        m["Subject"]), timeout=20)
+
+    # The same message delivered again (same Message-ID): one row, one post.
+    await send(inbound, reply)
+    assert [t for t in await thread(st, number) if t[1] == "mail"] == [
+        ("carol@mailco.example", "mail", "Here it is: the indexer stopped at 02:10.")]
+    rows = await inbound_rows(st)
+    assert rows[str(reply["Message-ID"])].status == "posted"
+
+    shown = await Cli(env=cli_environ(st))("request", "show", number, "--json")
+    assert shown.code == 0, str(shown)
+    assert shown.json()["messages"][-1]["text"] == "Here it is: the indexer stopped at 02:10."
+
+
+@pytest.mark.rule("A4")
+async def test_forged_foreign_late_and_oversized_replies_are_quarantined_and_bounced_once(
+    st: Stack, inbound: int
+) -> None:
+    number = await live_request(st, "quarco")
+    other = await live_request(st, "otherco")
+    mail = await staff_message(st, number, "Which version do you run?")
+    settings = settings_of(st)
+    # The token of this request on the address of another: a customer cannot post into a request by
+    # editing the tracking number.
+    forged = f"reply+{other}.{reply_token(number, reply_secret(settings))}@{settings.reply_domain}"
+    cases = {
+        "forged": (reply_to(mail, "carol@quarco.example", "Version 23.4.", to=forged), "reply token"),
+        "no token": (reply_to(mail, "carol@quarco.example", "Version 23.4.", to=f"help@{settings.reply_domain}"),
+                     "names no request"),
+        "stranger": (reply_to(mail, "eve@elsewhere.example", "Let me in."),
+                     "eve@elsewhere.example is not a contact of customer quarco"),
+        "oversized": (reply_to(mail, "carol@quarco.example", "Big logs.", extra="x" * (2 * MAX_BYTES)),
+                      f"more than {MAX_BYTES}"),
+    }
+    before = await thread(st, number)
+    for reply, _ in cases.values():
+        await send(inbound, reply)
+    await update_request(st.client, number, "record_written_acceptance",
+                         RecordWrittenAcceptance(by="ops-olga", reference="LTR-1"))
+    late = reply_to(mail, "carol@quarco.example", "Thanks, all good.")
+    await send(inbound, late)
+    cases["closed"] = (late, f"request {number} is closed")
+
+    rows = await inbound_rows(st)
+    for name, (reply, reason) in cases.items():
+        row = rows[str(reply["Message-ID"])]
+        assert row.status == "quarantined" and reason in row.reason, (name, row.reason)
+        sender = str(reply["From"])
+        bounces = await st.sink.wait_for(lambda m, s=sender: s in str(m["To"]) and "was not added" in str(
+            m["Subject"]), timeout=20)
+        assert len([b for b in bounces if reason in b.get_body(("plain",)).get_content()]) >= 1, name  # type: ignore[union-attr]
+    assert await thread(st, number) == before  # nothing posted
+    # Each quarantined message is bounced once, even when delivered again.
+    await send(inbound, cases["stranger"][0])  # answered 250 once the stored row is found: nothing more
+    assert len(st.mails("was not added", to="eve@elsewhere.example")) == 1
+
+    # Ops see the quarantine in the portal, with each reason; a customer contact may not.
+    async with st.sessions() as session, session.begin():
+        await users_repo.add_user(session, email="ops@techconnect.example", name="Oscar Ops", role=Role.ops,
+                                  password_hash=password_hash())
+        await users_repo.add_user(session, email="carol@quarco.example", name="Carol Diaz", role=Role.contact,
+                                  customer_id="quarco", password_hash=password_hash())
+    app = create_app(settings.model_copy(update={"portal_secret": "replies-" + "x" * 32}), sessions=st.sessions,
+                     client=st.client)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://portal.test") as http:
+        await sign_in(http, "ops@techconnect.example")
+        page = await http.get("/desk/quarantine")
+        assert page.status_code == 200, page.text
+        for name, (_, reason) in cases.items():
+            assert reason in html.unescape(page.text), name
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://portal.test") as http:
+        await sign_in(http, "carol@quarco.example")
+        assert (await http.get("/desk/quarantine")).status_code == 403
+
+
+@pytest.mark.rule("A4")
+async def test_a_receiver_killed_after_storing_a_reply_posts_it_once_after_restart(
+    st: Stack, tmp_path: Path
+) -> None:
+    number = await live_request(st, "crashco")
+    mail = await staff_message(st, number, "Is the cluster back?")
+    port = free_port()
+    env = cli_environ(st) | {"TECHCONNECT_INBOUND_PORT": str(port), "TECHCONNECT_INBOUND_HOST": "127.0.0.1",
+                             FAULT_ENV: INBOUND_AFTER_STORE, FAULT_DIR_ENV: str(tmp_path)}
+
+    log = tmp_path / "inbound.log"
+
+    async def receiver() -> asyncio.subprocess.Process:
+        with log.open("ab") as out:
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "cli", "inbound", env=env, stdout=out,
+                                                        stderr=out, start_new_session=True)
+
+        async def listening() -> None:
+            assert proc.returncode is None, f"techconnect inbound exited {proc.returncode}: {log.read_text()}"
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError as err:
+                raise AssertionError(f"techconnect inbound not listening on {port} yet: {err}; "
+                                     f"{log.read_text()[-600:]}") from err
+            writer.close()
+        await until_passes(listening, timeout=60, interval=0.2)
+        return proc
+
+    reply = reply_to(mail, "carol@crashco.example", "Yes, since 09:40.")
+    first = await receiver()
+    with pytest.raises(aiosmtplib.SMTPException):  # the receiver dies after storing, before answering
+        await send(port, reply)
+    assert await asyncio.wait_for(first.wait(), 30) != 0
+    assert (await inbound_rows(st))[str(reply["Message-ID"])].status == "received"
+    assert ("carol@crashco.example", "mail", "Yes, since 09:40.") not in await thread(st, number)
+
+    second = await receiver()  # the stored message is posted at start
+    try:
+        async def posted() -> None:
+            assert (await inbound_rows(st))[str(reply["Message-ID"])].status == "posted"
+        await until_passes(posted, timeout=30, interval=0.3)
+        await send(port, reply)  # the sender's server retries: 250, nothing more
+        mine = [t for t in await thread(st, number) if t[0] == "carol@crashco.example"]
+        assert mine == [("carol@crashco.example", "mail", "Yes, since 09:40.")]
+    finally:
+        os.killpg(second.pid, signal.SIGTERM)
+        await asyncio.wait_for(second.wait(), 30)
