@@ -241,6 +241,15 @@ class AuthorRole(StrEnum):
     staff = "staff"  # a support representative, a support manager or operations (the face checked the role)
 
 
+class AttachmentRef(BaseModel):
+    """A file that came with a message, stored in the database (`request_attachments`), not in history."""
+
+    id: int
+    filename: str = Field(min_length=1, max_length=255)
+    content_type: str
+    size: int = Field(ge=0)
+
+
 class Message(BaseModel):
     """One message of a request's thread (A4: the request is followed with the customer)."""
 
@@ -250,6 +259,7 @@ class Message(BaseModel):
     role: AuthorRole
     via: str  # portal, mail, cli, temporal
     text: str
+    attachments: list[AttachmentRef] = Field(default_factory=list)
 
 
 class AddComment(StepInput):
@@ -257,6 +267,7 @@ class AddComment(StepInput):
 
     message: str = Field(min_length=1, max_length=20_000)
     role: AuthorRole = AuthorRole.staff
+    attachments: list[AttachmentRef] = Field(default_factory=list, max_length=20)
 
 
 class RequestResult(BaseModel):

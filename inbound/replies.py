@@ -23,21 +23,19 @@ from activities.faults import INBOUND_AFTER_STORE, maybe_crash
 from activities.mail import MailActivities
 from config.settings import Settings, reply_secret
 from domain.activities import MailRequest
+from domain.attachments import MAX_ATTACHMENTS, attachment_refused, safe_filename
 from domain.errors import NotFound, RuleRefused
 from domain.reply_address import request_of_reply
-from domain.request import AddComment, AuthorRole
+from domain.request import AddComment, AttachmentRef, AuthorRole
 from starter.requests import update_request
 from storage.db import SessionFactory
+from storage.repositories.attachments import keep_attachment
 from storage.repositories.inbound import list_inbound, mark_inbound, store_inbound
 from storage.tables import ContactRow, InboundMessageRow, ProgrammeRow, SupportRequestRow
 from storage.users import Role, get_user_by_email
 
 log = logging.getLogger("techconnect.inbound")
 
-# Attachments we keep (in the stored message) and name in the posted text; others are named as dropped.
-ATTACHMENT_TYPES = frozenset({"text/plain", "text/csv", "application/pdf", "image/png", "image/jpeg",
-                              "application/zip", "application/json", "application/xml", "text/xml"})
-ATTACHMENT_MAX_BYTES = 5_000_000
 STAFF = frozenset({Role.support_rep, Role.support_manager, Role.ops, Role.admin})
 TRIMMER = EmailReplyParser(languages=["en", "fr", "de", "es", "it", "nl"])
 
@@ -74,18 +72,28 @@ def reply_text(message: email.message.EmailMessage) -> str:
     return text
 
 
-def attachment_note(message: email.message.EmailMessage) -> str:
-    kept: list[str] = []
+@dataclass(frozen=True)
+class Attachment:
+    part: int
+    filename: str
+    content_type: str
+    content: bytes
+
+
+def attachments_of(message: email.message.EmailMessage) -> tuple[list[Attachment], list[str]]:
+    """(the attachments kept: allowed type, under the size limit; the names of the others)."""
+    kept: list[Attachment] = []
     dropped: list[str] = []
-    for part in message.iter_attachments():
-        name = part.get_filename() or "unnamed"
+    for n, part in enumerate(message.iter_attachments(), 1):
+        assert isinstance(part, email.message.EmailMessage)
+        name = safe_filename(part.get_filename() or "", f"attachment-{n}")
         payload = part.get_payload(decode=True)
-        size = len(payload) if isinstance(payload, bytes) else 0
-        ok = part.get_content_type() in ATTACHMENT_TYPES and size <= ATTACHMENT_MAX_BYTES
-        (kept if ok else dropped).append(f"{name} ({part.get_content_type()}, {size} bytes)")
-    lines = ([f"Attached: {', '.join(kept)}"] if kept else []) + (
-        [f"Not kept (type or size): {', '.join(dropped)}"] if dropped else [])
-    return "\n".join(lines)
+        content = payload if isinstance(payload, bytes) else b""
+        if attachment_refused(name, part.get_content_type(), len(content)) is None and len(kept) < MAX_ATTACHMENTS:
+            kept.append(Attachment(n, name, part.get_content_type(), content))
+        else:
+            dropped.append(f"{name} ({part.get_content_type()}, {len(content)} bytes)")
+    return kept, dropped
 
 
 class ReplyPoster:
@@ -128,9 +136,11 @@ class ReplyPoster:
             tracking = self._tracking_number(row)
             author = await self._author(tracking, sender)
             text = reply_text(message)
-            if note := attachment_note(message):
-                text = f"{text}\n\n{note}"
-            await self._post(row, tracking, author, text[:20_000])
+            kept, dropped = attachments_of(message)
+            if dropped:
+                text = f"{text}\n\nNot kept (type or size): {', '.join(dropped)}"
+            refs = await self._keep(row, tracking, kept)
+            await self._post(row, tracking, author, text[:20_000], refs)
         except Quarantined as why:
             await self._quarantine(row, message, sender, str(why), tracking)
         else:
@@ -172,8 +182,20 @@ class ReplyPoster:
             return Author(sender, AuthorRole.staff)
         raise Quarantined(f"{sender} is not a contact of customer {request.customer_id}, nor staff")
 
-    async def _post(self, row: InboundMessageRow, tracking: str, author: Author, text: str) -> None:
-        comment = AddComment(by=author.by, via="mail", message=text, role=author.role)
+    async def _keep(self, row: InboundMessageRow, tracking: str, kept: list[Attachment]) -> list[AttachmentRef]:
+        refs = []
+        async with self._sessions() as session, session.begin():
+            for a in kept:
+                stored = await keep_attachment(session, tracking_number=tracking, inbound_message_id=row.id,
+                                               part=a.part, filename=a.filename, content_type=a.content_type,
+                                               content=a.content)
+                refs.append(AttachmentRef(id=stored.id, filename=stored.filename, content_type=stored.content_type,
+                                          size=stored.size))
+        return refs
+
+    async def _post(self, row: InboundMessageRow, tracking: str, author: Author, text: str,
+                    attachments: list[AttachmentRef]) -> None:
+        comment = AddComment(by=author.by, via="mail", message=text, role=author.role, attachments=attachments)
         # The Update id comes from the Message-ID: posted again after a crash, Temporal answers the first.
         update_id = "mail-" + hashlib.sha256(row.message_id.encode()).hexdigest()[:32]
         try:

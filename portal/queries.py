@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.request import AuthorRole, Message
+from domain.request import AttachmentRef, AuthorRole, Message
 from storage import repositories as repo
 from storage.repositories import as_utc
 from storage.tables import BillableExtraRow, CustomerRow, DocumentRow, ProgrammeRow, SupportRequestRow
@@ -238,7 +238,8 @@ class RequestDetail:
 
 
 async def request_detail(session: AsyncSession, row: SupportRequestRow) -> RequestDetail:
-    messages = [Message(seq=m.seq, at=m.at, by=m.by, role=AuthorRole(m.role), via=m.via, text=m.text)
+    messages = [Message(seq=m.seq, at=m.at, by=m.by, role=AuthorRole(m.role), via=m.via, text=m.text,
+                        attachments=[AttachmentRef.model_validate(a) for a in m.attachments or []])
                 for m in await repo.list_messages(session, row.tracking_number)]
     return RequestDetail(row=row, history=await repo.list_status_changes(session, row.tracking_number),
                          sla_events=await repo.list_sla_events(session, tracking_number=row.tracking_number),

@@ -223,6 +223,7 @@ class RequestMessageRow(Base):
     role: Mapped[str] = mapped_column(String(16))
     via: Mapped[str] = mapped_column(String(32))
     text: Mapped[str] = mapped_column(Text)
+    attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # AttachmentRef each
 
 
 class InboundMessageRow(Base):
@@ -241,6 +242,23 @@ class InboundMessageRow(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     tracking_number: Mapped[str | None] = mapped_column(String(64), nullable=True)
     processed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class RequestAttachmentRow(Base):
+    """A file that came with a message of a request's thread (a mail reply's attachment), kept under a
+    size limit and a content-type allowlist; served only on that request's page."""
+
+    __tablename__ = "request_attachments"
+    __table_args__ = (UniqueConstraint("inbound_message_id", "part"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tracking_number: Mapped[str] = mapped_column(ForeignKey("support_requests.tracking_number"), index=True)
+    inbound_message_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"), nullable=True)
+    part: Mapped[int] = mapped_column(Integer)  # its place in the message: a retried import finds it
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(127))
+    size: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
 
 
 class SlaEventRow(Base):

@@ -21,6 +21,7 @@ from storage import repositories as repo
 from storage import users as users_repo
 from storage.credentials import digest, hash_password, new_api_token
 from storage.db import SessionFactory
+from storage.tables import RequestAttachmentRow
 from storage.users import Role
 
 PASSWORD = "correct horse battery"
@@ -53,6 +54,7 @@ class Tenant:
     contact_email: str
     tl_email: str
     tl_id: str
+    attachment_id: int = 0  # a file of the request's thread
     tokens: dict[str, str] = field(default_factory=dict)  # e-mail -> API token
     token_ids: dict[str, int] = field(default_factory=dict)
 
@@ -84,7 +86,11 @@ async def seed_tenant(sessions: SessionFactory, customer_id: str, tl_id: str) ->
             tracking_number=tracking, workflow_id=f"request-{tracking}", customer_id=customer_id, kind="support",
             priority="high", summary="Search is slow", opened_at=NOW,
             first_response_deadline=NOW + timedelta(hours=1)), now=NOW)
-        tenant = Tenant(customer_id, doc.row.id, tracking, contact, tl_email, tl_id)
+        attachment = RequestAttachmentRow(tracking_number=tracking, part=1, filename="log.txt",
+                                          content_type="text/plain", size=4, content=b"log\n", created_at=NOW)
+        s.add(attachment)
+        await s.flush()
+        tenant = Tenant(customer_id, doc.row.id, tracking, contact, tl_email, tl_id, attachment.id)
         await users_repo.add_user(s, email=contact, name="Carol Diaz", role=Role.contact, customer_id=customer_id,
                                   password_hash=password_hash())
         await users_repo.add_user(s, email=tl_email, name=tl_id, role=Role.tl, technical_lead_id=tl_id,

@@ -40,7 +40,7 @@ from tests.portal_fixtures import (
 PARAM = re.compile(r"{(\w+)}")
 # Every path parameter the portal knows. A route with a new one fails these tests until
 # the new parameter gets another customer's value here.
-KNOWN_PARAMS = {"customer_id", "document_id", "tracking_number", "step", "token_id", "token"}
+KNOWN_PARAMS = {"customer_id", "document_id", "tracking_number", "attachment_id", "step", "token_id", "token"}
 PUBLIC = {"/", "/login", "/login/link", "/login/link/{token}", "/healthz", "/logout"}
 
 
@@ -84,6 +84,7 @@ def fill(path: str, values: dict[str, Any]) -> str:
 
 def ids_of(t: Tenant, email: str) -> dict[str, Any]:
     return {"customer_id": t.customer_id, "document_id": t.document_id, "tracking_number": t.tracking_number,
+            "attachment_id": t.attachment_id,
             "step": "schedule_kickoff", "token_id": t.token_ids[email], "token": secrets.token_urlsafe(16)}
 
 
@@ -144,7 +145,7 @@ async def test_another_tenants_ids_give_404_on_every_route_that_takes_one(portal
             theirs = ids_of(other, other.contact_email)
             variants = [theirs]
             # My customer, their document / request / token: still theirs.
-            for key in ("document_id", "tracking_number", "token_id"):
+            for key in ("document_id", "tracking_number", "attachment_id", "token_id"):
                 if "{" + key + "}" in path:
                     variants.append({**ids_of(mine, email), key: theirs[key]})
             for values in variants:

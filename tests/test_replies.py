@@ -25,6 +25,7 @@ import aiosmtplib
 import httpx
 import pytest
 import pytest_asyncio
+from sqlalchemy import select
 
 from activities.faults import FAULT_DIR_ENV, FAULT_ENV, INBOUND_AFTER_STORE
 from config.settings import Settings, reply_secret
@@ -35,10 +36,11 @@ from portal.app import create_app
 from starter.requests import open_request, request_status, update_request
 from storage import users as users_repo
 from storage.repositories.inbound import list_inbound
+from storage.tables import RequestAttachmentRow
 from storage.users import Role
 from testing.servers import free_port
 from tests.harness import Cli, Stack, add_subscription, cli_environ, enrolment, stack_on_server, until_passes
-from tests.portal_fixtures import password_hash, sign_in
+from tests.portal_fixtures import csrf_of, password_hash, sign_in
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -135,6 +137,60 @@ async def test_a_reply_lands_trimmed_in_the_thread_once(st: Stack, inbound: int)
     shown = await Cli(env=cli_environ(st))("request", "show", number, "--json")
     assert shown.code == 0, str(shown)
     assert shown.json()["messages"][-1]["text"] == "Here it is: the indexer stopped at 02:10."
+
+
+@pytest.mark.rule("A4")
+async def test_a_replys_allowed_attachments_are_kept_and_served_on_the_request_page_only(
+    st: Stack, inbound: int
+) -> None:
+    number = await live_request(st, "fileco")
+    other = await live_request(st, "fileother")
+    mail = await staff_message(st, number, "Please attach the indexer log.")
+    reply = reply_to(mail, "carol@fileco.example", "Log attached.")
+    reply.add_attachment(b"02:10 indexer stopped\n", maintype="text", subtype="plain", filename="indexer.log")
+    reply.add_attachment(b"MZ\x90\x00", maintype="application", subtype="x-msdownload", filename="tool.exe")
+    await send(inbound, reply)
+    posted = (await request_status(st.client, number)).messages[-1]
+    assert [(a.filename, a.content_type, a.size) for a in posted.attachments] == [
+        ("indexer.log", "text/plain", 22)]
+    assert "Not kept (type or size): tool.exe (application/x-msdownload, 4 bytes)" in posted.text
+
+    async with st.sessions() as session, session.begin():
+        await users_repo.add_user(session, email="carol@fileco.example", name="Carol Diaz", role=Role.contact,
+                                  customer_id="fileco", password_hash=password_hash())
+    app = create_app(settings_of(st).model_copy(update={"portal_secret": "files-" + "x" * 32}), sessions=st.sessions,
+                     client=st.client)
+    ref = posted.attachments[0].id
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://portal.test") as http:
+        await sign_in(http, "carol@fileco.example")
+        page = await http.get(f"/workspace/fileco/requests/{number}")
+        assert 'data-attachment="indexer.log"' in page.text
+        got = await http.get(f"/workspace/fileco/requests/{number}/attachments/{ref}")
+        assert got.status_code == 200 and got.content == b"02:10 indexer stopped\n"
+        assert got.headers["content-disposition"] == 'attachment; filename="indexer.log"'
+        # Not through another request's address, nor another customer's.
+        assert (await http.get(f"/workspace/fileco/requests/{other}/attachments/{ref}")).status_code == 404
+        assert (await http.get(f"/workspace/fileother/requests/{other}/attachments/{ref}")).status_code == 404
+
+        # From the portal's message form too: an allowed file is kept with the message, a refused one
+        # refuses the message, naming the file, and nothing of it is stored.
+        csrf = csrf_of(page.text)
+        url = f"/workspace/fileco/requests/{number}/comment"
+        sent = await http.post(url, data={"csrf_token": csrf, "message": "And the screenshot."},
+                               files={"files": ("screen.png", b"\x89PNG\r\n\x1a\n", "image/png")})
+        assert sent.status_code == 303, sent.text
+        refused = await http.post(url, data={"csrf_token": csrf, "message": "And the installer."},
+                                  files={"files": ("setup.exe", b"MZ", "application/x-msdownload")})
+        assert refused.status_code == 422 and "setup.exe: application/x-msdownload files are not kept" in \
+            html.unescape(refused.text)
+    messages = (await request_status(st.client, number)).messages
+    assert [(m.text, [a.filename for a in m.attachments]) for m in messages[-2:]] == [
+        (posted.text, ["indexer.log"]), ("And the screenshot.", ["screen.png"])]
+    async with st.sessions() as session:
+        names = [r.filename for r in (await session.execute(
+            select(RequestAttachmentRow).where(RequestAttachmentRow.tracking_number == number))).scalars()]
+    assert sorted(names) == ["indexer.log", "screen.png"]
 
 
 @pytest.mark.rule("A4")

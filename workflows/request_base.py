@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.local_time import format_local, local_date
     from domain.naming import SA_CUSTOMER_ID, SA_REQUEST_STATE, SA_SLA_BREACHED, SA_TECHNICAL_LEAD
     from domain.request import (
+        AttachmentRef,
         AuthorRole,
         DispatchState,
         Message,
@@ -250,10 +251,12 @@ class RequestBase:
             workflow.logger.warning("mail %s to %s refused for good: %s", template, to, err.cause or err)
 
     # ------------------------------------------------------------- the conversation
-    async def _post_message(self, by: str, role: AuthorRole, via: str, text: str) -> Message:
+    async def _post_message(self, by: str, role: AuthorRole, via: str, text: str,
+                            attachments: list[AttachmentRef] | None = None) -> Message:
         """Rule A4: a message into the thread, stored once, and the other side mailed once."""
         s = self._status
-        message = Message(seq=len(s.messages) + 1, at=workflow.now(), by=by, role=role, via=via, text=text)
+        message = Message(seq=len(s.messages) + 1, at=workflow.now(), by=by, role=role, via=via, text=text,
+                          attachments=attachments or [])
         s.messages.append(message)
         await act.record_message(MessageRecord(tracking_number=s.tracking_number, message=message),
                                  summary=f"Message {message.seq} from {by} ({role.value})")

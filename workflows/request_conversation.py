@@ -21,7 +21,7 @@ class RequestConversation(RequestBase):
         """A message to the thread; the other side is mailed (the contacts, or the TL and the desk)."""
         async with self._updates(lambda: self._comment_rules(inp)):
             s = self._status
-            message = await self._post_message(inp.by, inp.role, inp.via, inp.message)
+            message = await self._post_message(inp.by, inp.role, inp.via, inp.message, inp.attachments)
             self._record("add_comment", inp.by, inp.via, {"seq": message.seq, "role": inp.role.value,
                                                           "message": inp.message[:200]})
             if inp.role == AuthorRole.customer and s.state == RequestState.pending and s.proposal is None:

@@ -7,13 +7,16 @@ reach) before reading anything else or calling Temporal.
 from __future__ import annotations
 
 import logging
+import mimetypes
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import UploadFile
 
+from domain.attachments import ATTACHMENT_MAX_BYTES, MAX_ATTACHMENTS, attachment_refused, safe_filename
 from domain.errors import RuleRefused
 from domain.request import (
     AcceptResolution,
@@ -33,6 +36,7 @@ from portal.routers.common import programme_tz, refusal_errors
 from portal.state import get_state
 from starter.errors import parse_model
 from storage import repositories as repo
+from storage.repositories.attachments import add_upload, delete_attachments, get_attachment
 from storage.users import Role
 
 log = logging.getLogger("techconnect.portal")
@@ -204,6 +208,21 @@ async def _request_update(request: Request, principal: Principal, customer_id: s
     return redirect(request, f"/workspace/{customer_id}/requests/{tracking_number}", done)
 
 
+@router.get("/workspace/{customer_id}/requests/{tracking_number}/attachments/{attachment_id}")
+async def attachment(request: Request, customer_id: str, tracking_number: str,
+                     attachment_id: int = Path(ge=1, le=access.MAX_ROW_ID),
+                     principal: Principal = Depends(require_user)) -> Response:
+    """A file of the request's thread, to download (never rendered in the portal's origin)."""
+    await _request_in_reach(request, principal, customer_id, tracking_number)
+    async with get_state(request).sessions() as session:
+        row = await get_attachment(session, tracking_number, attachment_id)
+    if row is None:
+        raise NotFound("attachment")
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in row.filename)[:120] or "attachment"
+    return Response(row.content, media_type="application/octet-stream", headers={
+        "Content-Disposition": f'attachment; filename="{safe}"', "X-Content-Type-Options": "nosniff"})
+
+
 @router.post("/workspace/{customer_id}/requests/{tracking_number}/accept")
 async def accept_resolution(request: Request, customer_id: str, tracking_number: str,
                             principal: Principal = Depends(require_user)) -> Response:
@@ -246,11 +265,34 @@ async def add_comment(request: Request, customer_id: str, tracking_number: str,
                       principal: Principal = Depends(require_user)) -> Response:
     """A4: a message to the thread; the other side is mailed; a customer's answer resumes a pending request."""
     form = await request.form()
+    await _request_in_reach(request, principal, customer_id, tracking_number)
+    access.require(principal, Action.comment)
+    uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile) and f.filename]
+    files: list[tuple[str, str, bytes]] = []
+    for f in uploads[:MAX_ATTACHMENTS + 1]:
+        name = safe_filename(f.filename or "")
+        content = await f.read(ATTACHMENT_MAX_BYTES + 1)
+        given = f.content_type or "application/octet-stream"
+        # Browsers send octet-stream for a file they do not know (a .log): go by its name then.
+        kind = (mimetypes.guess_type(name)[0] or given) if given == "application/octet-stream" else given
+        why = attachment_refused(name, kind, len(content)) or (
+            f"at most {MAX_ATTACHMENTS} files a message" if len(uploads) > MAX_ATTACHMENTS else None)
+        if why:
+            return await _request_page(request, principal, customer_id, tracking_number, error=why, status=422)
+        files.append((name, kind, content))
+    async with get_state(request).sessions() as session, session.begin():
+        stored = [await add_upload(session, tracking_number=tracking_number, filename=n, content_type=k, content=c)
+                  for n, k, c in files]
+    refs = [{"id": r.id, "filename": r.filename, "content_type": r.content_type, "size": r.size} for r in stored]
     by = principal.email if principal.role == Role.contact else principal.actor
-    return await _form_update(request, principal, customer_id, tracking_number, Action.comment, "add_comment",
-                              AddComment, {"by": by, "message": str(form.get("message", "")),
-                                           "role": author_role(principal)},
-                              "Your message is in the conversation; the other side is told.")
+    response = await _form_update(request, principal, customer_id, tracking_number, Action.comment, "add_comment",
+                                  AddComment, {"by": by, "message": str(form.get("message", "")),
+                                               "role": author_role(principal), "attachments": refs},
+                                  "Your message is in the conversation; the other side is told.")
+    if response.status_code >= 400 and stored:  # refused: nothing of the message is kept
+        async with get_state(request).sessions() as session, session.begin():
+            await delete_attachments(session, [r.id for r in stored])
+    return response
 
 
 # OT's side of a request, from its page (A4, C12): the step and the form fields of its payload.

@@ -35,3 +35,4 @@ async def list_inbound(session: AsyncSession, status: str | None = None, limit: 
     if status is not None:
         stmt = stmt.where(InboundMessageRow.status == status)
     return await rows(session, fresh(stmt.limit(limit)))
+

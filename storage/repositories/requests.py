@@ -132,6 +132,7 @@ async def append_message(session: AsyncSession, *, tracking_number: str,
     created = await insert_ignore(session, RequestMessageRow, {
         "tracking_number": tracking_number, "seq": message.seq, "at": as_utc(message.at), "by": message.by,
         "role": str(message.role), "via": message.via, "text": message.text,
+        "attachments": [a.model_dump(mode="json") for a in message.attachments],
     }, ["tracking_number", "seq"])
     stmt = select(RequestMessageRow).where(RequestMessageRow.tracking_number == tracking_number,
                                            RequestMessageRow.seq == message.seq)

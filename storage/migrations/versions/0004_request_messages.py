@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("role", sa.String(16), nullable=False),
         sa.Column("via", sa.String(32), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("attachments", sa.JSON(), nullable=False),
         sa.UniqueConstraint("tracking_number", "seq"),
     )
     op.create_index("ix_request_messages_tracking_number", "request_messages", ["tracking_number"])

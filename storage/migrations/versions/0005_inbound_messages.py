@@ -1,4 +1,5 @@
-"""Replies by mail (issue 13): every inbound message, raw, with what became of it.
+"""Replies by mail (issue 13): every inbound message, raw, with what became of it; the attachments
+kept from them, served on their request's page.
 
 Written by hand like 0001 to 0004; tests/test_storage.py checks it against the
 metadata on SQLite and PostgreSQL.
@@ -41,7 +42,23 @@ def upgrade() -> None:
     )
     op.create_index("ix_inbound_messages_received_at", "inbound_messages", ["received_at"])
     op.create_index("ix_inbound_messages_status", "inbound_messages", ["status"])
+    op.create_table(
+        "request_attachments",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("tracking_number", sa.String(64), sa.ForeignKey("support_requests.tracking_number"),
+                  nullable=False),
+        sa.Column("inbound_message_id", sa.Integer(), sa.ForeignKey("inbound_messages.id"), nullable=True),
+        sa.Column("part", sa.Integer(), nullable=False),
+        sa.Column("filename", sa.String(255), nullable=False),
+        sa.Column("content_type", sa.String(127), nullable=False),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("content", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.UniqueConstraint("inbound_message_id", "part"),
+    )
+    op.create_index("ix_request_attachments_tracking_number", "request_attachments", ["tracking_number"])
 
 
 def downgrade() -> None:
+    op.drop_table("request_attachments")
     op.drop_table("inbound_messages")
