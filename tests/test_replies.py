@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from email.utils import make_msgid
 from pathlib import Path
@@ -100,6 +101,21 @@ async def send(port: int, message: email.message.EmailMessage) -> None:
     await aiosmtplib.send(message, hostname="127.0.0.1", port=port, timeout=30)
 
 
+@asynccontextmanager
+async def signed_in(st: Stack, email: str, role: Role, customer_id: str | None = None
+                    ) -> AsyncIterator[httpx.AsyncClient]:
+    """The portal (in process, on this stack) with `email` signed in as a new user of `role`."""
+    async with st.sessions() as session, session.begin():
+        await users_repo.add_user(session, email=email, name=email.split("@")[0].title(), role=role,
+                                  customer_id=customer_id, password_hash=password_hash())
+    app = create_app(settings_of(st).model_copy(update={"portal_secret": "replies-" + "x" * 32}),
+                     sessions=st.sessions, client=st.client)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://portal.test") as http:
+        await sign_in(http, email)
+        yield http
+
+
 async def thread(st: Stack, number: str) -> list[tuple[str, str, str]]:
     s = await request_status(st.client, number)
     return [(m.by, m.via, m.text) for m in s.messages]
@@ -155,15 +171,8 @@ async def test_a_replys_allowed_attachments_are_kept_and_served_on_the_request_p
         ("indexer.log", "text/plain", 22)]
     assert "Not kept (type or size): tool.exe (application/x-msdownload, 4 bytes)" in posted.text
 
-    async with st.sessions() as session, session.begin():
-        await users_repo.add_user(session, email="carol@fileco.example", name="Carol Diaz", role=Role.contact,
-                                  customer_id="fileco", password_hash=password_hash())
-    app = create_app(settings_of(st).model_copy(update={"portal_secret": "files-" + "x" * 32}), sessions=st.sessions,
-                     client=st.client)
     ref = posted.attachments[0].id
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://portal.test") as http:
-        await sign_in(http, "carol@fileco.example")
+    async with signed_in(st, "carol@fileco.example", Role.contact, "fileco") as http:
         page = await http.get(f"/workspace/fileco/requests/{number}")
         assert 'data-attachment="indexer.log"' in page.text
         got = await http.get(f"/workspace/fileco/requests/{number}/attachments/{ref}")
@@ -236,22 +245,12 @@ async def test_forged_foreign_late_and_oversized_replies_are_quarantined_and_bou
     assert len(st.mails("was not added", to="eve@elsewhere.example")) == 1
 
     # Ops see the quarantine in the portal, with each reason; a customer contact may not.
-    async with st.sessions() as session, session.begin():
-        await users_repo.add_user(session, email="ops@techconnect.example", name="Oscar Ops", role=Role.ops,
-                                  password_hash=password_hash())
-        await users_repo.add_user(session, email="carol@quarco.example", name="Carol Diaz", role=Role.contact,
-                                  customer_id="quarco", password_hash=password_hash())
-    app = create_app(settings.model_copy(update={"portal_secret": "replies-" + "x" * 32}), sessions=st.sessions,
-                     client=st.client)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://portal.test") as http:
-        await sign_in(http, "ops@techconnect.example")
+    async with signed_in(st, "ops@techconnect.example", Role.ops) as http:
         page = await http.get("/desk/quarantine")
         assert page.status_code == 200, page.text
         for name, (_, reason) in cases.items():
             assert reason in html.unescape(page.text), name
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://portal.test") as http:
-        await sign_in(http, "carol@quarco.example")
+    async with signed_in(st, "carol@quarco.example", Role.contact, "quarco") as http:
         assert (await http.get("/desk/quarantine")).status_code == 403
 
 
