@@ -19,7 +19,13 @@ def attachment_refused(filename: str, content_type: str, size: int) -> str | Non
     return None
 
 
-def safe_filename(name: str, fallback: str = "attachment") -> str:
-    """A file name without a path, for storage and Content-Disposition."""
-    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
-    return "".join(c if c.isalnum() or c in "._- " else "_" for c in base)[:120].strip() or fallback
+def clean_filename(name: str, fallback: str = "attachment") -> str:
+    """The name a file is kept and shown under: no path, no control or reserved characters."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    kept = "".join(c for c in base if c.isprintable() and c not in '<>:"|?*')
+    return kept.strip()[:120] or fallback
+
+
+def ascii_filename(name: str) -> str:
+    """The same name in ASCII, for the plain `filename=` of a Content-Disposition header."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "._- ") else "_" for c in clean_filename(name))

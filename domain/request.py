@@ -171,7 +171,11 @@ class RequestStatus(BaseModel):
     refusal: str | None = None
     rejections: list[Rejection] = Field(default_factory=list)  # refused `complete_step` signals
     technical_lead_changes: list[TechnicalLeadChange] = Field(default_factory=list)  # rule C7
-    messages: list[Message] = Field(default_factory=list)  # the conversation, oldest first
+    # The latest messages of the conversation, oldest first, each text cut to a preview: the whole thread is
+    # in the database (request_messages). The state goes into every save and Update result, and a thread
+    # kept whole would grow the history without bound (Temporal's 2 MB payload limit).
+    messages: list[Message] = Field(default_factory=list)
+    message_count: int = 0
 
 
 # ---- Updates ----------------------------------------------------------------------
@@ -260,6 +264,17 @@ class Message(BaseModel):
     via: str  # portal, mail, cli, temporal
     text: str
     attachments: list[AttachmentRef] = Field(default_factory=list)
+
+
+THREAD_IN_STATE = 50  # messages kept in the workflow's state
+PREVIEW_CHARS = 1000  # of each message's text there
+
+
+def thread_preview(message: Message) -> Message:
+    """The message as the workflow's state keeps it: its text cut to PREVIEW_CHARS."""
+    if len(message.text) <= PREVIEW_CHARS:
+        return message
+    return message.model_copy(update={"text": message.text[:PREVIEW_CHARS] + " [...]"})
 
 
 class AddComment(StepInput):

@@ -17,8 +17,17 @@ log = logging.getLogger("techconnect.inbound")
 
 
 class ReplyHandler:
-    def __init__(self, poster: ReplyPoster) -> None:
+    def __init__(self, poster: ReplyPoster, reply_domain: str) -> None:
         self._poster = poster
+        self._domain = reply_domain.lower()
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        # Only the reply domain: a receiver open to any address would store whatever is sent to it.
+        if address.rpartition("@")[2].lower() != self._domain:
+            return f"550 5.1.1 Only mail to the {self._domain} reply addresses is taken here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or (envelope.content if isinstance(envelope.content, bytes)
@@ -32,16 +41,18 @@ class ReplyHandler:
 
 
 @asynccontextmanager
-async def receiving(poster: ReplyPoster, host: str, port: int, max_bytes: int) -> AsyncIterator[int]:
+async def receiving(poster: ReplyPoster, host: str, port: int, max_bytes: int,
+                    reply_domain: str) -> AsyncIterator[int]:
     """Serve SMTP on host:port (0: any free port) until the block ends; yields the bound port.
     Messages left stored but unprocessed by a previous run are processed first."""
     done = await poster.process_pending()
     if done:
         log.info("inbound: %d message(s) stored before a stop processed now", done)
     loop = asyncio.get_running_loop()
-    handler = ReplyHandler(poster)
-    # Four times the limit is accepted on the wire, so an oversized reply is kept and quarantined, not lost.
-    server = await loop.create_server(lambda: SMTP(handler, data_size_limit=max_bytes * 4, enable_SMTPUTF8=True,
+    handler = ReplyHandler(poster, reply_domain)
+    # Twice the limit is accepted on the wire, so an oversized reply is kept and quarantined, not lost;
+    # beyond that the sender's server is refused (552) and tells its user.
+    server = await loop.create_server(lambda: SMTP(handler, data_size_limit=max_bytes * 2, enable_SMTPUTF8=True,
                                                    hostname="techconnect-inbound"), host, port)
     try:
         yield int(server.sockets[0].getsockname()[1])

@@ -23,13 +23,13 @@ from activities.faults import INBOUND_AFTER_STORE, maybe_crash
 from activities.mail import MailActivities
 from config.settings import Settings, reply_secret
 from domain.activities import MailRequest
-from domain.attachments import MAX_ATTACHMENTS, attachment_refused, safe_filename
+from domain.attachments import MAX_ATTACHMENTS, attachment_refused, clean_filename
 from domain.errors import NotFound, RuleRefused
 from domain.reply_address import request_of_reply
 from domain.request import AddComment, AttachmentRef, AuthorRole
 from starter.requests import update_request
 from storage.db import SessionFactory
-from storage.repositories.attachments import keep_attachment
+from storage.repositories.attachments import drop_attachments_of, keep_attachment
 from storage.repositories.inbound import list_inbound, mark_inbound, store_inbound
 from storage.tables import ContactRow, InboundMessageRow, ProgrammeRow, SupportRequestRow
 from storage.users import Role, get_user_by_email
@@ -49,6 +49,25 @@ class Author:
 class Quarantined(Exception):
     """The reason a message is not posted (shown to ops and in the bounce)."""
 
+    def __init__(self, reason: str, bounce: bool = True) -> None:
+        super().__init__(reason)
+        self.bounce = bounce
+
+
+def spoofed(message: email.message.EmailMessage) -> bool:
+    """The From names the author, so a relay's verdict that it is forged (RFC 8601 Authentication-Results,
+    added by the relay in front of the receiver) quarantines the message; nobody is told (backscatter)."""
+    verdicts = " ".join(str(v) for v in message.get_all("Authentication-Results", [])).lower()
+    return "dmarc=fail" in verdicts or "spf=fail" in verdicts
+
+
+def automatic(message: email.message.EmailMessage, mail_from: str) -> bool:
+    """RFC 3834 and common practice: auto-replies, lists and bulk mail are neither posted nor answered
+    (an out-of-office reply would otherwise resume a pending request and mail the TL back and forth)."""
+    return (not mail_from.strip("<>") or str(message.get("Auto-Submitted", "no")).lower() != "no"
+            or str(message.get("Precedence", "")).lower() in {"bulk", "junk", "list", "auto_reply"}
+            or any(message.get(h) is not None for h in ("List-Id", "X-Autoreply", "X-Autorespond")))
+
 
 def parse(raw: bytes) -> email.message.EmailMessage:
     message = email.message_from_bytes(raw, policy=email.policy.default)
@@ -66,7 +85,11 @@ def reply_text(message: email.message.EmailMessage) -> str:
     body = message.get_body(("plain",))
     if not isinstance(body, email.message.EmailMessage):
         raise Quarantined("the message has no plain-text part to post")
-    text = str(TRIMMER.parse_reply(text=str(body.get_content()))).strip()
+    try:
+        content = str(body.get_content())
+    except (LookupError, UnicodeError, ValueError) as err:  # an unknown charset, a broken encoding
+        raise Quarantined(f"the message's text cannot be read: {err}") from None
+    text = str(TRIMMER.parse_reply(text=content)).strip()
     if not text:
         raise Quarantined("the reply is empty once the quoted message is taken away")
     return text
@@ -86,7 +109,7 @@ def attachments_of(message: email.message.EmailMessage) -> tuple[list[Attachment
     dropped: list[str] = []
     for n, part in enumerate(message.iter_attachments(), 1):
         assert isinstance(part, email.message.EmailMessage)
-        name = safe_filename(part.get_filename() or "", f"attachment-{n}")
+        name = clean_filename(part.get_filename() or "", f"attachment-{n}")
         payload = part.get_payload(decode=True)
         content = payload if isinstance(payload, bytes) else b""
         if attachment_refused(name, part.get_content_type(), len(content)) is None and len(kept) < MAX_ATTACHMENTS:
@@ -119,18 +142,31 @@ class ReplyPoster:
         return await self.process(stored.row)
 
     async def process_pending(self) -> int:
-        """Messages stored but not processed (the receiver stopped in between): processed now."""
+        """Messages stored but not processed (the receiver stopped in between): processed now. One that
+        cannot be posted yet (Temporal out of reach) stays stored for the next start or delivery."""
         async with self._sessions() as session:
-            pending = await list_inbound(session, status="received")
+            pending = await list_inbound(session, status="received", with_raw=True)
+        done = 0
         for row in reversed(pending):
-            await self.process(row)
-        return len(pending)
+            try:
+                await self.process(row)
+                done += 1
+            except Exception:
+                log.exception("inbound %s left stored, not processed", row.message_id)
+        return done
 
     async def process(self, row: InboundMessageRow) -> InboundMessageRow:
+        """Posted or quarantined; an error of Temporal or the database propagates (the row stays
+        "received": the sender's server is told to try again, and the next start processes it)."""
         message = parse(row.raw)
         sender = parseaddr(str(message.get("From", "")))[1].strip().lower() or row.mail_from.lower()
         tracking: str | None = None
         try:
+            if automatic(message, row.mail_from):
+                raise Quarantined("an automatic message (auto-reply, list or bulk mail) is not posted", bounce=False)
+            if spoofed(message):
+                raise Quarantined("the relay found the sender's address forged (DMARC or SPF fail): the From "
+                                  "cannot name the author", bounce=False)
             if row.size > self._settings.inbound_max_bytes:
                 raise Quarantined(f"the message is {row.size} bytes, more than {self._settings.inbound_max_bytes}")
             tracking = self._tracking_number(row)
@@ -142,7 +178,7 @@ class ReplyPoster:
             refs = await self._keep(row, tracking, kept)
             await self._post(row, tracking, author, text[:20_000], refs)
         except Quarantined as why:
-            await self._quarantine(row, message, sender, str(why), tracking)
+            await self._quarantine(row, message, sender, str(why), tracking, why.bounce)
         else:
             async with self._sessions() as session, session.begin():
                 await mark_inbound(session, row.id, status="posted", tracking_number=tracking)
@@ -206,15 +242,19 @@ class ReplyPoster:
             raise Quarantined(refused.message) from None
 
     async def _quarantine(self, row: InboundMessageRow, message: email.message.EmailMessage, sender: str,
-                          reason: str, tracking: str | None) -> None:
+                          reason: str, tracking: str | None, bounce: bool) -> None:
         async with self._sessions() as session, session.begin():
             await mark_inbound(session, row.id, status="quarantined", reason=reason, tracking_number=tracking)
+            await drop_attachments_of(session, row.id)  # kept for a post that did not happen
         log.warning("inbound %s from %s quarantined: %s", row.message_id, sender, reason)
-        # RFC 3834: never answer an automatic message (loops); everyone else is told once (outbox key).
-        if sender and str(message.get("Auto-Submitted", "no")).lower() == "no":
+        if not (bounce and sender):
+            return
+        try:  # the sender is told once (outbox key); a mail that cannot go out is logged, not retried by SMTP
             await self._mail.send_mail(MailRequest(
                 idempotency_key=f"inbound-bounce-{row.id}", to=[sender], template="reply_not_posted",
                 context={"reason": reason, "subject": str(message.get("Subject", ""))[:200],
                          "portal_url": self._settings.policy.portal_url,
                          # The mail layout names a customer: here, whom the reply was meant for if known.
                          "customer_name": "TechConnect support", "customer_id": tracking or "no request"}))
+        except Exception:
+            log.exception("inbound %s: the sender %s could not be told", row.message_id, sender)

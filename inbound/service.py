@@ -30,5 +30,5 @@ async def inbound_receiver(settings: Settings, client: Client, sessions: Session
     port) until the block ends; yields the bound port."""
     poster = reply_poster(settings, client, sessions)
     async with receiving(poster, settings.inbound_host, settings.inbound_port if port is None else port,
-                         settings.inbound_max_bytes) as bound:
+                         settings.inbound_max_bytes, settings.reply_domain) as bound:
         yield bound

@@ -178,7 +178,7 @@ class DeskRow:
     customer_name: str
     technical_lead_id: str
     sla: tuple[str, str]  # (label, tone) of the first-response clock
-    late: bool  # breached, or the deadline passed without a response
+    late: bool  # breached, or the deadline passed without a response (marked; first when still unanswered)
 
     @property
     def workflow_id(self) -> str:
@@ -191,8 +191,9 @@ DESK_STATES = ("open", "pending")
 async def desk_queue(session: AsyncSession, customer_ids: list[str] | None, *, customer: str | None = None,
                      priority: str | None = None, state: str | None = None, tl: str | None = None,
                      now: datetime | None = None) -> list[DeskRow]:
-    """The requests not closed across customers, in one query: late ones first, then the clocks that run
-    out soonest, then the answered ones, oldest first. `customer_ids` None: every customer."""
+    """The requests not closed across customers, in one query: the unanswered late ones first, then the
+    clocks that run out soonest, then the answered ones (a late answer stays marked), oldest first.
+    `customer_ids` None: every customer."""
     now = now or datetime.now(UTC)
     stmt = (select(SupportRequestRow, CustomerRow.name, ProgrammeRow.technical_lead_id)
             .outerjoin(CustomerRow, CustomerRow.id == SupportRequestRow.customer_id)
@@ -213,12 +214,12 @@ async def desk_queue(session: AsyncSession, customer_ids: list[str] | None, *, c
         late = row.sla_breached or (row.first_response_at is None and deadline is not None and deadline < now)
         found.append(DeskRow(row, str(name or row.customer_id), str(tl_id or ""), sla_state(row, now), late))
 
-    def order(d: DeskRow) -> tuple[int, datetime]:
+    def order(d: DeskRow) -> tuple[int, datetime, str]:
         """Late ones and waiting ones by their deadline, the answered ones by opening time."""
         waiting = d.row.first_response_at is None and d.row.first_response_deadline is not None
-        rank = 0 if d.late else 1 if waiting else 2
+        rank = 0 if d.late and waiting else 1 if waiting else 2  # answered ones need no first response
         deadline = d.row.first_response_deadline
-        return rank, as_utc(deadline if deadline is not None and rank < 2 else d.row.opened_at)
+        return rank, as_utc(deadline if deadline is not None and rank < 2 else d.row.opened_at), d.row.tracking_number
     return sorted(found, key=order)
 
 

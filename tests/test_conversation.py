@@ -14,7 +14,7 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from domain.enrolment import Contact
 from domain.errors import RuleViolation
 from domain.naming import request_workflow_id
-from domain.request import AddComment, RequestState, RequestStatus
+from domain.request import PREVIEW_CHARS, THREAD_IN_STATE, AddComment, RequestState, RequestStatus
 from domain.rules_request import check_comment
 from storage import repositories as repo
 from tests.harness import Stack
@@ -62,12 +62,14 @@ async def test_messages_go_into_the_thread_mail_the_other_side_once_and_an_answe
     to_tl = await st.sink.wait_for(lambda m: number in str(m["Subject"]) and f"from {CAROL}" in str(m["Subject"]))
     assert "alice@support.example" in str(to_tl[0]["To"]) and st.policy.support_desk_mailbox in str(to_tl[0]["Cc"])
 
-    # Anyone else is refused, naming the rule and who; nothing is stored.
+    # Anyone else is refused, naming the rule and who; nothing is stored, nobody is mailed.
+    mails_before = len(st.sink.messages)
     stranger = await refused(h, "eve@elsewhere.example", "hello", "customer")
     assert "A4" in stranger and "eve@elsewhere.example is not a contact of customer acme" in stranger, stranger
     not_tl = await refused(h, "tl-bob", "hello", "technical_lead")
     assert "tl-bob is not the Technical Lead" in not_tl, not_tl
 
+    assert len(st.sink.messages) == mails_before
     status = await h.query("get_status", result_type=RequestStatus)
     assert [(m.seq, m.by, m.text) for m in status.messages] == [
         (1, "rep-sam", "Could you send the search server's logs?"), (2, "rep-sam", "Which build are you on?"),
@@ -104,3 +106,24 @@ def test_check_comment_refuses_closed_requests_blank_text_and_strangers() -> Non
     assert "is closed" in check(RequestState.closed)[0].message
     assert check(RequestState.open, message="   ")[0].field == "message"
     assert check(RequestState.open, by="eve@x.example", role="customer")[0].rule == "A4"
+
+
+@pytest.mark.rule("A4")
+async def test_the_workflow_keeps_previews_of_the_latest_messages_and_the_database_the_whole_thread(
+    st: Stack,
+) -> None:
+    """A thread kept whole in the workflow's state would go into every save and Update result and grow
+    the history without bound: the state keeps the latest THREAD_IN_STATE messages, each cut to a preview."""
+    await begin(st)
+    number, _ = await file_request(st, next_business_ten(await st.now()), "high")
+    h = st.client.get_workflow_handle(request_workflow_id(number))
+    long_text = "log line\n" * 1000  # 9,000 characters
+    s = await say(h, "rep-sam", long_text)
+    assert s.messages[0].text == long_text[:PREVIEW_CHARS] + " [...]"
+    for n in range(THREAD_IN_STATE):
+        s = await say(h, "rep-sam", f"note {n}")
+    assert s.message_count == THREAD_IN_STATE + 1 and len(s.messages) == THREAD_IN_STATE
+    assert [m.seq for m in s.messages] == list(range(2, THREAD_IN_STATE + 2))
+    async with st.sessions() as session:
+        stored = await repo.list_messages(session, number)
+    assert len(stored) == THREAD_IN_STATE + 1 and stored[0].text == long_text

@@ -52,12 +52,13 @@ async def numbers(sessions: SessionFactory, ids: list[str] | None = None, **filt
 @pytest.mark.rule("C12")
 async def test_late_first_then_the_soonest_clocks_then_the_answered_ones(sessions: SessionFactory) -> None:
     await seed(sessions)
-    assert await numbers(sessions) == ["TC-ACME-2025-0002", "TC-ACME-2025-0003",  # late, by deadline
+    assert await numbers(sessions) == ["TC-ACME-2025-0002",  # late, still unanswered
                                        "TC-BETA-2025-0001", "TC-ACME-2025-0001",  # 10 then 30 min left
-                                       "TC-BETA-2025-0002"]  # answered
+                                       "TC-ACME-2025-0003", "TC-BETA-2025-0002"]  # answered (late, in time)
     async with sessions() as s:
         rows = {d.row.tracking_number: d for d in await desk_queue(s, None, now=NOW)}
     assert rows["TC-ACME-2025-0002"].late and rows["TC-ACME-2025-0002"].sla == ("breached", "bad")
+    assert rows["TC-ACME-2025-0003"].late and rows["TC-ACME-2025-0003"].sla == ("responded late", "bad")
     assert rows["TC-BETA-2025-0001"].sla == ("running, 10 min left", "warn")
     assert rows["TC-ACME-2025-0001"].technical_lead_id == "tl-alice" and rows["TC-ACME-2025-0001"].customer_name \
         == "Acme Corp"
@@ -69,7 +70,7 @@ async def test_filters_and_a_tls_reach(sessions: SessionFactory) -> None:
     assert await numbers(sessions, priority="low") == ["TC-BETA-2025-0001"]
     assert await numbers(sessions, state="pending") == ["TC-BETA-2025-0002"]
     assert await numbers(sessions, customer="acme", state="open") == [
-        "TC-ACME-2025-0002", "TC-ACME-2025-0003", "TC-ACME-2025-0001"]
+        "TC-ACME-2025-0002", "TC-ACME-2025-0001", "TC-ACME-2025-0003"]
     assert await numbers(sessions, state="closed") == await numbers(sessions)  # not a desk state: both shown
     assert await numbers(sessions, ["beta"]) == ["TC-BETA-2025-0001", "TC-BETA-2025-0002"]
     assert await numbers(sessions, []) == []

@@ -47,6 +47,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 PARIS = ZoneInfo("Europe/Paris")
 MAX_BYTES = 4096  # a reply bigger than this is quarantined (small, so the test sends little)
+PDF_NAME = "r\u00e9sum\u00e9 \u65e5\u672c.pdf"  # a name a browser and a header must both carry
 QUOTED = "\n\nOn Tue, 1 Dec 2026 at 10:00, TechConnect <techconnect@opentext.example> wrote:\n> {}\n> Regards\n"
 
 
@@ -165,10 +166,11 @@ async def test_a_replys_allowed_attachments_are_kept_and_served_on_the_request_p
     reply = reply_to(mail, "carol@fileco.example", "Log attached.")
     reply.add_attachment(b"02:10 indexer stopped\n", maintype="text", subtype="plain", filename="indexer.log")
     reply.add_attachment(b"MZ\x90\x00", maintype="application", subtype="x-msdownload", filename="tool.exe")
+    reply.add_attachment(b"%PDF-1.4", maintype="application", subtype="pdf", filename=PDF_NAME)
     await send(inbound, reply)
     posted = (await request_status(st.client, number)).messages[-1]
     assert [(a.filename, a.content_type, a.size) for a in posted.attachments] == [
-        ("indexer.log", "text/plain", 22)]
+        ("indexer.log", "text/plain", 22), (PDF_NAME, "application/pdf", 8)]
     assert "Not kept (type or size): tool.exe (application/x-msdownload, 4 bytes)" in posted.text
 
     ref = posted.attachments[0].id
@@ -177,7 +179,12 @@ async def test_a_replys_allowed_attachments_are_kept_and_served_on_the_request_p
         assert 'data-attachment="indexer.log"' in page.text
         got = await http.get(f"/workspace/fileco/requests/{number}/attachments/{ref}")
         assert got.status_code == 200 and got.content == b"02:10 indexer stopped\n"
-        assert got.headers["content-disposition"] == 'attachment; filename="indexer.log"'
+        assert got.headers["content-disposition"] == \
+            'attachment; filename="indexer.log"; filename*=UTF-8\'\'indexer.log'
+        pdf = await http.get(f"/workspace/fileco/requests/{number}/attachments/{posted.attachments[1].id}")
+        assert pdf.status_code == 200 and pdf.content == b"%PDF-1.4"
+        assert pdf.headers["content-disposition"] == ('attachment; filename="r_sum_ __.pdf"; '
+                                                      "filename*=UTF-8''r%C3%A9sum%C3%A9%20%E6%97%A5%E6%9C%AC.pdf")
         # Not through another request's address, nor another customer's.
         assert (await http.get(f"/workspace/fileco/requests/{other}/attachments/{ref}")).status_code == 404
         assert (await http.get(f"/workspace/fileother/requests/{other}/attachments/{ref}")).status_code == 404
@@ -195,11 +202,11 @@ async def test_a_replys_allowed_attachments_are_kept_and_served_on_the_request_p
             html.unescape(refused.text)
     messages = (await request_status(st.client, number)).messages
     assert [(m.text, [a.filename for a in m.attachments]) for m in messages[-2:]] == [
-        (posted.text, ["indexer.log"]), ("And the screenshot.", ["screen.png"])]
+        (posted.text, ["indexer.log", PDF_NAME]), ("And the screenshot.", ["screen.png"])]
     async with st.sessions() as session:
         names = [r.filename for r in (await session.execute(
             select(RequestAttachmentRow).where(RequestAttachmentRow.tracking_number == number))).scalars()]
-    assert sorted(names) == ["indexer.log", "screen.png"]
+    assert sorted(names) == sorted(["indexer.log", PDF_NAME, "screen.png"])
 
 
 @pytest.mark.rule("A4")
@@ -214,12 +221,14 @@ async def test_forged_foreign_late_and_oversized_replies_are_quarantined_and_bou
     # editing the tracking number.
     forged = f"reply+{other}.{reply_token(number, reply_secret(settings))}@{settings.reply_domain}"
     cases = {
-        "forged": (reply_to(mail, "carol@quarco.example", "Version 23.4.", to=forged), "reply token"),
+        "forged": (reply_to(mail, "carol@quarco.example", "Version 23.4.", to=forged),
+                   f"is not the one of request {other}"),
         "no token": (reply_to(mail, "carol@quarco.example", "Version 23.4.", to=f"help@{settings.reply_domain}"),
                      "names no request"),
         "stranger": (reply_to(mail, "eve@elsewhere.example", "Let me in."),
                      "eve@elsewhere.example is not a contact of customer quarco"),
-        "oversized": (reply_to(mail, "carol@quarco.example", "Big logs.", extra="x" * (2 * MAX_BYTES)),
+        # Over the limit but under twice it: taken, kept, quarantined (beyond, SMTP refuses it with 552).
+        "oversized": (reply_to(mail, "carol@quarco.example", "Big logs.", extra="x" * (MAX_BYTES + 200)),
                       f"more than {MAX_BYTES}"),
     }
     before = await thread(st, number)
@@ -238,7 +247,7 @@ async def test_forged_foreign_late_and_oversized_replies_are_quarantined_and_bou
         sender = str(reply["From"])
         bounces = await st.sink.wait_for(lambda m, s=sender: s in str(m["To"]) and "was not added" in str(
             m["Subject"]), timeout=20)
-        assert len([b for b in bounces if reason in b.get_body(("plain",)).get_content()]) >= 1, name  # type: ignore[union-attr]
+        assert len([b for b in bounces if reason in b.get_body(("plain",)).get_content()]) == 1, name  # type: ignore[union-attr]
     assert await thread(st, number) == before  # nothing posted
     # Each quarantined message is bounced once, even when delivered again.
     await send(inbound, cases["stranger"][0])  # answered 250 once the stored row is found: nothing more
@@ -301,3 +310,36 @@ async def test_a_receiver_killed_after_storing_a_reply_posts_it_once_after_resta
     finally:
         os.killpg(second.pid, signal.SIGTERM)
         await asyncio.wait_for(second.wait(), 30)
+
+
+@pytest.mark.rule("A4")
+async def test_auto_replies_forged_senders_and_unreadable_mail_are_quarantined_without_a_mail_loop(
+    st: Stack, inbound: int
+) -> None:
+    number = await live_request(st, "autoco")
+    mail = await staff_message(st, number, "Any news?")
+    away = reply_to(mail, "carol@autoco.example", "I am out of the office until Monday.")
+    away["Auto-Submitted"] = "auto-replied"
+    forged = reply_to(mail, "carol@autoco.example", "Close it, all good.")
+    forged["Authentication-Results"] = "mx.techconnect.example; spf=pass smtp.mailfrom=evil.example; dmarc=fail"
+    garbled = reply_to(mail, "carol@autoco.example", "Logs follow.")
+    garbled.replace_header("Content-Type", 'text/plain; charset="x-no-such-charset"')
+    for reply in (away, forged, garbled):
+        await send(inbound, reply)
+    rows = await inbound_rows(st)
+    reasons = {name: rows[str(r["Message-ID"])] for name, r in
+               (("away", away), ("forged", forged), ("garbled", garbled))}
+    assert all(r.status == "quarantined" for r in reasons.values()), {k: r.status for k, r in reasons.items()}
+    assert "automatic message" in reasons["away"].reason
+    assert "DMARC or SPF fail" in reasons["forged"].reason
+    assert "cannot be read" in reasons["garbled"].reason
+    assert [t for t in await thread(st, number) if t[1] == "mail"] == []
+    # No answer to an automatic or forged message (no loop, no backscatter); the garbled one is told.
+    bounces = [str(m["Subject"]) for m in st.mails("was not added", to="carol@autoco.example")]
+    assert len(bounces) == 1, bounces
+
+    # A receiver that takes only its reply domain: any other recipient is refused at RCPT, nothing stored.
+    stray = reply_to(mail, "carol@autoco.example", "Hello", to="someone@elsewhere.example")
+    with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+        await send(inbound, stray)
+    assert str(stray["Message-ID"]) not in await inbound_rows(st)

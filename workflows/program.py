@@ -91,7 +91,6 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
         self._period_over = False
         self._rule_checks_off = False  # only while a pre-patch `complete_step` signal's validator replays
         self._previous_period_cycles: list[CycleCompleted] = []
-        self._technical_lead_change = None
         self._status = ProgramStatus(
             customer_id=e.customer.id,
             customer_name=e.customer.name,

@@ -66,7 +66,6 @@ class ProgramBase:
     _period_over: bool
     _rule_checks_off: bool  # only while a pre-patch `complete_step` signal's validator replays
     _previous_period_cycles: list[CycleCompleted]
-    _technical_lead_change: TechnicalLeadChanged | None  # the last reassignment (C7), for cycles starting
 
     def _record(self, action: str, by: str, detail: dict[str, Any], interface: str = "temporal") -> None:
         self._audit.append(AuditEntry(at=workflow.now(), actor=by, action=action,

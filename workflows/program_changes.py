@@ -51,10 +51,9 @@ class ProgramChanges(ProgramBase):
             }, cc=[previous.email, inp.technical_lead.email])
             await self._mail_tl_assignment(f"tl-assignment-{n}")
             if workflow.patched(PATCH_REASSIGN_RUNNING_WORK):
-                self._technical_lead_change = TechnicalLeadChanged(
+                await self._hand_over_running_work(TechnicalLeadChanged(
                     technical_lead=inp.technical_lead, previous_id=previous.id, by=inp.by, via=inp.via,
-                    reason=inp.reason)
-                await self._hand_over_running_work(self._technical_lead_change)
+                    reason=inp.reason))
             return s
 
     async def _hand_over_running_work(self, change: TechnicalLeadChanged) -> None:

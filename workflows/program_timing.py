@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import activity_calls as act
     from workflows.monthly_cycle import MonthlyCycleWorkflow
 
-from workflows.program_base import PATCH_REASSIGN_RUNNING_WORK, ProgramBase, iso
+from workflows.program_base import ProgramBase, iso
 
 
 class ProgramTiming(ProgramBase):
@@ -104,13 +104,12 @@ class ProgramTiming(ProgramBase):
                 c.status = "missed"  # the whole month was gone before the programme was taken over
                 self._dirty = True
                 continue
-            technical_lead = s.technical_lead
             await workflow.start_child_workflow(
                 MonthlyCycleWorkflow.run,
                 CycleInput(
                     customer_id=s.customer_id, customer_name=s.customer_name, parent_workflow_id=s.workflow_id,
                     period=s.period, month=c.month, month_start=c.starts_on, month_end=month_end,
-                    calendar=s.calendar, technical_lead=technical_lead, contacts=s.contacts,
+                    calendar=s.calendar, technical_lead=s.technical_lead, contacts=s.contacts,
                     policy=self._input.policy,
                 ),
                 id=c.workflow_id,
@@ -120,16 +119,11 @@ class ProgramTiming(ProgramBase):
                 static_summary=f"{s.customer_name}: follow-up call and report, period {s.period} month {c.month}",
                 search_attributes=TypedSearchAttributes([
                     SearchAttributePair(SA_CUSTOMER_ID, s.customer_id),
-                    SearchAttributePair(SA_TECHNICAL_LEAD, technical_lead.id),
+                    SearchAttributePair(SA_TECHNICAL_LEAD, s.technical_lead.id),
                 ]),
             )
             c.status = "running"
             self._dirty = True
-            change = self._technical_lead_change
-            if change and change.technical_lead.id != technical_lead.id and workflow.patched(
-                    PATCH_REASSIGN_RUNNING_WORK):
-                # C7: reassigned while this cycle was starting, so the hand-over did not see it running.
-                await self._tell_technical_lead_changed(c.workflow_id, change)
 
     async def _send_renewal_notice(self, stale: bool) -> None:
         """Rule C14: renewal notice about 90 days before the end, with the next price (C15)."""

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.local_time import format_local, local_date
     from domain.naming import SA_CUSTOMER_ID, SA_REQUEST_STATE, SA_SLA_BREACHED, SA_TECHNICAL_LEAD
     from domain.request import (
+        THREAD_IN_STATE,
         AttachmentRef,
         AuthorRole,
         DispatchState,
@@ -38,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         SlaEvent,
         SlaEventKind,
         StatusChange,
+        thread_preview,
     )
     from domain.rules_request import approval_expired
     from workflows import activity_calls as act
@@ -255,9 +257,10 @@ class RequestBase:
                             attachments: list[AttachmentRef] | None = None) -> Message:
         """Rule A4: a message into the thread, stored once, and the other side mailed once."""
         s = self._status
-        message = Message(seq=len(s.messages) + 1, at=workflow.now(), by=by, role=role, via=via, text=text,
+        s.message_count += 1
+        message = Message(seq=s.message_count, at=workflow.now(), by=by, role=role, via=via, text=text,
                           attachments=attachments or [])
-        s.messages.append(message)
+        s.messages = [*s.messages, thread_preview(message)][-THREAD_IN_STATE:]
         await act.record_message(MessageRecord(tracking_number=s.tracking_number, message=message),
                                  summary=f"Message {message.seq} from {by} ({role.value})")
         i = self._input

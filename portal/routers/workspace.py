@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
@@ -16,7 +17,13 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 
-from domain.attachments import ATTACHMENT_MAX_BYTES, MAX_ATTACHMENTS, attachment_refused, safe_filename
+from domain.attachments import (
+    ATTACHMENT_MAX_BYTES,
+    MAX_ATTACHMENTS,
+    ascii_filename,
+    attachment_refused,
+    clean_filename,
+)
 from domain.errors import RuleRefused
 from domain.request import (
     AcceptResolution,
@@ -218,9 +225,10 @@ async def attachment(request: Request, customer_id: str, tracking_number: str,
         row = await get_attachment(session, tracking_number, attachment_id)
     if row is None:
         raise NotFound("attachment")
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in row.filename)[:120] or "attachment"
+    # RFC 6266: an ASCII name for every client, the stored name UTF-8-encoded for those that read it.
+    disposition = f'attachment; filename="{ascii_filename(row.filename)}"; filename*=UTF-8\'\'{quote(row.filename)}'
     return Response(row.content, media_type="application/octet-stream", headers={
-        "Content-Disposition": f'attachment; filename="{safe}"', "X-Content-Type-Options": "nosniff"})
+        "Content-Disposition": disposition, "X-Content-Type-Options": "nosniff"})
 
 
 @router.post("/workspace/{customer_id}/requests/{tracking_number}/accept")
@@ -270,7 +278,7 @@ async def add_comment(request: Request, customer_id: str, tracking_number: str,
     uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile) and f.filename]
     files: list[tuple[str, str, bytes]] = []
     for f in uploads[:MAX_ATTACHMENTS + 1]:
-        name = safe_filename(f.filename or "")
+        name = clean_filename(f.filename or "")
         content = await f.read(ATTACHMENT_MAX_BYTES + 1)
         given = f.content_type or "application/octet-stream"
         # Browsers send octet-stream for a file they do not know (a .log): go by its name then.
@@ -285,13 +293,17 @@ async def add_comment(request: Request, customer_id: str, tracking_number: str,
                   for n, k, c in files]
     refs = [{"id": r.id, "filename": r.filename, "content_type": r.content_type, "size": r.size} for r in stored]
     by = principal.email if principal.role == Role.contact else principal.actor
-    response = await _form_update(request, principal, customer_id, tracking_number, Action.comment, "add_comment",
-                                  AddComment, {"by": by, "message": str(form.get("message", "")),
-                                               "role": author_role(principal), "attachments": refs},
-                                  "Your message is in the conversation; the other side is told.")
-    if response.status_code >= 400 and stored:  # refused: nothing of the message is kept
-        async with get_state(request).sessions() as session, session.begin():
-            await delete_attachments(session, [r.id for r in stored])
+    response: Response | None = None
+    try:
+        response = await _form_update(
+            request, principal, customer_id, tracking_number, Action.comment, "add_comment", AddComment,
+            {"by": by, "message": str(form.get("message", "")), "role": author_role(principal), "attachments": refs},
+            "Your message is in the conversation; the other side is told.")
+    finally:
+        if stored and (response is None or response.status_code >= 400):  # not posted: nothing of it is kept
+            async with get_state(request).sessions() as session, session.begin():
+                await delete_attachments(session, [r.id for r in stored])
+    assert response is not None
     return response
 
 

@@ -47,3 +47,9 @@ async def delete_attachments(session: AsyncSession, ids: list[int]) -> None:
     """Uploads whose message was refused: nothing of a refused message is kept."""
     if ids:
         await session.execute(delete(RequestAttachmentRow).where(RequestAttachmentRow.id.in_(ids)))
+
+
+async def drop_attachments_of(session: AsyncSession, inbound_message_id: int) -> None:
+    """The files of a mail reply that was quarantined after they were kept: nothing of it is served."""
+    await session.execute(delete(RequestAttachmentRow).where(RequestAttachmentRow.inbound_message_id
+                                                             == inbound_message_id))

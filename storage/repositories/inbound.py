@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from storage.repositories.common import Inserted, fresh, insert_ignore, rows
 from storage.tables import InboundMessageRow
@@ -29,9 +30,14 @@ async def mark_inbound(session: AsyncSession, row_id: int, *, status: str, reaso
         status=status, reason=reason, tracking_number=tracking_number, processed_at=datetime.now(UTC)))
 
 
-async def list_inbound(session: AsyncSession, status: str | None = None, limit: int = 200) -> list[InboundMessageRow]:
+async def list_inbound(session: AsyncSession, status: str | None = None, limit: int = 200,
+                       with_raw: bool = False) -> list[InboundMessageRow]:
     """Newest first; `status` "received": those not processed yet (a receiver stopped in between)."""
-    stmt = select(InboundMessageRow).order_by(InboundMessageRow.received_at.desc(), InboundMessageRow.id.desc())
+    # The raw messages stay in the database: a list does not need them (each may be megabytes).
+    stmt = select(InboundMessageRow)
+    if not with_raw:
+        stmt = stmt.options(defer(InboundMessageRow.raw, raiseload=True))
+    stmt = stmt.order_by(InboundMessageRow.received_at.desc(), InboundMessageRow.id.desc())
     if status is not None:
         stmt = stmt.where(InboundMessageRow.status == status)
     return await rows(session, fresh(stmt.limit(limit)))
