@@ -23,11 +23,11 @@ from activities.calendar import CalendarActivities
 from activities.db import DatabaseActivities
 from activities.documents import DocumentActivities
 from activities.faults import armed_points
-from activities.mail import MailActivities, ReplyAddresses
+from activities.mail import MailActivities
 from activities.mailer import SmtpMailer
 from activities.requests import RequestActivities
 from activities.templating import make_template_environment
-from config.settings import Settings, reply_secret
+from config.settings import Settings
 from storage.db import SessionFactory, make_engine, make_session_factory
 from workflows.monthly_cycle import MonthlyCycleWorkflow
 from workflows.program import ProgramWorkflow
@@ -75,8 +75,7 @@ def build_activities(
         calendar=CalendarActivities(),
         database=DatabaseActivities(session_factory),
         documents=DocumentActivities(session_factory, templates),
-        mail=MailActivities(session_factory, mailer or SmtpMailer.from_settings(settings), templates,
-                            settings.policy.sender, ReplyAddresses(reply_secret(settings), settings.reply_domain)),
+        mail=MailActivities.from_settings(settings, session_factory, mailer, templates),
         requests=RequestActivities(session_factory),
     )
 

@@ -31,6 +31,8 @@ from activities.faults import MAIL_AFTER_COMMIT, MAIL_AFTER_SMTP, maybe_crash
 from activities.invites import render_ics
 from activities.mailer import PermanentMailError, SmtpMailer, TransientMailError
 from activities.metrics import MAILS_FAILED, MAILS_SENT
+from activities.templating import make_template_environment
+from config.settings import Settings, reply_secret
 from domain.activities import MailRequest, MailResult
 from domain.reply_address import reply_address, thread_id
 from storage.db import SessionFactory
@@ -132,6 +134,15 @@ class MailActivities:
         self._templates = templates
         self._sender = sender
         self._replies = replies
+
+    @classmethod
+    def from_settings(cls, settings: Settings, session_factory: SessionFactory, mailer: SmtpMailer | None = None,
+                      templates: jinja2.Environment | None = None) -> MailActivities:
+        """The outbox and SMTP of the settings, with the request mails' reply addresses: the worker's, and
+        the inbound receiver's for its bounces."""
+        return cls(session_factory, mailer or SmtpMailer.from_settings(settings),
+                   templates or make_template_environment(), settings.policy.sender,
+                   ReplyAddresses(reply_secret(settings), settings.reply_domain))
 
     def render(self, template: str, context: dict[str, object]) -> RenderedMail:
         # A StrictUndefined error here is a bug in the calling workflow: it is left

@@ -157,6 +157,11 @@ class TechnicalLeadChanged(BaseModel):
     via: str = "temporal"
     reason: str = ""
 
+    def record(self, previous_id: str, at: datetime) -> TechnicalLeadChange:
+        """What the cycle or request keeps of it: who was TL until when, and who changed it."""
+        return TechnicalLeadChange(at=at, from_id=previous_id, to_id=self.technical_lead.id, by=self.by,
+                                   reason=self.reason)
+
 
 class TechnicalLeadChange(BaseModel):
     """Who was the TL of a cycle or a request, from when (rule C7: history keeps who did what)."""

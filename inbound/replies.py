@@ -131,7 +131,8 @@ class ReplyPoster:
 
     async def receive(self, mail_from: str, rcpt_tos: list[str], raw: bytes) -> InboundMessageRow:
         """Store first, then process. A message already processed (delivered again) is left as it is."""
-        message_id = message_id_of(parse(raw), raw)
+        message = parse(raw)
+        message_id = message_id_of(message, raw)
         async with self._sessions() as session, session.begin():
             stored = await store_inbound(session, message_id=message_id, mail_from=mail_from, rcpt_to=rcpt_tos,
                                          raw=raw)
@@ -139,7 +140,7 @@ class ReplyPoster:
         if stored.row.status != "received":
             log.info("inbound %s delivered again: already %s", message_id, stored.row.status)
             return stored.row
-        return await self.process(stored.row)
+        return await self.process(stored.row, message)
 
     async def process_pending(self) -> int:
         """Messages stored but not processed (the receiver stopped in between): processed now. One that
@@ -155,10 +156,11 @@ class ReplyPoster:
                 log.exception("inbound %s left stored, not processed", row.message_id)
         return done
 
-    async def process(self, row: InboundMessageRow) -> InboundMessageRow:
+    async def process(self, row: InboundMessageRow,
+                      message: email.message.EmailMessage | None = None) -> InboundMessageRow:
         """Posted or quarantined; an error of Temporal or the database propagates (the row stays
         "received": the sender's server is told to try again, and the next start processes it)."""
-        message = parse(row.raw)
+        message = parse(row.raw) if message is None else message
         sender = parseaddr(str(message.get("From", "")))[1].strip().lower() or row.mail_from.lower()
         tracking: str | None = None
         try:

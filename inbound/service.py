@@ -7,10 +7,8 @@ from contextlib import asynccontextmanager
 
 from temporalio.client import Client
 
-from activities.mail import MailActivities, ReplyAddresses
-from activities.mailer import SmtpMailer
-from activities.templating import make_template_environment
-from config.settings import Settings, reply_secret
+from activities.mail import MailActivities
+from config.settings import Settings
 from inbound.receiver import receiving
 from inbound.replies import ReplyPoster
 from storage.db import SessionFactory, make_engine, make_session_factory
@@ -18,9 +16,7 @@ from storage.db import SessionFactory, make_engine, make_session_factory
 
 def reply_poster(settings: Settings, client: Client, sessions: SessionFactory | None = None) -> ReplyPoster:
     sessions = sessions or make_session_factory(make_engine(settings.effective_database_url))
-    mail = MailActivities(sessions, SmtpMailer.from_settings(settings), make_template_environment(),
-                          settings.policy.sender, ReplyAddresses(reply_secret(settings), settings.reply_domain))
-    return ReplyPoster(settings, sessions, client, mail)
+    return ReplyPoster(settings, sessions, client, MailActivities.from_settings(settings, sessions))
 
 
 @asynccontextmanager

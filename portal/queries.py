@@ -15,9 +15,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.naming import request_workflow_id
 from domain.request import AttachmentRef, AuthorRole, Message
 from storage import repositories as repo
 from storage.repositories import as_utc
+from storage.repositories.common import where_given
 from storage.tables import BillableExtraRow, CustomerRow, DocumentRow, ProgrammeRow, SupportRequestRow
 
 DOCUMENT_KINDS: dict[str, str] = {
@@ -178,11 +180,15 @@ class DeskRow:
     customer_name: str
     technical_lead_id: str
     sla: tuple[str, str]  # (label, tone) of the first-response clock
-    late: bool  # breached, or the deadline passed without a response (marked; first when still unanswered)
+
+    @property
+    def late(self) -> bool:
+        """Breached, or the deadline passed without a response (marked; first when still unanswered)."""
+        return self.sla[1] == "bad"
 
     @property
     def workflow_id(self) -> str:
-        return f"request-{self.row.tracking_number}"
+        return request_workflow_id(self.row.tracking_number)
 
 
 DESK_STATES = ("open", "pending")
@@ -202,17 +208,10 @@ async def desk_queue(session: AsyncSession, customer_ids: list[str] | None, *, c
             .execution_options(populate_existing=True))
     if customer_ids is not None:
         stmt = stmt.where(SupportRequestRow.customer_id.in_(customer_ids))
-    if customer:
-        stmt = stmt.where(SupportRequestRow.customer_id == customer)
-    if priority:
-        stmt = stmt.where(SupportRequestRow.priority == priority)
-    if tl:
-        stmt = stmt.where(ProgrammeRow.technical_lead_id == tl)
-    found = []
-    for row, name, tl_id in (await session.execute(stmt)).all():
-        deadline = as_utc(row.first_response_deadline) if row.first_response_deadline else None
-        late = row.sla_breached or (row.first_response_at is None and deadline is not None and deadline < now)
-        found.append(DeskRow(row, str(name or row.customer_id), str(tl_id or ""), sla_state(row, now), late))
+    stmt = where_given(stmt, (SupportRequestRow.customer_id, customer), (SupportRequestRow.priority, priority),
+                       (ProgrammeRow.technical_lead_id, tl))
+    found = [DeskRow(row, str(name or row.customer_id), str(tl_id or ""), sla_state(row, now))
+             for row, name, tl_id in (await session.execute(stmt)).all()]
 
     def order(d: DeskRow) -> tuple[int, datetime, str]:
         """Late ones and waiting ones by their deadline, the answered ones by opening time."""

@@ -55,7 +55,6 @@ with workflow.unsafe.imports_passed_through():
         CompleteStepSignal,
         StepState,
         StepStatus,
-        TechnicalLeadChange,
         TechnicalLeadChanged,
     )
     from domain.steps import DueFrom, Workflow, tracked_steps
@@ -315,9 +314,7 @@ class MonthlyCycleWorkflow:
             if self._status.done or previous.id == change.technical_lead.id:
                 return
             self._input.technical_lead = change.technical_lead
-            self._status.technical_lead_changes.append(TechnicalLeadChange(
-                at=workflow.now(), from_id=previous.id, to_id=change.technical_lead.id, by=change.by,
-                reason=change.reason))
+            self._status.technical_lead_changes.append(change.record(previous.id, workflow.now()))
             workflow.upsert_search_attributes([SA_TECHNICAL_LEAD.value_set(change.technical_lead.id)])
 
     # ------------------------------------------------------------- the signal route

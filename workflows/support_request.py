@@ -42,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
         StatusChange,
     )
     from domain.rules_request import check_customisation
-    from domain.step_inputs import CompleteStepSignal, TechnicalLeadChange, TechnicalLeadChanged
+    from domain.step_inputs import CompleteStepSignal, TechnicalLeadChanged
     from domain.steps import Workflow
     from workflows import activity_calls as act
     from workflows.request_conversation import RequestConversation
@@ -210,9 +210,7 @@ class SupportRequestWorkflow(RequestResolution, RequestConversation, RequestDisp
             if self._closed() or previous.id == change.technical_lead.id:
                 return
             self._input.technical_lead = change.technical_lead
-            self._status.technical_lead_changes.append(TechnicalLeadChange(
-                at=workflow.now(), from_id=previous.id, to_id=change.technical_lead.id, by=change.by,
-                reason=change.reason))
+            self._status.technical_lead_changes.append(change.record(previous.id, workflow.now()))
             self._record("technical_lead_changed", change.by, change.via,
                          {"from": previous.id, "to": change.technical_lead.id, "reason": change.reason[:200]})
             await self._save()  # publishes the TechnicalLead search attribute

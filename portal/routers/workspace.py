@@ -201,15 +201,17 @@ async def request_page(request: Request, customer_id: str, tracking_number: str,
 
 async def _request_update(request: Request, principal: Principal, customer_id: str, tracking_number: str,
                           action: Action, update: str, arg: BaseModel, done: str) -> Response:
-    state = get_state(request)
-    async with state.sessions() as session:
-        await access.customer_in_reach(session, principal, customer_id)
-        row = await queries.request_of(session, customer_id, tracking_number)
-    if row is None:
-        raise NotFound("request")
+    await _request_in_reach(request, principal, customer_id, tracking_number)
     access.require(principal, action)
+    return await _send_update(request, principal, customer_id, tracking_number, update, arg, done)
+
+
+async def _send_update(request: Request, principal: Principal, customer_id: str, tracking_number: str,
+                       update: str, arg: BaseModel, done: str) -> Response:
+    """The Update, once the caller has checked the reach (404) and the role (403): the page again with
+    the refusal (409), or back to the request with `done`."""
     try:
-        await actions.request_update(await state.temporal(), tracking_number, update, arg)
+        await actions.request_update(await get_state(request).temporal(), tracking_number, update, arg)
     except RuleRefused as exc:
         return await _request_page(request, principal, customer_id, tracking_number, error=exc.message, status=409)
     return redirect(request, f"/workspace/{customer_id}/requests/{tracking_number}", done)
@@ -249,16 +251,14 @@ async def _request_in_reach(request: Request, principal: Principal, customer_id:
 
 
 async def _form_update(request: Request, principal: Principal, customer_id: str, tracking_number: str,
-                       action: Action, update: str, model: type[BaseModel], data: dict[str, Any],
-                       done: str) -> Response:
-    """An Update from a posted form: an invalid field is shown on the page (422), nothing is sent."""
-    await _request_in_reach(request, principal, customer_id, tracking_number)
-    access.require(principal, action)
+                       update: str, model: type[BaseModel], data: dict[str, Any], done: str) -> Response:
+    """An Update from a posted form, once the caller has checked the reach and the role: an invalid field
+    is shown on the page (422), nothing is sent."""
     try:
         arg = parse_model(model, {"by": principal.actor, "via": "portal", **data}, "the form")
     except RuleRefused as exc:
         return await _request_page(request, principal, customer_id, tracking_number, error=exc.message, status=422)
-    return await _request_update(request, principal, customer_id, tracking_number, action, update, arg, done)
+    return await _send_update(request, principal, customer_id, tracking_number, update, arg, done)
 
 
 def author_role(principal: Principal) -> AuthorRole:
@@ -292,12 +292,11 @@ async def add_comment(request: Request, customer_id: str, tracking_number: str,
         stored = [await add_upload(session, tracking_number=tracking_number, filename=n, content_type=k, content=c)
                   for n, k, c in files]
     refs = [{"id": r.id, "filename": r.filename, "content_type": r.content_type, "size": r.size} for r in stored]
-    by = principal.email if principal.role == Role.contact else principal.actor
     response: Response | None = None
     try:
         response = await _form_update(
-            request, principal, customer_id, tracking_number, Action.comment, "add_comment", AddComment,
-            {"by": by, "message": str(form.get("message", "")), "role": author_role(principal), "attachments": refs},
+            request, principal, customer_id, tracking_number, "add_comment", AddComment,
+            {"message": str(form.get("message", "")), "role": author_role(principal), "attachments": refs},
             "Your message is in the conversation; the other side is told.")
     finally:
         if stored and (response is None or response.status_code >= 400):  # not posted: nothing of it is kept
@@ -324,20 +323,21 @@ async def staff_request_step(request: Request, customer_id: str, tracking_number
     if fields is None:
         return await _request_page(request, principal, customer_id, tracking_number, status=422,
                                    error=f"{step} is not a step of a request: {', '.join(STAFF_REQUEST_STEPS)}")
+    access.require(principal, Action.answer_request)
     form = await request.form()
-    return await _form_update(request, principal, customer_id, tracking_number, Action.answer_request, step,
-                              spec(step).payload, {f: str(form.get(f, "")) for f in fields},
-                              f"{spec(step).title}: done.")
+    return await _form_update(request, principal, customer_id, tracking_number, step, spec(step).payload,
+                              {f: str(form.get(f, "")) for f in fields}, f"{spec(step).title}: done.")
 
 
 @router.post("/workspace/{customer_id}/requests/{tracking_number}/reject")
 async def reject_resolution(request: Request, customer_id: str, tracking_number: str,
                             principal: Principal = Depends(require_user)) -> Response:
     """A4: the customer rejects the proposed measures with a reason; the request is open again."""
+    await _request_in_reach(request, principal, customer_id, tracking_number)
+    access.require(principal, Action.answer_resolution)
     form = await request.form()
-    return await _form_update(request, principal, customer_id, tracking_number, Action.answer_resolution,
-                              "reject_resolution", RejectResolution,
-                              {"by": principal.email, "reason": str(form.get("reason", ""))},
+    return await _form_update(request, principal, customer_id, tracking_number, "reject_resolution",
+                              RejectResolution, {"reason": str(form.get("reason", ""))},
                               "You rejected the proposed measures; the request is open again.")
 
 

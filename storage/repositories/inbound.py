@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
-from storage.repositories.common import Inserted, fresh, insert_ignore, rows
+from storage.repositories.common import Inserted, fresh, insert_ignore, one_by, rows
 from storage.tables import InboundMessageRow
 
 
@@ -19,9 +19,7 @@ async def store_inbound(session: AsyncSession, *, message_id: str, mail_from: st
         "message_id": message_id, "received_at": received_at or datetime.now(UTC), "mail_from": mail_from[:320],
         "rcpt_to": ", ".join(rcpt_to), "size": len(raw), "raw": raw, "status": "received", "reason": "",
     }, ["message_id"])
-    row = (await session.execute(select(InboundMessageRow).where(InboundMessageRow.message_id == message_id)
-                                 .execution_options(populate_existing=True))).scalar_one()
-    return Inserted(row, created)
+    return Inserted(await one_by(session, InboundMessageRow, InboundMessageRow.message_id, message_id), created)
 
 
 async def mark_inbound(session: AsyncSession, row_id: int, *, status: str, reason: str = "",
@@ -37,8 +35,6 @@ async def list_inbound(session: AsyncSession, status: str | None = None, limit: 
     stmt = select(InboundMessageRow)
     if not with_raw:
         stmt = stmt.options(defer(InboundMessageRow.raw, raiseload=True))
-    stmt = stmt.order_by(InboundMessageRow.received_at.desc(), InboundMessageRow.id.desc())
-    if status is not None:
-        stmt = stmt.where(InboundMessageRow.status == status)
-    return await rows(session, fresh(stmt.limit(limit)))
+    stmt = stmt.order_by(InboundMessageRow.received_at.desc(), InboundMessageRow.id.desc()).limit(limit)
+    return await rows(session, fresh(stmt), (InboundMessageRow.status, status))
 
