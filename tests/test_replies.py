@@ -36,6 +36,7 @@ from inbound.service import inbound_receiver
 from portal.app import create_app
 from starter.requests import open_request, request_status, update_request
 from storage import users as users_repo
+from storage.repositories import get_request
 from storage.repositories.inbound import list_inbound
 from storage.tables import RequestAttachmentRow
 from storage.users import Role
@@ -72,6 +73,10 @@ async def live_request(st: Stack, customer_id: str) -> str:
     await add_subscription(st.sessions, customer_id, today - timedelta(days=30), today + timedelta(days=800))
     await st.start(enrolment(customer_id, today - timedelta(days=1)))
     await st.wait_enrolled(customer_id)
+    return await another_request(st, customer_id)
+
+
+async def another_request(st: Stack, customer_id: str) -> str:
     new = NewRequest.model_validate({"customer_id": customer_id, "kind": "support", "priority": "high",
                                      "summary": "Search is down", "filed_by": f"carol@{customer_id}.example"})
     return await open_request(st.client, settings_of(st), new, sessions=st.sessions)
@@ -185,7 +190,14 @@ async def test_a_replys_allowed_attachments_are_kept_and_served_on_the_request_p
         assert pdf.status_code == 200 and pdf.content == b"%PDF-1.4"
         assert pdf.headers["content-disposition"] == ('attachment; filename="r_sum_ __.pdf"; '
                                                       "filename*=UTF-8''r%C3%A9sum%C3%A9%20%E6%97%A5%E6%9C%AC.pdf")
-        # Not through another request's address, nor another customer's.
+        # Not through another request's address (of the same customer, or another's).
+        sibling = await another_request(st, "fileco")
+
+        async def recorded() -> None:  # in the database once its workflow has recorded it
+            async with st.sessions() as session:
+                assert await get_request(session, sibling) is not None, sibling
+        await until_passes(recorded, timeout=30, interval=0.2)
+        assert (await http.get(f"/workspace/fileco/requests/{sibling}/attachments/{ref}")).status_code == 404
         assert (await http.get(f"/workspace/fileco/requests/{other}/attachments/{ref}")).status_code == 404
         assert (await http.get(f"/workspace/fileother/requests/{other}/attachments/{ref}")).status_code == 404
 
