@@ -108,7 +108,10 @@ class CalendarActivities:
             renewal_notice_on = period_end - timedelta(days=policy.renewal_notice_days_before_end)
             # rule C16: a non-renewal notice is on time up to and including this day (local time).
             non_renewal_deadline = period_end - timedelta(days=policy.non_renewal_notice_days)
-            reminder_on = non_renewal_deadline - timedelta(days=policy.non_renewal_reminder_days_before_deadline)
+            # rule C16 after C14: the deadline reminder never precedes the renewal notice (a policy carried
+            # from before the settings were checked may ask for it; domain/renewal.py).
+            reminder_on = max(non_renewal_deadline - timedelta(days=policy.non_renewal_reminder_days_before_deadline),
+                              renewal_notice_on + timedelta(days=1))
             month_starts = [add_months(req.period_start, i) for i in range(req.term_months)]
             return PeriodPlan(
                 period=req.period,
@@ -125,6 +128,15 @@ class CalendarActivities:
                 non_renewal_reminder_at=start_of_business_day(reminder_on, cal),
                 month_starts=month_starts,
                 month_start_ats=[start_of_business_day(m, cal) for m in month_starts],
+                # rule C14: the renewal invoice is due on the period's last day; unpaid, ops hear of it before.
+                invoice_due_on=period_end,
+                invoice_escalation_at=start_of_business_day(
+                    period_end - timedelta(days=policy.unpaid_invoice_escalation_days_before_end), cal),
+                # rule E1 ahead of time: two checks of the maintenance subscription against the next period.
+                maintenance_warning_ats=[
+                    start_of_business_day(period_end - timedelta(days=days), cal)
+                    for days in (policy.maintenance_warning_days_before_end,
+                                 policy.maintenance_second_warning_days_before_end)],
             )
         except (ValueError, OverflowError) as exc:
             raise _invalid(f"cannot plan period {req.period} from {req.period_start}: {exc}") from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
@@ -28,25 +29,32 @@ from domain.activities import (
     WorkspaceRef,
 )
 from domain.enrolment import Contact, check_enrolment, check_maintenance
+from domain.prices import price_extra
 from domain.program import Phase
 from storage.db import SessionFactory
 from storage.repositories.audit import append_audit
+from storage.repositories.clock import as_utc, at_or_now
 from storage.repositories.common import Inserted, RowT
 from storage.repositories.customers import (
     deactivate_contacts,
     ensure_customer,
     get_subscription,
+    registry_contact_count,
     subscription_model,
     sync_contacts,
     upsert_contacts,
     upsert_customer,
 )
 from storage.repositories.extras import insert_billable_extra
+from storage.repositories.prices import price_effective_on
 from storage.repositories.programmes import archive_workspace, create_workspace, upsert_programme, workspace_id_for
+from storage.tables import BillableExtraRow
 
-# Phases in which the customer's contacts no longer have access (D10: the workspace
-# lives for the period only; a refused enrolment never opened it).
-_NO_ACCESS_PHASES = {Phase.closed, Phase.refused}
+# D10: a refused enrolment never opened the workspace: its contacts get no access. A closed programme's
+# contacts keep what `close_workspace` left them (read-only for some days, or nothing): its projection
+# neither revokes nor gives back.
+_NO_ACCESS_PHASES = {Phase.refused}
+_ACCESS_DECIDED_BY_CLOSE = {Phase.closed}
 
 
 def audit_key(workflow_id: str, entry: AuditEntry) -> str:
@@ -85,6 +93,12 @@ async def record_once(sessions: SessionFactory, write: Callable[[AsyncSession], 
     return recorded(what(result.row), result.created)
 
 
+def priced_as(row: BillableExtraRow) -> str:
+    if row.amount is None:
+        return "unpriced"
+    return f"{row.currency} {row.amount:.2f}" + (", override" if row.override_reason else "")
+
+
 def _merge_contacts(*groups: list[Contact]) -> list[Contact]:
     seen: dict[str, Contact] = {}
     for group in groups:
@@ -103,6 +117,7 @@ class DatabaseActivities:
         enrolment = request.enrolment
         async with self._session_factory() as session:
             row = await get_subscription(session, enrolment.customer.maintenance_subscription_id)
+            registry_contacts = await registry_contact_count(session, enrolment.customer.id, enrolment.period_start)
         subscription = subscription_model(row) if row is not None else None
         if request.period > 1:
             # rule E1 "re-checked at every renewal": the rest was accepted at enrolment and
@@ -113,8 +128,9 @@ class DatabaseActivities:
         else:
             # The CLI prechecks with the same country list, so it never accepts what this refuses.
             violations = check_enrolment(enrolment, subscription, request.policy,
-                                         known_countries=supported_countries())
-        return EnrolmentCheckResult(violations=violations, subscription=subscription)
+                                         known_countries=supported_countries(), registry_contacts=registry_contacts)
+        return EnrolmentCheckResult(violations=violations, subscription=subscription,
+                                    registry_contacts=registry_contacts)
 
     @activity.defn
     async def register_programme(self, request: RegisterProgramme) -> WorkspaceRef:
@@ -136,26 +152,42 @@ class DatabaseActivities:
         async with self._session_factory() as session, session.begin():
             await ensure_customer(session, status.customer_id, status.customer_name)
             await upsert_programme(session, status)
-            # A closed programme's projection must not give revoked contacts their access back.
-            await sync_contacts(session, status.customer_id, status.contacts, active=active)
+            if status.phase not in _ACCESS_DECIDED_BY_CLOSE:
+                await sync_contacts(session, status.customer_id, status.contacts, active=active)
             added = await append_audit_entries(session, status.workflow_id, update.audit)
         maybe_crash(PROJECTION_AFTER_COMMIT)  # crash tests: committed, the workflow does not know yet
         return Ack(detail=f"projection saved, {audit_note(added)}")
 
     @activity.defn
     async def record_billable_extra(self, record: ExtraRecord) -> Ack:
-        return await record_once(
-            self._session_factory,
-            lambda session: insert_billable_extra(session, customer_id=record.customer_id, period=record.period,
-                                                  extra=record.extra, idempotency_key=record.idempotency_key),
-            lambda row: f"extra {row.id}")
+        """Rule C3: the extra is priced as it is stored, from OT's price list in force on the UTC day it was
+        recorded (quantity × unit price), or by its override (with its reason); with neither it is stored
+        unpriced, never refused: a missing price must not stop the workflow. A retry finds the first row."""
+        extra = record.extra
+
+        async def write(session: AsyncSession) -> Inserted[BillableExtraRow]:
+            entry = await price_effective_on(session, extra.kind, as_utc(extra.recorded_at).date())
+            return await insert_billable_extra(session, customer_id=record.customer_id, period=record.period,
+                                               extra=extra, idempotency_key=record.idempotency_key,
+                                               price=price_extra(extra.quantity, entry, extra.amount,
+                                                                  extra.months))
+
+        return await record_once(self._session_factory, write, lambda row: f"extra {row.id} ({priced_as(row)})")
 
     @activity.defn
     async def close_workspace(self, request: CloseWorkspace) -> Ack:
-        """D10 ends with the period: archive the workspace and revoke every contact's access."""
+        """D10 ends with the period: archive the workspace; its contacts read it (nothing more) for
+        `readable_days`, then their access ends (portal/auth.py: contact_access). 0 days: revoked at once."""
+        closed_at = at_or_now(request.closed_at)
         async with self._session_factory() as session, session.begin():
-            workspace = await archive_workspace(session, request.customer_id)
-            revoked = await deactivate_contacts(session, request.customer_id)
+            workspace = await archive_workspace(session, request.customer_id, now=closed_at,
+                                                readable_for=timedelta(days=request.readable_days))
+            # No workspace to read: nothing to keep the contacts' access for.
+            at_once = request.readable_days == 0 or workspace is None
+            revoked = await deactivate_contacts(session, request.customer_id) if at_once else 0
         if workspace is None:
             return Ack(detail=f"no workspace for {request.customer_id}; {revoked} contact(s) revoked")
-        return Ack(detail=f"workspace {workspace.id} archived; {revoked} contact(s) revoked")
+        if at_once:
+            return Ack(detail=f"workspace {workspace.id} archived; {revoked} contact(s) revoked")
+        ends = as_utc(workspace.access_ends_at or closed_at)
+        return Ack(detail=f"workspace {workspace.id} archived; readable by its contacts until {ends.isoformat()}")

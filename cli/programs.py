@@ -12,9 +12,17 @@ from cli import runtime
 from cli.runtime import emit, load_document, run_async
 from config.settings import Settings
 from domain.enrolment import Enrolment
-from domain.errors import Refused
+from domain.errors import Refused, RuleRefused
 from starter.errors import parse_model
-from starter.programs import execute_step, fetch_status, precheck_enrolment, prepare_step, start_program
+from starter.programs import (
+    agree_call_frequency,
+    execute_step,
+    fetch_status,
+    precheck_enrolment,
+    prepare_step,
+    record_extra_report,
+    start_program,
+)
 from starter.visibility import list_open_steps, list_programs
 
 program_app = typer.Typer(help="Start and follow programmes", no_args_is_help=True)
@@ -65,6 +73,9 @@ async def program_status(customer_id: str, as_json: bool = typer.Option(False, "
         for st in s.steps:
             t.add_row(st.step, st.rule, st.status.value, str(st.due_on or ""), escape(st.done_by or ""))
         out.print(t)
+        # rule C10: monthly, or the frequency agreed with the customer.
+        agreed = f" (agreement {s.call_frequency_agreement_ref})" if s.call_frequency_agreement_ref else ""
+        out.print(escape(f"follow-up call and report every {s.call_frequency_months} month(s){agreed} (C10)"))
         out.print("cycles: " + " ".join(f"{c.month}:{c.status}" for c in s.cycles))
         for r in s.rejections:
             out.print(f"[yellow]rejected[/] {escape(f'{r.step} by {r.by}: {r.reason}')}")
@@ -72,6 +83,29 @@ async def program_status(customer_id: str, as_json: bool = typer.Option(False, "
             out.print(f"[red]refused[/] {escape(f'rule {v.rule}: {v.message}')}")
 
     emit(s.model_dump(mode="json"), as_json, human)
+
+
+@program_app.command("call-frequency")
+@run_async
+async def program_call_frequency(
+    customer_id: str,
+    months: int = typer.Option(..., "--months", min=1, max=12, help="A follow-up call and report every N months"),
+    agreement_ref: str = typer.Option(..., "--agreement-ref", help="The agreement with the customer (C10)"),
+    reason: str = typer.Option("", "--reason"),
+    by: str = typer.Option("ops", "--by"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Agree another follow-up frequency for the coming months (rule C10); started cycles stay as they are."""
+    payload = {"months": months, "agreement_ref": agreement_ref, "reason": reason}
+    prepare_step("agree_call_frequency", by, payload)
+    if not agreement_ref.strip():
+        raise RuleRefused.single("C10", "another follow-up frequency is agreed with the customer: give the "
+                                        "agreement's reference (--agreement-ref)", "agreement_ref")
+    client = await runtime.client_for(Settings())
+    res = await agree_call_frequency(client, customer_id, by, months, agreement_ref, reason)
+    emit(res, as_json, lambda: runtime.out.print(
+        f"{customer_id}: a follow-up call and report every {months} month(s) from the coming months "
+        f"(agreement {escape(agreement_ref)})"))
 
 
 @program_app.command("list")
@@ -132,6 +166,26 @@ async def step_complete(
     client = await runtime.client_for(Settings())
     res = await execute_step(client, customer_id, step, by, payload, month)
     emit(res, as_json, lambda: runtime.out.print(f"{step} done on {res['workflow_id']}"))
+
+
+@step_app.command("extra-report")
+@run_async
+async def step_extra_report(
+    customer_id: str,
+    delivered_on: str = typer.Option(..., "--on", help="YYYY-MM-DD, the day the report was delivered"),
+    description: str = typer.Option(..., "--description"),
+    agreement_ref: str = typer.Option(..., "--agreement-ref", help="The agreement for the extra (C3, C10)"),
+    by: str = typer.Option(..., "--by", help="ID of the person recording it"),
+    month: int | None = typer.Option(None, "--month", help="The cycle's (first) month, when several run"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Record a report beyond the cycle's included one: a billable extra (rule C10)."""
+    runtime.check_date("--on", delivered_on)
+    prepare_step("record_extra_report", by,
+                 {"delivered_on": delivered_on, "description": description, "agreement_ref": agreement_ref})
+    client = await runtime.client_for(Settings())
+    res = await record_extra_report(client, customer_id, by, delivered_on, description, agreement_ref, month)
+    emit(res, as_json, lambda: runtime.out.print(f"extra report recorded on {res['workflow_id']}"))
 
 
 @notice_app.command("non-renewal")

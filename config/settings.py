@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config.secret_files import stored_secret
 from domain.naming import DEFAULT_TASK_QUEUE
 from domain.policy import ProgramPolicy
+from domain.renewal import renewal_timing_problems
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,6 +76,15 @@ class Settings(BaseSettings):
     inbound_max_bytes: int = Field(default=10_000_000, ge=1024)  # a bigger reply is quarantined
     policy: ProgramPolicy = Field(default_factory=ProgramPolicy)
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+
+    @field_validator("policy")
+    @classmethod
+    def _renewal_sequence_in_order(cls, policy: ProgramPolicy) -> ProgramPolicy:
+        """Rules C14, C16, E1: refuse settings that would send the renewal mails out of order."""
+        problems = renewal_timing_problems(policy)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return policy
 
     @property
     def effective_database_url(self) -> str:

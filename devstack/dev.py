@@ -67,13 +67,19 @@ async def wait_for_temporal(settings: Settings, proc: asyncio.subprocess.Process
 
 async def load_demo(client: Client, settings: Settings) -> str:
     """Demo registry and programme; idempotent (a running programme is left alone)."""
+    from domain.prices import PriceListError
     from starter.programs import start_program
     from storage.db import make_engine, make_session_factory
     from storage.maintenance_import import import_maintenance_csv
+    from storage.price_import import import_price_list_csv
 
     engine = make_engine(settings.effective_database_url)
     try:
         await import_maintenance_csv(DEMO_DIR / "maintenance.csv", make_session_factory(engine))
+        try:
+            await import_price_list_csv(DEMO_DIR / "prices.csv", make_session_factory(engine), by="demo")
+        except PriceListError as exc:  # ops changed a demo price that priced extras since: keep theirs
+            print(f"demo price list not imported: {exc}", file=sys.stderr, flush=True)
     finally:
         await engine.dispose()
     enrolment = Enrolment.model_validate_json((DEMO_DIR / "enrolment.json").read_text())

@@ -77,6 +77,9 @@ class EnrolmentCheckRequest(BaseModel):
 class EnrolmentCheckResult(BaseModel):
     violations: list[RuleViolation] = Field(default_factory=list)
     subscription: MaintenanceSubscription | None = None
+    # Rule C4: the registry's contacts of every subscription of the customer (None in results recorded
+    # before the sum: the named subscription's count is used then).
+    registry_contacts: int | None = None
 
     @property
     def accepted(self) -> bool:
@@ -118,6 +121,11 @@ class CloseWorkspace(BaseModel):
     customer_id: str
     period: int
     reason: str
+    # Rule D10: the contacts read the archived workspace this many days after `closed_at`, then lose access.
+    # The defaults are the close scheduled before these fields existed: access revoked at once, at the
+    # activity's time.
+    readable_days: int = Field(default=0, ge=0)
+    closed_at: datetime | None = None  # workflow time of the close
 
 
 class Ack(BaseModel):
@@ -128,7 +136,8 @@ class Ack(BaseModel):
 # ---- documents ----------------------------------------------------------------
 DocumentKind = Literal[
     "welcome", "kickoff_minutes", "communication_plan", "site_inventory", "configuration_findings",
-    "analysis_presentation", "monthly_report", "renewal_notice", "non_renewal_notice", "final_report", "notice",
+    "analysis_presentation", "monthly_report", "renewal_notice", "renewal_invoice", "non_renewal_notice",
+    "final_report", "notice",
 ]
 
 

@@ -1,4 +1,7 @@
-"""One month of the programme: follow-up call and written report (D6, D7, A5, A6, C10)."""
+"""One follow-up cycle of the programme: call and written report (D6, D7, A5, A6, C10).
+
+A cycle is one month, or the months agreed with the customer (rule C10: `CycleInput.month_start` to
+`month_end` then span them all)."""
 
 from __future__ import annotations
 
@@ -24,9 +27,10 @@ class CycleInput(BaseModel):
     customer_name: str
     parent_workflow_id: str
     period: int
-    month: int  # 1-based within the period
+    month: int  # 1-based within the period: the cycle's first month
     month_start: date
-    month_end: date  # inclusive
+    month_end: date  # inclusive; with another agreed frequency (C10), the last day of its last month
+    months: int = 1  # rule C10: the months the cycle covers (the agreed frequency)
     calendar: BusinessCalendar
     technical_lead: TechnicalLead
     contacts: list[Contact]
@@ -60,6 +64,14 @@ class RecordExtraCall(StepInput):
     agreement_ref: str = Field(min_length=1)
 
 
+class RecordExtraReport(StepInput):
+    """Rule C10: a follow-up report beyond the cycle's included one is a billable extra."""
+
+    delivered_on: date
+    description: str = Field(min_length=1)
+    agreement_ref: str = Field(min_length=1)
+
+
 class CycleStatus(BaseModel):
     workflow_id: str
     customer_id: str
@@ -75,6 +87,8 @@ class CycleStatus(BaseModel):
     report_summary: str | None = None
     extra_calls: int = 0
     extra_call_keys: list[str] = Field(default_factory=list)  # "<held_on> <agreement_ref>" of each, C10
+    extra_reports: int = 0
+    extra_report_keys: list[str] = Field(default_factory=list)  # "<delivered_on> <agreement_ref>" of each, C10
     done: bool = False
     rejections: list[Rejection] = Field(default_factory=list)  # refused `complete_step` signals
     technical_lead_changes: list[TechnicalLeadChange] = Field(default_factory=list)  # rule C7
@@ -85,6 +99,7 @@ class CycleResult(BaseModel):
     call_held_on: date | None
     report_document_id: int | None
     extra_calls: int
+    extra_reports: int = 0
 
 
 class CycleCompleted(BaseModel):
@@ -95,3 +110,4 @@ class CycleCompleted(BaseModel):
     call_held_on: date | None = None
     report_document_id: int | None = None
     extra_calls: int = 0
+    extra_reports: int = 0

@@ -1,6 +1,6 @@
 """The enrolment file (docs/design.md "The enrolment file") and the rules checked before a programme starts.
 
-Rules E1, E2, C1, C2, C4, C5, C8, C9, C15 (docs/rules.md). `check_enrolment` returns every
+Rules E1, E2, C1, C2, C4, C5, C8, C9, C10, C15 (docs/rules.md). `check_enrolment` returns every
 violation at once so operations staff can fix a file in one go.
 """
 
@@ -39,6 +39,9 @@ class Product(BaseModel):
     name: str = Field(min_length=1)
     version: str = Field(min_length=1)
     third_party: bool = False  # rule C9: third-party products resold by OT
+    # Rule C9: a product outside the maintenance programme and OT's resold products is covered at extra cost,
+    # under this agreement (billed as an extra of kind other_product).
+    extra_cost_agreement_ref: str | None = None
 
 
 class Enrolment(BaseModel):
@@ -53,6 +56,9 @@ class Enrolment(BaseModel):
     primary_contact: Contact | None = None
     additional_contacts: list[Contact] = Field(default_factory=list)
     accept_extra_contact_fees: bool = False
+    extra_contacts_agreement_ref: str | None = None  # rule C4 (with C3): contacts beyond fifteen, billed
+    # Rule C5: a Technical Lead for another region, agreed at the start and billed as an extra.
+    other_region_tl_agreement_ref: str | None = None
     calendar: BusinessCalendar = Field(default_factory=BusinessCalendar)
     products: list[Product] = Field(default_factory=list)
     primary_system: str = Field(min_length=1)
@@ -62,6 +68,9 @@ class Enrolment(BaseModel):
     renewal_price_increase_percent: float | None = None
     support_language: str = "en"
     handbook_accepted_by: str | None = None
+    # rule C10: one follow-up call and report a month, unless another frequency is agreed (with its reference).
+    call_frequency_months: int = Field(default=1, ge=1, le=12)
+    call_frequency_agreement_ref: str | None = None
 
     @property
     def period_end(self) -> date:
@@ -104,10 +113,42 @@ def check_maintenance(
     return out
 
 
-def total_contacts(enrolment: Enrolment, subscription: MaintenanceSubscription | None) -> int:
-    """Rule C4 counts contacts across all the customer's maintenance subscriptions."""
-    existing = subscription.contact_count if subscription else 0
+def total_contacts(enrolment: Enrolment, subscription: MaintenanceSubscription | None,
+                   registry_contacts: int | None = None) -> int:
+    """Rule C4 counts contacts across all the customer's maintenance subscriptions: the registry's contacts
+    of every subscription of the customer (`registry_contacts`, summed by the enrolment check), or of the
+    named one when no sum is given, plus the primary contact and every additional one."""
+    existing = registry_contacts if registry_contacts is not None else (
+        subscription.contact_count if subscription else 0)
     return existing + len(enrolment.contacts())
+
+
+def contacts_beyond_limit(total: int, policy: ProgramPolicy) -> int:
+    """Rule C4: how many contacts are over the fifteen, each billed as an extra."""
+    return max(0, total - policy.max_total_contacts)
+
+
+def check_extra_contacts(total: int, accepted: bool, agreement_ref: str | None, policy: ProgramPolicy,
+                         field: str) -> list[RuleViolation]:
+    """Rule C4 (with C3), the same at enrolment and later: beyond fifteen contacts in all, the customer
+    accepts the fee under an agreement reference, and each one over is billed."""
+    if total <= policy.max_total_contacts or (accepted and (agreement_ref or "").strip()):
+        return []
+    return [RuleViolation(rule="C4", field=field,
+                          message=f"{total} contacts in all across the customer's maintenance subscriptions; more "
+                                  f"than {policy.max_total_contacts} needs the extra fee accepted with the reference "
+                                  f"of its agreement (rule C3)")]
+
+
+def check_call_frequency(months: int, agreement_ref: str | None, field: str) -> list[RuleViolation]:
+    """Rule C10: one follow-up call and one report a month are included unless OT and the customer agree
+    otherwise; another frequency (a cycle every `months` months) needs the reference of that agreement.
+    A frequency that does not divide the term is accepted: the period's last cycle is shorter."""
+    if months != 1 and not (agreement_ref or "").strip():
+        return [RuleViolation(rule="C10", field=field,
+                              message=f"a follow-up call and report every {months} months instead of monthly needs "
+                                      f"the reference of the agreement with the customer ({field})")]
+    return []
 
 
 def check_enrolment(
@@ -116,6 +157,7 @@ def check_enrolment(
     policy: ProgramPolicy,
     *,
     known_countries: set[str] | None = None,
+    registry_contacts: int | None = None,
 ) -> list[RuleViolation]:
     """Every rule that refuses an enrolment; an empty list means it may start."""
     v: list[RuleViolation] = []
@@ -135,12 +177,10 @@ def check_enrolment(
         v.append(RuleViolation(rule="C4", field="additional_contacts",
                                message=f"{extra} additional contacts at enrolment; at most "
                                        f"{policy.max_additional_contacts_at_enrolment} are allowed"))
-    total = total_contacts(enrolment, subscription)
-    if total > policy.max_total_contacts and not enrolment.accept_extra_contact_fees:
-        v.append(RuleViolation(rule="C4", field="accept_extra_contact_fees",
-                               message=f"{total} contacts in all across the customer's maintenance subscriptions; "
-                                       f"more than {policy.max_total_contacts} needs the extra fee acknowledged "
-                                       f"(accept_extra_contact_fees: true)"))
+    total = total_contacts(enrolment, subscription, registry_contacts)
+    v += check_extra_contacts(total, enrolment.accept_extra_contact_fees, enrolment.extra_contacts_agreement_ref,
+                              policy, "accept_extra_contact_fees" if not enrolment.accept_extra_contact_fees
+                              else "extra_contacts_agreement_ref")
     emails = [c.email.lower() for c in enrolment.contacts()]
     if len(set(emails)) != len(emails):
         v.append(RuleViolation(rule="C4", field="additional_contacts", message="a contact e-mail appears twice"))
@@ -173,6 +213,9 @@ def check_enrolment(
                                        f"({', '.join(enrolment.additional_systems)}) are billable extras and need "
                                        f"the reference of a separate agreement (additional_systems_agreement_ref, "
                                        f"rule C3)"))
+    # rule C10: another follow-up frequency than monthly needs its agreement.
+    v += check_call_frequency(enrolment.call_frequency_months, enrolment.call_frequency_agreement_ref,
+                              "call_frequency_agreement_ref")
     if enrolment.renewal_price_increase_percent is not None and (
         enrolment.renewal_price_increase_percent > float(policy.max_price_increase_percent)
     ):

@@ -9,6 +9,7 @@ steps themselves in `domain/steps.py`: import them from there.
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
@@ -20,6 +21,7 @@ from domain.errors import RuleViolation
 from domain.inventory import Finding, SiteInventory
 from domain.money import Money
 from domain.policy import ProgramPolicy
+from domain.renewal import RenewalInvoice
 from domain.step_inputs import BillableExtraKind, Rejection, StepName, StepState, StepStatus
 from domain.steps import STEP_DEPENDS_ON
 
@@ -38,17 +40,24 @@ class Phase(StrEnum):
 
 
 class BillableExtra(BaseModel):
+    """An extra as the workflow records it; the ledger row adds its price from OT's list (rule C3)."""
+
     kind: BillableExtraKind
     rule: str
     description: str
     agreement_ref: str
-    amount: Money | None = None
+    quantity: Decimal = Decimal("1")
+    # The months the extra covers (an agreement for the period): a price per month bills quantity × months.
+    months: int | None = None
+    amount: Money | None = None  # an override of the list price (with override_reason), else None
+    override_reason: str | None = None
     recorded_at: datetime
     recorded_by: str
 
 
 class CycleSummary(BaseModel):
-    month: int  # 1..12 within the period
+    month: int  # 1..12 within the period: the cycle's first month
+    months: int = 1  # rule C10: how many months it covers (the agreed frequency; the last one may be shorter)
     starts_on: date
     workflow_id: str
     status: Literal["scheduled", "running", "done", "missed"] = "scheduled"
@@ -64,6 +73,12 @@ class NonRenewal(BaseModel):
     recorded_at: datetime
 
 
+class MaintenanceCheck(BaseModel):
+    at: datetime
+    covered: bool
+    detail: str
+
+
 class RenewalState(BaseModel):
     notice_on: date
     notice_sent: bool = False
@@ -75,6 +90,12 @@ class RenewalState(BaseModel):
     non_renewal: NonRenewal | None = None
     invoice_ref: str | None = None
     invoice_paid_on: date | None = None
+    invoice: RenewalInvoice | None = None  # rule C14: issued with the notice, for the next period
+    price_rise_percent: Decimal | None = None  # rule C15: the rise and its reason are recorded
+    price_rise_reason: str | None = None
+    # Rule E1 ahead of time: what each maintenance check before the end found ("covered" or the violations).
+    maintenance_checks: list[MaintenanceCheck] = Field(default_factory=list)
+
 
 
 class PeriodPlan(BaseModel):
@@ -93,6 +114,11 @@ class PeriodPlan(BaseModel):
     non_renewal_reminder_at: datetime
     month_starts: list[date]
     month_start_ats: list[datetime]
+    # Planned since the renewal paperwork (C14, E1 ahead of time); None in plans recorded before, so a
+    # run planned earlier keeps its old sequence on replay.
+    invoice_due_on: date | None = None
+    invoice_escalation_at: datetime | None = None
+    maintenance_warning_ats: list[datetime] | None = None
 
 
 class ProgramInput(BaseModel):
@@ -104,6 +130,8 @@ class ProgramInput(BaseModel):
     inventory: SiteInventory | None = None
     inventory_version: int = 0
     extras_carried: list[BillableExtra] = Field(default_factory=list)
+    # Rule C14: the invoice that pays this period (issued with the last period's renewal notice).
+    period_invoice: RenewalInvoice | None = None
 
 
 class ProgramStatus(BaseModel):
@@ -122,7 +150,11 @@ class ProgramStatus(BaseModel):
     plan: PeriodPlan | None = None
     steps: list[StepState] = Field(default_factory=list)
     cycles: list[CycleSummary] = Field(default_factory=list)
+    # rule C10: a follow-up cycle (call and report) every this many months, and the agreement for it.
+    call_frequency_months: int = 1
+    call_frequency_agreement_ref: str | None = None
     renewal: RenewalState | None = None
+    period_invoice: RenewalInvoice | None = None  # rule C14: carried from the previous period, until paid
     annual_fee: Money
     inventory: SiteInventory | None = None
     inventory_version: int = 0

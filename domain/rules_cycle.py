@@ -1,20 +1,34 @@
 """Rules of a monthly cycle's Updates (D6, D7, C10): what MonthlyCycleWorkflow's validators and
-re-checks ask. Pure functions returning the violations; `domain/refusal.refusal_text` words them."""
+re-checks ask. Pure functions returning the violations; `domain/refusal.refusal_text` words them.
+
+Also the period's cycles at the agreed follow-up frequency (C10): `plan_cycles`, `replan_cycles`,
+`cycle_bounds`, and the check of a frequency agreed during the period."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
-from domain.cycle import CycleStatus, HoldCall, RecordExtraCall, ScheduleCall
+from domain.cycle import CycleStatus, HoldCall, RecordExtraCall, RecordExtraReport, ScheduleCall
 from domain.errors import RuleViolation
+from domain.naming import monthly_cycle_workflow_id
+from domain.program import CycleSummary, PeriodPlan, ProgramStatus
 from domain.refusal import needs_offset, plain, violation
-from domain.step_inputs import StepStatus
+from domain.rules_program import NOT_LIVE_PHASES
+from domain.step_inputs import AgreeCallFrequency, StepStatus
 from domain.steps import spec
 
 
 def month_label(month_start: date) -> str:
     """The month as messages name it, e.g. "February 2027"."""
     return month_start.strftime("%B %Y")
+
+
+def cycle_label(month_start: date, month_end: date, months: int) -> str:
+    """The cycle as messages name it: its month, or its months when it covers several (C10), e.g.
+    "January 2027 to March 2027"."""
+    if months == 1:
+        return month_label(month_start)
+    return f"{month_label(month_start)} to {month_label(month_end)}"
 
 
 def check_cycle_step_open(status: CycleStatus, step: str) -> list[RuleViolation]:
@@ -60,4 +74,79 @@ def check_extra_call(status: CycleStatus, inp: RecordExtraCall, month_start: dat
         return [violation("C10", "the month's included call has not been held yet; record it with hold_call")]
     if extra_call_key(inp) in status.extra_call_keys:
         return [extra_call_recorded(inp, month_start)]
+    return []
+
+
+def extra_report_key(inp: RecordExtraReport) -> str:
+    """Rule C10: one extra report per day and agreement (a double click records it once)."""
+    return f"{inp.delivered_on.isoformat()} {inp.agreement_ref.strip()}"
+
+
+def extra_report_recorded(inp: RecordExtraReport, month_start: date) -> RuleViolation:
+    return violation("C10", f"an extra report delivered on {inp.delivered_on} under {inp.agreement_ref} is recorded "
+                            f"already for the cycle of {month_label(month_start)}; a second one that day needs its "
+                            f"own agreement reference", "agreement_ref")
+
+
+def check_extra_report(status: CycleStatus, inp: RecordExtraReport, month_start: date) -> list[RuleViolation]:
+    """Rule C10: the cycle's report is included; another one is a billable extra, recorded once. As for an
+    extra call, the included one comes first: its draft exists once the call is held."""
+    if status.done:
+        # As for an extra call: an Update accepted now could be lost as the cycle ends.
+        return [violation("C10", f"the {month_label(month_start)} cycle is closed; record the extra report on the "
+                                 f"programme with record_billable_extra (kind extra_report)")]
+    if status.report_document_id is None:
+        return [violation("C10", "the cycle's included report is not drafted yet: it is drafted when the call is "
+                                 "held (hold_call)")]
+    if extra_report_key(inp) in status.extra_report_keys:
+        return [extra_report_recorded(inp, month_start)]
+    return []
+
+
+# ---- rule C10: the period's cycles at the agreed frequency ----------------------------------------
+def plan_cycles(customer_id: str, period: int, plan: PeriodPlan, months: int,
+                from_month: int = 1) -> list[CycleSummary]:
+    """Rule C10: the follow-up cycles of the period from its month `from_month` (1-based) on. Each starts on a
+    month start of the plan and covers `months` months: to the day before the next cycle's start, or to the
+    period end. When `months` does not divide the months left, the last cycle is shorter (it ends with the
+    period). Monthly (1) gives one cycle a month, numbered by month, as always."""
+    starts = plan.month_starts
+    return [CycleSummary(month=m, months=min(months, len(starts) - m + 1), starts_on=starts[m - 1],
+                         workflow_id=monthly_cycle_workflow_id(customer_id, period, m))
+            for m in range(from_month, len(starts) + 1, months)]
+
+
+def first_month_not_started(cycles: list[CycleSummary]) -> int:
+    """The first month of the period that no started cycle (running, done or missed) covers."""
+    return max((c.month + c.months for c in cycles if c.status != "scheduled"), default=1)
+
+
+def replan_cycles(cycles: list[CycleSummary], customer_id: str, period: int, plan: PeriodPlan,
+                  months: int) -> list[CycleSummary]:
+    """Rule C10, another frequency agreed during the period: the cycles started stay as they are; those not
+    started yet are planned again, `months` months each, from the first month no started cycle covers."""
+    started = [c for c in cycles if c.status != "scheduled"]
+    return started + plan_cycles(customer_id, period, plan, months, first_month_not_started(cycles))
+
+
+def cycle_bounds(plan: PeriodPlan, cycle: CycleSummary) -> tuple[datetime, date, datetime]:
+    """When the cycle starts (its first month's start instant), its last day (inclusive), and when the
+    next cycle starts (the period end instant after the last one)."""
+    first, after = cycle.month - 1, cycle.month - 1 + cycle.months
+    if after < len(plan.month_starts):
+        return plan.month_start_ats[first], plan.month_starts[after] - timedelta(days=1), plan.month_start_ats[after]
+    return plan.month_start_ats[first], plan.period_end, plan.period_end_at
+
+
+def check_call_frequency_change(status: ProgramStatus, inp: AgreeCallFrequency,
+                                period_over: bool) -> list[RuleViolation]:
+    """Rule C10: another follow-up frequency is agreed for the coming months of a live programme, always
+    with the reference of its agreement (going back to monthly too: it changes what was agreed)."""
+    if period_over:
+        return [violation("C10", f"no follow-up frequency can be agreed now: period {status.period} has ended")]
+    if status.phase in NOT_LIVE_PHASES:
+        return [violation("C10", f"no follow-up frequency can be agreed: the programme is {status.phase.value}")]
+    if not inp.agreement_ref.strip():
+        return [violation("C10", f"a follow-up call and report every {inp.months} month(s) needs the reference of "
+                                 f"the agreement with the customer (agreement_ref)", "agreement_ref")]
     return []

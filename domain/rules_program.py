@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from domain.enrolment import Enrolment
+from domain.enrolment import Enrolment, check_extra_contacts
 from domain.errors import RuleRefused, RuleViolation
 from domain.inventory import check_site_inventory
 from domain.money import Money, check_renewal_price
@@ -88,7 +88,7 @@ def check_step_payload(inp: CompleteKickoff | SubmitSiteInventory | RecordBillab
         return check_kickoff_agenda(inp.agenda_covered)
     if isinstance(inp, SubmitSiteInventory):
         return check_site_inventory(inp.inventory, enrolment.primary_system, enrolment.additional_systems)
-    return check_billable_extra(inp.kind, inp.agreement_ref)
+    return check_billable_extra(inp.kind, inp.agreement_ref, inp.amount, inp.override_reason)
 
 
 def check_inventory_update(status: ProgramStatus) -> list[RuleViolation]:
@@ -111,12 +111,9 @@ def check_new_contact(status: ProgramStatus, inp: AddContact, subscription_conta
     if any(c.email.lower() == inp.contact.email.lower() for c in status.contacts):
         return [plain(f"{inp.contact.email} is already a contact", "contact.email")]
     total = subscription_contacts + len(status.contacts) + 1
-    limit = policy.max_total_contacts
-    if total > limit and not (inp.accept_extra_contact_fee and inp.agreement_ref):
-        return [violation("C4", f"{total} contacts in all would exceed {limit}; accept the extra fee "
-                                f"(accept_extra_contact_fee) with an agreement reference (rule C3)",
-                          "accept_extra_contact_fee")]
-    return []
+    # The same rule as at enrolment (domain/enrolment.py check_extra_contacts).
+    return check_extra_contacts(total, inp.accept_extra_contact_fee, inp.agreement_ref, policy,
+                                "accept_extra_contact_fee" if not inp.accept_extra_contact_fee else "agreement_ref")
 
 
 def check_renewal_proposal(status: ProgramStatus, price: Money, policy: ProgramPolicy) -> list[RuleViolation]:
@@ -149,8 +146,24 @@ def check_non_renewal_notice(status: ProgramStatus, inp: GiveNonRenewalNotice, n
     return []
 
 
-def check_invoice_paid(status: ProgramStatus) -> list[RuleViolation]:
+def check_invoice_paid(status: ProgramStatus, invoice_ref: str, paid_on: date) -> list[RuleViolation]:
+    """Rule C14: a payment is recorded against an issued invoice, from its issue on: the renewal invoice of
+    this period (issued with the notice) or the one carried from the last period (it pays this one)."""
     r = status.renewal
-    if r is None or not r.notice_sent:
-        return [plain("no renewal invoice yet: the renewal notice has not been sent (C14)")]
+    issued = [i for i in (status.period_invoice, r.invoice if r else None) if i is not None]
+    if not issued:
+        if r is not None and r.notice_sent and (status.plan is None or status.plan.invoice_due_on is None):
+            return []  # a run planned before the renewal invoice: the reference is the customer's own
+        return [violation("C14", "no renewal invoice yet: it is issued with the renewal notice"
+                                 + (f" on {r.notice_on}" if r else ""), "invoice_ref")]
+    match = next((i for i in issued if i.number == invoice_ref.strip()), None)
+    if match is None:
+        return [violation("C14", f"unknown invoice {invoice_ref!r}; open invoice(s): "
+                                 + ", ".join(i.number for i in issued), "invoice_ref")]
+    if match.paid:
+        return [violation("C14", f"invoice {match.number} was already recorded paid on {match.paid_on}",
+                          "invoice_ref")]
+    if paid_on < match.issued_on:
+        return [violation("C14", f"paid on {paid_on}, before invoice {match.number} was issued on "
+                                 f"{match.issued_on}", "paid_on")]
     return []

@@ -8,6 +8,7 @@ while `ProgramStatus` asks the registry what each step waits for.
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -187,6 +188,9 @@ class BillableExtraKind(StrEnum):
     customisation = "customisation"  # C13
     extra_contacts = "extra_contacts"  # C4
     on_site_dispatch = "on_site_dispatch"  # A4
+    extended_hours = "extended_hours"  # C5: TL hours other than the standard day, agreed at the start
+    other_region_tl = "other_region_tl"  # C5: a TL for another region, agreed at the start
+    other_product = "other_product"  # C9: a product outside maintenance and OT's resold products
     other = "other"  # C3
 
 
@@ -198,28 +202,44 @@ EXTRA_RULES: dict[BillableExtraKind, str] = {
     BillableExtraKind.customisation: "C13",
     BillableExtraKind.extra_contacts: "C4",
     BillableExtraKind.on_site_dispatch: "A4",
+    BillableExtraKind.extended_hours: "C5",
+    BillableExtraKind.other_region_tl: "C5",
+    BillableExtraKind.other_product: "C9",
     BillableExtraKind.other: "C3",
 }
 
 
-def check_billable_extra(kind: BillableExtraKind, agreement_ref: str) -> list[RuleViolation]:
-    """Rule C3: every billable extra (C1, C4, C6, C10, C11, C13, A4) carries its separate agreement."""
-    if agreement_ref.strip():
-        return []
-    return [RuleViolation(rule="C3", field="agreement_ref",
-                          message=f"a billable extra ({kind.value}, rule {EXTRA_RULES[kind]}) needs the reference "
-                                  f"of its separate agreement (agreement_ref)")]
+def check_billable_extra(kind: BillableExtraKind, agreement_ref: str, amount: Money | None = None,
+                         override_reason: str | None = None) -> list[RuleViolation]:
+    """Rule C3: every billable extra (C1, C4, C6, C10, C11, C13, A4) carries its separate agreement and is
+    priced from OT's price list; an amount that overrides the list says why."""
+    out: list[RuleViolation] = []
+    if not agreement_ref.strip():
+        out.append(RuleViolation(rule="C3", field="agreement_ref",
+                                 message=f"a billable extra ({kind.value}, rule {EXTRA_RULES[kind]}) needs the "
+                                         f"reference of its separate agreement (agreement_ref)"))
+    if amount is not None and not (override_reason or "").strip():
+        out.append(RuleViolation(rule="C3", field="override_reason",
+                                 message="an amount other than OT's price list needs its reason (override_reason); "
+                                         "leave the amount empty to price the extra from the list"))
+    return out
 
 
 class RecordBillableExtra(StepInput):
     kind: BillableExtraKind
     description: str = Field(min_length=1)
     agreement_ref: str = Field(min_length=1)  # rule C3: every extra has an agreement
+    # Bounded by the ledger's column (Numeric(12, 2)): a wider one would fail the recording activity for ever.
+    quantity: Decimal = Field(default=Decimal("1"), gt=0, le=Decimal("9999999999.99"), decimal_places=2)
+    months: int | None = Field(default=None, ge=1, le=60)
+    # Rule C3: priced from OT's price list; an amount given here overrides it and needs its reason.
     amount: Money | None = None
+    override_reason: str | None = None
 
 
 class ProposeRenewalPrice(StepInput):
     price: Money
+    reason: str | None = None  # rule C15: "a reasonable rise of service costs"; recorded with the rise
 
 
 class GiveNonRenewalNotice(StepInput):
@@ -231,6 +251,15 @@ class GiveNonRenewalNotice(StepInput):
 class RecordInvoicePaid(StepInput):
     invoice_ref: str = Field(min_length=1)
     paid_on: date
+
+
+class AgreeCallFrequency(StepInput):
+    """Rule C10: a follow-up cycle (one call, one report) every `months` months from the coming months on,
+    as agreed with the customer; a blank agreement reference is refused with rule C10."""
+
+    months: int = Field(ge=1, le=12)
+    agreement_ref: str
+    reason: str = ""
 
 
 class CompleteStepSignal(BaseModel):

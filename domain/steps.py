@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from domain import request, step_inputs
-from domain.cycle import ApproveReport, CycleStepName, HoldCall, RecordExtraCall, ScheduleCall
+from domain.cycle import ApproveReport, CycleStepName, HoldCall, RecordExtraCall, RecordExtraReport, ScheduleCall
 from domain.step_inputs import StepInput, StepName
 
 
@@ -117,6 +117,8 @@ STEPS: tuple[StepSpec, ...] = (
     StepSpec("record_renewal_invoice_paid", _P, step_inputs.RecordInvoicePaid,
              "Record the renewal invoice paid", ("C14",),
              by_signal=False),
+    StepSpec("agree_call_frequency", _P, step_inputs.AgreeCallFrequency,
+             "Agree the follow-up call and report frequency", ("C10",), by_signal=False),
     # ---- monthly cycle (D6, D7, C10): one after the other
     StepSpec(CycleStepName.schedule_call, _C, ScheduleCall, "Schedule the monthly follow-up call", ("D6", "A5"),
              tracked=True, due_from=DueFrom.month_start, due_policy="call_schedule_business_days"),
@@ -126,6 +128,7 @@ STEPS: tuple[StepSpec, ...] = (
              waits_for=(CycleStepName.hold_call,), tracked=True, due_from=DueFrom.next_month,
              due_policy="report_approval_business_days"),
     StepSpec("record_extra_call", _C, RecordExtraCall, "Record an extra call this month", ("C10",)),
+    StepSpec("record_extra_report", _C, RecordExtraReport, "Record an extra report this cycle", ("C10",)),
     # ---- support request (A4, A6, C3, C12): the request's state decides what is allowed
     StepSpec("respond", _R, request.Respond, "Give the first response", ("C12",)),
     StepSpec("pend", _R, request.Pend, "Wait for the customer", ("A6",)),

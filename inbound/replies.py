@@ -31,6 +31,7 @@ from starter.requests import update_request
 from storage.db import SessionFactory
 from storage.repositories.attachments import drop_attachments_of, keep_attachment
 from storage.repositories.inbound import list_inbound, mark_inbound, store_inbound
+from storage.repositories.programmes import closed_workspace
 from storage.tables import ContactRow, InboundMessageRow, ProgrammeRow, SupportRequestRow
 from storage.users import Role, get_user_by_email
 
@@ -210,6 +211,10 @@ class ReplyPoster:
                 ContactRow.customer_id == request.customer_id, func.lower(ContactRow.email) == sender,
                 ContactRow.active.is_(True)))
             if contact is not None:
+                if await closed_workspace(session, request.customer_id) is not None:
+                    # Rule D10: a closed programme's contacts read their workspace, they write nothing.
+                    raise Quarantined(f"the programme of customer {request.customer_id} is closed: "
+                                      "its contacts' replies are not posted")
                 return Author(sender, AuthorRole.customer)
             user = await get_user_by_email(session, sender)
             programme = await session.get(ProgrammeRow, request.customer_id)

@@ -1,6 +1,7 @@
 """Who may see and do what. Every route that takes an ID goes through `customer_in_reach`.
 
-- A customer contact sees their own customer's workspace, nothing else.
+- A customer contact sees their own customer's workspace, nothing else; once the programme has
+  closed, only reads it (`Principal.closed`, rule D10) until its access ends (portal/auth.py).
 - A Technical Lead sees the programmes they lead (`programmes.technical_lead_id`).
 - GTS engineers, support managers, operations and admins see every customer.
 
@@ -53,6 +54,7 @@ class Action(StrEnum):
     ops_pages = "ops_pages"
     inbox = "inbox"
     audit_log = "audit_log"  # who did what, from which interface (portal/audit.py)
+    price_list = "price_list"  # OT's price list that prices billable extras (C3), read-only
 
 
 ALLOWED: dict[Action, frozenset[Role]] = {
@@ -73,6 +75,7 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.ops_pages: frozenset({Role.ops, Role.admin, Role.support_manager, Role.gts}),
     Action.inbox: frozenset({Role.tl, Role.gts, Role.ops, Role.admin, Role.support_manager}),
     Action.audit_log: frozenset({Role.ops, Role.admin}),
+    Action.price_list: frozenset({Role.ops, Role.admin}),
 }
 
 # Steps each role may complete (on a programme it can see). TLs complete every step of
@@ -82,10 +85,15 @@ STEP_ROLES: dict[Role, frozenset[str] | None] = {Role.tl: None, Role.admin: None
 
 
 def may(principal: Principal, action: Action) -> bool:
+    if principal.closed is not None and action != Action.view:
+        return False  # rule D10: a closed programme's contacts read their workspace, nothing more
     return principal.role in ALLOWED[action]
 
 
 def require(principal: Principal, action: Action) -> None:
+    if principal.closed is not None and action != Action.view:
+        raise Forbidden(f"your programme closed on {principal.closed.closed_at:%Y-%m-%d}: the workspace is "
+                        f"read-only until {principal.closed.access_ends_at:%Y-%m-%d %H:%M} UTC")
     if not may(principal, action):
         raise Forbidden(f"a {principal.role_label} may not do this ({action.value.replace('_', ' ')})")
 

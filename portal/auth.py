@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from portal.state import get_state
 from storage import users as users_repo
 from storage.credentials import digest, random_token, same
-from storage.repositories import utcnow
+from storage.repositories import ClosedWorkspace, closed_workspace, deactivate_contacts, utcnow
 from storage.tables import ContactRow, UserRow
 from storage.users import Role
 
@@ -56,6 +56,8 @@ class Principal:
     via: str  # "session" | "token"
     csrf_token: str | None = None
     session_hash: str | None = None
+    # A contact of a closed programme (D10): reads the workspace until closed.access_ends_at, writes nothing.
+    closed: ClosedWorkspace | None = None
 
     @property
     def actor(self) -> str:
@@ -72,10 +74,10 @@ class Principal:
 
 
 def principal_of(user: UserRow, via: str, *, csrf_token: str | None = None,
-                 session_hash: str | None = None) -> Principal:
+                 session_hash: str | None = None, closed: ClosedWorkspace | None = None) -> Principal:
     return Principal(user_id=user.id, email=user.email, name=user.name, role=Role(user.role),
                      customer_id=user.customer_id, technical_lead_id=user.technical_lead_id, via=via,
-                     csrf_token=csrf_token, session_hash=session_hash)
+                     csrf_token=csrf_token, session_hash=session_hash, closed=closed)
 
 
 def serializer(request: Request, salt: str) -> URLSafeTimedSerializer:
@@ -86,13 +88,35 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def contact_revoked(session: AsyncSession, user: UserRow) -> bool:
-    """A contact whose programme closed (contacts' access revoked) no longer gets in."""
+@dataclass(frozen=True)
+class ContactAccess:
+    revoked: bool
+    closed: ClosedWorkspace | None = None  # not revoked: read-only until closed.access_ends_at
+
+
+async def contact_access(session: AsyncSession, user: UserRow, now: datetime | None = None) -> ContactAccess:
+    """Rule D10 for a customer contact: revoked (their contact row is), read-only (their programme closed,
+    its workspace is readable until `access_ends_at`), or full. Once `now` reaches `access_ends_at` the
+    customer's contacts are revoked for good, in the caller's transaction: nothing gives it back but a
+    new enrolment. Anyone else is never revoked here."""
     if user.role != Role.contact or not user.customer_id:
-        return False
+        return ContactAccess(revoked=False)
     row = (await session.execute(select(ContactRow.active).where(
         ContactRow.customer_id == user.customer_id, ContactRow.email == user.email))).first()
-    return row is not None and not row[0]
+    if row is not None and not row[0]:
+        return ContactAccess(revoked=True)
+    closed = await closed_workspace(session, user.customer_id)
+    if closed is None:
+        return ContactAccess(revoked=False)
+    if not closed.readable_at(now or utcnow()):
+        await deactivate_contacts(session, user.customer_id)
+        return ContactAccess(revoked=True)
+    return ContactAccess(revoked=False, closed=closed)
+
+
+async def contact_revoked(session: AsyncSession, user: UserRow, now: datetime | None = None) -> bool:
+    """A contact whose access ended (programme closed, its readable days over) no longer gets in."""
+    return (await contact_access(session, user, now)).revoked
 
 
 # ---- who is asking -----------------------------------------------------------------------
@@ -102,10 +126,13 @@ async def _from_token(request: Request, token: str) -> Principal | None:
     state = get_state(request)
     async with state.sessions() as session, session.begin():
         found = await users_repo.find_api_token(session, digest(token))
-        if found is None or await contact_revoked(session, found[1]):
+        if found is None:
+            return None
+        contact = await contact_access(session, found[1], state.clock())
+        if contact.revoked:
             return None
         await users_repo.touch_api_token(session, found[0].id)
-        return principal_of(found[1], "token")
+        return principal_of(found[1], "token", closed=contact.closed)
 
 
 async def _from_cookie(request: Request) -> Principal | None:
@@ -119,11 +146,15 @@ async def _from_cookie(request: Request) -> Principal | None:
     if not isinstance(session_id, str):
         return None
     state = get_state(request)
-    async with state.sessions() as session:
+    async with state.sessions() as session, session.begin():  # committed: an access that ended is revoked
         found = await users_repo.get_live_session(session, digest(session_id))
-        if found is None or await contact_revoked(session, found[1]):
+        if found is None:
             return None
-        return principal_of(found[1], "session", csrf_token=found[0].csrf_token, session_hash=found[0].id_hash)
+        contact = await contact_access(session, found[1], state.clock())
+        if contact.revoked:
+            return None
+        return principal_of(found[1], "session", csrf_token=found[0].csrf_token, session_hash=found[0].id_hash,
+                            closed=contact.closed)
 
 
 async def current_principal(request: Request) -> Principal | None:
@@ -246,7 +277,8 @@ async def password_throttle(session: AsyncSession, email: str, address: str, now
 
 __all__ = [
     "CSRF_FIELD", "LINK_TTL", "MAX_FAILED_PER_EMAIL", "MAX_LINKS_PER_EMAIL", "SESSION_COOKIE", "STAFF_ROLES",
-    "THROTTLE_WINDOW", "Principal", "SignInRequired", "check_csrf", "client_address", "contact_revoked",
+    "THROTTLE_WINDOW", "ContactAccess", "Principal", "SignInRequired", "check_csrf", "client_address",
+    "contact_access", "contact_revoked",
     "current_principal", "end_session", "password_throttle", "pre_csrf_token", "principal_of", "require_user",
     "set_pre_csrf_cookie", "start_session",
 ]

@@ -332,6 +332,14 @@ STEP_FORMS: dict[str, StepForm] = {f.step: f for f in (
                        required=True, width="half"),
                  Field("notes", "Call notes", "textarea", required=True, rows=4),
              )),
+    StepForm("record_extra_report",
+             "A report beyond the cycle's included one is a billable extra under its written agreement (C10); "
+             "it is listed in the report and the final report.", (
+                 Field("delivered_on", "Delivered on", "date", _DATE_HELP, required=True, width="half"),
+                 Field("agreement_ref", "Agreement reference", help="The written agreement for the extra (C3).",
+                       required=True, width="half"),
+                 Field("description", "What the report covered", "textarea", required=True, rows=4),
+             )),
 )}
 
 
@@ -400,8 +408,14 @@ EXTRA_FIELDS: tuple[Field, ...] = (
     Field("agreement_ref", "Agreement reference", help="Every extra needs a separate agreement (C3).", required=True,
           width="third"),
     Field("description", "Description", required=True, width="half"),
-    Field("amount.amount", "Amount", "number", "Empty: priced from the price list.", width="third"),
+    Field("quantity", "Quantity", "number", "Units, months or periods, as OT's price list counts this kind.",
+          default="1", width="third"),
+    # Rule C3: the price comes from OT's list; an amount typed here overrides it and says why.
+    Field("amount.amount", "Amount (override)", "number",
+          "Leave empty: the price comes from OT's price list in force today (quantity × unit price).",
+          width="third"),
     Field("amount.currency", "Currency", default="EUR", width="third"),
+    Field("override_reason", "Reason for the override", help="Required with an amount (C3).", width="half"),
 )
 
 ENROLMENT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (

@@ -110,6 +110,8 @@ def nav_items(principal: Principal | None) -> list[tuple[str, str]]:
         items.append(("My programmes", "/programmes"))
     if access.may(principal, access.Action.ops_pages):
         items += [("Programmes", "/programmes"), ("Notices", "/ops/notices"), ("Billable extras", "/ops/extras")]
+    if access.may(principal, access.Action.price_list):
+        items.append(("Price list", "/ops/prices"))
     if access.may(principal, access.Action.audit_log):
         items.append(("Audit log", "/ops/audit"))
     return items

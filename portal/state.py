@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from fastapi import HTTPException, Request
 from temporalio.client import Client
@@ -11,6 +13,7 @@ from temporalio.client import Client
 from activities.mail import MailActivities
 from config.settings import Settings
 from storage.db import SessionFactory
+from storage.repositories.clock import utcnow
 
 
 class TemporalUnavailable(HTTPException):
@@ -25,6 +28,8 @@ class PortalState:
     secret: str
     mail: MailActivities
     client: Client | None = None
+    # The time the contacts' workspace access is judged at (D10: read-only until access_ends_at).
+    clock: Callable[[], datetime] = field(default=utcnow)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def temporal(self) -> Client:

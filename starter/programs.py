@@ -23,7 +23,7 @@ from domain.enrolment import Enrolment, check_enrolment
 from domain.errors import EnrolmentRefused, NotFound, Refused, RuleViolation
 from domain.naming import SA_CUSTOMER_ID, SA_TECHNICAL_LEAD, program_workflow_id
 from domain.program import ProgramInput, ProgramStatus
-from domain.steps import Workflow, updates_of
+from domain.steps import Workflow, spec, updates_of
 from starter.database import database
 from starter.errors import parse_model, temporal_refusals
 
@@ -46,11 +46,14 @@ async def enrolment_violations(settings: Settings, enrolment: Enrolment,
     """The rules the workflow checks at enrolment, checked now (CLI and portal); `sessions` reuses a factory."""
     from config.calendar import supported_countries
     from storage.repositories import get_subscription, subscription_model
+    from storage.repositories.customers import registry_contact_count
 
     async with database(settings, sessions) as opened, opened() as session:
         row = await get_subscription(session, enrolment.customer.maintenance_subscription_id)
         sub = subscription_model(row) if row else None
-    return check_enrolment(enrolment, sub, settings.policy, known_countries=supported_countries())
+        registry = await registry_contact_count(session, enrolment.customer.id, enrolment.period_start)
+    return check_enrolment(enrolment, sub, settings.policy, known_countries=supported_countries(),
+                           registry_contacts=registry)
 
 
 async def precheck_enrolment(settings: Settings, enrolment: Enrolment,
@@ -102,7 +105,8 @@ async def cycle_for_step(client: Client, customer_id: str, step: str, month: int
     running = [c for c in status.cycles if c.status == "running" and (month is None or c.month == month)]
     for c in running:
         cs = await client.get_workflow_handle(c.workflow_id).query("get_status", result_type=CycleStatus)
-        if step == "record_extra_call" or any(st.step == step and st.status == "open" for st in cs.steps):
+        # The extras (C10: record_extra_call, record_extra_report) are no to-do: any running cycle takes them.
+        if not spec(step).tracked or any(st.step == step and st.status == "open" for st in cs.steps):
             return c.workflow_id
     raise Refused(f"no running monthly cycle of {customer_id} has step {step} open"
                   + (f" for month {month}" if month else ""))
@@ -135,15 +139,34 @@ async def execute_step(client: Client, customer_id: str, step: str, by: str, pay
     return {"workflow_id": wid, "step": step, "status": data}
 
 
+async def agree_call_frequency(client: Client, customer_id: str, by: str, months: int, agreement_ref: str,
+                               reason: str = "", via: str = "cli") -> dict[str, Any]:
+    """Rule C10: a follow-up cycle every `months` months from the coming months on, under `agreement_ref`
+    (Update `agree_call_frequency`); returns the programme's new status."""
+    return await execute_step(client, customer_id, "agree_call_frequency", by,
+                              {"months": months, "agreement_ref": agreement_ref, "reason": reason}, via=via)
+
+
+async def record_extra_report(client: Client, customer_id: str, by: str, delivered_on: str, description: str,
+                              agreement_ref: str, month: int | None = None, via: str = "cli") -> dict[str, Any]:
+    """Rule C10: a report beyond the cycle's included one, a billable extra (Update `record_extra_report` of the
+    running cycle, of `month` when given); returns the cycle's new status."""
+    return await execute_step(client, customer_id, "record_extra_report", by,
+                              {"delivered_on": delivered_on, "description": description,
+                               "agreement_ref": agreement_ref}, month, via)
+
+
 __all__ = [
     "CYCLE_UPDATES",
     "PROGRAM_UPDATES",
+    "agree_call_frequency",
     "cycle_for_step",
     "enrolment_violations",
     "execute_step",
     "fetch_status",
     "precheck_enrolment",
     "prepare_step",
+    "record_extra_report",
     "start_program",
     "step_model",
 ]

@@ -92,6 +92,8 @@ class WorkspaceRow(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | archived
     created_at: Mapped[datetime]
     archived_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # D10: archived, its contacts still read it (nothing more) until then; None: until archived_at.
+    access_ends_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class DocumentRow(Base):
@@ -141,11 +143,34 @@ class BillableExtraRow(Base):
     rule: Mapped[str] = mapped_column(String(8))
     description: Mapped[str] = mapped_column(Text)
     agreement_ref: Mapped[str] = mapped_column(String(255))
+    # Rule C3: quantity × the list's unit price in force on the day it was recorded, or an override with its
+    # reason; `amount` and `currency` are what is billed, NULL while unpriced (no list price for the kind).
+    quantity: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("1"), server_default="1")
+    unit_price: Mapped[Decimal | None] = mapped_column(Numeric(12, 2), nullable=True)
+    price_basis: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    price_effective_from: Mapped[date | None] = mapped_column(Date, nullable=True)
+    override_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     amount: Mapped[Decimal | None] = mapped_column(Numeric(12, 2), nullable=True)
     currency: Mapped[str | None] = mapped_column(String(3), nullable=True)
     recorded_by: Mapped[str] = mapped_column(String(128))
-    recorded_at: Mapped[datetime]
+    recorded_at: Mapped[datetime] = mapped_column(index=True)  # the ledger's export by date
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+
+
+class PriceListRow(Base):
+    """Rule C3: OT's price list, imported by ops; a price applies from `effective_from` until the next one."""
+
+    __tablename__ = "price_list"
+    __table_args__ = (UniqueConstraint("kind", "effective_from"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    basis: Mapped[str] = mapped_column(String(16))  # unit | month | period
+    unit_price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    currency: Mapped[str] = mapped_column(String(3))
+    effective_from: Mapped[date] = mapped_column(Date)
+    description: Mapped[str] = mapped_column(Text, default="")
+    imported_at: Mapped[datetime]
+    imported_by: Mapped[str] = mapped_column(String(128))
 
 
 class AuditLogRow(Base):

@@ -51,7 +51,22 @@ async def test_plan_period_dates_c2_c14_c16() -> None:
     assert plan.period_end == date(2028, 1, 3)  # rule C2
     assert plan.renewal_notice_on == date(2027, 9, 25)  # rule C14: period end - 100 days (policy)
     assert plan.non_renewal_deadline == date(2027, 10, 5)  # rule C16: period end - 90 days
-    assert plan.non_renewal_reminder_on == date(2027, 9, 21)  # rule C16: 14 days before the deadline
+    # rule C16: 7 days before the deadline, after the renewal notice (C14 first).
+    assert plan.non_renewal_reminder_on == date(2027, 9, 28)
+    assert plan.renewal_notice_on < plan.non_renewal_reminder_on < plan.non_renewal_deadline
+    assert plan.invoice_due_on == plan.period_end  # rule C14: the renewal invoice is due on the last day
+    assert plan.invoice_escalation_at == utc(2027, 12, 4, 8)  # 30 days before the end, 09:00 CET
+    assert plan.maintenance_warning_ats == [utc(2027, 11, 4, 8), utc(2027, 12, 4, 8)]  # rule E1: 60 and 30 days
+
+
+@pytest.mark.rule("C14", "C16")
+async def test_a_carried_policy_never_sends_the_deadline_reminder_before_the_renewal_notice() -> None:
+    # A programme started before the settings check carries 14 days, which would put the reminder (21
+    # September) before the notice (25 September): the plan moves it to the day after the notice.
+    carried = ProgramPolicy(non_renewal_reminder_days_before_deadline=14)
+    plan = await CalendarActivities().plan_period(plan_request().model_copy(update={"policy": carried}))
+    assert plan.renewal_notice_on == date(2027, 9, 25)
+    assert plan.non_renewal_reminder_on == date(2027, 9, 26)
 
 
 async def test_plan_period_instants_are_local_and_utc() -> None:
@@ -59,7 +74,7 @@ async def test_plan_period_instants_are_local_and_utc() -> None:
     assert plan.period_start_at == utc(2027, 1, 3, 23)  # 4 January 00:00 CET
     assert plan.period_end_at == utc(2028, 1, 3, 23)  # end of 3 January 2028 = 4 January 00:00 CET
     assert plan.renewal_notice_at == utc(2027, 9, 25, 7)  # 09:00 CEST
-    assert plan.non_renewal_reminder_at == utc(2027, 9, 21, 7)
+    assert plan.non_renewal_reminder_at == utc(2027, 9, 28, 7)
     for instant in (plan.period_start_at, plan.period_end_at, plan.renewal_notice_at, plan.non_renewal_deadline_end_at):
         assert instant.utcoffset() == timedelta(0)
 

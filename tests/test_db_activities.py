@@ -144,6 +144,27 @@ async def test_rule_c4_contacts_across_subscriptions_counted_from_the_registry(
     assert [(v.rule, v.field) for v in result.violations] == [("C4", "accept_extra_contact_fees")]
 
 
+@pytest.mark.rule("C4")
+async def test_rule_c4_the_fifteen_sum_every_running_subscription_of_the_customer(
+    acts: DatabaseActivities, sessions: SessionFactory,
+) -> None:
+    # rule C4 "across all the customer's maintenance subscriptions": 8 on the named one + 6 on another of
+    # the customer's + 2 here = 16 > 15. One that ended before the period start and another customer's
+    # subscription do not count.
+    await add_subscription(sessions, contact_count=8)
+    await add_subscription(sessions, sub_id="SMP-1002", contact_count=6)
+    await add_subscription(sessions, sub_id="SMP-0999", end=date(2026, 12, 31), contact_count=40)
+    await add_subscription(sessions, sub_id="SMP-2001", customer_id="globex", contact_count=40)
+    result = await acts.check_enrolment(EnrolmentCheckRequest(enrolment=enrolment(), policy=ProgramPolicy()))
+    assert result.registry_contacts == 14
+    assert [(v.rule, v.field) for v in result.violations] == [("C4", "accept_extra_contact_fees")]
+    assert "16 contacts" in result.violations[0].message
+    # 5 on the other one: 15 in all, accepted without a fee.
+    await add_subscription(sessions, sub_id="SMP-1002", contact_count=5)
+    result = await acts.check_enrolment(EnrolmentCheckRequest(enrolment=enrolment(), policy=ProgramPolicy()))
+    assert result.accepted and result.registry_contacts == 13
+
+
 @pytest.mark.rule("E1")
 async def test_rule_e1_renewal_rechecks_maintenance_only(acts: DatabaseActivities, sessions: SessionFactory) -> None:
     # Period 2 runs 2028-01-04 .. 2029-01-03; the subscription ends 2028-09-30.
@@ -268,3 +289,48 @@ async def test_rule_d10_close_workspace_archives_and_revokes_every_contact(
         contacts = await repo.list_contacts(s, "acme")
         assert len(contacts) == 2
         assert not any(c.active for c in contacts)
+
+
+@pytest.mark.rule("D10", "A9")
+async def test_rule_d10_a_close_with_readable_days_keeps_the_contacts_until_access_ends_then_revokes_them(
+    acts: DatabaseActivities, sessions: SessionFactory,
+) -> None:
+    from portal.auth import contact_access  # the portal's check, against the row the activity wrote
+    from storage import users as users_repo
+    from storage.users import Role
+
+    e = enrolment()
+    await acts.register_programme(RegisterProgramme(status=status_of(e), enrolment=e))
+    closed_at = ACCEPTED_AT + timedelta(days=365)
+    close = CloseWorkspace(customer_id="acme", period=1, reason="non-renewal", readable_days=30, closed_at=closed_at)
+    ends = closed_at + timedelta(days=30)
+    assert (await acts.close_workspace(close)).detail == f"workspace ws-acme archived; readable by its contacts " \
+                                                         f"until {ends.isoformat()}"
+    # A retry a day later keeps the first close; the closing projection neither revokes nor gives back.
+    await acts.close_workspace(close.model_copy(update={"closed_at": closed_at + timedelta(days=1)}))
+    await acts.save_projection(ProjectionUpdate(status=status_of(e, phase=Phase.closed)))
+    async with sessions() as s, s.begin():
+        workspace = await repo.get_workspace(s, "acme")
+        assert workspace is not None and workspace.status == "archived"
+        assert workspace.archived_at is not None and repo.as_utc(workspace.archived_at) == closed_at
+        assert workspace.access_ends_at is not None and repo.as_utc(workspace.access_ends_at) == ends
+        assert all(c.active for c in await repo.list_contacts(s, "acme"))
+        carol = (await users_repo.add_user(s, email="carol@acme.example", name="Carol", role=Role.contact,
+                                           customer_id="acme")).row
+
+    async def access_at(now: datetime) -> tuple[bool, datetime | None]:
+        async with sessions() as s, s.begin():
+            got = await contact_access(s, carol, now)
+            return got.revoked, got.closed.access_ends_at if got.closed else None
+
+    assert await access_at(ends - timedelta(seconds=1)) == (False, ends)  # read-only until then
+    assert await access_at(ends) == (True, None)  # then revoked, for good:
+    assert await access_at(ends - timedelta(days=1)) == (True, None)
+    async with sessions() as s:
+        assert not any(c.active for c in await repo.list_contacts(s, "acme"))
+    # A new enrolment reopens the workspace: the contacts get in again, with nothing read-only.
+    await acts.register_programme(RegisterProgramme(status=status_of(e), enrolment=e))
+    assert await access_at(ends + timedelta(days=1)) == (False, None)
+    async with sessions() as s:
+        workspace = await repo.get_workspace(s, "acme")
+        assert workspace is not None and workspace.status == "active" and workspace.access_ends_at is None

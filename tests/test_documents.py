@@ -132,6 +132,14 @@ def sample_contexts() -> dict[str, dict[str, Any]]:
             "period_end": "2028-01-03", "current_price": {"amount": "48000.00", "currency": "EUR"},
             "next_price": {"amount": "50400.00", "currency": "EUR"}, "non_renewal_deadline": "2027-10-05",
         },
+        "renewal_invoice": base | {
+            "period_end": "2028-01-03", "non_renewal_deadline": "2027-10-05",
+            "price_rise_reason": "the default rise of 5 % (policy)",
+            "invoice": {"number": "TC-INV-ACME-P2", "customer_id": "acme", "period": 2, "issued_on": "2027-09-25",
+                    "due_on": "2028-01-03", "lines": [{"description": "TechConnect programme, period 2",
+                                                       "amount": {"amount": "50400.00", "currency": "EUR"}}],
+                    "total": {"amount": "50400.00", "currency": "EUR"}},
+        },
         "non_renewal_notice": base | {
             "party": "customer", "received_on": "2027-09-01", "reference": "LTR-42", "period_end": "2028-01-03",
         },

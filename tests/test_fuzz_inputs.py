@@ -281,6 +281,7 @@ def programme_samples(today: date) -> dict[str, Any]:
         "give_non_renewal_notice": {"by": "ops-olga", "party": "customer", "received_on": today.isoformat(),
                                     "reference": "LTR-1"},
         "record_renewal_invoice_paid": {"by": "ops-olga", "invoice_ref": "INV-1", "paid_on": today.isoformat()},
+        "agree_call_frequency": {"by": "ops-olga", "months": 3, "agreement_ref": "AGR-FREQ-1", "reason": "quarterly"},
     }
 
 
@@ -294,6 +295,8 @@ def cycle_samples(today: date) -> dict[str, Any]:
         "approve_report": {"by": "tl-alice", "comments": ""},
         "record_extra_call": {"by": "tl-alice", "held_on": (today + timedelta(days=8)).isoformat(),
                               "notes": "Extra.", "agreement_ref": "AGR-2"},
+        "record_extra_report": {"by": "tl-alice", "delivered_on": (today + timedelta(days=9)).isoformat(),
+                                "description": "Extra.", "agreement_ref": "AGR-3"},
     }
 
 

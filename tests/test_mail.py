@@ -84,6 +84,16 @@ SAMPLE_CONTEXTS: dict[str, dict[str, Any]] = {
         "next_price": {"amount": "52800.00", "currency": "EUR"},
         "non_renewal_deadline": "2025-10-05",
     },
+    "renewal_invoice_unpaid": {
+        "invoice": {"number": "TC-INV-ACME-P2", "due_on": "2026-01-03", "total": {"amount": "52800.00",
+                                                                                "currency": "EUR"}},
+        "period_end": "2026-01-03", "starts_unpaid": True,
+    },
+    "maintenance_lapse_warning": {
+        "period_end": "2026-01-03", "next_period": 2, "check": 1, "technical_lead": ALICE,
+        "maintenance_subscription_id": "SMP-1001",
+        "detail": "rule E1: maintenance subscription SMP-1001 ends on 2026-06-30, inside the period",
+    },
     "non_renewal_reminder": {"non_renewal_deadline": "2025-10-05", "period_end": "2026-01-03"},
     "non_renewal_accepted": {
         "party": "customer",

@@ -380,7 +380,11 @@ async def test_operations_record_a_billable_extra_and_follow_the_notices(site: S
     # Rule C3: every extra needs its agreement, said beside the field.
     assert await page.inner_text('[data-error-for="agreement_ref"]') == "This field is required."
     await page.fill('[name="agreement_ref"]', "AGR-2027-014")
+    # Rule C3: the price comes from OT's list; an amount typed over it needs its reason.
     await page.fill('[name="amount.amount"]', "6500.00")
+    await submit(page)
+    assert "needs its reason" in await page.inner_text('[data-error-for="override_reason"]')
+    await page.fill('[name="override_reason"]', "price agreed in AGR-2027-014")
     await page.click("[data-submit]")
     await page.wait_for_url("**/ops/extras")
     await eventually_on_page(page, "/ops/extras", "text=AGR-2027-014")

@@ -143,7 +143,13 @@ async def test_billable_extras_are_stored_with_their_agreement_rules_c1_c3_c6_c1
     for i, (kind, _rule, description) in enumerate(EXTRAS):
         await upd(h, "record_billable_extra", {"by": "ops-olga", "kind": kind, "description": description,
                                                "agreement_ref": f"AGR-{i}",
-                                               "amount": {"amount": "1500.00", "currency": "EUR"}})
+                                               "amount": {"amount": "1500.00", "currency": "EUR"},
+                                               "override_reason": "lump sum in the agreement"})
+    # rule C3: an amount other than the price list's needs its reason.
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await upd(h, "record_billable_extra", {"by": "ops-olga", "kind": "optional_coverage", "description": "x",
+                                               "agreement_ref": "AGR-X", "amount": {"amount": "9.00"}})
+    assert "override_reason" in str(err.value.cause)
     # rules C3/C13: every extra needs a separate agreement: a customisation without one is refused.
     with pytest.raises(WorkflowUpdateFailedError):
         await upd(h, "record_billable_extra", {"by": "ops-olga", "kind": "customisation",
@@ -382,13 +388,22 @@ async def test_renewal_invoice_paid_only_after_the_notice_rule_c14(st: Stack) ->
     await st.sleep_until(s.plan.renewal_notice_at + timedelta(hours=1))
     await eventually(lambda: st.status("acme"), lambda x: bool(x.renewal and x.renewal.notice_sent), "notice sent")
     paid["paid_on"] = (await st.now()).date().isoformat()
+    # The notice issued the invoice: a payment names it; another number is refused with the open one's.
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await upd(h, "record_renewal_invoice_paid", paid)
+    assert "C14" in str(err.value.cause) and "TC-INV-ACME-P2" in str(err.value.cause), err.value.cause
+    paid["invoice_ref"] = "TC-INV-ACME-P2"
     s = await upd(h, "record_renewal_invoice_paid", paid)
-    assert s.renewal is not None and s.renewal.invoice_ref == "INV-2027-0042"
+    assert s.renewal is not None and s.renewal.invoice_ref == "TC-INV-ACME-P2"
+    assert s.renewal.invoice is not None and s.renewal.invoice.paid_on == date.fromisoformat(paid["paid_on"])
     assert s.renewal.invoice_paid_on == date.fromisoformat(paid["paid_on"])
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await upd(h, "record_renewal_invoice_paid", paid)
+    assert "already recorded paid" in str(err.value.cause)
 
     async def row() -> Any:
         async with st.sessions() as session:
             return await get_programme(session, "acme")
 
-    r = await eventually(row, lambda r: r.status["renewal"]["invoice_ref"] == "INV-2027-0042", "invoice projected")
+    r = await eventually(row, lambda r: r.status["renewal"]["invoice_ref"] == "TC-INV-ACME-P2", "invoice projected")
     assert r.phase == "renewal"

@@ -173,14 +173,18 @@ async def test_non_renewal_on_deadline_day_closes(env: WorkflowEnvironment, tmp_
         result = ProgramResult.model_validate(await handle.result())
         assert result.outcome.startswith("closed")
         assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
-        # Workspace archived, contacts' access revoked (A9).
-        from storage.repositories import get_workspace, list_contacts
+        # Workspace archived; the contacts read it for the policy's 30 days, then lose access (D10, A9:
+        # tests/test_program_close.py shows both sides of that date).
+        from storage.repositories import as_utc, get_workspace, list_contacts
 
         async with st.sessions() as session:
             ws = await get_workspace(session, "initech")
             contacts = await list_contacts(session, "initech")
         assert ws is not None and ws.status == "archived"
-        assert contacts and not any(c.active for c in contacts)
+        assert ws.archived_at is not None and ws.access_ends_at is not None
+        assert as_utc(ws.access_ends_at) - as_utc(ws.archived_at) == timedelta(
+            days=st.policy.workspace_readable_days_after_close) == timedelta(days=30)
+        assert contacts and all(c.active for c in contacts)
         assert st.mails("closed") or st.mails("ended"), [str(m["Subject"]) for m in st.sink.messages]
 
 

@@ -23,6 +23,8 @@ from domain.errors import RuleRefused
 from domain.money import Money, check_renewal_price
 from domain.policy import ProgramPolicy
 from domain.program import ProgramResult, ProgramStatus
+from domain.rules_program import check_new_contact
+from domain.step_inputs import AddContact
 from tests.harness import Stack, add_subscription, enrolment, in_flight, wait_idle
 
 POLICY = ProgramPolicy()
@@ -64,8 +66,46 @@ def test_more_than_fifteen_contacts_needs_fee_c4() -> None:
     assert rules(v) == {"C4"} and "16 contacts" in v[0].message and "15" in v[0].message
     # 15 in all (9 on the other subscriptions) needs no fee.
     assert check_enrolment(e, sub(START, START + timedelta(days=800), count=9), POLICY) == []
-    accepted = enrolment("acme", START, additional_contacts=contacts(5), accept_extra_contact_fees=True)
+    # Beyond fifteen the fee is accepted under an agreement reference (C3), as for a contact added later.
+    fee_only = enrolment("acme", START, additional_contacts=contacts(5), accept_extra_contact_fees=True)
+    v = check_enrolment(fee_only, sub(START, START + timedelta(days=800), count=10), POLICY)
+    assert [(x.rule, x.field) for x in v] == [("C4", "extra_contacts_agreement_ref")]
+    accepted = fee_only.model_copy(update={"extra_contacts_agreement_ref": "AGR-C4-1"})
     assert check_enrolment(accepted, sub(START, START + timedelta(days=800), count=10), POLICY) == []
+
+
+@pytest.mark.rule("C4")
+def test_c4_the_primary_contact_counts_in_the_fifteen_not_in_the_five() -> None:
+    # docs/rules.md C4: the primary contact is the customer's named contact; the five "additional" ones
+    # come on top of it (1 + 5 accepted), and the fifteen count everybody (9 + 1 + 5 = 15, 10 + 1 + 5 = 16).
+    five = contacts(5)
+    with_primary = enrolment("acme", START, additional_contacts=five)
+    assert with_primary.primary_contact is not None
+    assert check_enrolment(with_primary, sub(START, START + timedelta(days=800), count=9), POLICY) == []
+    v = check_enrolment(with_primary, sub(START, START + timedelta(days=800), count=10), POLICY)
+    assert rules(v) == {"C4"} and "16 contacts" in v[0].message
+    without_primary = with_primary.model_copy(update={"primary_contact": None})
+    assert check_enrolment(without_primary, sub(START, START + timedelta(days=800), count=10), POLICY) == []
+
+
+@pytest.mark.rule("C4")
+def test_c4_beyond_fifteen_is_the_same_rule_at_enrolment_and_later() -> None:
+    # The fee alone is not enough at either moment: it needs its agreement reference (C3).
+    status = ProgramStatus.model_validate({
+        "customer_id": "acme", "customer_name": "ACME", "workflow_id": "w", "period": 1, "phase": "running",
+        "calendar": {}, "technical_lead": {"id": "tl", "name": "T", "email": "t@x.example"},
+        "contacts": [{"name": f"c{i}", "email": f"c{i}@x.example"} for i in range(5)],
+        "annual_fee": {"amount": "1000.00"}})
+    new = {"by": "ops", "contact": {"name": "n", "email": "n@x.example"}}
+    fee_only = check_new_contact(status, AddContact.model_validate({**new, "accept_extra_contact_fee": True}), 10,
+                                 POLICY)
+    assert [(x.rule, x.field) for x in fee_only] == [("C4", "agreement_ref")] and "16 contacts" in fee_only[0].message
+    at_enrolment = check_enrolment(enrolment("acme", START, additional_contacts=contacts(5),
+                                             accept_extra_contact_fees=True),
+                                   sub(START, START + timedelta(days=800), count=10), POLICY)
+    assert at_enrolment[0].message == fee_only[0].message
+    assert check_new_contact(status, AddContact.model_validate(
+        {**new, "accept_extra_contact_fee": True, "agreement_ref": "AGR-1"}), 10, POLICY) == []
 
 
 @pytest.mark.rule("C2")

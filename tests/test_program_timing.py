@@ -201,7 +201,7 @@ async def test_renewal_notice_date_follows_the_setting_rule_c14(
 ) -> None:
     # Default (docs/configuration.md): 100 days before the end (so the customer still has time before the C16 deadline).
     assert ProgramPolicy().renewal_notice_days_before_end == 100
-    policy = ProgramPolicy(renewal_notice_days_before_end=95)
+    policy = ProgramPolicy(renewal_notice_days_before_end=105)
     async with stack(env, sqlite_url, tmp_path, policy=policy) as st:
         start = await today(st)
         await add_subscription(st.sessions, "initech", start - timedelta(days=1), start + timedelta(days=800))
@@ -216,8 +216,8 @@ async def test_renewal_notice_date_follows_the_setting_rule_c14(
         handle, s = await begin(st, "acme", **SHORT_TERM)
         assert s.plan is not None and s.renewal is not None
         assert s.plan.period_end == default.plan.period_end
-        assert s.renewal.notice_on == s.plan.period_end - timedelta(days=95)
-        assert s.renewal.notice_on == default.renewal.notice_on + timedelta(days=5), "the date moved with the setting"
+        assert s.renewal.notice_on == s.plan.period_end - timedelta(days=105)
+        assert s.renewal.notice_on == default.renewal.notice_on - timedelta(days=5), "the date moved with the setting"
         notice_at = s.plan.renewal_notice_at
         assert notice_at.astimezone(PARIS).date() == s.renewal.notice_on
 

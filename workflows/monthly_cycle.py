@@ -1,11 +1,12 @@
 """MonthlyCycleWorkflow: one month's follow-up call and written report (D6, D7, A5, A6, C10).
 
 Started by ProgramWorkflow on the first day of each month of the period, with the
-deterministic ID `program-<customer>-p<period>-m<MM>`. The TL schedules the call
-(an .ics invite goes to the contacts), records it held with notes; an activity drafts
-the report from the database; the TL approves it; it is mailed and filed in the
-workspace. The cycle then tells its programme by signal (which reaches the current
-run even after the programme continued as new) and ends.
+deterministic ID `program-<customer>-p<period>-m<MM>`; with another frequency agreed (C10), on the
+first day of each cycle's first month, the cycle then covering its months (`month_start` to
+`month_end`). The TL schedules the call (an .ics invite goes to the contacts), records it held
+with notes; an activity drafts the report from the database; the TL approves it; it is mailed
+and filed in the workspace. The cycle then tells its programme by signal (which reaches the
+current run even after the programme continued as new) and ends.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         CycleStatus,
         HoldCall,
         RecordExtraCall,
+        RecordExtraReport,
         ScheduleCall,
     )
     from domain.due_dates import default_deadlines
@@ -46,9 +48,11 @@ with workflow.unsafe.imports_passed_through():
         check_call_time,
         check_cycle_step_open,
         check_extra_call,
+        check_extra_report,
+        cycle_label,
         extra_call_key,
         extra_call_recorded,
-        month_label,
+        extra_report_key,
     )
     from domain.step_inputs import (
         BillableExtraKind,
@@ -90,7 +94,7 @@ class MonthlyCycleWorkflow:
 
     @property
     def _label(self) -> str:
-        return month_label(self._input.month_start)
+        return cycle_label(self._input.month_start, self._input.month_end, self._input.months)
 
     @workflow.run
     async def run(self, input: CycleInput) -> CycleResult:
@@ -121,10 +125,11 @@ class MonthlyCycleWorkflow:
         await workflow.get_external_workflow_handle(input.parent_workflow_id).signal(
             "cycle_completed",
             CycleCompleted(period=s.period, month=s.month, call_held_on=s.call_held_on,
-                           report_document_id=s.report_document_id, extra_calls=s.extra_calls),
+                           report_document_id=s.report_document_id, extra_calls=s.extra_calls,
+                           extra_reports=s.extra_reports),
         )
         return CycleResult(month=s.month, call_held_on=s.call_held_on, report_document_id=s.report_document_id,
-                           extra_calls=s.extra_calls)
+                           extra_calls=s.extra_calls, extra_reports=s.extra_reports)
 
     # ------------------------------------------------------------ helpers
     def _step_state(self, name: str) -> StepState:
@@ -303,6 +308,31 @@ class MonthlyCycleWorkflow:
     @record_extra_call.validator
     def _validate_record_extra_call(self, inp: RecordExtraCall) -> None:
         refuse(check_extra_call(self._status, inp, self._input.month_start))
+
+    @workflow.update
+    async def record_extra_report(self, inp: RecordExtraReport) -> CycleStatus:
+        """Rule C10: the cycle's report is included; another one is a billable extra, recorded once."""
+        async with self._updates(lambda: check_extra_report(self._status, inp, self._input.month_start)):
+            # The re-check under the lock refuses a second identical submission that raced past the validator
+            # (no patch: no history recorded before this Update existed has it).
+            i = self._input
+            s = self._status
+            s.extra_report_keys.append(extra_report_key(inp))
+            s.extra_reports += 1
+            extra = BillableExtra(kind=BillableExtraKind.extra_report, rule="C10",
+                                  description=f"Extra follow-up report delivered on {inp.delivered_on} "
+                                              f"({self._label}): {inp.description}",
+                                  agreement_ref=inp.agreement_ref, recorded_at=workflow.now(), recorded_by=inp.by)
+            await act.record_billable_extra(
+                ExtraRecord(customer_id=i.customer_id, period=i.period, extra=extra,
+                            idempotency_key=self._key(f"extra-report-{s.extra_reports}")),
+                summary="Billable extra: a report beyond the cycle's included one (C10)",
+            )
+            return s
+
+    @record_extra_report.validator
+    def _validate_record_extra_report(self, inp: RecordExtraReport) -> None:
+        refuse(check_extra_report(self._status, inp, self._input.month_start))
 
     # ------------------------------------------------------------- the programme's new TL
     @workflow.signal

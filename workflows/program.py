@@ -37,8 +37,10 @@ with workflow.unsafe.imports_passed_through():
         RegisterProgramme,
     )
     from domain.cycle import CycleCompleted
-    from domain.naming import monthly_cycle_workflow_id
-    from domain.program import CycleSummary, Phase, ProgramInput, ProgramResult, ProgramStatus, RenewalState
+    from domain.enrolment_extras import enrolment_extras
+    from domain.local_time import format_local
+    from domain.program import Phase, ProgramInput, ProgramResult, ProgramStatus, RenewalState
+    from domain.rules_cycle import plan_cycles
     from domain.step_inputs import BillableExtraKind, CompleteStepSignal, RecordBillableExtra, StepState
     from domain.steps import Workflow, tracked_steps
     from workflows import activity_calls as act
@@ -56,10 +58,17 @@ with workflow.unsafe.imports_passed_through():
 PATCH_SAVE_BEFORE_WELCOME = "save-state-before-welcome-mail"
 # Rule C1: each additional system agreed at enrolment is recorded as a billable extra of the period.
 PATCH_BILL_ADDITIONAL_SYSTEMS = "bill-additional-systems-at-enrolment"
+# Rules C4, C5, C9: the extras agreed in the enrolment file (contacts beyond fifteen, out-of-hours cover, a TL
+# for another region, products at extra cost) are billed at each period's start, priced from OT's list (C3).
+PATCH_BILL_ENROLMENT_EXTRAS = "bill-enrolment-extras-c4-c5-c9"
 # Rules A2, A7, C11, C3 checked on a step's payload (`_payload_rules`). Update validators never run on
 # replay; the `complete_step` signal route runs them in its handler, so it checks only when patched.
 PATCH_STEP_RULE_CHECKS = "step-rule-checks-a2-a7-c11-c3"
 RULE_CHECKED_STEPS = {"complete_kickoff", "submit_site_inventory", "update_site_inventory", "record_billable_extra"}
+# Rules A9, D10 at the close: the final report is attached to the closing mail, and the contacts keep reading
+# the archived workspace for the policy's days (`close_workspace` inputs). A close recorded before replays as
+# it ran: report not attached, access revoked at once.
+PATCH_CLOSE_KEEPS_WORKSPACE_READABLE = "close-attaches-final-report-keeps-workspace-readable"
 
 DELIVERABLES = [
     {"id": "D1", "title": "Priority call handling", "frequency": "continuous"},
@@ -73,6 +82,14 @@ DELIVERABLES = [
     {"id": "D9", "title": "Configuration analysis", "frequency": "once a period"},
     {"id": "D10", "title": "Private TechConnect workspace", "frequency": "active for the whole period"},
 ]
+
+
+def deliverables(call_frequency_months: int) -> list[dict[str, str]]:
+    """The deliverables as the welcome document lists them: calls and reports at the frequency agreed (C10)."""
+    if call_frequency_months == 1:
+        return DELIVERABLES
+    every = f"every {call_frequency_months} months, as agreed (C10)"
+    return [{**d, "frequency": every} if d["id"] in ("D6", "D7") else d for d in DELIVERABLES]
 
 
 
@@ -126,7 +143,9 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
             self._publish()
             return ProgramResult(customer_id=s.customer_id, period=s.period, outcome="refused",
                                  refusal=check.violations)
-        self._subscription_contacts = check.subscription.contact_count if check.subscription else 0
+        # rule C4: every subscription of the customer counts (the named one's only, in results recorded before).
+        self._subscription_contacts = check.registry_contacts if check.registry_contacts is not None else (
+            check.subscription.contact_count if check.subscription else 0)
         # rule E2: buying or using the services means accepting the handbook.
         s.handbook_accepted_at = workflow.now()
 
@@ -142,11 +161,10 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
             non_renewal_deadline_end_at=plan.non_renewal_deadline_end_at,
             reminder_on=plan.non_renewal_reminder_on,
         )
-        s.cycles = [
-            CycleSummary(month=i + 1, starts_on=d,
-                         workflow_id=monthly_cycle_workflow_id(s.customer_id, s.period, i + 1))
-            for i, d in enumerate(plan.month_starts)
-        ]
+        # rule C10: one cycle a month, or one every `call_frequency_months` months as agreed at enrolment.
+        s.call_frequency_months = e.call_frequency_months
+        s.call_frequency_agreement_ref = e.call_frequency_agreement_ref
+        s.cycles = plan_cycles(s.customer_id, s.period, plan, s.call_frequency_months)
         s.steps = [
             StepState(step=st.name, title=st.title, rule=st.rule, workflow_id=s.workflow_id)
             for st in tracked_steps(Workflow.program)
@@ -156,6 +174,7 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
             # the new period still asks for a reviewed submission.
             s.inventory = input.inventory
         s.extras = list(input.extras_carried)
+        s.period_invoice = input.period_invoice  # rule C14: tracked until paid, across periods
         await self._schedule_default_deadlines()
         self._open_ready_steps()
         s.phase = Phase.onboarding
@@ -174,6 +193,10 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
                     agreement_ref=e.additional_systems_agreement_ref or "",
                     description=f"Additional production system {system} (C1), with its site inventory and "
                                 f"configuration analysis (C11), period {s.period}"))
+        agreed_extras = enrolment_extras(e, self._total_contacts(), policy, s.period, input.started_by)
+        if agreed_extras and workflow.patched(PATCH_BILL_ENROLMENT_EXTRAS):
+            for extra in agreed_extras:
+                await self._add_extra(extra)
         if workflow.patched(PATCH_SAVE_BEFORE_WELCOME):
             # The start (workspace id, audit entry) reaches the system of record before any mail:
             # an SMTP outage then delays only the mails, not what the portal and support staff see.
@@ -184,12 +207,13 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
              "technical_lead": s.technical_lead.model_dump(mode="json"),
              "contacts": [c.model_dump(mode="json") for c in s.contacts],
              "products": [p.model_dump(mode="json") for p in e.products],
-             "handbook_version": s.handbook_version, "deliverables": DELIVERABLES},
+             "handbook_version": s.handbook_version, "deliverables": deliverables(s.call_frequency_months)},
         )
         await self._mail_contacts("welcome", "welcome", {
             "period_start": iso(plan.period_start), "period_end": iso(plan.period_end),
             "technical_lead": s.technical_lead.model_dump(mode="json"), "handbook_version": s.handbook_version,
-            "workspace_url": f"{policy.portal_url}/workspace/{s.customer_id}", "deliverables": DELIVERABLES,
+            "workspace_url": f"{policy.portal_url}/workspace/{s.customer_id}",
+            "deliverables": deliverables(s.call_frequency_months),
         })
         await self._mail_tl_assignment("tl_assignment")
         await self._save()
@@ -218,18 +242,16 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
     # -------------------------------------------------------- period end / renewal
     async def _end_of_period(self) -> ProgramResult:
         s = self._status
-        e = self._input.enrolment
         assert s.plan is not None and s.renewal is not None
         if s.renewal.non_renewal is not None:
             nr = s.renewal.non_renewal
             return await self._close(f"non-renewal notice from {nr.party} received on {nr.received_on} (C16)")
-        next_start = s.plan.period_end + timedelta(days=1)
-        next_fee = s.renewal.next_price or self._default_next_price()
-        next_enrolment = e.model_copy(update={
-            "period_start": next_start, "annual_fee": next_fee, "technical_lead": s.technical_lead,
-            "primary_contact": s.contacts[0] if s.contacts and e.primary_contact else e.primary_contact,
-            "additional_contacts": s.contacts[1:] if e.primary_contact else s.contacts,
-        })
+        invoice = s.renewal.invoice
+        if invoice is not None and not invoice.paid and not self._input.policy.next_period_starts_unpaid:
+            return await self._close(f"renewal invoice {invoice.number} unpaid at the period end, and the next "
+                                     f"period does not start unpaid (C14)")
+        next_enrolment = self._next_enrolment()
+        next_fee = next_enrolment.annual_fee
         check = await act.check_enrolment(
             EnrolmentCheckRequest(enrolment=next_enrolment, policy=self._input.policy, period=s.period + 1),
             summary=f"Maintenance re-check for period {s.period + 1} (E1)",
@@ -242,7 +264,7 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
         # One run per period keeps each history small however many years pass.
         workflow.continue_as_new(ProgramInput(
             enrolment=next_enrolment, policy=self._input.policy, period=s.period + 1, started_by="renewal",
-            inventory=s.inventory, inventory_version=s.inventory_version,
+            inventory=s.inventory, inventory_version=s.inventory_version, period_invoice=invoice,
         ))
 
     async def _close(self, reason: str) -> ProgramResult:
@@ -250,14 +272,22 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
         assert s.plan is not None
         s.phase = Phase.closing
         self._publish()
-        await act.generate_final_report(
+        report = await act.generate_final_report(
             FinalReportRequest(status=s, idempotency_key=self._key("final-report")),
             summary="Generate the final report",
         )
-        await self._mail_contacts("programme_closed", "closed", {"period_end": iso(s.plan.period_end),
-                                                                  "reason": reason})
-        await act.close_workspace(CloseWorkspace(customer_id=s.customer_id, period=s.period, reason=reason),
-                                  summary="Archive the workspace, revoke contacts' access (A9)")
+        context: dict[str, Any] = {"period_end": iso(s.plan.period_end), "reason": reason}
+        close = CloseWorkspace(customer_id=s.customer_id, period=s.period, reason=reason)
+        attach: int | None = None
+        if workflow.patched(PATCH_CLOSE_KEEPS_WORKSPACE_READABLE):
+            days, closed_at = self._input.policy.workspace_readable_days_after_close, workflow.now()
+            close = close.model_copy(update={"readable_days": days, "closed_at": closed_at})
+            attach = report.document_id
+            context.update(readable_days=days, readable_until=format_local(closed_at + timedelta(days=days),
+                                                                           s.calendar.timezone))
+        await self._mail_contacts("programme_closed", "closed", context, attach_document_id=attach)
+        await act.close_workspace(close, summary="Archive the workspace; contacts read it for "
+                                                 f"{close.readable_days} day(s), then lose access (D10, A9)")
         s.phase = Phase.closed
         s.outcome = f"closed: {reason}"
         self._record("programme_closed", "system", {"reason": reason})
@@ -280,7 +310,8 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
                 c.status = "done"
                 c.call_held_on = done.call_held_on
                 c.report_document_id = done.report_document_id
-        self._record("cycle_completed", "system", {"month": done.month, "extra_calls": done.extra_calls})
+        self._record("cycle_completed", "system", {"month": done.month, "extra_calls": done.extra_calls,
+                                                    "extra_reports": done.extra_reports})
 
     @workflow.signal
     async def complete_step(self, sig: CompleteStepSignal) -> None:

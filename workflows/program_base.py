@@ -110,11 +110,19 @@ class ProgramBase:
         percent = Decimal(str(pct)) if pct is not None else self._input.policy.default_price_increase_percent
         return raised_price(self._status.annual_fee, percent)
 
+    def _agreed_call_frequency(self) -> dict[str, Any]:
+        """Rule C10: the follow-up frequency agreed (at enrolment or by `agree_call_frequency`), as the next
+        period's enrolment takes it (an update of its `model_copy`)."""
+        s = self._status
+        return {"call_frequency_months": s.call_frequency_months,
+                "call_frequency_agreement_ref": s.call_frequency_agreement_ref}
+
     # -------------------------------------------------------------- side effects
     async def _add_extra(self, inp: RecordBillableExtra) -> None:
         s = self._status
         extra = BillableExtra(kind=inp.kind, rule=EXTRA_RULES[inp.kind], description=inp.description,
-                              agreement_ref=inp.agreement_ref, amount=inp.amount, recorded_at=workflow.now(),
+                              agreement_ref=inp.agreement_ref, quantity=inp.quantity, months=inp.months,
+                              amount=inp.amount, override_reason=inp.override_reason, recorded_at=workflow.now(),
                               recorded_by=inp.by)
         s.extras.append(extra)
         self._record("record_billable_extra", inp.by, {"kind": inp.kind.value, "rule": extra.rule,

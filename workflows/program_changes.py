@@ -1,6 +1,6 @@
 """Changes to a running programme, one Update each: another Technical Lead (C7), a new contact (C4),
-a billable extra (C3), the next period's price (C14, C15), a non-renewal notice (C16) and the
-renewal invoice paid (C14)."""
+a billable extra (C3), the next period's price (C14, C15), another follow-up frequency (C10), a
+non-renewal notice (C16) and the renewal invoice paid (C14)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from domain.activities import OpenRequestsQuery
+    from domain.money import price_increase_percent
     from domain.naming import request_workflow_id
     from domain.program import NonRenewal, Phase, ProgramStatus
+    from domain.renewal import price_rise_reason
+    from domain.rules_cycle import check_call_frequency_change, replan_cycles
     from domain.rules_program import (
         check_invoice_paid,
         check_new_contact,
@@ -19,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.step_inputs import (
         AddContact,
+        AgreeCallFrequency,
         BillableExtraKind,
         GiveNonRenewalNotice,
         ProposeRenewalPrice,
@@ -105,15 +109,39 @@ class ProgramChanges(ProgramBase):
     @workflow.update
     async def propose_renewal_price(self, inp: ProposeRenewalPrice) -> ProgramStatus:
         async with self._updates():
-            assert self._status.renewal is not None
-            self._status.renewal.next_price = inp.price
-            self._record("propose_renewal_price", inp.by, {"price": str(inp.price)}, interface=inp.via)
+            s = self._status
+            assert s.renewal is not None
+            s.renewal.next_price = inp.price
+            # rule C15: the rise and its reason are recorded with the price.
+            s.renewal.price_rise_percent = price_increase_percent(s.annual_fee, inp.price)
+            s.renewal.price_rise_reason = price_rise_reason(s.annual_fee, inp.price, inp.reason, None)
+            self._record("propose_renewal_price", inp.by, {"price": str(inp.price),
+                                                            "reason": s.renewal.price_rise_reason}, interface=inp.via)
             return self._status
 
     @propose_renewal_price.validator
     def _validate_propose_renewal_price(self, inp: ProposeRenewalPrice) -> None:
         refuse(self._live())
         refuse(check_renewal_proposal(self._status, inp.price, self._input.policy))
+
+    @workflow.update
+    async def agree_call_frequency(self, inp: AgreeCallFrequency) -> ProgramStatus:
+        """Rule C10: a follow-up cycle every `months` months from the coming months on; the cycles started
+        stay as they are, the next period keeps the agreement (`ProgramBase._agreed_call_frequency`)."""
+        async with self._updates(lambda: check_call_frequency_change(self._status, inp, self._period_over)):
+            s = self._status
+            assert s.plan is not None
+            previous = s.call_frequency_months
+            s.call_frequency_months, s.call_frequency_agreement_ref = inp.months, inp.agreement_ref.strip()
+            s.cycles = replan_cycles(s.cycles, s.customer_id, s.period, s.plan, inp.months)
+            self._record("agree_call_frequency", inp.by, {"from_months": previous, "months": inp.months,
+                                                           "agreement_ref": s.call_frequency_agreement_ref,
+                                                           "reason": inp.reason}, interface=inp.via)
+            return s
+
+    @agree_call_frequency.validator
+    def _validate_agree_call_frequency(self, inp: AgreeCallFrequency) -> None:
+        refuse(check_call_frequency_change(self._status, inp, self._period_over))
 
     @workflow.update
     async def give_non_renewal_notice(self, inp: GiveNonRenewalNotice) -> ProgramStatus:
@@ -143,9 +171,15 @@ class ProgramChanges(ProgramBase):
     @workflow.update
     async def record_renewal_invoice_paid(self, inp: RecordInvoicePaid) -> ProgramStatus:
         async with self._updates():
-            assert self._status.renewal is not None
-            self._status.renewal.invoice_ref = inp.invoice_ref
-            self._status.renewal.invoice_paid_on = inp.paid_on
+            s = self._status
+            assert s.renewal is not None
+            # rule C14: the invoice issued with this period's notice, or the one carried that pays this period.
+            for invoice in (s.renewal.invoice, s.period_invoice):
+                if invoice is not None and invoice.number == inp.invoice_ref.strip():
+                    invoice.paid_on = inp.paid_on
+            if s.period_invoice is None or s.period_invoice.number != inp.invoice_ref.strip():
+                s.renewal.invoice_ref = inp.invoice_ref
+                s.renewal.invoice_paid_on = inp.paid_on
             self._record("record_renewal_invoice_paid", inp.by, inp.model_dump(mode="json", exclude={"via"}),
                          interface=inp.via)
             return self._status
@@ -153,4 +187,4 @@ class ProgramChanges(ProgramBase):
     @record_renewal_invoice_paid.validator
     def _validate_record_renewal_invoice_paid(self, inp: RecordInvoicePaid) -> None:
         refuse(self._live())
-        refuse(check_invoice_paid(self._status))
+        refuse(check_invoice_paid(self._status, inp.invoice_ref, inp.paid_on))

@@ -15,16 +15,17 @@ with workflow.unsafe.imports_passed_through():
     from domain.cycle import CycleInput
     from domain.due_dates import default_deadlines
     from domain.naming import SA_CUSTOMER_ID, SA_TECHNICAL_LEAD
-    from domain.program import Phase
+    from domain.rules_cycle import cycle_bounds
     from domain.step_inputs import StepStatus
     from domain.steps import DueFrom, Workflow, spec
     from workflows import activity_calls as act
     from workflows.monthly_cycle import MonthlyCycleWorkflow
 
-from workflows.program_base import ProgramBase, iso
+from workflows.program_base import iso
+from workflows.program_renewal import ProgramRenewal
 
 
-class ProgramTiming(ProgramBase):
+class ProgramTiming(ProgramRenewal):
     def _next_event_at(self) -> datetime:
         s = self._status
         assert s.plan is not None and s.renewal is not None
@@ -35,13 +36,10 @@ class ProgramTiming(ProgramBase):
                     candidates.append(st.remind_at)
                 if not st.escalated and st.due_at:
                     candidates.append(st.due_at)
-        for c, at in zip(s.cycles, s.plan.month_start_ats, strict=True):
+        for c in s.cycles:
             if c.status == "scheduled":
-                candidates.append(at)
-        if not s.renewal.notice_sent:
-            candidates.append(s.plan.renewal_notice_at)
-        if not s.renewal.reminder_sent:
-            candidates.append(s.plan.non_renewal_reminder_at)
+                candidates.append(cycle_bounds(s.plan, c)[0])  # rule C10: its first month's start
+        candidates += self._renewal_event_ats()
         now = workflow.now()
         return max(min(candidates), now + timedelta(seconds=1))
 
@@ -79,27 +77,17 @@ class ProgramTiming(ProgramBase):
                     cc=[self._input.policy.support_manager_mailbox, self._input.policy.ops_mailbox],
                 )
         await self._start_due_cycles(now)
-        if not s.renewal.notice_sent and now >= s.plan.renewal_notice_at:
-            await self._send_renewal_notice(stale=self._is_stale(s.plan.renewal_notice_at))
-        if not s.renewal.reminder_sent and now >= s.plan.non_renewal_reminder_at:
-            s.renewal.reminder_sent = True
-            self._dirty = True
-            if s.renewal.non_renewal is None and not self._is_stale(s.plan.non_renewal_reminder_at):
-                await self._mail_contacts("non_renewal_reminder", "non-renewal-reminder", {
-                    "non_renewal_deadline": iso(s.renewal.non_renewal_deadline),
-                    "period_end": iso(s.plan.period_end),
-                })
+        await self._process_renewal_events(now)  # workflows/program_renewal.py (C14, C15, C16, E1)
 
     async def _start_due_cycles(self, now: datetime) -> None:
-        """Rules D6, D7: one child workflow a month, from the month's first day."""
+        """Rules D6, D7: one child workflow a month, from the month's first day; rule C10: one every
+        `call_frequency_months` months when so agreed, its call and report covering all its months."""
         s = self._status
         assert s.plan is not None
-        for i, (c, at) in enumerate(zip(s.cycles, s.plan.month_start_ats, strict=True)):
+        for c in s.cycles:
+            at, month_end, next_start_at = cycle_bounds(s.plan, c)
             if c.status != "scheduled" or now < at:
                 continue
-            month_end = (s.plan.month_starts[i + 1] - timedelta(days=1)) if i + 1 < len(s.cycles) \
-                else s.plan.period_end
-            next_start_at = s.plan.month_start_ats[i + 1] if i + 1 < len(s.cycles) else s.plan.period_end_at
             if now >= next_start_at and self._is_stale(next_start_at):
                 c.status = "missed"  # the whole month was gone before the programme was taken over
                 self._dirty = True
@@ -108,7 +96,7 @@ class ProgramTiming(ProgramBase):
                 MonthlyCycleWorkflow.run,
                 CycleInput(
                     customer_id=s.customer_id, customer_name=s.customer_name, parent_workflow_id=s.workflow_id,
-                    period=s.period, month=c.month, month_start=c.starts_on, month_end=month_end,
+                    period=s.period, month=c.month, month_start=c.starts_on, month_end=month_end, months=c.months,
                     calendar=s.calendar, technical_lead=s.technical_lead, contacts=s.contacts,
                     policy=self._input.policy,
                 ),
@@ -116,7 +104,8 @@ class ProgramTiming(ProgramBase):
                 # The month's report is approved after the month ends, sometimes after the
                 # period ends and this run continued as new: the cycle must outlive the run.
                 parent_close_policy=ParentClosePolicy.ABANDON,
-                static_summary=f"{s.customer_name}: follow-up call and report, period {s.period} month {c.month}",
+                static_summary=f"{s.customer_name}: follow-up call and report, period {s.period} month {c.month}"
+                               + (f" to {c.month + c.months - 1} (C10)" if c.months > 1 else ""),
                 search_attributes=TypedSearchAttributes([
                     SearchAttributePair(SA_CUSTOMER_ID, s.customer_id),
                     SearchAttributePair(SA_TECHNICAL_LEAD, s.technical_lead.id),
@@ -124,25 +113,6 @@ class ProgramTiming(ProgramBase):
             )
             c.status = "running"
             self._dirty = True
-
-    async def _send_renewal_notice(self, stale: bool) -> None:
-        """Rule C14: renewal notice about 90 days before the end, with the next price (C15)."""
-        s = self._status
-        assert s.plan is not None and s.renewal is not None
-        s.renewal.notice_sent = True
-        if s.renewal.next_price is None:
-            s.renewal.next_price = self._default_next_price()
-        if s.phase in (Phase.onboarding, Phase.running):
-            s.phase = Phase.renewal
-        self._dirty = True
-        if stale or s.renewal.non_renewal is not None:
-            return
-        ctx = {"period_end": iso(s.plan.period_end), "current_price": s.annual_fee.model_dump(mode="json"),
-               "next_price": s.renewal.next_price.model_dump(mode="json"),
-               "non_renewal_deadline": iso(s.renewal.non_renewal_deadline)}
-        doc = await self._file("renewal_notice", "renewal_notice", f"Renewal notice, period {s.period + 1}", ctx)
-        await self._mail_contacts("renewal_notice", "renewal-notice", ctx, cc=[self._input.policy.ops_mailbox],
-                                  attach_document_id=doc)
 
     # ---------------------------------------------------------------- deadlines
     async def _schedule_default_deadlines(self) -> None:

@@ -123,6 +123,9 @@ class RequestDispatchSteps(RequestBase):
                 description=(f"On-site dispatch #{n} for request {s.tracking_number} on {inp.visit_on} "
                              f"({d.engineer or 'engineer'}, booking {d.booking_ref}): {d.reason}"),
                 agreement_ref=d.agreement_ref, amount=inp.actual_cost or d.estimated_cost,
+                # rule C3: the dispatch's agreed cost overrides the list price; the ledger says why.
+                override_reason="actual cost of the visit (A4)" if inp.actual_cost else
+                "estimated cost approved by the customer and the manager (A4)",
                 recorded_at=workflow.now(), recorded_by=inp.by)
             await act.record_billable_extra(
                 ExtraRecord(customer_id=s.customer_id, period=i.period, extra=extra,

@@ -27,10 +27,12 @@ with workflow.unsafe.imports_passed_through():
     from domain.activities import (
         AuditEntry,
         BusinessDeadlineRequest,
+        ExtraRecord,
         RequestOpened,
         SlaEventRecord,
         StatusChangeRecord,
     )
+    from domain.program import BillableExtra
     from domain.refusal import refusal_text
     from domain.request import (
         RequestInput,
@@ -42,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
         StatusChange,
     )
     from domain.rules_request import check_customisation
-    from domain.step_inputs import CompleteStepSignal, TechnicalLeadChanged
+    from domain.step_inputs import EXTRA_RULES, BillableExtraKind, CompleteStepSignal, TechnicalLeadChanged
     from domain.steps import Workflow
     from workflows import activity_calls as act
     from workflows.request_conversation import RequestConversation
@@ -56,6 +58,8 @@ with workflow.unsafe.imports_passed_through():
 # Versioned changes of the command sequence (`workflow.patched`), as in workflows/program.py: a request
 # opened before the change replays on the old path (tests/replay/pre-patch/ keeps one such history).
 PATCH_OPEN_IN_ONE_WRITE = "open-request-in-one-write"
+# Rule C13 (with C3): a customisation accepted under its agreement is a billable extra, priced from the list.
+PATCH_BILL_CUSTOMISATION = "bill-customisation-under-agreement"
 
 
 @workflow.defn
@@ -89,6 +93,8 @@ class SupportRequestWorkflow(RequestResolution, RequestConversation, RequestDisp
                 await self._refuse(refusal_text(violations))
             else:
                 await self._open()
+                if input.request.customisation and workflow.patched(PATCH_BILL_CUSTOMISATION):
+                    await self._bill_customisation()
             self._ready = True
 
         while not self._closed():
@@ -194,6 +200,17 @@ class SupportRequestWorkflow(RequestResolution, RequestConversation, RequestDisp
         )
         # rules A1, A4: the TL is told at once whenever the customer files a request.
         await self._mail([i.technical_lead.email], "request_opened", "opened", {})
+
+    async def _bill_customisation(self) -> None:
+        """Rule C13: not covered by the programme; accepted only under its agreement, and billed once."""
+        s, r = self._status, self._input.request
+        extra = BillableExtra(kind=BillableExtraKind.customisation, rule=EXTRA_RULES[BillableExtraKind.customisation],
+                              description=f"Customisation, request {s.tracking_number}: {r.summary}",
+                              agreement_ref=r.agreement_ref or "", recorded_at=workflow.now(), recorded_by=r.filed_by)
+        await act.record_billable_extra(
+            ExtraRecord(customer_id=s.customer_id, period=self._input.period, extra=extra,
+                        idempotency_key=self._key("customisation:extra")),
+            summary=f"Billable extra: customisation under {r.agreement_ref} (C13, C3)")
 
     # ================================================================== Query
     @workflow.query

@@ -108,7 +108,7 @@ async def login(request: Request) -> Response:
         user = await users_repo.get_user_by_email(session, email) if email else None
         # argon2 takes a few hundred milliseconds on purpose: off the event loop.
         ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
-        if not ok or user is None or not user.active or await auth.contact_revoked(session, user):
+        if not ok or user is None or not user.active or await auth.contact_revoked(session, user, state.clock()):
             await users_repo.record_attempt(session, f"email:{email}", succeeded=False, now=now)
             await users_repo.record_attempt(session, f"ip:{address}", succeeded=False, now=now)
             return _login_page(request, status=401, email=email, next=next_url,
@@ -140,7 +140,7 @@ async def request_link(request: Request) -> Response:
         await users_repo.record_attempt(session, f"link:{email}", succeeded=True, now=now)
         user = await users_repo.get_user_by_email(session, email) if email else None
         if (user is not None and user.active and user.role == Role.contact and recent < MAX_LINKS_PER_EMAIL
-                and not await auth.contact_revoked(session, user)):
+                and not await auth.contact_revoked(session, user, state.clock())):
             token = random_token(32)
             link = await users_repo.create_sign_in_link(session, user_id=user.id, token_hash=digest(token),
                                                         expires_at=now + LINK_TTL, now=now)
@@ -184,7 +184,7 @@ async def link_sign_in(request: Request, token: str) -> Response:
     state = get_state(request)
     async with state.sessions() as session, session.begin():
         user = await users_repo.consume_sign_in_link(session, digest(token))
-        if user is None or await auth.contact_revoked(session, user):
+        if user is None or await auth.contact_revoked(session, user, state.clock()):
             return _dead_link(request)
         response = RedirectResponse(home_of(auth.principal_of(user, "session")), status_code=303)
         await auth.start_session(request, response, user, session)

@@ -13,23 +13,32 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.activities import AuditEntry
 from domain.enrolment import Enrolment
-from domain.errors import RuleRefused
-from domain.step_inputs import GiveNonRenewalNotice, RecordBillableExtra
+from domain.errors import RuleRefused, RuleViolation
+from domain.prices import iso_day, price_on
+from domain.step_inputs import (
+    EXTRA_RULES,
+    BillableExtraKind,
+    GiveNonRenewalNotice,
+    RecordBillableExtra,
+    check_billable_extra,
+)
 from portal import access, actions, audit, forms, queries
 from portal.access import Action, NotFound
 from portal.auth import Principal, check_csrf, require_user
 from portal.rendering import redirect, render
 from portal.routers.common import refusal_errors
 from portal.state import PortalState, get_state
+from storage import ledger
 from storage import repositories as repo
 from storage import users as users_repo
+from storage.repositories.prices import entry_of
 from storage.users import Role
 
 log = logging.getLogger("techconnect.portal")
@@ -101,6 +110,7 @@ async def programme(request: Request, customer_id: str, principal: Principal = D
     steps_allowed = {s for s in forms.STEP_FORMS if access.may_complete_step(principal, s)}
     return render(request, "programme.html.j2", {
         "customer": customer, "live": live, "view": view, "extras": extras, "steps_allowed": steps_allowed,
+        "plain_quantity": ledger.plain_quantity,
         "workflow_id": live.workflow_id if live else view.workflow_id if view else ""}, title=customer.name)
 
 
@@ -188,6 +198,7 @@ class _OpsForm:
     done: str
     listing: Callable[[AsyncSession], Awaitable[dict[str, Any]]]
     prepare: Callable[[dict[str, Any]], dict[str, Any]] = dict  # the submitted values, as the model parses them
+    rules: Callable[[BaseModel], list[RuleViolation]] | None = None  # checked beside the fields before Temporal
 
 
 async def _notice_listing(session: AsyncSession) -> dict[str, Any]:
@@ -195,7 +206,14 @@ async def _notice_listing(session: AsyncSession) -> dict[str, Any]:
 
 
 async def _extra_listing(session: AsyncSession) -> dict[str, Any]:
-    return {"extras": await queries.billable_extras(session)}
+    extras = await queries.billable_extras(session)
+    return {"extras": extras, "totals": ledger.ledger_totals(extras), "plain_quantity": ledger.plain_quantity}
+
+
+def _extra_rules(model: BaseModel) -> list[RuleViolation]:
+    """Rule C3 before Temporal: the agreement, and the reason an amount overrides the price list."""
+    assert isinstance(model, RecordBillableExtra)
+    return check_billable_extra(model.kind, model.agreement_ref, model.amount, model.override_reason)
 
 
 def _extra_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -210,7 +228,7 @@ NOTICES = _OpsForm("notices.html.j2", "Notices", forms.OPS_NOTICE_FIELDS, Action
                    _notice_listing)
 EXTRAS = _OpsForm("extras.html.j2", "Billable extras", forms.EXTRA_FIELDS, Action.record_extra,
                   "record_billable_extra", RecordBillableExtra, "/ops/extras", "Billable extra recorded",
-                  _extra_listing, _extra_values)
+                  _extra_listing, _extra_values, _extra_rules)
 
 
 async def _customer_options(session: AsyncSession, principal: Principal) -> list[tuple[str, str]]:
@@ -230,7 +248,8 @@ async def _ops_page(request: Request, principal: Principal, form: _OpsForm, *, v
         listing = await form.listing(session)
     return render(request, form.template, {
         "fields": fields, "values": values or forms.default_values(fields), "errors": errors or forms.FormErrors(),
-        **listing, "may_record": access.may(principal, form.record)}, status=status, title=form.title)
+        **listing, "may_record": access.may(principal, form.record),
+        "may_see_prices": access.may(principal, Action.price_list)}, status=status, title=form.title)
 
 
 async def _submit_ops_step(request: Request, principal: Principal, form: _OpsForm) -> Response:
@@ -242,7 +261,9 @@ async def _submit_ops_step(request: Request, principal: Principal, form: _OpsFor
     async with state.sessions() as session:
         await access.customer_in_reach(session, principal, customer_id)
     parsed, errors = forms.parse(form.model, form.fields, form.prepare(values), extra={"by": principal.email})
-    if parsed is not None:
+    if parsed is not None and form.rules is not None:
+        errors = forms.violation_errors(form.fields, form.rules(parsed))
+    if parsed is not None and not errors:
         try:
             await actions.complete_step(await state.temporal(), customer_id, form.step,
                                         principal.email, parsed.model_dump(mode="json", exclude={"by"}))
@@ -270,6 +291,48 @@ def _add_ops_form_routes(form: _OpsForm, list_name: str, record_name: str) -> No
 
 _add_ops_form_routes(NOTICES, "notices", "record_notice")
 _add_ops_form_routes(EXTRAS, "extras", "record_extra")
+
+
+# ---- the ledger's CSV and OT's price list (rule C3) --------------------------------------------------------
+
+
+def _day_param(name: str, raw: str | None) -> date | None:
+    if not raw:
+        return None
+    if (day := iso_day(raw)) is None:
+        raise HTTPException(422, f"{name}: {raw[:20]!r} is not a date (YYYY-MM-DD)")
+    return day
+
+
+@router.get("/ops/extras.csv")
+async def extras_csv(request: Request, principal: Principal = Depends(require_user)) -> Response:
+    """The ledger recorded from `from` to `to` (UTC days, both included; either may be left out) as the CSV
+    `techconnect extras export` writes (storage/ledger.py)."""
+    access.require(principal, Action.ops_pages)
+    first = _day_param("from", request.query_params.get("from"))
+    last = _day_param("to", request.query_params.get("to"))
+    if first and last and last < first:
+        raise HTTPException(422, f"to {last} is before from {first}")
+    async with get_state(request).sessions() as session:
+        rows = await repo.list_billable_extras_between(session, first or date.min, last or date.max)
+    name = f"billable-extras-{first or 'start'}-to-{last or 'now'}.csv"
+    return Response(ledger.ledger_csv(rows), media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff"})
+
+
+@router.get("/ops/prices")
+async def prices_page(request: Request, principal: Principal = Depends(require_user)) -> Response:
+    access.require(principal, Action.price_list)
+    async with get_state(request).sessions() as session:
+        rows = await repo.list_price_rows(session)
+    entries = [entry_of(r) for r in rows]
+    today = repo.utcnow().date()  # the day an extra recorded now is priced on (UTC)
+    in_force = {(e.kind, e.effective_from) for k in BillableExtraKind if (e := price_on(entries, k, today))}
+    prices = [{"row": r, "rule": EXTRA_RULES[e.kind], "in_force": (e.kind, e.effective_from) in in_force,
+               "upcoming": e.effective_from > today} for r, e in zip(rows, entries, strict=True)]
+    unlisted = [k.value for k in BillableExtraKind if k not in {kind for kind, _ in in_force}]
+    return render(request, "prices.html.j2", {"prices": prices, "unlisted": unlisted}, title="Price list")
 
 
 # ---- audit log ----------------------------------------------------------------------------------------------

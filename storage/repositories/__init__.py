@@ -28,10 +28,18 @@ from storage.repositories.customers import (
     upsert_subscriptions,
 )
 from storage.repositories.documents import get_document, insert_document, list_documents
-from storage.repositories.extras import insert_billable_extra, list_billable_extras, list_billable_extras_by_month
+from storage.repositories.extras import (
+    insert_billable_extra,
+    list_billable_extras,
+    list_billable_extras_between,
+    list_billable_extras_by_month,
+)
 from storage.repositories.outbox import get_outbox, list_outbox
+from storage.repositories.prices import import_prices, list_price_rows, list_prices, price_effective_on
 from storage.repositories.programmes import (
+    ClosedWorkspace,
     archive_workspace,
+    closed_workspace,
     create_workspace,
     get_programme,
     get_workspace,
@@ -56,6 +64,7 @@ from storage.repositories.requests import (
 )
 
 __all__ = [
+    "ClosedWorkspace",
     "Inserted",
     "UpsertCounts",
     "allocate_tracking_number",
@@ -65,6 +74,7 @@ __all__ = [
     "append_status_change",
     "archive_workspace",
     "as_utc",
+    "closed_workspace",
     "create_workspace",
     "deactivate_contacts",
     "ensure_customer",
@@ -76,21 +86,26 @@ __all__ = [
     "get_request",
     "get_subscription",
     "get_workspace",
+    "import_prices",
     "insert_billable_extra",
     "insert_document",
     "list_audit",
     "list_billable_extras",
+    "list_billable_extras_between",
     "list_billable_extras_by_month",
     "list_contacts",
     "list_dispatches",
     "list_documents",
     "list_messages",
     "list_outbox",
+    "list_price_rows",
+    "list_prices",
     "list_programmes",
     "list_requests",
     "list_sla_events",
     "list_status_changes",
     "list_subscriptions",
+    "price_effective_on",
     "subscription_model",
     "sync_contacts",
     "upsert_contacts",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +31,12 @@ async def list_subscriptions(
 ) -> list[MaintenanceSubscriptionRow]:
     stmt = select(MaintenanceSubscriptionRow).order_by(MaintenanceSubscriptionRow.id)
     return await rows(session, stmt, (MaintenanceSubscriptionRow.customer_id, customer_id))
+
+
+async def registry_contact_count(session: AsyncSession, customer_id: str, on: date) -> int:
+    """Rule C4: the contacts of every maintenance subscription of the customer still running on `on` (an
+    ended subscription has no contacts any more)."""
+    return sum(r.contact_count for r in await list_subscriptions(session, customer_id=customer_id) if r.end >= on)
 
 
 async def upsert_subscriptions(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.enrolment import Enrolment
 from domain.program import ProgramStatus
-from storage.repositories.clock import at_or_now, utc_or_none
+from storage.repositories.clock import as_utc, at_or_now, utc_or_none
 from storage.repositories.common import fresh, insert_ignore, one_by, rows, upsert
 from storage.tables import ProgrammeRow, WorkspaceRow
 
@@ -88,15 +89,39 @@ async def create_workspace(
     if reopen:
         await session.execute(update(WorkspaceRow)
                               .where(WorkspaceRow.customer_id == customer_id, WorkspaceRow.status != "active")
-                              .values(status="active", archived_at=None))
+                              .values(status="active", archived_at=None, access_ends_at=None))
     return await one_by(session, WorkspaceRow, WorkspaceRow.customer_id, customer_id)
 
 
 async def archive_workspace(
-    session: AsyncSession, customer_id: str, *, now: datetime | None = None,
+    session: AsyncSession, customer_id: str, *, now: datetime | None = None, readable_for: timedelta = timedelta(0),
 ) -> WorkspaceRow | None:
-    """Archive the workspace; a second call keeps the first archiving time."""
+    """Archive the workspace, readable by its contacts for `readable_for` more (D10); a second call keeps
+    the first archiving."""
+    archived_at = at_or_now(now)
     await session.execute(update(WorkspaceRow)
                           .where(WorkspaceRow.customer_id == customer_id, WorkspaceRow.status != "archived")
-                          .values(status="archived", archived_at=at_or_now(now)))
+                          .values(status="archived", archived_at=archived_at,
+                                  access_ends_at=archived_at + readable_for))
     return await get_workspace(session, customer_id)
+
+
+@dataclass(frozen=True)
+class ClosedWorkspace:
+    """An archived workspace as its contacts meet it (D10): read-only until `access_ends_at`, then gone."""
+
+    closed_at: datetime
+    access_ends_at: datetime
+
+    def readable_at(self, now: datetime) -> bool:
+        return as_utc(now) < self.access_ends_at
+
+
+async def closed_workspace(session: AsyncSession, customer_id: str) -> ClosedWorkspace | None:
+    """The customer's workspace if it is archived (None while it is open, or when there is none)."""
+    row = await get_workspace(session, customer_id)
+    if row is None or row.status != "archived":
+        return None
+    closed_at = as_utc(row.archived_at or row.created_at)
+    # Archived before access_ends_at existed: its contacts' access ended when it was archived.
+    return ClosedWorkspace(closed_at, as_utc(row.access_ends_at) if row.access_ends_at else closed_at)
