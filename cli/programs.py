@@ -64,6 +64,14 @@ async def program_status(customer_id: str, as_json: bool = typer.Option(False, "
         if s.plan:
             out.print(f"period {s.plan.period_start} to {s.plan.period_end}; "
                       f"non-renewal deadline {s.plan.non_renewal_deadline}")
+        # rule C14: the invoice paying this period (carried) and the renewal invoice issued with the notice.
+        for label, invoice in (("this period's invoice", s.period_invoice),
+                               ("renewal invoice", s.renewal.invoice if s.renewal else None)):
+            if invoice is not None:
+                paid = f"paid {invoice.paid_on}" if invoice.paid_on else f"unpaid, due {invoice.due_on}"
+                out.print(escape(f"{label}: {invoice.number}, {invoice.total}, {paid} (C14)"))
+        for check in (s.renewal.maintenance_checks if s.renewal else []):
+            out.print(escape(f"maintenance check {check.at:%Y-%m-%d} (E1): {check.detail}"))
         # rule E2: starting the programme accepted this handbook, at this time.
         accepted = s.handbook_accepted_at.isoformat() if s.handbook_accepted_at else "not yet (enrolling)"
         out.print(escape(f"handbook: {s.handbook_version}; accepted {accepted} (E2)"))
@@ -206,6 +214,24 @@ async def notice_non_renewal(
     res = await execute_step(client, customer_id, "give_non_renewal_notice", by, payload)
     emit(res, as_json, lambda: runtime.out.print(f"non-renewal notice recorded for {customer_id}; "
                                                  f"the programme closes at the period end"))
+
+
+@notice_app.command("invoice-paid")
+@run_async
+async def notice_invoice_paid(
+    customer_id: str,
+    invoice: str = typer.Option(..., "--invoice", help="The invoice number, e.g. TC-INV-ACME-P2"),
+    paid_on: str = typer.Option(..., "--paid-on", help="YYYY-MM-DD"),
+    by: str = typer.Option("ops", "--by"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Record the renewal invoice paid (rule C14: any time from its issue, this period or the next)."""
+    runtime.check_date("--paid-on", paid_on)
+    payload = {"invoice_ref": invoice, "paid_on": paid_on}
+    prepare_step("record_renewal_invoice_paid", by, payload)
+    client = await runtime.client_for(Settings())
+    res = await execute_step(client, customer_id, "record_renewal_invoice_paid", by, payload)
+    emit(res, as_json, lambda: runtime.out.print(f"invoice {invoice} recorded paid on {paid_on} for {customer_id}"))
 
 
 __all__ = ["notice_app", "program_app", "step_app"]

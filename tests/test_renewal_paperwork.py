@@ -14,12 +14,15 @@ from zoneinfo import ZoneInfo
 import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from domain.policy import ProgramPolicy
 from domain.program import ProgramStatus
 from storage.repositories import list_documents
 from tests.clock import settled
-from tests.harness import Stack, add_subscription, enrolment, eventually, stack
+from tests.harness import Cli, Stack, add_subscription, cli_environ, enrolment, eventually, stack
+from worker import workflow_runner
+from workflows.program import ProgramWorkflow
 
 PARIS = ZoneInfo("Europe/Paris")
 SHORT_TERM = {"term_months": 4, "written_agreement_ref": "AGR-SHORT-4"}  # rule C2: a written agreement
@@ -108,15 +111,22 @@ async def test_notice_with_the_invoice_then_the_reminder_then_the_unpaid_escalat
 
         # Paid after the escalation; the next period's status still shows it.
         paid_on = await today(st)
-        await handle.execute_update("record_renewal_invoice_paid", {
-            "by": "ops-olga", "invoice_ref": invoice.number, "paid_on": paid_on.isoformat()},
-            result_type=ProgramStatus)
+        cli = Cli(cli_environ(st))
+        wrong = await cli("notice", "invoice-paid", "acme", "--invoice", "TC-INV-ACME-P9",
+                          "--paid-on", paid_on.isoformat(), "--by", "ops-olga")
+        assert wrong.code == 2 and "TC-INV-ACME-P2" in wrong.err + wrong.out, str(wrong)
+        paid = await cli("notice", "invoice-paid", "acme", "--invoice", invoice.number,
+                         "--paid-on", paid_on.isoformat(), "--by", "ops-olga")
+        assert paid.code == 0, str(paid)
         await st.sleep_until(plan.period_end_at + timedelta(hours=2))
         nxt = await eventually(lambda: st.status("acme"), lambda x: x.period == 2, "the next period")
         assert nxt.period_invoice is not None and nxt.period_invoice.number == invoice.number
         assert nxt.period_invoice.paid_on == paid_on
         # The paid invoice is not escalated again, and nothing was mailed twice.
         assert len([m for m in mails_of(st, "acme") if template(m) == "renewal_invoice_unpaid"]) == 1
+        # The first period's run (notice, invoice, reminder, escalation, payment, E1 checks) replays.
+        await Replayer(workflows=[ProgramWorkflow], data_converter=st.client.data_converter,
+                       workflow_runner=workflow_runner()).replay_workflow(await handle.fetch_history())
 
 
 async def _async(value: Any) -> Any:
