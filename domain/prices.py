@@ -19,7 +19,6 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Literal, get_args
@@ -27,6 +26,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.errors import Refused
+from domain.file_issues import FileIssue
 from domain.money import Money
 from domain.step_inputs import BillableExtraKind
 
@@ -65,17 +65,7 @@ class PriceListEntry(BaseModel):
         return self.same_price(other) and self.description == other.description
 
 
-@dataclass(frozen=True)
-class PriceListIssue:
-    """A bad line of the file, told as "line 3, field unit_price: ..." (like the maintenance import's)."""
-
-    line: int
-    field: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f"line {self.line}" + (f", field {self.field}" if self.field else "")
-        return f"{where}: {self.message}"
+PriceListIssue = FileIssue  # a bad line of the file, told as "line 3, field unit_price: ..."
 
 
 class PriceListError(Refused):

@@ -34,7 +34,6 @@ class RenewalInvoice(BaseModel):
     total: Money
     document_id: int | None = None
     paid_on: date | None = None
-    payment_ref: str | None = None
     escalated: bool = False
 
     @property

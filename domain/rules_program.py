@@ -88,7 +88,7 @@ def check_step_payload(inp: CompleteKickoff | SubmitSiteInventory | RecordBillab
         return check_kickoff_agenda(inp.agenda_covered)
     if isinstance(inp, SubmitSiteInventory):
         return check_site_inventory(inp.inventory, enrolment.primary_system, enrolment.additional_systems)
-    return check_billable_extra(inp.kind, inp.agreement_ref, inp.amount, inp.override_reason)
+    return check_billable_extra(inp.kind, inp.agreement_ref)
 
 
 def check_inventory_update(status: ProgramStatus) -> list[RuleViolation]:
@@ -146,7 +146,7 @@ def check_non_renewal_notice(status: ProgramStatus, inp: GiveNonRenewalNotice, n
     return []
 
 
-def check_invoice_paid(status: ProgramStatus, invoice_ref: str, paid_on: date) -> list[RuleViolation]:
+def check_invoice_paid(status: ProgramStatus, invoice_ref: str, paid_on: date, today: date) -> list[RuleViolation]:
     """Rule C14: a payment is recorded against an issued invoice, from its issue on: the renewal invoice of
     this period (issued with the notice) or the one carried from the last period (it pays this one)."""
     r = status.renewal
@@ -163,6 +163,8 @@ def check_invoice_paid(status: ProgramStatus, invoice_ref: str, paid_on: date) -
     if match.paid:
         return [violation("C14", f"invoice {match.number} was already recorded paid on {match.paid_on}",
                           "invoice_ref")]
+    if paid_on > today + timedelta(days=1):  # a day's slack: `today` is UTC, the payment's day is local
+        return [violation("C14", f"paid on {paid_on}, a date still to come", "paid_on")]
     if paid_on < match.issued_on:
         return [violation("C14", f"paid on {paid_on}, before invoice {match.number} was issued on "
                                  f"{match.issued_on}", "paid_on")]

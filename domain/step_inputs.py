@@ -218,11 +218,16 @@ def check_billable_extra(kind: BillableExtraKind, agreement_ref: str, amount: Mo
         out.append(RuleViolation(rule="C3", field="agreement_ref",
                                  message=f"a billable extra ({kind.value}, rule {EXTRA_RULES[kind]}) needs the "
                                          f"reference of its separate agreement (agreement_ref)"))
+    return out + check_price_override(amount, override_reason)
+
+
+def check_price_override(amount: Money | None, override_reason: str | None) -> list[RuleViolation]:
+    """Rule C3: an extra is priced from OT's list; an amount that overrides it says why."""
     if amount is not None and not (override_reason or "").strip():
-        out.append(RuleViolation(rule="C3", field="override_reason",
-                                 message="an amount other than OT's price list needs its reason (override_reason); "
-                                         "leave the amount empty to price the extra from the list"))
-    return out
+        return [RuleViolation(rule="C3", field="override_reason",
+                              message="an amount other than OT's price list needs its reason (override_reason); "
+                                      "leave the amount empty to price the extra from the list")]
+    return []
 
 
 class RecordBillableExtra(StepInput):

@@ -57,8 +57,21 @@ def ledger_csv(rows: Iterable[BillableExtraRow]) -> str:
         line = ledger_line(row)
         if line["amount"] is None:
             line["amount"] = UNPRICED
-        writer.writerow(["" if line[c] is None else line[c] for c in LEDGER_COLUMNS])
+        writer.writerow([_cell(line[c]) for c in LEDGER_COLUMNS])
     return buffer.getvalue()
+
+
+# A text cell a spreadsheet would read as a formula (OWASP "CSV injection"): descriptions, agreement references
+# and reasons are typed by people, some by customers (a customisation's agreement reference).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 @dataclass

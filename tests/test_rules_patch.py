@@ -28,7 +28,12 @@ from domain.step_inputs import A2_AGENDA
 from tests.harness import Stack, add_subscription, enrolment, eventually
 from worker import workflow_runner
 from workflows.monthly_cycle import MonthlyCycleWorkflow
-from workflows.program import PATCH_BILL_ADDITIONAL_SYSTEMS, PATCH_STEP_RULE_CHECKS, ProgramWorkflow
+from workflows.program import (
+    PATCH_BILL_ADDITIONAL_SYSTEMS,
+    PATCH_OVERRIDE_NEEDS_REASON,
+    PATCH_STEP_RULE_CHECKS,
+    ProgramWorkflow,
+)
 
 PARIS = ZoneInfo("Europe/Paris")
 MINE = (PATCH_BILL_ADDITIONAL_SYSTEMS, PATCH_STEP_RULE_CHECKS)
@@ -143,3 +148,39 @@ async def test_a_new_run_takes_the_new_path_and_refuses_the_old_code(
     force(False)  # rolling the change back would break this run
     with pytest.raises(workflow.NondeterminismError):
         await replay(history)
+
+
+OVERRIDE = {"kind": "optional_coverage", "description": "weekend cover", "agreement_ref": "AGR-7",
+            "amount": {"amount": "900.00", "currency": "EUR"}}  # an amount, and no override_reason
+
+
+async def started(st: Stack, customer: str) -> WorkflowHandle[Any, Any]:
+    today = (await st.now()).astimezone(PARIS).date()
+    await add_subscription(st.sessions, customer, today - timedelta(days=30), today + timedelta(days=800))
+    h = await st.start(enrolment(customer, today))
+    await st.wait_enrolled(customer)
+    return h
+
+
+@pytest.mark.rule("C3")
+async def test_an_override_without_its_reason_sent_by_signal_before_the_check_replays(
+    st: Stack, force: Force
+) -> None:
+    # PATCH_OVERRIDE_NEEDS_REASON: before the C3 override check, a signal's amount needed no reason.
+    force(False, PATCH_OVERRIDE_NEEDS_REASON)
+    h = await started(st, "acme")
+    await h.signal("complete_step", {"step": "record_billable_extra", "by": "ops-olga", "payload": OVERRIDE})
+    await eventually(lambda: outcome(st), lambda x: x[1] == ["C6"], "the old code accepts the override")
+    history = await h.fetch_history()
+    force(None)
+    await replay(history)  # today's code replays it: the check stays off for that signal
+    force(True, PATCH_OVERRIDE_NEEDS_REASON)  # the check without its guard would not
+    with pytest.raises(workflow.NondeterminismError):
+        await replay(history)
+
+    force(None)  # a run of today's code refuses the same signal, kept and mailed, nothing billed
+    h2 = await started(st, "initech")
+    await h2.signal("complete_step", {"step": "record_billable_extra", "by": "ops-olga", "payload": OVERRIDE})
+    s = await eventually(lambda: st.status("initech"), lambda x: len(x.rejections) == 1, "the signal refused")
+    assert "override_reason" in s.rejections[0].reason and s.extras == [], s.rejections
+    await replay(await h2.fetch_history())

@@ -64,6 +64,8 @@ PATCH_BILL_ENROLMENT_EXTRAS = "bill-enrolment-extras-c4-c5-c9"
 # Rules A2, A7, C11, C3 checked on a step's payload (`_payload_rules`). Update validators never run on
 # replay; the `complete_step` signal route runs them in its handler, so it checks only when patched.
 PATCH_STEP_RULE_CHECKS = "step-rule-checks-a2-a7-c11-c3"
+# Rule C3: an extra's amount that overrides OT's price list needs its reason, by signal too.
+PATCH_OVERRIDE_NEEDS_REASON = "extra-override-needs-its-reason"
 RULE_CHECKED_STEPS = {"complete_kickoff", "submit_site_inventory", "update_site_inventory", "record_billable_extra"}
 # Rules A9, D10 at the close: the final report is attached to the closing mail, and the contacts keep reading
 # the archived workspace for the policy's days (`close_workspace` inputs). A close recorded before replays as
@@ -107,6 +109,7 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
         self._subscription_contacts = 0
         self._period_over = False
         self._rule_checks_off = False  # only while a pre-patch `complete_step` signal's validator replays
+        self._override_check_off = False
         self._previous_period_cycles: list[CycleCompleted] = []
         self._status = ProgramStatus(
             customer_id=e.customer.id,
@@ -323,7 +326,14 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
         if sig.step in RULE_CHECKED_STEPS and not self._signal_rule_checks():
             model, validate, body = handlers[sig.step]
             handlers[sig.step] = (model, self._without_rule_checks(validate), body)
-        refusal = await run_step(handlers, sig.step, sig.by, sig.payload)
+        # An amount without its reason was accepted by signal before the C3 override check: such a signal
+        # replays without it (Update validators never replay).
+        self._override_check_off = sig.step == "record_billable_extra" and not workflow.patched(
+            PATCH_OVERRIDE_NEEDS_REASON)
+        try:
+            refusal = await run_step(handlers, sig.step, sig.by, sig.payload)
+        finally:
+            self._override_check_off = False
         if refusal is not None:
             await self._reject(sig, refusal)
 

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         StepStatus,
         SubmitSiteInventory,
         TechnicalLeadChanged,
+        check_price_override,
     )
     from workflows import activity_calls as act
 
@@ -65,6 +66,7 @@ class ProgramBase:
     _subscription_contacts: int
     _period_over: bool
     _rule_checks_off: bool  # only while a pre-patch `complete_step` signal's validator replays
+    _override_check_off: bool  # only while a `record_billable_extra` signal from before the C3 override check replays
     _previous_period_cycles: list[CycleCompleted]
 
     def _record(self, action: str, by: str, detail: dict[str, Any], interface: str = "temporal") -> None:
@@ -91,7 +93,11 @@ class ProgramBase:
         """Rules A2, A7, C11, C3 on a step's payload; off only while a pre-patch signal replays."""
         if self._rule_checks_off:
             return []
-        return check_step_payload(inp, self._input.enrolment)
+        out = check_step_payload(inp, self._input.enrolment)
+        if isinstance(inp, RecordBillableExtra) and not self._override_check_off:
+            # rule C3: an amount other than the price list's says why (domain/step_inputs.py check_billable_extra).
+            out += check_price_override(inp.amount, inp.override_reason)
+        return out
 
     def _key(self, purpose: str) -> str:
         # Stable across retries, replays and worker crashes: the outbox and the

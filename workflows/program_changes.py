@@ -170,7 +170,9 @@ class ProgramChanges(ProgramBase):
 
     @workflow.update
     async def record_renewal_invoice_paid(self, inp: RecordInvoicePaid) -> ProgramStatus:
-        async with self._updates():
+        # Checked again under the lock: two payments of one invoice may both pass the validator.
+        async with self._updates(lambda: check_invoice_paid(self._status, inp.invoice_ref, inp.paid_on,
+                                                            workflow.now().date())):
             s = self._status
             assert s.renewal is not None
             # rule C14: the invoice issued with this period's notice, or the one carried that pays this period.
@@ -187,4 +189,4 @@ class ProgramChanges(ProgramBase):
     @record_renewal_invoice_paid.validator
     def _validate_record_renewal_invoice_paid(self, inp: RecordInvoicePaid) -> None:
         refuse(self._live())
-        refuse(check_invoice_paid(self._status, inp.invoice_ref, inp.paid_on))
+        refuse(check_invoice_paid(self._status, inp.invoice_ref, inp.paid_on, workflow.now().date()))

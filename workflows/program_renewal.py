@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.money import price_increase_percent
     from domain.program import MaintenanceCheck, Phase
     from domain.renewal import RenewalInvoice, price_rise_reason, renewal_invoice
+    from domain.step_inputs import BillableExtraKind
     from workflows import activity_calls as act
 
 from workflows.program_base import ProgramBase, iso
@@ -191,7 +192,13 @@ class ProgramRenewal(ProgramBase):
         e = self._input.enrolment
         assert s.plan is not None and s.renewal is not None
         next_fee = s.renewal.next_price or self._default_next_price()
+        # rule C4: contacts over fifteen carry over with the agreement they were accepted under (in the file or
+        # on `add_contact`), so the next period bills them as this one did.
+        contacts_agreement = e.extra_contacts_agreement_ref or next(
+            (x.agreement_ref for x in reversed(s.extras) if x.kind == BillableExtraKind.extra_contacts), None)
         return e.model_copy(update={
+            "accept_extra_contact_fees": e.accept_extra_contact_fees or contacts_agreement is not None,
+            "extra_contacts_agreement_ref": contacts_agreement,
             "period_start": s.plan.period_end + timedelta(days=1), "annual_fee": next_fee,
             "technical_lead": s.technical_lead,
             "primary_contact": s.contacts[0] if s.contacts and e.primary_contact else e.primary_contact,
