@@ -96,7 +96,8 @@ async def test_one_period_bills_each_extra_once_from_the_price_list(
 
         # The first month: the included call, then an extra call and an extra report (C10).
         await st.sleep_until(s.plan.month_start_ats[0] + timedelta(minutes=1))
-        await eventually(lambda: st.status("acme"), lambda x: x.cycles[0].status == "running", "first cycle")
+        await eventually(lambda: st.status("acme"), lambda x: x.cycles[0].status == "running", "first cycle",
+                         timeout=30)
         cycle = st.client.get_workflow_handle(s.cycles[0].workflow_id)
         month_start = s.plan.month_starts[0]
 
@@ -130,7 +131,7 @@ async def test_one_period_bills_each_extra_once_from_the_price_list(
         async def kinds() -> list[str]:
             return sorted(r.kind for r in await ledger())
 
-        await eventually(kinds, lambda k: len(k) >= len(PRICES), f"one extra of each kind {sorted(PRICES)}")
+        await eventually(kinds, lambda k: len(k) >= len(PRICES), f"one extra of each kind {sorted(PRICES)}", timeout=30)
         await settled(program, env)
 
         listed = await cli("extras", "list", "acme", "--period", "1", "--json")

@@ -110,7 +110,7 @@ async def test_notice_with_the_invoice_then_the_reminder_then_the_unpaid_escalat
         await st.sleep_until(plan.invoice_escalation_at + timedelta(hours=1))
         escalations = await eventually(
             lambda: _async([m for m in mails_of(st, "acme") if template(m) == "renewal_invoice_unpaid"]),
-            lambda ms: len(ms) == 1, "the unpaid-invoice escalation")
+            lambda ms: len(ms) == 1, "the unpaid-invoice escalation", timeout=30)
         assert OPS in str(escalations[0]["To"]) and "alice@support.example" in str(escalations[0]["Cc"])
 
         # Paid after the escalation; the next period's status still shows it.
@@ -123,7 +123,7 @@ async def test_notice_with_the_invoice_then_the_reminder_then_the_unpaid_escalat
                          "--paid-on", paid_on.isoformat(), "--by", "ops-olga")
         assert paid.code == 0, str(paid)
         await st.sleep_until(plan.period_end_at + timedelta(hours=2))
-        nxt = await eventually(lambda: st.status("acme"), lambda x: x.period == 2, "the next period")
+        nxt = await eventually(lambda: st.status("acme"), lambda x: x.period == 2, "the next period", timeout=30)
         assert nxt.period_invoice is not None and nxt.period_invoice.number == invoice.number
         assert nxt.period_invoice.paid_on == paid_on
         # The paid invoice is not escalated again, and nothing was mailed twice.
@@ -168,12 +168,12 @@ async def test_a_lapsing_maintenance_is_announced_twice_then_the_programme_close
         await settled(handle, env)
         assert warnings() == []
         await st.sleep_until(first_at + timedelta(hours=1))
-        got = await eventually(lambda: _async(warnings()), lambda ms: len(ms) == 1, "the first E1 warning")
+        got = await eventually(lambda: _async(warnings()), lambda ms: len(ms) == 1, "the first E1 warning", timeout=30)
         # Ops and the TL are told at once, with the subscription's end in the message.
         assert OPS in str(got[0]["To"]) and "alice@support.example" in str(got[0]["To"])
         assert period_end.isoformat() in got[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
         await st.sleep_until(second_at + timedelta(hours=1))
-        await eventually(lambda: _async(warnings()), lambda ms: len(ms) == 2, "the second E1 warning")
+        await eventually(lambda: _async(warnings()), lambda ms: len(ms) == 2, "the second E1 warning", timeout=30)
         await st.sleep_until(s.plan.period_end_at + timedelta(hours=2))
         result = await handle.result()
         assert result["outcome"].startswith("closed: not renewed: rule E1"), result
@@ -191,11 +191,12 @@ async def test_a_maintenance_extended_after_the_warning_renews_normally(
         first_at, _ = s.plan.maintenance_warning_ats
         await st.sleep_until(first_at + timedelta(hours=1))
         await eventually(lambda: st.status("acme"),
-                         lambda x: bool(x.renewal and len(x.renewal.maintenance_checks) == 1), "the first check")
+                         lambda x: bool(x.renewal and len(x.renewal.maintenance_checks) == 1), "the first check",
+                         timeout=30)
         # Ops import the extended registry row.
         await add_subscription(st.sessions, "acme", first - timedelta(days=30), period_end + timedelta(days=800))
         await st.sleep_until(s.plan.period_end_at + timedelta(hours=2))
-        nxt = await eventually(lambda: st.status("acme"), lambda x: x.period == 2, "the next period")
+        nxt = await eventually(lambda: st.status("acme"), lambda x: x.period == 2, "the next period", timeout=30)
         assert nxt.phase.value != "closed"
         warnings = [m for m in mails_of(st, "acme") if template(m) == "maintenance_lapse_warning"]
         assert len(warnings) == 1  # the second check found it covered: no second warning
@@ -212,14 +213,14 @@ async def test_a_contact_accepted_over_fifteen_is_billed_again_in_the_next_perio
             "by": "ops-olga", "contact": {"name": "Dan", "email": "dan@acme.example"},
             "accept_extra_contact_fee": True, "agreement_ref": "AGR-C4-DAN"}, result_type=ProgramStatus)
         await st.sleep_until(s.plan.period_end_at + timedelta(hours=2))
-        await eventually(lambda: st.status("acme"), lambda x: x.period == 2, "the next period")
+        await eventually(lambda: st.status("acme"), lambda x: x.period == 2, "the next period", timeout=30)
 
         async def ledger() -> list[tuple[int, str, str, Decimal]]:
             async with st.sessions() as session:
                 return [(r.period, r.kind, r.agreement_ref, r.quantity)
                         for r in await list_billable_extras(session, "acme")]
 
-        rows = await eventually(ledger, lambda r: len(r) == 2, "the extra contact billed in both periods")
+        rows = await eventually(ledger, lambda r: len(r) == 2, "the extra contact billed in both periods", timeout=30)
         assert rows == [(1, "extra_contacts", "AGR-C4-DAN", Decimal("1")),
                         (2, "extra_contacts", "AGR-C4-DAN", Decimal("1"))], rows
 

@@ -258,7 +258,7 @@ async def test_inventory_and_analysis_of_an_additional_system_need_its_agreement
 async def test_optional_tl_coverage_is_billed_with_its_agreement_and_refused_without_c6(st: Stack) -> None:
     h = await begin(st)
     coverage = {"by": "ops-olga", "kind": "optional_coverage", "description": "TL on call for the weekend migration",
-                "amount": {"amount": "2400.00", "currency": "EUR"}}
+                "amount": {"amount": "2400.00", "currency": "EUR"}, "override_reason": "weekend rate in AGR-COV-3"}
 
     missing = await refusal(h, "record_billable_extra", coverage)
     assert "RecordBillableExtra" in missing and "agreement_ref" in missing and "Field required" in missing, missing
