@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -208,12 +209,17 @@ async def notice_non_renewal(
 ) -> None:
     """Record a written non-renewal notice (rule C16: up to and including the deadline day)."""
     runtime.check_date("--received-on", received_on)
-    payload = {"party": party, "received_on": received_on, "reference": reference}
-    prepare_step("give_non_renewal_notice", by, payload)
+    await _notice(customer_id, "give_non_renewal_notice", by,
+                  {"party": party, "received_on": received_on, "reference": reference}, as_json,
+                  f"non-renewal notice recorded for {customer_id}; the programme closes at the period end")
+
+
+async def _notice(customer_id: str, step: str, by: str, payload: dict[str, Any], as_json: bool, done: str) -> None:
+    """A notice is a programme step: checked here as the workflow will, then sent as its Update."""
+    prepare_step(step, by, payload)
     client = await runtime.client_for(Settings())
-    res = await execute_step(client, customer_id, "give_non_renewal_notice", by, payload)
-    emit(res, as_json, lambda: runtime.out.print(f"non-renewal notice recorded for {customer_id}; "
-                                                 f"the programme closes at the period end"))
+    res = await execute_step(client, customer_id, step, by, payload)
+    emit(res, as_json, lambda: runtime.out.print(done))
 
 
 @notice_app.command("invoice-paid")
@@ -227,11 +233,8 @@ async def notice_invoice_paid(
 ) -> None:
     """Record the renewal invoice paid (rule C14: any time from its issue, this period or the next)."""
     runtime.check_date("--paid-on", paid_on)
-    payload = {"invoice_ref": invoice, "paid_on": paid_on}
-    prepare_step("record_renewal_invoice_paid", by, payload)
-    client = await runtime.client_for(Settings())
-    res = await execute_step(client, customer_id, "record_renewal_invoice_paid", by, payload)
-    emit(res, as_json, lambda: runtime.out.print(f"invoice {invoice} recorded paid on {paid_on} for {customer_id}"))
+    await _notice(customer_id, "record_renewal_invoice_paid", by, {"invoice_ref": invoice, "paid_on": paid_on},
+                  as_json, f"invoice {invoice} recorded paid on {paid_on} for {customer_id}")
 
 
 __all__ = ["notice_app", "program_app", "step_app"]

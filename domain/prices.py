@@ -16,9 +16,8 @@ the next line of the same kind takes over.
 from __future__ import annotations
 
 import csv
-import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Literal, get_args
@@ -26,7 +25,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.errors import Refused
-from domain.file_issues import FileIssue
+from domain.file_issues import CsvRecords, FileIssue
 from domain.money import Money
 from domain.step_inputs import BillableExtraKind
 
@@ -96,21 +95,6 @@ class ExtraPrice(BaseModel):
 
 
 # ---- the file --------------------------------------------------------------------------------------
-
-
-class _Records:
-    """CSV records with the physical line each ended on (quoted newlines included)."""
-
-    def __init__(self, text: str) -> None:
-        self._reader = csv.reader(io.StringIO(text, newline=""))
-
-    @property
-    def line(self) -> int:
-        return self._reader.line_num
-
-    def __iter__(self) -> Iterator[tuple[int, list[str]]]:
-        for values in self._reader:
-            yield self._reader.line_num, values
 
 
 def _header_issue(line: int, names: list[str]) -> PriceListIssue | None:
@@ -195,7 +179,7 @@ def _entry(line: int, raw: dict[str, str], first_line_of: dict[tuple[str, date],
 def parse_price_list_csv(text: str) -> list[PriceListEntry]:
     """Validate the whole file; raise PriceListError listing every bad line and field (rule C3)."""
     # A byte-order mark that a spreadsheet saved would glue itself to "kind".
-    rows = _Records(text.removeprefix("\ufeff"))
+    rows = CsvRecords(text.removeprefix("\ufeff"))
     records = iter(rows)
     entries: list[PriceListEntry] = []
     issues: list[PriceListIssue] = []

@@ -10,16 +10,14 @@ file in one go.
 from __future__ import annotations
 
 import csv
-import io
 import re
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 from pydantic import BaseModel, computed_field
 
 from domain.enrolment import MaintenanceSubscription
-from domain.file_issues import FileIssue
+from domain.file_issues import CsvRecords, FileIssue
 from domain.naming import is_valid_customer_id
 from storage.db import SessionFactory
 from storage.repositories.customers import upsert_subscriptions
@@ -71,21 +69,6 @@ def _parse_date(raw: str, line: int, name: str, issues: list[ImportIssue]) -> da
     return None
 
 
-class _Rows:
-    """CSV records with the physical line each ended on (quoted newlines included)."""
-
-    def __init__(self, text: str) -> None:
-        self._reader = csv.reader(io.StringIO(text, newline=""))
-
-    @property
-    def line(self) -> int:
-        return self._reader.line_num
-
-    def __iter__(self) -> Iterator[tuple[int, list[str]]]:
-        for values in self._reader:
-            yield self._reader.line_num, values
-
-
 def parse_maintenance_csv(path: Path) -> list[MaintenanceSubscription]:
     """Validate the whole file; raise MaintenanceImportError listing every bad field."""
     issues: list[ImportIssue] = []
@@ -94,7 +77,7 @@ def parse_maintenance_csv(path: Path) -> list[MaintenanceSubscription]:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise MaintenanceImportError(path, [ImportIssue(1, None, f"not UTF-8 text ({exc})")]) from exc
-    rows = _Rows(text)
+    rows = CsvRecords(text)
     records = iter(rows)
     try:
         header = next(((n, v) for n, v in records if any(x.strip() for x in v)), None)

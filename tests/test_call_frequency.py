@@ -187,6 +187,7 @@ async def test_a_quarterly_programme_has_four_cycles_each_covering_and_reporting
     for n, c in enumerate(s.cycles):
         first = c.month - 1
         await st.sleep_until(plan.month_start_ats[first] + timedelta(hours=2))
+        await settled(handle, st.env)  # the month start handled: the cycle is started or not, no race
         now = await st.status("acme")
         assert [x.status for x in now.cycles][n] == "running", now.cycles
         assert all(x.status == "scheduled" for x in now.cycles[n + 1:]), now.cycles
@@ -225,7 +226,7 @@ async def test_a_quarterly_programme_has_four_cycles_each_covering_and_reporting
 
     # The agreement carries into the next period (its enrolment is this one's, continued as new).
     await st.sleep_until(plan.period_end_at + timedelta(hours=1))
-    renewed = await st.status("acme")
+    renewed = await eventually(lambda: st.status("acme"), lambda x: x.period == 2, "the next period", timeout=30)
     assert renewed.period == 2, renewed.outcome
     assert (renewed.call_frequency_months, renewed.call_frequency_agreement_ref) == (3, "AGR-Q-2027")
     assert [(c.month, c.months, c.workflow_id) for c in renewed.cycles] == [

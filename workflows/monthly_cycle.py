@@ -295,15 +295,20 @@ class MonthlyCycleWorkflow:
                 refuse_in_body([extra_call_recorded(inp, i.month_start)])
             s.extra_call_keys.append(key)
             s.extra_calls += 1
-            extra = BillableExtra(kind=BillableExtraKind.extra_call, rule="C10",
-                                  description=f"Extra follow-up call on {inp.held_on} ({self._label}): {inp.notes}",
-                                  agreement_ref=inp.agreement_ref, recorded_at=workflow.now(), recorded_by=inp.by)
-            await act.record_billable_extra(
-                ExtraRecord(customer_id=i.customer_id, period=i.period, extra=extra,
-                            idempotency_key=self._key(f"extra-call-{s.extra_calls}")),
-                summary="Billable extra: second call this month (C10)",
-            )
+            await self._bill_extra(BillableExtraKind.extra_call, inp.agreement_ref, inp.by,
+                                   f"Extra follow-up call on {inp.held_on} ({self._label}): {inp.notes}",
+                                   f"extra-call-{s.extra_calls}", "Billable extra: second call this month (C10)")
             return s
+
+    async def _bill_extra(self, kind: BillableExtraKind, agreement_ref: str, by: str, description: str,
+                          purpose: str, summary: str) -> None:
+        """Rule C10: a call or report beyond the cycle's included one, recorded once per `purpose`."""
+        i = self._input
+        extra = BillableExtra(kind=kind, rule="C10", description=description, agreement_ref=agreement_ref,
+                              recorded_at=workflow.now(), recorded_by=by)
+        await act.record_billable_extra(
+            ExtraRecord(customer_id=i.customer_id, period=i.period, extra=extra, idempotency_key=self._key(purpose)),
+            summary=summary)
 
     @record_extra_call.validator
     def _validate_record_extra_call(self, inp: RecordExtraCall) -> None:
@@ -315,19 +320,14 @@ class MonthlyCycleWorkflow:
         async with self._updates(lambda: check_extra_report(self._status, inp, self._input.month_start)):
             # The re-check under the lock refuses a second identical submission that raced past the validator
             # (no patch: no history recorded before this Update existed has it).
-            i = self._input
             s = self._status
             s.extra_report_keys.append(extra_report_key(inp))
             s.extra_reports += 1
-            extra = BillableExtra(kind=BillableExtraKind.extra_report, rule="C10",
-                                  description=f"Extra follow-up report delivered on {inp.delivered_on} "
-                                              f"({self._label}): {inp.description}",
-                                  agreement_ref=inp.agreement_ref, recorded_at=workflow.now(), recorded_by=inp.by)
-            await act.record_billable_extra(
-                ExtraRecord(customer_id=i.customer_id, period=i.period, extra=extra,
-                            idempotency_key=self._key(f"extra-report-{s.extra_reports}")),
-                summary="Billable extra: a report beyond the cycle's included one (C10)",
-            )
+            await self._bill_extra(BillableExtraKind.extra_report, inp.agreement_ref, inp.by,
+                                   f"Extra follow-up report delivered on {inp.delivered_on} ({self._label}): "
+                                   f"{inp.description}",
+                                   f"extra-report-{s.extra_reports}",
+                                   "Billable extra: a report beyond the cycle's included one (C10)")
             return s
 
     @record_extra_report.validator

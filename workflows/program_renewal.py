@@ -164,12 +164,12 @@ class ProgramRenewal(ProgramBase):
         n = len(s.renewal.maintenance_checks)
         if n >= len(warnings) or now < warnings[n]:
             return
-        next_enrolment = self._next_enrolment()
         if s.renewal.non_renewal is not None:
             s.renewal.maintenance_checks.append(MaintenanceCheck(at=now, covered=False,
                                                                  detail="not checked: non-renewal notice given"))
             self._dirty = True
             return
+        next_enrolment = self._next_enrolment()
         check = await act.check_enrolment(
             EnrolmentCheckRequest(enrolment=next_enrolment, policy=self._input.policy, period=s.period + 1),
             summary=f"Maintenance check {n + 1} ahead of the period end, for period {s.period + 1} (E1)",

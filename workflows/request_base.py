@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.activities import (
         AuditEntry,
         DispatchRecord,
+        ExtraRecord,
         MailRequest,
         MessageRecord,
         RequestProjection,
@@ -27,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.local_time import format_local, local_date
     from domain.naming import SA_CUSTOMER_ID, SA_REQUEST_STATE, SA_SLA_BREACHED, SA_TECHNICAL_LEAD
+    from domain.program import BillableExtra
     from domain.request import (
         THREAD_IN_STATE,
         AttachmentRef,
@@ -135,6 +137,12 @@ class RequestBase:
     def _key(self, purpose: str) -> str:
         # Stable across retries, replays and worker crashes: unique keys in the database.
         return f"{self._status.workflow_id}:{purpose}"
+
+    async def _record_extra(self, extra: BillableExtra, purpose: str, summary: str) -> None:
+        """A billable extra of this request's customer and period (A4 dispatches, C13 customisations)."""
+        await act.record_billable_extra(
+            ExtraRecord(customer_id=self._status.customer_id, period=self._input.period, extra=extra,
+                        idempotency_key=self._key(purpose)), summary=summary)
 
     def _record(self, action: str, by: str, via: str, detail: dict[str, Any] | None = None) -> None:
         """A person's action on the request, for the audit log; `via` is the interface it came from.

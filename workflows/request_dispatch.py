@@ -7,7 +7,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from domain.activities import DeadlineItem, DeadlineRequest, DispatchBookingRequest, ExtraRecord
+    from domain.activities import DeadlineItem, DeadlineRequest, DispatchBookingRequest
     from domain.program import BillableExtra
     from domain.request import (
         ApproveDispatch,
@@ -114,7 +114,6 @@ class RequestDispatchSteps(RequestBase):
         """Rule A4: the visit took place; its cost becomes a billable extra with its agreement (C3)."""
         async with self._updates(lambda: check_visit(self._status, inp, self._tz)):
             s = self._status
-            i = self._input
             n, d = self._current_dispatch()
             d.visit_on, d.visit_notes, d.state = inp.visit_on, inp.notes, DispatchState.visited
             kind = BillableExtraKind.on_site_dispatch
@@ -127,11 +126,8 @@ class RequestDispatchSteps(RequestBase):
                 override_reason="actual cost of the visit (A4)" if inp.actual_cost else
                 "estimated cost approved by the customer and the manager (A4)",
                 recorded_at=workflow.now(), recorded_by=inp.by)
-            await act.record_billable_extra(
-                ExtraRecord(customer_id=s.customer_id, period=i.period, extra=extra,
-                            idempotency_key=self._key(f"dispatch-{n}:extra")),
-                summary=f"Billable extra: on-site dispatch #{n}, {extra.amount} (A4, C3)",
-            )
+            await self._record_extra(extra, f"dispatch-{n}:extra",
+                                     f"Billable extra: on-site dispatch #{n}, {extra.amount} (A4, C3)")
             await self._record_dispatch(n)
             self._record("record_visit", inp.by, inp.via, {"dispatch": n, "visit_on": inp.visit_on.isoformat(),
                                                            "amount": extra.amount.model_dump(mode="json")

@@ -27,7 +27,6 @@ with workflow.unsafe.imports_passed_through():
     from domain.activities import (
         AuditEntry,
         BusinessDeadlineRequest,
-        ExtraRecord,
         RequestOpened,
         SlaEventRecord,
         StatusChangeRecord,
@@ -207,10 +206,8 @@ class SupportRequestWorkflow(RequestResolution, RequestConversation, RequestDisp
         extra = BillableExtra(kind=BillableExtraKind.customisation, rule=EXTRA_RULES[BillableExtraKind.customisation],
                               description=f"Customisation, request {s.tracking_number}: {r.summary}",
                               agreement_ref=r.agreement_ref or "", recorded_at=workflow.now(), recorded_by=r.filed_by)
-        await act.record_billable_extra(
-            ExtraRecord(customer_id=s.customer_id, period=self._input.period, extra=extra,
-                        idempotency_key=self._key("customisation:extra")),
-            summary=f"Billable extra: customisation under {r.agreement_ref} (C13, C3)")
+        await self._record_extra(extra, "customisation:extra",
+                                 f"Billable extra: customisation under {r.agreement_ref} (C13, C3)")
 
     # ================================================================== Query
     @workflow.query

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -36,7 +36,9 @@ async def list_subscriptions(
 async def registry_contact_count(session: AsyncSession, customer_id: str, on: date) -> int:
     """Rule C4: the contacts of every maintenance subscription of the customer still running on `on` (an
     ended subscription has no contacts any more)."""
-    return sum(r.contact_count for r in await list_subscriptions(session, customer_id=customer_id) if r.end >= on)
+    total = await session.scalar(select(func.coalesce(func.sum(MaintenanceSubscriptionRow.contact_count), 0)).where(
+        MaintenanceSubscriptionRow.customer_id == customer_id, MaintenanceSubscriptionRow.end >= on))
+    return int(total or 0)
 
 
 async def upsert_subscriptions(
