@@ -23,6 +23,7 @@ from activities.calendar import CalendarActivities
 from activities.db import DatabaseActivities
 from activities.documents import DocumentActivities
 from activities.faults import armed_points
+from activities.holidays import DatabaseHolidays
 from activities.mail import MailActivities
 from activities.mailer import SmtpMailer
 from activities.requests import RequestActivities
@@ -59,7 +60,8 @@ class ActivitySet:
             self.database.check_enrolment, self.database.register_programme, self.database.save_projection,
             self.database.record_billable_extra, self.database.close_workspace,
             self.documents.file_document, self.documents.analyse_configuration,
-            self.documents.generate_monthly_report, self.documents.generate_final_report,
+            self.documents.generate_monthly_report, self.documents.publish_report,
+            self.documents.generate_final_report,
             self.mail.send_mail,
             self.requests.record_request_opened, self.requests.save_request, self.requests.record_status_change,
             self.requests.record_sla_event, self.requests.record_dispatch, self.requests.book_dispatch,
@@ -72,7 +74,8 @@ def build_activities(
 ) -> ActivitySet:
     templates = make_template_environment()
     return ActivitySet(
-        calendar=CalendarActivities(),
+        # Rule A1: OT's published holiday lists, seeded from the `holidays` package on first use.
+        calendar=CalendarActivities(DatabaseHolidays(session_factory)),
         database=DatabaseActivities(session_factory),
         documents=DocumentActivities(session_factory, templates),
         mail=MailActivities.from_settings(settings, session_factory, mailer, templates),

@@ -1,9 +1,11 @@
 """Calendar activities: period plan, business-day due dates, business-hour SLA deadlines.
 
-The `holidays` package cannot run in the workflow sandbox and its data changes between
-releases, so workflows call these activities and Temporal records the results in
-history (docs/design.md "Business calendar"). The maths lives in `domain.calendar` (pure);
-this module only turns a programme calendar (rule C5) into a set of holiday dates.
+Holidays come from an injected source (activities/holidays.py): OT's published list of the
+calendar's region in the worker (rule A1), the `holidays` package directly by default. Neither can
+run in the workflow sandbox and both change over time, so workflows call these activities and
+Temporal records the results, with the name and version of the list used, in history: a list
+imported later applies to deadlines computed after it and never to one already recorded
+(docs/design.md "Business calendar"). The maths lives in `domain.calendar` (pure).
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from datetime import date, datetime, timedelta
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-import holidays as holidays_lib
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.holidays import HolidaySource, NoHolidayData, PackageHolidays
 from domain.activities import (
     BusinessDeadline,
     BusinessDeadlineRequest,
@@ -52,34 +54,42 @@ def _invalid(message: str) -> ApplicationError:
     return ApplicationError(message, type="InvalidCalendar", non_retryable=True)
 
 
-class CalendarActivities:
-    """Activities computing calendar dates; holiday sets are cached per (country, subdivision, year)."""
+class _Holidays:
+    """The holidays one activity call reads, and the name of the list they came from (recorded in its result)."""
 
-    def __init__(self) -> None:
-        self._cache: dict[tuple[str, str | None, int], frozenset[date]] = {}
+    def __init__(self, source: HolidaySource, cal: BusinessCalendar) -> None:
+        self._source, self._cal = source, cal
+        self.list_name: str | None = None
+
+    async def __call__(self, first_year: int, last_year: int) -> set[date]:
+        try:
+            found = await self._source.holidays(self._cal, first_year, last_year)
+        except NoHolidayData as exc:
+            raise _invalid(str(exc)) from exc
+        self.list_name = found.list_name
+        return set(found.days)
+
+
+class CalendarActivities:
+    """Activities computing calendar dates from the holidays of `source` (default: the `holidays` package)."""
+
+    def __init__(self, source: HolidaySource | None = None) -> None:
+        self._package = PackageHolidays()
+        self._source: HolidaySource = source or self._package
+        # The package's cache, per (country, subdivision, year).
+        self._cache = self._package.cache
 
     # ---- holidays ---------------------------------------------------------------
     def holidays_for(self, cal: BusinessCalendar, first_year: int, last_year: int) -> set[date]:
-        """Public holidays of the calendar's country/subdivision (rule C5) for the years given."""
-        result: set[date] = set()
-        for year in range(max(first_year, date.min.year), min(last_year, date.max.year) + 1):
-            key = (cal.country, cal.subdivision, year)
-            cached = self._cache.get(key)
-            if cached is None:
-                try:
-                    found = holidays_lib.country_holidays(cal.country, subdiv=cal.subdivision, years=year)
-                except NotImplementedError as exc:
-                    raise _invalid(
-                        f"rule C5: no public-holiday data for country {cal.country!r}"
-                        f" subdivision {cal.subdivision!r}: {exc}"
-                    ) from exc
-                cached = frozenset(found.keys())
-                self._cache[key] = cached
-            result |= cached
-        return result
+        """The `holidays` package's public holidays of the calendar's country/subdivision (rule C5) for the years
+        given; what a published list is seeded from."""
+        try:
+            return self._package.days(cal, first_year, last_year)
+        except NoHolidayData as exc:
+            raise _invalid(str(exc)) from exc
 
-    def _solve(
-        self, cal: BusinessCalendar, anchor: date, compute: Callable[[set[date]], T], span: Callable[[T], list[date]]
+    async def _solve(
+        self, holidays: _Holidays, anchor: date, compute: Callable[[set[date]], T], span: Callable[[T], list[date]]
     ) -> T:
         """Run `compute` with holidays of the years around `anchor`, widened until the result fits.
 
@@ -89,7 +99,7 @@ class CalendarActivities:
         """
         lo, hi = anchor.year - 1, anchor.year + 1
         for _ in range(_MAX_YEARS):
-            result = compute(self.holidays_for(cal, lo, hi))
+            result = compute(await holidays(lo, hi))
             years = [d.year for d in span(result)]
             if lo <= min(years) and max(years) <= hi:
                 return result
@@ -146,21 +156,22 @@ class CalendarActivities:
         """Business-day due dates (rule C5): due at the end of the due day, reminded N business days before."""
         cal = req.calendar
         _check_timezone(cal)
+        holidays = _Holidays(self._source, cal)
         try:
-            return DeadlineSchedule(
-                items=[self._schedule_one(cal, item, req.reminder_business_days) for item in req.items]
-            )
+            items = [await self._schedule_one(cal, holidays, item, req.reminder_business_days) for item in req.items]
         except (ValueError, OverflowError) as exc:
             raise _invalid(f"cannot schedule deadlines: {exc}") from exc
+        return DeadlineSchedule(items=items, holiday_list=holidays.list_name)
 
-    def _schedule_one(self, cal: BusinessCalendar, item: DeadlineItem, reminder_days: int) -> ScheduledDeadline:
+    async def _schedule_one(self, cal: BusinessCalendar, holidays: _Holidays, item: DeadlineItem,
+                            reminder_days: int) -> ScheduledDeadline:
         if item.due_on is not None:
             # An agreed date is kept as given, even on a non-business day.
             due_on = item.due_on
         elif item.business_days_from is not None:
             start = item.business_days_from
-            due_on = self._solve(
-                cal, start, lambda h: add_business_days(start, item.business_days, cal, h), lambda r: [start, r]
+            due_on = await self._solve(
+                holidays, start, lambda h: add_business_days(start, item.business_days, cal, h), lambda r: [start, r]
             )
         else:
             raise ValueError(f"deadline {item.key!r} needs due_on or business_days_from")
@@ -170,12 +181,13 @@ class CalendarActivities:
                 return previous_business_day_on_or_before(due_on, cal, h)
             return add_business_days(due_on, -reminder_days, cal, h)
 
-        remind_on = self._solve(cal, due_on, remind, lambda r: [r, due_on])
+        remind_on = await self._solve(holidays, due_on, remind, lambda r: [r, due_on])
         return ScheduledDeadline(
             key=item.key,
             due_on=due_on,
             due_at=end_of_business_day(due_on, cal),
             remind_at=start_of_business_day(remind_on, cal),
+            starts_at=start_of_business_day(due_on, cal),
         )
 
     @activity.defn(name="business_deadline")
@@ -186,32 +198,36 @@ class CalendarActivities:
         # rule C12: an out-of-hours agreement makes the clock run 24x7.
         round_the_clock = req.round_the_clock or bool(cal.out_of_hours_agreement_ref)
         tz = ZoneInfo(cal.timezone)
+        holidays = _Holidays(self._source, cal)
         if req.start.tzinfo is None or req.start.utcoffset() is None:
             raise _invalid(f"rule C12: the request start must be timezone-aware, got {req.start!r}")
         try:
             start = req.start
             local_start = start.astimezone(tz).date()
-            deadline = self._solve(
-                cal,
-                local_start,
-                lambda h: business_deadline(start, req.minutes, cal, h, round_the_clock=round_the_clock),
-                lambda r: [local_start, r.astimezone(tz).date()],
-            )
+            if round_the_clock:  # 24x7: no holiday counts, so no list is read (nor recorded)
+                deadline = business_deadline(start, req.minutes, cal, set(), round_the_clock=True)
+            else:
+                deadline = await self._solve(
+                    holidays,
+                    local_start,
+                    lambda h: business_deadline(start, req.minutes, cal, h),
+                    lambda r: [local_start, r.astimezone(tz).date()],
+                )
             warning_at: datetime | None = None
             if req.warning_minutes > 0:
                 if round_the_clock:
                     warning_at = deadline - timedelta(minutes=req.warning_minutes)
                 else:
                     local_deadline = deadline.astimezone(tz).date()
-                    warning_at = self._solve(
-                        cal,
+                    warning_at = await self._solve(
+                        holidays,
                         local_deadline,
                         lambda h: business_instant_before(deadline, req.warning_minutes, cal, h),
                         lambda r: [r.astimezone(tz).date(), local_deadline],
                     )
                 # A warning longer than the SLA itself fires as soon as the request is filed.
                 warning_at = max(warning_at, start.astimezone(deadline.tzinfo))
-            return BusinessDeadline(deadline=deadline, warning_at=warning_at)
+            return BusinessDeadline(deadline=deadline, warning_at=warning_at, holiday_list=holidays.list_name)
         except (ValueError, OverflowError) as exc:
             raise _invalid(f"cannot compute the business deadline from {req.start}: {exc}") from exc
 

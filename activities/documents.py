@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities import report_data, report_rows
 from activities.charts import requests_by_kind_and_state
@@ -36,6 +38,7 @@ from activities.report_builders import (
     zone,
 )
 from activities.report_data import REQUEST_STATES, ReportMonth
+from activities.report_print import capped_print_context
 from domain.activities import (
     AnalysisRequest,
     AnalysisResult,
@@ -43,11 +46,14 @@ from domain.activities import (
     FileDocumentRequest,
     FinalReportRequest,
     MonthlyReportRequest,
+    PublishReport,
     ReportDraft,
 )
 from domain.findings import analyse_inventory
 from domain.step_inputs import BillableExtraKind, StepState
 from storage.db import SessionFactory
+from storage.pdfs import PRINT_HTML_KEY
+from storage.repositories.documents import MONTHLY_REPORT_DRAFT
 from storage.tables import BillableExtraRow, CustomerRow, DocumentRow, ProgrammeRow
 
 CHART_TITLE = "Requests by kind and state at the month end"
@@ -72,6 +78,9 @@ class _Filing:
     # What `data` keeps of the context, when not all of it: the monthly report renders every
     # request of the month but files them once, in its CSV (`slim_monthly_data`).
     keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # The context of a shorter rendering for the PDF, or None when the filed HTML prints as it is
+    # (monthly report: the listings capped, activities/report_print.py; the PDF itself is rendered later).
+    print_context: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
 
 
 def _steps_from_projection(status: dict[str, Any]) -> list[StepState]:
@@ -95,12 +104,12 @@ class DocumentActivities:
 
     # ---- filing ------------------------------------------------------------------
 
-    def _render(self, template: str, context: dict[str, Any]) -> tuple[str, str]:
+    def _render(self, template: str, context: dict[str, Any], text: bool = True) -> tuple[str, str]:
         # A missing template or context key raises and the activity retries: it is a
         # deployment bug, and a fixed worker picks the task up again without losing it.
         html = self._templates.get_template(f"documents/{template}.html.j2").render(context)
-        text = self._templates.get_template(f"documents/{template}.txt.j2").render(context)
-        return html, text
+        body = self._templates.get_template(f"documents/{template}.txt.j2").render(context) if text else ""
+        return html, body
 
     @staticmethod
     async def _by_key(session: AsyncSession, key: str) -> DocumentRow | None:
@@ -126,6 +135,9 @@ class DocumentActivities:
             data = filing.keep(context) if filing.keep is not None else context
             if filing.attachments:
                 data = data | {"mail_files": list(filing.attachments)}
+            printed = filing.print_context(context) if filing.print_context is not None else None
+            if printed is not None:
+                data = data | {PRINT_HTML_KEY: self._render(filing.template, printed, text=False)[0]}
             row = DocumentRow(
                 customer_id=filing.customer_id,
                 period=filing.period,
@@ -229,17 +241,37 @@ class DocumentActivities:
             existing = await self._file(_Filing(
                 customer_id=request.customer_id,
                 period=request.period,
-                kind="monthly_report",
+                # Rule D7: a month-end draft stays out of the customer's sight until the TL approves it.
+                kind=MONTHLY_REPORT_DRAFT if request.draft else "monthly_report",
                 title=title,
+                version=request.version,
                 template="monthly_report",
                 context=context,
                 idempotency_key=request.idempotency_key,
                 attachments=tuple(attachments),
                 json_ready=True,
-                keep=slim_monthly_data,
+                keep=lambda c: slim_monthly_data(c) | {
+                    "reviews": [r.model_dump(mode="json") for r in request.reviews]},
+                print_context=partial(capped_print_context, csv_filename=str(attachments[0]["filename"])),
             ))
             maybe_crash(REPORT_AFTER_FILING)  # crash tests: filed, the workflow does not know yet
         return ReportDraft(document_id=existing.id, title=existing.title, summary=str(existing.data.get("summary", "")))
+
+    @activity.defn
+    async def publish_report(self, request: PublishReport) -> DocumentRef:
+        """Rule D7: the approved draft becomes the month's report in the workspace (once; a retry finds it done)."""
+        async with self._sessions() as session:
+            row = await session.get(DocumentRow, request.document_id, populate_existing=True)
+            if row is None:
+                raise ApplicationError(f"document {request.document_id} does not exist", type="DocumentNotFound",
+                                       non_retryable=True)
+            if row.kind == MONTHLY_REPORT_DRAFT:
+                row.kind = "monthly_report"
+                row.data = dict(row.data) | {"approved_by": request.approved_by,
+                                             "approved_at": request.approved_at.isoformat(),
+                                             "reviews": [r.model_dump(mode="json") for r in request.reviews]}
+                await session.commit()
+            return DocumentRef(document_id=row.id, title=row.title, kind=row.kind)
 
     # ---- final report ------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from config.settings import Settings, reply_secret
 from domain.activities import MailRequest, MailResult
 from domain.reply_address import reply_address, thread_id
 from storage.db import SessionFactory
+from storage.pdfs import document_pdf
 from storage.tables import DocumentRow, OutboxRow
 
 _NOT_FILENAME = re.compile(r"[^\w .()-]+")
@@ -177,6 +178,7 @@ class MailActivities:
         message_id: str,
         created_at: datetime,
         document: DocumentRow | None = None,
+        pdf: bytes | None = None,
     ) -> email.message.EmailMessage:
         msg = email.message.EmailMessage(policy=email.policy.SMTP)
         msg["From"] = self._sender
@@ -225,6 +227,10 @@ class MailActivities:
                 )
         if document is not None:
             msg.add_attachment(document.body_html, subtype="html", filename=_safe_filename(document.title, ".html"))
+            if pdf is not None:
+                # D10/A9: the same document as PDF, for those who file or print it (storage/pdfs.py).
+                msg.add_attachment(pdf, maintype="application", subtype="pdf",
+                                   filename=_safe_filename(document.title, ".pdf"))
         for f in files:
             if f.cid is None:
                 maintype, _, subtype = f.content_type.partition("/")
@@ -297,7 +303,10 @@ class MailActivities:
         if row.status == "sent":  # a concurrent attempt finished in between
             return self._already_sent(row)
 
-        message = self.build_message(request, rendered, row.message_id, row.created_at, document)
+        # Rendered on first need and stored (not on this loop: storage/pdfs.py renders in a thread); a resend
+        # carries the stored bytes, so the message stays the same.
+        pdf = await document_pdf(self._sessions, document) if document is not None else None
+        message = self.build_message(request, rendered, row.message_id, row.created_at, document, pdf)
 
         # Counted before the attempt, so a worker that dies mid-send still leaves a trace.
         # Content is refreshed too: a row left "failed" can be retried by a new call with corrected input.

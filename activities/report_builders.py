@@ -24,6 +24,7 @@ from domain.activities import MonthlyReportRequest
 from domain.inventory import Severity
 from domain.program import ProgramStatus
 from domain.step_inputs import EXTRA_RULES, BillableExtraKind, StepState, StepStatus
+from domain.timeline import programme_timeline
 from storage.repositories.clock import as_utc
 from storage.tables import BillableExtraRow
 
@@ -194,6 +195,7 @@ def monthly_summary(request: MonthlyReportRequest, sections: dict[str, Any]) -> 
     call = (
         f"follow-up call held on {request.call_held_on.isoformat()}"
         if request.call_held_on
+        else "no call held this month (D6)" if request.months_ended
         else "no follow-up call recorded"
     )
     req, dlv, ext, com = (sections[k] for k in ("requests", "deliverables", "extras", "communications"))
@@ -238,6 +240,8 @@ def monthly_context(
         "call": {
             "held_on": _iso(request.call_held_on),
             "notes": request.call_notes or "",
+            # Rule D6: the month is over and its included call was not held; the report says so plainly.
+            "no_call_held": request.months_ended and request.call_held_on is None,
         },
         "requests": requests_section(figures.matrix, lists, figures.sla, report_data.breaches_of(lists),
                                      chart.svg if chart else None),
@@ -318,6 +322,7 @@ def final_report_context(status: ProgramStatus, dispatches: Sequence[BillableExt
     steps = [_step_dump(s, tz) for s in status.steps]
     return {
         "customer_name": status.customer_name,
+        "timezone": tz.key,  # the templates' `local` filter shows every time in it, labelled
         "period_start": _iso(plan.period_start) if plan else None,
         "period_end": _iso(plan.period_end) if plan else None,
         "phase": status.phase.value,
@@ -340,4 +345,6 @@ def final_report_context(status: ProgramStatus, dispatches: Sequence[BillableExt
         "findings_by_severity": {s.value: severities.get(s.value, 0) for s in Severity},
         "rejections_count": len(status.rejections),
         "annual_fee": status.annual_fee.model_dump(mode="json"),
+        # The period at a glance, as the workspace draws it; written at the close, so no "today" line (D10, A9).
+        "timeline": timeline.model_dump(mode="json") if (timeline := programme_timeline(status, None)) else None,
     }

@@ -47,6 +47,7 @@ from sqlalchemy.sql.selectable import Subquery
 
 from domain.step_inputs import BillableExtraKind
 from storage.repositories.clock import as_utc
+from storage.repositories.documents import DRAFT_KINDS
 from storage.tables import (
     BillableExtraRow,
     DispatchRow,
@@ -443,7 +444,7 @@ async def documents_filed(session: AsyncSession, month: ReportMonth) -> list[Row
     d = DocumentRow
     return list((await session.execute(
         select(d.id, d.kind, d.title, d.version, d.created_at)
-        .where(d.customer_id == month.customer_id)
+        .where(d.customer_id == month.customer_id, d.kind.not_in(DRAFT_KINDS))
         .where(d.created_at >= month.start, d.created_at < month.end)
         .order_by(d.created_at, d.id)
     )).all())

@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2.runtime import Context
+
+from domain.local_time import local_time_label
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -29,6 +32,37 @@ def format_date(value: Any) -> str:
     if isinstance(value, date):
         return f"{value.day} {value:%B %Y}"
     return str(value)
+
+
+def _instant(value: Any) -> datetime | None:
+    """A datetime, or an ISO date-time string (as workflows pass them in mail contexts); else None."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and "T" in value:
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+@jinja2.pass_context
+def local_time(context: Context, value: Any, timezone: str | None = None,
+               zone_name: bool = False) -> str:
+    """The one time filter of mails, documents and portal pages: an instant in the programme's
+    time zone, labelled ("Thu 3 Dec 2026, 12:25 CET"), so no template formats a time itself.
+
+    The zone is the argument, else the template context's `timezone` (the programme calendar's,
+    set by workflows in mail contexts and by the portal's routes), else UTC, still labelled.
+    A date or anything unparsable is left to `format_date` / shown as is.
+    """
+    if value is None or value == "":
+        return "not set"
+    moment = _instant(value)
+    if moment is None:
+        return format_date(value)
+    zone = timezone or context.get("timezone") or "UTC"
+    return local_time_label(moment, str(zone), zone_name=zone_name)
 
 
 def format_money(value: Any) -> str:
@@ -68,4 +102,5 @@ def make_template_environment(path: Path | None = None) -> jinja2.Environment:
     env.filters["date"] = format_date
     env.filters["money"] = format_money
     env.filters["person"] = format_person
+    env.filters["local"] = local_time
     return env

@@ -12,6 +12,7 @@ import typer
 from cli import servers
 from cli.db import db_app, maintenance_app
 from cli.extras import extras_app
+from cli.holidays import holidays_app
 from cli.prices import prices_app
 from cli.programs import notice_app, program_app, step_app
 from cli.requests import request_app
@@ -27,6 +28,7 @@ app.add_typer(db_app, name="db")  # cli/db.py
 app.add_typer(request_app, name="request")  # cli/requests.py (A4, C12, C13)
 app.add_typer(user_app, name="user")  # cli/users.py (portal users, roles, API tokens)
 app.add_typer(prices_app, name="prices")  # cli/prices.py (OT's price list, C3)
+app.add_typer(holidays_app, name="holidays")  # cli/holidays.py (OT's holiday lists, A1)
 app.add_typer(extras_app, name="extras")  # cli/extras.py (the billable-extras ledger, C3)
 
 

@@ -85,6 +85,8 @@ async def program_status(customer_id: str, as_json: bool = typer.Option(False, "
         # rule C10: monthly, or the frequency agreed with the customer.
         agreed = f" (agreement {s.call_frequency_agreement_ref})" if s.call_frequency_agreement_ref else ""
         out.print(escape(f"follow-up call and report every {s.call_frequency_months} month(s){agreed} (C10)"))
+        if s.call_day_of_month is not None:  # rule D6/A2: agreed in the kickoff minutes
+            out.print(escape(f"follow-up calls due on day {s.call_day_of_month} of each month (D6, A2)"))
         out.print("cycles: " + " ".join(f"{c.month}:{c.status}" for c in s.cycles))
         for r in s.rejections:
             out.print(f"[yellow]rejected[/] {escape(f'{r.step} by {r.by}: {r.reason}')}")

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from domain.calendar import BusinessCalendar
+from domain.cycle import ReportReview
 from domain.enrolment import Enrolment, MaintenanceSubscription
 from domain.errors import RuleViolation
 from domain.inventory import Finding, SiteInventory
@@ -48,10 +49,15 @@ class ScheduledDeadline(BaseModel):
     due_on: date
     due_at: datetime  # end of the business day `due_on`, UTC
     remind_at: datetime  # start of the business day `reminder_business_days` before, UTC
+    # Start of the business day `due_on`, UTC (the month-end report is drafted then, D7). None in results
+    # recorded before it existed.
+    starts_at: datetime | None = None
 
 
 class DeadlineSchedule(BaseModel):
     items: list[ScheduledDeadline]
+    # Rule A1: the holiday list the dates were computed from, e.g. "OT list FR v3"; None in results recorded before.
+    holiday_list: str | None = None
 
 
 class BusinessDeadlineRequest(BaseModel):
@@ -65,6 +71,9 @@ class BusinessDeadlineRequest(BaseModel):
 class BusinessDeadline(BaseModel):
     deadline: datetime
     warning_at: datetime | None = None
+    # Rule A1: the holiday list the deadline was computed from, e.g. "OT list FR v3"; None in results recorded
+    # before, and when the clock runs 24x7 (no list consulted).
+    holiday_list: str | None = None
 
 
 # ---- database -----------------------------------------------------------------
@@ -181,6 +190,22 @@ class MonthlyReportRequest(BaseModel):
     call_held_on: date | None = None
     call_notes: str | None = None
     idempotency_key: str
+    # Rule D7: a month-end draft (filed as `monthly_report_draft`, out of the customer's sight until the TL
+    # approves it), its version, and whether the months it covers have ended ("no call held" is then final).
+    draft: bool = False
+    version: int = 1
+    months_ended: bool = False
+    # The TL's decisions on the earlier drafts, kept in the draft's `data["reviews"]` for staff (never rendered).
+    reviews: list[ReportReview] = Field(default_factory=list)
+
+
+class PublishReport(BaseModel):
+    """Rule D7: the approved draft becomes the month's report in the customer's workspace."""
+
+    document_id: int
+    approved_by: str
+    approved_at: datetime
+    reviews: list[ReportReview] = Field(default_factory=list)  # the whole history, approval last
 
 
 class ReportDraft(BaseModel):

@@ -9,6 +9,7 @@ is recorded in history.
 from __future__ import annotations
 
 import calendar as _stdcal
+import re
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -18,6 +19,11 @@ _UTC = ZoneInfo("UTC")
 # Guard against calendars with no business day at all (empty weekdays, or every day a
 # holiday): no search walks further than this many calendar days.
 _MAX_SCAN_DAYS = 366 * 20
+# A holiday list's region (rule A1): a country, country-subdivision ("DE-BY", "FR-Zone A") or an OT name
+# ("OT-EMEA"); it keys the `holiday_lists` table (32 characters).
+HOLIDAY_REGION_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9 _.-]{0,30}[A-Za-z0-9])?$")
+HOLIDAY_REGION_RULE = ("a holiday region is 1 to 32 letters, digits, '-', '_', '.' or spaces, starting and ending "
+                       "with a letter or digit (e.g. FR, DE-BY, OT-EMEA)")
 
 
 class BusinessCalendar(BaseModel):
@@ -32,6 +38,23 @@ class BusinessCalendar(BaseModel):
     weekdays: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
     # Rule C12: an out-of-hours agreement makes the first-response clock 24x7.
     out_of_hours_agreement_ref: str | None = None
+    # Rule A1: the holiday list OT publishes that this calendar follows, e.g. "OT-EMEA"; None: the list of its
+    # country[-subdivision] ("FR", "FR-57"). Either is seeded from the `holidays` package on first use.
+    holiday_region: str | None = None
+
+    @property
+    def holiday_list_region(self) -> str:
+        """The region whose published holiday list counts (rule A1)."""
+        if self.holiday_region is not None:
+            return self.holiday_region
+        return f"{self.country}-{self.subdivision}" if self.subdivision else self.country
+
+    @field_validator("holiday_region")
+    @classmethod
+    def _region_name(cls, value: str | None) -> str | None:
+        if value is not None and not HOLIDAY_REGION_RE.match(value):
+            raise ValueError(HOLIDAY_REGION_RULE)
+        return value
 
     @field_validator("day_start", "day_end")
     @classmethod

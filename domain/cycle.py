@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -31,6 +32,9 @@ class CycleInput(BaseModel):
     month_start: date
     month_end: date  # inclusive; with another agreed frequency (C10), the last day of its last month
     months: int = 1  # rule C10: the months the cycle covers (the agreed frequency)
+    # Rule D6/A2: the call day agreed in the kickoff minutes; the call is due that day of the first month.
+    # None (cycles started before any was agreed): due by the month's last day, as always.
+    call_day_of_month: int | None = Field(default=None, ge=1, le=31)
     calendar: BusinessCalendar
     technical_lead: TechnicalLead
     contacts: list[Contact]
@@ -53,6 +57,25 @@ class HoldCall(StepInput):
 
 
 class ApproveReport(StepInput):
+    # Rule D7: kept with the report's history (CycleStatus.report_reviews) and shown to staff.
+    comments: str = ""
+
+
+class SendBackReport(StepInput):
+    """Rule D7/A6: the TL sends the month-end draft back; it is drafted again and the comments are kept."""
+
+    comments: str = Field(min_length=1)
+    # What the call's notes should say in the next draft, when the comments are about them.
+    call_notes: str | None = None
+
+
+class ReportReview(BaseModel):
+    """One decision of the TL on one draft of the month's report (D7), oldest first."""
+
+    version: int
+    decision: Literal["sent_back", "approved"]
+    by: str
+    at: datetime
     comments: str = ""
 
 
@@ -85,6 +108,14 @@ class CycleStatus(BaseModel):
     call_notes: str | None = None
     report_document_id: int | None = None
     report_summary: str | None = None
+    # Rule D7 (month-end reports): the draft is generated at the first business hour after the cycle's
+    # months end (`report_draft_at`), covering all of it; each draft is a new version, and only the approved
+    # one reaches the workspace. False for cycles started before (their draft was made when the call was held).
+    month_end_report: bool = False
+    report_draft_at: datetime | None = None
+    report_version: int = 0
+    report_reviews: list[ReportReview] = Field(default_factory=list)
+    no_call_held: bool = False  # the months ended without the included call: the report says so
     extra_calls: int = 0
     extra_call_keys: list[str] = Field(default_factory=list)  # "<held_on> <agreement_ref>" of each, C10
     extra_reports: int = 0

@@ -132,6 +132,8 @@ class ProgramInput(BaseModel):
     extras_carried: list[BillableExtra] = Field(default_factory=list)
     # Rule C14: the invoice that pays this period (issued with the last period's renewal notice).
     period_invoice: RenewalInvoice | None = None
+    # Rule D6/A2: the day of the month for the follow-up calls agreed in a kickoff's minutes, carried on.
+    call_day_of_month: int | None = Field(default=None, ge=1, le=31)
 
 
 class ProgramStatus(BaseModel):
@@ -153,6 +155,9 @@ class ProgramStatus(BaseModel):
     # rule C10: a follow-up cycle (call and report) every this many months, and the agreement for it.
     call_frequency_months: int = 1
     call_frequency_agreement_ref: str | None = None
+    # rule D6/A2: the day of the month for the calls agreed in the kickoff minutes (None: no day agreed, the
+    # call is due by the month's last day); it carries into the next period.
+    call_day_of_month: int | None = None
     renewal: RenewalState | None = None
     period_invoice: RenewalInvoice | None = None  # rule C14: carried from the previous period, until paid
     annual_fee: Money

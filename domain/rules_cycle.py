@@ -36,9 +36,24 @@ def check_cycle_step_open(status: CycleStatus, step: str) -> list[RuleViolation]
     st = next(s for s in status.steps if s.step == step)
     if st.status == StepStatus.done:
         return [plain(f"step {step} is already done")]
+    if st.status == StepStatus.missed:
+        return [violation("D6", f"step {step} was missed: the month ended without it, and its report says so; "
+                                f"send the report back with the call's notes if the call did take place")]
+    if step == "approve_report" and status.month_end_report and status.report_document_id is None:
+        return [violation("D7", f"the report is drafted after the month ends, at "
+                                f"{status.report_draft_at.isoformat() if status.report_draft_at else 'the month end'}; "
+                                f"there is nothing to approve yet")]
     if st.status != StepStatus.open:
         return [plain(f"step {step} is out of order: it waits for {', '.join(spec(step).waits_for)}")]
     return []
+
+
+def check_send_back(status: CycleStatus) -> list[RuleViolation]:
+    """Rule D7: a month-end draft waiting for the TL's approval may be sent back with comments."""
+    if not status.month_end_report:
+        return [violation("D7", "this cycle's report was drafted when the call was held (before month-end "
+                                "reports); approve it, or record an extra report")]
+    return check_cycle_step_open(status, "approve_report")
 
 
 def check_call_time(inp: ScheduleCall) -> list[RuleViolation]:
@@ -95,7 +110,9 @@ def check_extra_report(status: CycleStatus, inp: RecordExtraReport, month_start:
         # As for an extra call: an Update accepted now could be lost as the cycle ends.
         return [violation("C10", f"the {month_label(month_start)} cycle is closed; record the extra report on the "
                                  f"programme with record_billable_extra (kind extra_report)")]
-    if status.report_document_id is None:
+    # With month-end reports (D7) the included report is the one drafted after the month: a report delivered
+    # before it is the extra one. Before them, the included draft was made at the call and came first.
+    if status.report_document_id is None and not status.month_end_report:
         return [violation("C10", "the cycle's included report is not drafted yet: it is drafted when the call is "
                                  "held (hold_call)")]
     if extra_report_key(inp) in status.extra_report_keys:

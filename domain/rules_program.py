@@ -18,6 +18,7 @@ from domain.program import Phase, ProgramStatus
 from domain.refusal import needs_offset, plain, violation
 from domain.step_inputs import (
     AddContact,
+    AgreedDates,
     CompleteKickoff,
     GiveNonRenewalNotice,
     ReassignTechnicalLead,
@@ -74,11 +75,30 @@ def check_meeting_time(inp: ScheduleKickoff) -> list[RuleViolation]:
 def check_agreed_dates(inp: CompleteKickoff, period_end: date) -> list[RuleViolation]:
     """D4/A2: the dates agreed in the meeting fall between the meeting and the period end (the first
     one that does not is named)."""
-    for name, d in inp.agreed_dates.model_dump().items():
-        if d is not None and not (inp.held_on <= d <= period_end):
-            return [plain(f"agreed date for {name} ({d}) must fall between the meeting ({inp.held_on}) "
-                          f"and the period end ({period_end})", f"agreed_dates.{name}")]
-    return []
+    out: list[RuleViolation] = []
+    for name, d in inp.agreed_dates.dates().items():
+        if not (inp.held_on <= d <= period_end):
+            out = [plain(f"agreed date for {name} ({d}) must fall between the meeting ({inp.held_on}) "
+                         f"and the period end ({period_end})", f"agreed_dates.{name}")]
+            break
+    return out + check_agreed_call_schedule(inp.agreed_dates)
+
+
+def check_agreed_call_schedule(agreed: AgreedDates) -> list[RuleViolation]:
+    """A2 (with D6, C10): the call schedule agreed in the minutes is a day of the month (1 to 31; a shorter
+    month takes its last day) and a follow-up frequency of 1 to 12 months."""
+    out: list[RuleViolation] = []
+    day = agreed.call_day_of_month
+    if day is not None and not 1 <= day <= 31:
+        out.append(violation("A2", f"agreed_dates.call_day_of_month ({day}), the day of the month agreed for the "
+                                   f"follow-up calls, must be 1 to 31 (31: each month's last day)",
+                             "agreed_dates.call_day_of_month"))
+    months = agreed.report_frequency_months
+    if months is not None and not 1 <= months <= 12:
+        out.append(violation("A2", f"agreed_dates.report_frequency_months ({months}), the follow-up report frequency "
+                                   f"agreed in the minutes, must be 1 to 12 months (rule C10)",
+                             "agreed_dates.report_frequency_months"))
+    return out
 
 
 def check_step_payload(inp: CompleteKickoff | SubmitSiteInventory | RecordBillableExtra,

@@ -72,9 +72,24 @@ class ScheduleKickoff(StepInput):
 
 
 class AgreedDates(BaseModel):
+    """What the kickoff minutes agree (D4/A2): the due dates of the other onboarding steps, and the
+    follow-up call schedule (D6, C10). Each is optional: what is not agreed keeps its default.
+
+    The call day and the frequency are checked by `domain/rules_program.check_agreed_dates` (rule A2,
+    naming the field), not by pydantic bounds, so a bad one is refused with the rule it breaks."""
+
     communication_plan: date | None = None
     site_inventory: date | None = None
     configuration_analysis: date | None = None
+    # D6/A2: the day of the month the follow-up calls are held (1..31; a short month takes its last day).
+    call_day_of_month: int | None = None
+    # C10/A2 "follow-up report frequency": a follow-up cycle (call and report) every this many months (1..12).
+    report_frequency_months: int | None = None
+
+    def dates(self) -> dict[str, date]:
+        """The agreed due dates, by field name (the call schedule is not a date)."""
+        return {name: d for name in ("communication_plan", "site_inventory", "configuration_analysis")
+                if (d := getattr(self, name)) is not None}
 
 
 A2_AGENDA = [

@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from domain import request, step_inputs
-from domain.cycle import ApproveReport, CycleStepName, HoldCall, RecordExtraCall, RecordExtraReport, ScheduleCall
+from domain.cycle import (
+    ApproveReport,
+    CycleStepName,
+    HoldCall,
+    RecordExtraCall,
+    RecordExtraReport,
+    ScheduleCall,
+    SendBackReport,
+)
 from domain.step_inputs import StepInput, StepName
 
 
@@ -127,6 +135,7 @@ STEPS: tuple[StepSpec, ...] = (
     StepSpec(CycleStepName.approve_report, _C, ApproveReport, "Approve the monthly follow-up report", ("D7", "A6"),
              waits_for=(CycleStepName.hold_call,), tracked=True, due_from=DueFrom.next_month,
              due_policy="report_approval_business_days"),
+    StepSpec("send_back_report", _C, SendBackReport, "Send the monthly report back with comments", ("D7", "A6")),
     StepSpec("record_extra_call", _C, RecordExtraCall, "Record an extra call this month", ("C10",)),
     StepSpec("record_extra_report", _C, RecordExtraReport, "Record an extra report this cycle", ("C10",)),
     # ---- support request (A4, A6, C3, C12): the request's state decides what is allowed

@@ -55,6 +55,7 @@ class Action(StrEnum):
     inbox = "inbox"
     audit_log = "audit_log"  # who did what, from which interface (portal/audit.py)
     price_list = "price_list"  # OT's price list that prices billable extras (C3), read-only
+    holiday_lists = "holiday_lists"  # OT's holiday lists that due dates and deadlines skip (A1), read-only
 
 
 ALLOWED: dict[Action, frozenset[Role]] = {
@@ -76,6 +77,7 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.inbox: frozenset({Role.tl, Role.gts, Role.ops, Role.admin, Role.support_manager}),
     Action.audit_log: frozenset({Role.ops, Role.admin}),
     Action.price_list: frozenset({Role.ops, Role.admin}),
+    Action.holiday_lists: frozenset({Role.ops, Role.admin}),
 }
 
 # Steps each role may complete (on a programme it can see). TLs complete every step of

@@ -246,6 +246,10 @@ STEP_FORMS: dict[str, StepForm] = {f.step: f for f in (
                  Field("agreed_dates.communication_plan", "Communication plan due", "date", width="third"),
                  Field("agreed_dates.site_inventory", "Site inventory due", "date", width="third"),
                  Field("agreed_dates.configuration_analysis", "Configuration analysis due", "date", width="third"),
+                 Field("agreed_dates.call_day_of_month", "Follow-up calls on day (D6)", "number",
+                       "1 to 31 (31: each month's last day); the next cycles' call is due that day.", width="half"),
+                 Field("agreed_dates.report_frequency_months", "Follow-up report every N months (C10)", "number",
+                       "Leave empty to keep the current frequency.", width="half"),
                  Field("agenda_covered", "Agenda covered (A2)", "multi",
                        options=tuple((a, a[:1].upper() + a[1:]) for a in A2_AGENDA), default=tuple(A2_AGENDA)),
              )),
@@ -321,8 +325,16 @@ STEP_FORMS: dict[str, StepForm] = {f.step: f for f in (
                  Field("notes", "Call notes", "textarea", required=True, rows=6),
              )),
     StepForm("approve_report",
-             "Once approved, the report is mailed to the contacts and filed in the workspace.", (
-                 Field("comments", "Comments", "textarea", "Optional; kept with the approval."),
+             "The report was drafted after the month ended (D7). Once approved, it is mailed to the contacts and "
+             "filed in the workspace; until then the customer does not see it.", (
+                 Field("comments", "Comments", "textarea", "Optional; kept with the report's history."),
+             )),
+    StepForm("send_back_report",
+             "The report is drafted again from the database, as a new version; your comments are kept with the "
+             "report's history and shown to staff, never to the customer (D7).", (
+                 Field("comments", "What to change", "textarea", required=True, rows=4),
+                 Field("call_notes", "Corrected call notes", "textarea",
+                       "Optional; replaces the call's notes in the next draft.", rows=4),
              )),
     StepForm("record_extra_call",
              "A second call in the same month is a billable extra under its written agreement; it is listed "

@@ -30,6 +30,7 @@ DOCUMENT_KINDS: dict[str, str] = {
     "configuration_findings": "Configuration findings",
     "analysis_presentation": "Analysis presentation",
     "monthly_report": "Monthly report",
+    "monthly_report_draft": "Monthly report draft (staff only, D7)",
     "renewal_notice": "Notice",
     "non_renewal_notice": "Notice",
     "final_report": "Final report",
@@ -127,9 +128,9 @@ async def programme_views(
     return views
 
 
-async def documents(session: AsyncSession, customer_id: str) -> list[DocumentRow]:
-    """Newest first: what a contact opens the workspace for."""
-    rows = await repo.list_documents(session, customer_id)
+async def documents(session: AsyncSession, customer_id: str, *, drafts: bool = False) -> list[DocumentRow]:
+    """Newest first: what a contact opens the workspace for (staff also see drafts waiting for approval, D7)."""
+    rows = await repo.list_documents(session, customer_id, drafts=drafts)
     return sorted(rows, key=lambda d: (as_utc(d.created_at), d.id), reverse=True)
 
 

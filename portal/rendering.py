@@ -5,21 +5,28 @@ from __future__ import annotations
 from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from itsdangerous import BadSignature
+from jinja2.runtime import Context
 
-from activities.templating import TEMPLATES_DIR, format_money
+from activities.templating import TEMPLATES_DIR, format_money, local_time
 from portal import access
 from portal.auth import FLASH_COOKIE, Principal, pre_csrf_token, serializer, set_pre_csrf_cookie
 from portal.state import get_state
 from storage.repositories import as_utc
 
 
-def format_when(value: Any, tz: str | None = None) -> str:
-    """A datetime as "12 Jan 2027, 10:00 UTC" (or in the time zone given)."""
+@jinja2.pass_context
+def format_when(context: Context, value: Any, tz: str | None = None, zone_name: bool = False) -> str:
+    """A time a person reads: in the programme's time zone with its label ("Thu 3 Dec 2026, 12:25 CET"),
+    through the mail templates' own filter (`activities.templating.local_time`), so a page and a mail
+    agree. The zone is `tz`, else the page's `timezone` (set by `render` from the customer's
+    programme), else UTC; `zone_name` adds "(Europe/Paris)" where a deadline is promised. Staff read
+    customers of many zones: UTC is added beside."""
     if value is None or value == "":
         return "—"
     if isinstance(value, str):
@@ -27,14 +34,27 @@ def format_when(value: Any, tz: str | None = None) -> str:
             value = datetime.fromisoformat(value)
         except ValueError:
             return str(value)
-    if isinstance(value, datetime):
-        moment = as_utc(value)
-        if tz:
-            from zoneinfo import ZoneInfo
+    if not isinstance(value, datetime):
+        return format_day(value)
+    moment = as_utc(value)
+    label = local_time(context, moment, tz, zone_name)
+    principal = context.get("principal")
+    if getattr(principal, "is_staff", False) and " UTC" not in label:
+        label += f" ({moment:%H:%M} UTC)"
+    return label
 
-            moment = moment.astimezone(ZoneInfo(tz))
-        return f"{moment.day} {moment:%b %Y, %H:%M} {moment.tzname() or 'UTC'}"
-    return format_day(value)
+
+def page_timezone(customer: Any) -> str:
+    """The programme calendar's zone of the customer a page is about (every time on it is shown in
+    it, rules C5 and C12); UTC on pages about no one customer, or without a programme."""
+    programme = getattr(customer, "programme", None)
+    status = getattr(programme, "status", None) or {}
+    name = str((status.get("calendar") or {}).get("timezone") or "UTC")
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return "UTC"
+    return name
 
 
 def format_day(value: Any) -> str:
@@ -66,7 +86,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=format_when, day=format_day, money=format_money, human=humanise)
+    env.filters.update(when=format_when, local=local_time, day=format_day, money=format_money, human=humanise)
     return env
 
 
@@ -112,6 +132,8 @@ def nav_items(principal: Principal | None) -> list[tuple[str, str]]:
         items += [("Programmes", "/programmes"), ("Notices", "/ops/notices"), ("Billable extras", "/ops/extras")]
     if access.may(principal, access.Action.price_list):
         items.append(("Price list", "/ops/prices"))
+    if access.may(principal, access.Action.holiday_lists):
+        items.append(("Holidays", "/ops/holidays"))
     if access.may(principal, access.Action.audit_log):
         items.append(("Audit log", "/ops/audit"))
     return items
@@ -129,6 +151,7 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
         "errors": None, "values": {},
     }
     ctx.update(context or {})
+    ctx.setdefault("timezone", page_timezone(ctx.get("customer")))
     html = environment().get_template(f"portal/{template}").render(ctx)
     response = HTMLResponse(html, status_code=status)
     set_pre_csrf_cookie(request, response)

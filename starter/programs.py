@@ -106,7 +106,10 @@ async def cycle_for_step(client: Client, customer_id: str, step: str, month: int
     for c in running:
         cs = await client.get_workflow_handle(c.workflow_id).query("get_status", result_type=CycleStatus)
         # The extras (C10: record_extra_call, record_extra_report) are no to-do: any running cycle takes them.
-        if not spec(step).tracked or any(st.step == step and st.status == "open" for st in cs.steps):
+        # A report sent back (D7) goes to the cycle whose report waits for approval, maybe last month's.
+        wanted = "approve_report" if step == "send_back_report" else step
+        if (not spec(step).tracked and wanted == step) or any(
+                st.step == wanted and st.status == "open" for st in cs.steps):
             return c.workflow_id
     raise Refused(f"no running monthly cycle of {customer_id} has step {step} open"
                   + (f" for month {month}" if month else ""))

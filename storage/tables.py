@@ -111,6 +111,16 @@ class DocumentRow(Base):
     created_at: Mapped[datetime]
 
 
+class DocumentPdfRow(Base):
+    """A document's PDF (D10/A9), rendered the first time a mail or the portal needs it (storage/pdfs.py),
+    then kept: a resent mail carries the same bytes, and no download renders twice."""
+
+    __tablename__ = "document_pdfs"
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"), primary_key=True)
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+    rendered_at: Mapped[datetime]
+
+
 class OutboxRow(Base):
     """Every mail, with an idempotency key: a retried activity finds its row and does not resend."""
 
@@ -171,6 +181,42 @@ class PriceListRow(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     imported_at: Mapped[datetime]
     imported_by: Mapped[str] = mapped_column(String(128))
+
+
+class HolidayListRow(Base):
+    """Rule A1: one region's holiday list as OT publishes it ("FR", "DE-BY", "OT-EMEA"); `version` goes up
+    with every change to any of its years, so a deadline can record which list it was computed from."""
+
+    __tablename__ = "holiday_lists"
+    region: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(255))  # of the last change
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(128))
+
+
+class HolidayYearRow(Base):
+    """Rule A1: a year of a region's list is defined (possibly with no holiday), where it came from: an
+    import by ops, or the `holidays` package seeding it on first use."""
+
+    __tablename__ = "holiday_years"
+    region: Mapped[str] = mapped_column(ForeignKey("holiday_lists.region"), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)  # the list's version when this year was written
+    source: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(128))
+
+
+class HolidayRow(Base):
+    """Rule A1: one published holiday of a region's list."""
+
+    __tablename__ = "holidays"
+    __table_args__ = (UniqueConstraint("region", "day"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    region: Mapped[str] = mapped_column(ForeignKey("holiday_lists.region"))
+    day: Mapped[date] = mapped_column(Date)
+    name: Mapped[str] = mapped_column(String(255))
 
 
 class AuditLogRow(Base):

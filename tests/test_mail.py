@@ -365,7 +365,7 @@ async def test_round_trip_multipart_invite_and_document(database_url: str, tmp_p
         (msg,) = await sink.wait_for(count=1)
         assert msg["Message-ID"] == result.message_id
         # CPython folds a header that fits on one continuation line as "Subject:\r\n value".
-        assert msg["Subject"].strip() == "TechConnect follow-up call for February 2025: 3 February 2025, 14:00 UTC"
+        assert msg["Subject"].strip() == "TechConnect follow-up call for February 2025: Mon 3 Feb 2025, 14:00 UTC"
         assert msg["From"] == SENDER and msg["To"] == "bob@acme.example" and msg["Cc"] == "carol@acme.example"
         assert msg["X-Original-To"] == "bob@acme.example, carol@acme.example"
         assert msg.get_content_type() == "multipart/mixed"
@@ -380,7 +380,10 @@ async def test_round_trip_multipart_invite_and_document(database_url: str, tmp_p
         assert "<!DOCTYPE html>" in html and "Follow-up call for February 2025" in html
 
         parts = _parts(msg)
-        assert set(parts) == {"agenda.txt", "Follow-up report February 2025.html", "invite.ics"}
+        assert set(parts) == {"agenda.txt", "Follow-up report February 2025.html", "Follow-up report February 2025.pdf",
+                              "invite.ics"}
+        assert parts["Follow-up report February 2025.pdf"].get_content_type() == "application/pdf"
+        assert parts["Follow-up report February 2025.pdf"].get_content().startswith(b"%PDF-")
         assert parts["agenda.txt"].get_content() == "1. Open issues\n2. Coming changes\n"
         assert "<h1>Follow-up report</h1>" in parts["Follow-up report February 2025.html"].get_content()
         ics_part = parts["invite.ics"]

@@ -379,7 +379,7 @@ async def test_a6_c12_mail_carries_the_csv_and_the_chart_inline(sqlite_url: str,
 
     attachments = {p.get_filename(): p for p in msg.iter_attachments()}
     csv_name = "techconnect-acme-2027-03-requests.csv"
-    assert set(attachments) == {csv_name, _safe_filename(row.title, ".html")}
+    assert set(attachments) == {csv_name, _safe_filename(row.title, ".html"), _safe_filename(row.title, ".pdf")}
     assert attachments[csv_name].get_content_type() == "text/csv"
     table = list(csv.DictReader(io.StringIO(attachments[csv_name].get_content())))
     assert len(table) == req["total"] and csv_name in html

@@ -33,6 +33,7 @@ from storage.repositories import (
     list_contacts,
     list_documents,
 )
+from tests.cycles import drafted
 from tests.harness import Stack, enrolment, eventually
 from tests.test_program_lifecycle import complete_onboarding, inventory
 from tests.test_program_timing import SHORT_TERM, begin, first_cycle_running, settle
@@ -196,7 +197,7 @@ async def test_monthly_cycle_invite_report_and_second_call_rules_c10_a5_a6_d6_d7
 
     held = await cupd("hold_call", {"held_on": (month_start + timedelta(days=7)).isoformat(),
                                     "attendees": ["Alice", "Carol"], "notes": "Patch 23.4.2 planned."})
-    assert held.report_document_id is not None
+    assert held.report_document_id is None  # rule D7: drafted after the month ends
     done = await cupd("record_extra_call", extra)
     assert done.extra_calls == 1
     # The same extra call again (a double submission) is refused, not billed twice (C10).
@@ -210,6 +211,7 @@ async def test_monthly_cycle_invite_report_and_second_call_rules_c10_a5_a6_d6_d7
     refused = [r for r in raced if isinstance(r, WorkflowUpdateFailedError)]
     assert len(refused) == 1 and "recorded already" in str(refused[0].cause), raced
     assert max(r.extra_calls for r in raced if isinstance(r, CycleStatus)) == 2
+    draft = await drafted(st, cycle)
     approved = await cupd("approve_report", {"comments": "ok"})
     assert approved.done
 
@@ -221,7 +223,7 @@ async def test_monthly_cycle_invite_report_and_second_call_rules_c10_a5_a6_d6_d7
         ("extra_call", "C10", "AGR-CALL-2"), ("extra_call", "C10", "AGR-CALL-3")]
 
     # rule D7/A6: the written report, filed in the workspace, has the A6 sections.
-    assert len(reports) == 1 and reports[0].id == held.report_document_id
+    assert len(reports) == 1 and reports[0].id == draft.report_document_id
     sections = reports[0].data["sections"]
     assert set(sections["requests"]["by_state"]) == {"open", "pending", "closed"}
     assert set(sections["requests"]["by_kind"]) == {"support", "product", "advisory", "training"}

@@ -22,6 +22,7 @@ from domain.naming import monthly_cycle_workflow_id, program_workflow_id
 from domain.program import Phase, ProgramResult, ProgramStatus
 from domain.step_inputs import A2_AGENDA
 from tests.clock import settled
+from tests.cycles import drafted
 from tests.harness import Stack, add_subscription, enrolment, stack
 from tests.test_program_refusals import assert_no_trace
 
@@ -84,6 +85,7 @@ async def run_cycle(st: Stack, wid: str, month_start: date) -> CycleStatus:
     await h.execute_update("hold_call", {"by": "tl-alice", "held_on": (month_start + timedelta(days=7)).isoformat(),
                                          "attendees": ["Alice", "Carol"], "notes": "All open issues reviewed."},
                            result_type=CycleStatus)
+    await drafted(st, h)  # rule D7: the report is drafted after the month ends
     result: CycleStatus = await h.execute_update("approve_report", {"by": "tl-alice"}, result_type=CycleStatus)
     return result
 

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         OpenRequestsQuery,
         PlanPeriodRequest,
         ProjectionUpdate,
+        PublishReport,
         RegisterProgramme,
         ReportDraft,
         RequestOpened,
@@ -99,6 +100,7 @@ file_document = ActivityCall[FileDocumentRequest, DocumentRef]("file_document", 
 analyse_configuration = ActivityCall[AnalysisRequest, AnalysisResult]("analyse_configuration", AnalysisResult)
 generate_monthly_report = ActivityCall[MonthlyReportRequest, ReportDraft]("generate_monthly_report", ReportDraft,
                                                                          timeout_s=300)
+publish_report = ActivityCall[PublishReport, DocumentRef]("publish_report", DocumentRef)
 generate_final_report = ActivityCall[FinalReportRequest, DocumentRef]("generate_final_report", DocumentRef,
                                                                      timeout_s=300)
 # SMTP 5xx comes back as a non-retryable ApplicationError; callers catch it

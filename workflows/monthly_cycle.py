@@ -24,10 +24,12 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from domain.activities import (
         CallInvite,
+        DeadlineItem,
         DeadlineRequest,
         ExtraRecord,
         MailRequest,
         MonthlyReportRequest,
+        PublishReport,
     )
     from domain.cycle import (
         ApproveReport,
@@ -38,9 +40,11 @@ with workflow.unsafe.imports_passed_through():
         HoldCall,
         RecordExtraCall,
         RecordExtraReport,
+        ReportReview,
         ScheduleCall,
+        SendBackReport,
     )
-    from domain.due_dates import default_deadlines
+    from domain.due_dates import default_deadlines, with_agreed_call_day
     from domain.naming import SA_OPEN_STEPS, SA_PROGRAM_PHASE, SA_TECHNICAL_LEAD
     from domain.program import BillableExtra
     from domain.rules_cycle import (
@@ -49,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         check_cycle_step_open,
         check_extra_call,
         check_extra_report,
+        check_send_back,
         cycle_label,
         extra_call_key,
         extra_call_recorded,
@@ -70,6 +75,11 @@ with workflow.unsafe.imports_passed_through():
 
 # Versioned changes of the command sequence (`workflow.patched`), as in workflows/program.py.
 PATCH_EXTRA_CALL_ONCE = "extra-call-once-per-day-and-agreement"
+# Rule D7: the report is drafted after the cycle's months end, not when the call is held; the TL may send it
+# back; only the approved version reaches the workspace. Cycles started before keep drafting at the call.
+PATCH_MONTH_END_REPORT = "month-end-report-draft"
+# The schedule's item giving the instant the month-end draft is made (not a step).
+REPORT_DRAFT_KEY = "report_draft"
 
 # The cycle's steps, one after the other (domain/steps.py).
 ORDER = [st.name for st in tracked_steps(Workflow.cycle)]
@@ -100,14 +110,25 @@ class MonthlyCycleWorkflow:
     async def run(self, input: CycleInput) -> CycleResult:
         p = input.policy
         first_of_next = input.month_end + timedelta(days=1)
+        # Asked before the first command, so a run started before the change replays its recorded sequence.
+        self._status.month_end_report = workflow.patched(PATCH_MONTH_END_REPORT)
+        items = default_deadlines(Workflow.cycle, {
+            DueFrom.month_start: input.month_start, DueFrom.month_end: input.month_end,
+            DueFrom.next_month: first_of_next}, p)
+        # Rule D6/A2: a call day agreed in the kickoff minutes is when the call is due (None: the month's end).
+        items = with_agreed_call_day(items, input.month_start, input.month_end, input.call_day_of_month)
+        if self._status.month_end_report:
+            # Rule D7: the draft covers the whole month: made at the first business hour after it (C5 calendar).
+            items.append(DeadlineItem(key=REPORT_DRAFT_KEY, business_days_from=first_of_next, business_days=0))
         sched = await act.schedule_deadlines(
             DeadlineRequest(calendar=input.calendar, reminder_business_days=p.step_reminder_business_days,
-                            items=default_deadlines(Workflow.cycle, {
-                                DueFrom.month_start: input.month_start, DueFrom.month_end: input.month_end,
-                                DueFrom.next_month: first_of_next}, p)),
+                            items=items),
             summary=f"Due dates for {self._label} (business days)",
         )
         for d in sched.items:
+            if d.key == REPORT_DRAFT_KEY:
+                self._status.report_draft_at = d.starts_at
+                continue
             st = self._step_state(d.key)
             st.due_on, st.due_at, st.remind_at = d.due_on, d.due_at, d.remind_at
         self._publish()
@@ -139,6 +160,9 @@ class MonthlyCycleWorkflow:
         times = [t for st in self._status.steps if st.status == StepStatus.open
                  for t in ((st.remind_at if not st.reminded else None), (st.due_at if not st.escalated else None))
                  if t is not None]
+        s = self._status
+        if s.month_end_report and s.report_draft_at is not None and s.report_version == 0:
+            times.append(s.report_draft_at)
         return min(times) if times else None
 
     def _is_stale(self, at: datetime) -> bool:
@@ -167,7 +191,47 @@ class MonthlyCycleWorkflow:
                     "step_title": f"{st.title} ({self._label})", "due_on": st.due_on.isoformat() if st.due_on else None,
                     "technical_lead": i.technical_lead.model_dump(mode="json")},
                     cc=[i.policy.support_manager_mailbox])
+        s = self._status
+        if s.month_end_report and s.report_version == 0 and s.report_draft_at is not None and now >= s.report_draft_at:
+            await self._month_ended()
         self._publish()
+
+    # ------------------------------------------------------------ the month-end report (D7, A6)
+    async def _month_ended(self) -> None:
+        """Rule D6/D7: the months are over. A call not held by now is missed (the TL hears of it, and
+        the report says so); the draft covering the whole cycle is made and waits for the TL."""
+        s, i = self._status, self._input
+        if s.call_held_on is None:
+            s.no_call_held = True
+            for name in ("schedule_call", "hold_call"):
+                st = self._step_state(name)
+                if st.status != StepStatus.done:
+                    st.status = StepStatus.missed
+            if s.report_draft_at is not None and not self._is_stale(s.report_draft_at):
+                await self._mail([i.technical_lead.email], "step_escalation", "escalation:no-call-held", {
+                    "step_title": f"Hold the follow-up call ({self._label}): no call was held, the month's report "
+                                  f"says so",
+                    "due_on": self._input.month_end.isoformat(),
+                    "technical_lead": i.technical_lead.model_dump(mode="json")},
+                    cc=[i.policy.support_manager_mailbox])
+        await self._draft_report()
+        self._step_state("approve_report").status = StepStatus.open
+        self._sleep.wake()
+
+    async def _draft_report(self) -> None:
+        """One more version of the month-end draft, filed out of the customer's sight (D7)."""
+        s, i = self._status, self._input
+        s.report_version += 1
+        draft = await act.generate_monthly_report(
+            MonthlyReportRequest(customer_id=i.customer_id, customer_name=i.customer_name, period=i.period,
+                                 month=i.month, month_start=i.month_start, month_end=i.month_end,
+                                 call_held_on=s.call_held_on, call_notes=s.call_notes,
+                                 idempotency_key=self._key(f"report-draft-v{s.report_version}"),
+                                 draft=True, version=s.report_version, months_ended=True,
+                                 reviews=s.report_reviews),
+            summary=f"Draft {s.report_version} of the follow-up report for {self._label}",
+        )
+        s.report_document_id, s.report_summary = draft.document_id, draft.summary
 
     def _key(self, purpose: str) -> str:
         return f"{self._status.workflow_id}:{purpose}"
@@ -182,7 +246,8 @@ class MonthlyCycleWorkflow:
                 MailRequest(idempotency_key=self._key(f"mail:{purpose}"), to=to, cc=cc or [], template=template,
                             customer_id=i.customer_id,
                             context={"customer_name": i.customer_name, "customer_id": i.customer_id,
-                                     "portal_url": i.policy.portal_url, **context}, **kw),
+                                     "portal_url": i.policy.portal_url, "timezone": i.calendar.timezone,
+                                     **context}, **kw),
                 summary=f"Mail '{template}' to {', '.join(to)}",
             )
         except ActivityError as err:
@@ -199,7 +264,11 @@ class MonthlyCycleWorkflow:
             st.late = bool(st.due_at and now > st.due_at)
             idx = ORDER.index(step)
             if idx + 1 < len(ORDER):
-                self._step_state(ORDER[idx + 1]).status = StepStatus.open
+                nxt = self._step_state(ORDER[idx + 1])
+                # Rule D7: with month-end reports, the approval opens when the draft is made, not at the call.
+                if not (nxt.step == "approve_report" and self._status.month_end_report
+                        and self._status.report_document_id is None):
+                    nxt.status = StepStatus.open
             else:
                 self._status.done = True
             self._sleep.wake()
@@ -250,7 +319,11 @@ class MonthlyCycleWorkflow:
         async with self._step("hold_call", inp.by) as s:
             i = self._input
             s.call_held_on, s.call_notes = inp.held_on, inp.notes
-            # rule D7/A6: the draft is generated from the database by an activity.
+            if s.month_end_report:
+                # Rule D7: the notes wait for the month-end draft, which counts the whole month.
+                self._publish()
+                return s
+            # rule D7/A6 (cycles started before month-end reports): the draft is generated at the call.
             draft = await act.generate_monthly_report(
                 MonthlyReportRequest(customer_id=i.customer_id, customer_name=i.customer_name, period=i.period,
                                      month=i.month, month_start=i.month_start, month_end=i.month_end,
@@ -271,6 +344,14 @@ class MonthlyCycleWorkflow:
     async def approve_report(self, inp: ApproveReport) -> CycleStatus:
         async with self._step("approve_report", inp.by) as s:
             i = self._input
+            s.report_reviews.append(ReportReview(version=max(s.report_version, 1), decision="approved", by=inp.by,
+                                                 at=workflow.now(), comments=inp.comments))
+            if s.month_end_report and s.report_document_id is not None:
+                # Rule D7: only the approved version reaches the customer's workspace and mail.
+                await act.publish_report(
+                    PublishReport(document_id=s.report_document_id, approved_by=inp.by, approved_at=workflow.now(),
+                                  reviews=s.report_reviews),
+                    summary=f"Publish version {s.report_version} of the report for {self._label}")
             await self._mail([c.email for c in i.contacts] or [i.technical_lead.email], "monthly_report",
                              "monthly-report", {"month_label": self._label, "summary": s.report_summary or "",
                                                 "technical_lead": i.technical_lead.model_dump(mode="json")},
@@ -281,6 +362,24 @@ class MonthlyCycleWorkflow:
     @approve_report.validator
     def _validate_approve_report(self, inp: ApproveReport) -> None:
         refuse(check_cycle_step_open(self._status, "approve_report"))
+
+    @workflow.update
+    async def send_back_report(self, inp: SendBackReport) -> CycleStatus:
+        """Rule D7: the TL sends the draft back with comments; they are kept, and the next version is drafted
+        from the database again (with the corrected call notes, when given)."""
+        async with self._updates(lambda: check_send_back(self._status)):
+            s = self._status
+            s.report_reviews.append(ReportReview(version=s.report_version, decision="sent_back", by=inp.by,
+                                                 at=workflow.now(), comments=inp.comments))
+            if inp.call_notes:
+                s.call_notes = inp.call_notes
+            await self._draft_report()
+            self._publish()
+            return s
+
+    @send_back_report.validator
+    def _validate_send_back_report(self, inp: SendBackReport) -> None:
+        refuse(check_send_back(self._status))
 
     @workflow.update
     async def record_extra_call(self, inp: RecordExtraCall) -> CycleStatus:

@@ -168,6 +168,7 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
         s.call_frequency_months = e.call_frequency_months
         s.call_frequency_agreement_ref = e.call_frequency_agreement_ref
         s.cycles = plan_cycles(s.customer_id, s.period, plan, s.call_frequency_months)
+        s.call_day_of_month = input.call_day_of_month  # rule D6/A2: the call day agreed at an earlier kickoff
         s.steps = [
             StepState(step=st.name, title=st.title, rule=st.rule, workflow_id=s.workflow_id)
             for st in tracked_steps(Workflow.program)
@@ -268,6 +269,7 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
         workflow.continue_as_new(ProgramInput(
             enrolment=next_enrolment, policy=self._input.policy, period=s.period + 1, started_by="renewal",
             inventory=s.inventory, inventory_version=s.inventory_version, period_invoice=invoice,
+            call_day_of_month=s.call_day_of_month,
         ))
 
     async def _close(self, reason: str) -> ProgramResult:

@@ -145,7 +145,9 @@ class ProgramBase:
         ref = await act.file_document(
             FileDocumentRequest(customer_id=s.customer_id, period=s.period, kind=kind,  # type: ignore[arg-type]
                                 title=title, template=template, version=version,
-                                context={"customer_name": s.customer_name, **context},
+                                # The zone every time in the document is shown in (templates' `local`).
+                                context={"customer_name": s.customer_name, "timezone": s.calendar.timezone,
+                                         **context},
                                 idempotency_key=self._key(f"doc:{purpose or kind}:v{version}")),
             summary=f"File '{title}' in the workspace",
         )
@@ -159,7 +161,8 @@ class ProgramBase:
                 MailRequest(idempotency_key=self._key(f"mail:{purpose}"), to=to, cc=cc or [], template=template,
                             customer_id=s.customer_id, attach_document_id=attach_document_id,
                             context={"customer_name": s.customer_name, "customer_id": s.customer_id,
-                                     "portal_url": self._input.policy.portal_url, **context}),
+                                     "portal_url": self._input.policy.portal_url,
+                                     "timezone": s.calendar.timezone, **context}),
                 summary=f"Mail '{template}' to {', '.join(to)}",
             )
         except ActivityError as err:

@@ -12,6 +12,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from domain.activities import AnalysisRequest, DeadlineItem
     from domain.program import Phase, ProgramStatus
+    from domain.rules_cycle import replan_cycles
     from domain.rules_program import check_agreed_dates, check_inventory_update, check_meeting_time
     from domain.step_inputs import (
         AddFindings,
@@ -31,6 +32,10 @@ with workflow.unsafe.imports_passed_through():
 from workflows.program_base import iso
 from workflows.program_timing import ProgramTiming
 from workflows.update_sequence import refuse
+
+# Rule D4/A2: the meeting's agreed date is when holding it is due (its reminder and escalation move with it).
+# A kickoff scheduled before this change replays without the schedule_deadlines activity it adds.
+PATCH_KICKOFF_DATE_IS_DUE_DATE = "kickoff-meeting-date-is-its-due-date"
 
 
 class ProgramSteps(ProgramTiming):
@@ -62,6 +67,11 @@ class ProgramSteps(ProgramTiming):
                 "meeting_at": iso(inp.meeting_at), "attendance": inp.attendance, "location": inp.location,
                 "technical_lead": s.technical_lead.model_dump(mode="json"),
             }, cc=[s.technical_lead.email])
+            if workflow.patched(PATCH_KICKOFF_DATE_IS_DUE_DATE):
+                # The meeting's local date: meeting_at carries the offset it was agreed in (check_meeting_time).
+                await self._apply_deadlines([DeadlineItem(key=StepName.complete_kickoff.value,
+                                                          due_on=inp.meeting_at.date())],
+                                            "Kickoff meeting date agreed: holding it is due that day (D4/A2)")
             return s
 
     @schedule_kickoff.validator
@@ -82,7 +92,26 @@ class ProgramSteps(ProgramTiming):
                      if st.agreed_date is not None and (d := getattr(agreed, st.agreed_date)) is not None]
             if items:
                 await self._apply_deadlines(items, "Agreed dates from the kickoff minutes (A2)")
+            self._agree_call_schedule(inp)
             return s
+
+    def _agree_call_schedule(self, inp: CompleteKickoff) -> None:
+        """D6/C10 by A2: the minutes' call day and follow-up frequency apply to the cycles not started yet
+        (no command: the cycles read them when they start). Absent from the minutes, nothing changes."""
+        s, agreed = self._status, inp.agreed_dates
+        assert s.plan is not None
+        if agreed.call_day_of_month is not None:
+            s.call_day_of_month = agreed.call_day_of_month
+        months = agreed.report_frequency_months
+        if months is not None and months != s.call_frequency_months:
+            # rule C10, as agree_call_frequency does it: the agreement is the minutes.
+            previous = s.call_frequency_months
+            s.call_frequency_months, s.call_frequency_agreement_ref = months, f"kickoff minutes {inp.held_on}"
+            s.cycles = replan_cycles(s.cycles, s.customer_id, s.period, s.plan, months)
+            self._record("agree_call_frequency", inp.by, {"from_months": previous, "months": months,
+                                                           "agreement_ref": s.call_frequency_agreement_ref,
+                                                           "reason": "agreed at the kickoff (A2)"},
+                         interface=inp.via)
 
     @complete_kickoff.validator
     def _validate_complete_kickoff(self, inp: CompleteKickoff) -> None:

@@ -97,6 +97,7 @@ class ProgramTiming(ProgramRenewal):
                 CycleInput(
                     customer_id=s.customer_id, customer_name=s.customer_name, parent_workflow_id=s.workflow_id,
                     period=s.period, month=c.month, month_start=c.starts_on, month_end=month_end, months=c.months,
+                    call_day_of_month=s.call_day_of_month,  # rule D6/A2: agreed in the kickoff minutes, or None
                     calendar=s.calendar, technical_lead=s.technical_lead, contacts=s.contacts,
                     policy=self._input.policy,
                 ),

@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
         SlaEventRecord,
         StatusChangeRecord,
     )
-    from domain.local_time import format_local, local_date
+    from domain.local_time import first_response_promise, format_local, local_date
     from domain.naming import SA_CUSTOMER_ID, SA_REQUEST_STATE, SA_SLA_BREACHED, SA_TECHNICAL_LEAD
     from domain.program import BillableExtra
     from domain.request import (
@@ -231,6 +231,11 @@ class RequestBase:
             "warning_local": self._local(s.first_response_warning_at),
             "round_the_clock": bool(i.calendar.out_of_hours_agreement_ref),
             "first_response_minutes": i.policy.first_response_minutes,
+            # Rule C12 as it truly runs (business hours of this calendar, or 24x7), and the zone the
+            # templates' time filter shows every other instant in.
+            "first_response_promise": first_response_promise(i.calendar, i.policy.first_response_minutes,
+                                                             whose="the programme's"),
+            "timezone": i.calendar.timezone,
             "technical_lead": i.technical_lead.model_dump(mode="json"),
         }
 

@@ -111,7 +111,7 @@ async def document(request: Request, customer_id: str, document_id: int = Path(g
                    principal: Principal = Depends(api_user)) -> DocumentBody:
     async with get_state(request).sessions() as session:
         await access.customer_in_reach(session, principal, customer_id)
-        row = await repo.get_document(session, document_id, customer_id=customer_id)
+        row = await repo.get_document(session, document_id, customer_id=customer_id, drafts=principal.is_staff)
     if row is None:
         raise NotFound("document")
     return DocumentBody.model_validate(row, from_attributes=True)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from domain.calendar import BusinessCalendar
 from domain.errors import RuleRefused
+from domain.local_time import first_response_promise
 from portal import forms
 from portal.access import CustomerInReach
 
@@ -18,6 +20,18 @@ def programme_tz(customer: CustomerInReach) -> ZoneInfo:
         return ZoneInfo(str(name))
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo("UTC")
+
+
+def response_promise(customer: CustomerInReach, minutes: int) -> dict[str, object]:
+    """Rule C12 as the programme's calendar runs it, for the request pages: "one business hour on your
+    programme's calendar (Mon–Fri 09:00–17:00 Europe/Paris)", or 24x7 with an out-of-hours agreement."""
+    status = customer.programme.status if customer.programme else None
+    try:
+        cal = BusinessCalendar.model_validate(((status or {}).get("calendar")) or {})
+    except ValueError:  # a projection written by an older version: the defaults (C5) still say the truth
+        cal = BusinessCalendar()
+    return {"first_response_promise": first_response_promise(cal, minutes),
+            "round_the_clock": bool(cal.out_of_hours_agreement_ref)}
 
 
 def refusal_errors(fields: Sequence[forms.Field], exc: RuleRefused) -> forms.FormErrors:

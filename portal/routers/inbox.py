@@ -19,6 +19,8 @@ from portal.auth import Principal, check_csrf, require_user
 from portal.rendering import redirect, render
 from portal.routers.common import programme_tz
 from portal.state import get_state
+from storage import repositories as repo
+from storage.repositories.documents import MONTHLY_REPORT_DRAFT
 from storage.users import Role
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
@@ -53,6 +55,10 @@ async def _step_in_reach(request: Request, principal: Principal, customer_id: st
     return customer, spec
 
 
+# The steps deciding on a month-end report (D7): their forms list the drafts.
+REPORT_REVIEW_STEPS = frozenset({"approve_report", "send_back_report"})
+
+
 def _month(request: Request) -> int | None:
     raw = request.query_params.get("month")
     return int(raw) if raw and raw.isdigit() and len(raw) <= 4 else None
@@ -68,9 +74,16 @@ async def step_form(request: Request, customer_id: str, step: str,
             defaults[f.name] = date.today().isoformat()
     if step == "add_findings":
         defaults["role"] = "tl" if principal.role == Role.tl else "gts"
+    drafts: list[Any] = []
+    if step in REPORT_REVIEW_STEPS:
+        # Rule D7: the TL reads the drafts waiting for a decision (newest first) before approving or sending back.
+        async with get_state(request).sessions() as session:
+            drafts = sorted(await repo.list_documents(session, customer_id, kind=MONTHLY_REPORT_DRAFT, drafts=True),
+                            key=lambda d: d.id, reverse=True)[:3]
     return render(request, "step_form.html.j2", {
         "customer": customer, "spec": spec, "month": _month(request), "tz": str(programme_tz(customer)),
-        "values": forms.default_values(spec.fields, defaults), "errors": forms.FormErrors()}, title=spec.title)
+        "values": forms.default_values(spec.fields, defaults), "errors": forms.FormErrors(), "drafts": drafts},
+        title=spec.title)
 
 
 @router.post("/programmes/{customer_id}/steps/{step}")

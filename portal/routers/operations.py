@@ -21,7 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.activities import AuditEntry
 from domain.enrolment import Enrolment
 from domain.errors import RuleRefused, RuleViolation
+from domain.holidays import describe_list
 from domain.prices import iso_day, price_on
+from domain.program import ProgramStatus
 from domain.step_inputs import (
     EXTRA_RULES,
     BillableExtraKind,
@@ -29,7 +31,7 @@ from domain.step_inputs import (
     RecordBillableExtra,
     check_billable_extra,
 )
-from portal import access, actions, audit, forms, queries
+from portal import access, actions, audit, forms, queries, timeline
 from portal.access import Action, NotFound
 from portal.auth import Principal, check_csrf, require_user
 from portal.rendering import redirect, render
@@ -38,6 +40,7 @@ from portal.state import PortalState, get_state
 from storage import ledger
 from storage import repositories as repo
 from storage import users as users_repo
+from storage.repositories import holidays as holiday_repo
 from storage.repositories.prices import entry_of
 from storage.users import Role
 
@@ -108,10 +111,28 @@ async def programme(request: Request, customer_id: str, principal: Principal = D
     if live is None and view is None:
         raise NotFound("programme")
     steps_allowed = {s for s in forms.STEP_FORMS if access.may_complete_step(principal, s)}
+    holidays = await _holiday_line(state, live) if live else None
     return render(request, "programme.html.j2", {
         "customer": customer, "live": live, "view": view, "extras": extras, "steps_allowed": steps_allowed,
+        "holidays": holidays, "may_see_holidays": access.may(principal, Action.holiday_lists),
         "plain_quantity": ledger.plain_quantity,
+        # The year at a glance: the live state when the workflow answers, else the stored projection.
+        "timeline": timeline.of_status(live, state.clock) if live else timeline.of_projection(customer.programme,
+                                                                                                state.clock),
         "workflow_id": live.workflow_id if live else view.workflow_id if view else ""}, title=customer.name)
+
+
+async def _holiday_line(state: PortalState, live: ProgramStatus) -> tuple[str, str]:
+    """Rule A1: the region whose published holiday list the programme's deadlines use, and a line saying what it
+    holds for the years of the current period (every year when no period is planned yet)."""
+    region = live.calendar.holiday_list_region
+    async with state.sessions() as session:
+        head = await holiday_repo.get_holiday_list(session, region)
+        years = await holiday_repo.list_holiday_years(session, region)
+    if live.plan is not None:
+        span = range(live.plan.period_start.year, live.plan.period_end.year + 1)
+        years = [y for y in years if y.year in span] or years
+    return region, describe_list(region, head.version if head else None, years)
 
 
 # ---- operations --------------------------------------------------------------------------------------------
@@ -333,6 +354,25 @@ async def prices_page(request: Request, principal: Principal = Depends(require_u
                "upcoming": e.effective_from > today} for r, e in zip(rows, entries, strict=True)]
     unlisted = [k.value for k in BillableExtraKind if k not in {kind for kind, _ in in_force}]
     return render(request, "prices.html.j2", {"prices": prices, "unlisted": unlisted}, title="Price list")
+
+
+@router.get("/ops/holidays")
+async def holidays_page(request: Request, principal: Principal = Depends(require_user)) -> Response:
+    """Rule A1: OT's holiday lists per region, and one region-year's days with where they came from."""
+    access.require(principal, Action.holiday_lists)
+    q = request.query_params
+    async with get_state(request).sessions() as session:
+        lists = await holiday_repo.list_holiday_lists(session)
+        region = q.get("region") or (lists[0].region if lists else "")
+        years = await holiday_repo.list_holiday_years(session, region) if region else []
+        raw_year = q.get("year") or ""
+        today = repo.utcnow().year
+        year = int(raw_year) if raw_year.isdigit() and len(raw_year) <= 4 else (
+            today if any(y.year == today for y in years) else years[-1].year if years else today)
+        days = await holiday_repo.list_holidays(session, region, year) if region else []
+    shown = next((y for y in years if y.year == year), None)
+    return render(request, "holidays.html.j2", {"lists": lists, "region": region, "years": years, "year": year,
+                                                "shown": shown, "days": days}, title="Holidays")
 
 
 # ---- audit log ----------------------------------------------------------------------------------------------

@@ -35,13 +35,14 @@ from domain.request import (
     RejectResolution,
 )
 from domain.steps import spec
-from portal import access, actions, forms, queries
+from portal import access, actions, forms, queries, timeline
 from portal.access import Action, NotFound
 from portal.auth import Principal, check_csrf, require_user
 from portal.rendering import redirect, render
-from portal.routers.common import programme_tz, refusal_errors
+from portal.routers.common import programme_tz, refusal_errors, response_promise
 from portal.state import get_state
 from starter.errors import parse_model
+from storage import pdfs
 from storage import repositories as repo
 from storage.repositories.attachments import add_upload, delete_attachments, get_attachment
 from storage.users import Role
@@ -53,28 +54,51 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
 # ---- customer workspace (D10, A9) -----------------------------------------------------------------
 
 
-async def _workspace_context(session: AsyncSession, principal: Principal, customer_id: str) -> dict[str, Any]:
+async def _workspace_context(session: AsyncSession, principal: Principal, customer_id: str,
+                             minutes: int) -> dict[str, Any]:
     customer = await access.customer_in_reach(session, principal, customer_id)
     programme = queries.programme_view(customer.programme, customer.name) if customer.programme else None
     tz = programme_tz(customer)
     return {
         "customer": customer, "programme": programme,
         "workspace": await repo.get_workspace(session, customer_id),
-        "documents": await queries.documents(session, customer_id),
+        "documents": await queries.documents(session, customer_id, drafts=principal.is_staff),
         "requests": await queries.requests(session, customer_id),
         "sla_state": queries.sla_state, "kinds": queries.DOCUMENT_KINDS,
         "today": actions.today_in(str(tz)),
         "may_open": access.may(principal, Action.open_request),
         "may_give_notice": access.may(principal, Action.give_notice),
         "notice_fields": forms.CONTACT_NOTICE_FIELDS,
+        **response_promise(customer, minutes),
     }
 
 
 @router.get("/workspace/{customer_id}")
 async def workspace(request: Request, customer_id: str, principal: Principal = Depends(require_user)) -> Response:
-    async with get_state(request).sessions() as session:
-        ctx = await _workspace_context(session, principal, customer_id)
+    state = get_state(request)
+    async with state.sessions() as session:
+        ctx = await _workspace_context(session, principal, customer_id, state.settings.policy.first_response_minutes)
+    ctx["timeline"] = timeline.of_projection(ctx["customer"].programme, state.clock)  # the year at a glance
     return render(request, "workspace.html.j2", ctx, title=f"{ctx['customer'].name}: workspace")
+
+
+# Before the HTML route: "{document_id}" alone would also match "7.pdf" (and refuse it as no integer).
+@router.get("/workspace/{customer_id}/documents/{document_id}.pdf")
+async def document_pdf(request: Request, customer_id: str, document_id: int = Path(ge=1, le=access.MAX_ROW_ID),
+                       principal: Principal = Depends(require_user)) -> Response:
+    """D10/A9: the document as PDF, rendered on first download (or first mail) and kept (storage/pdfs.py)."""
+    # The same checks as the HTML document's route, in the same order.
+    async with get_state(request).sessions() as session:
+        await access.customer_in_reach(session, principal, customer_id)
+        doc = await repo.get_document(session, document_id, customer_id=customer_id, drafts=principal.is_staff)
+    if doc is None:
+        raise NotFound("document")
+    pdf = await pdfs.document_pdf(get_state(request).sessions, doc)
+    # RFC 6266 as for a request's files; a "/" in a title is no path.
+    name = clean_filename(doc.title.replace("/", "-"), "document") + ".pdf"
+    return Response(pdf, media_type=pdfs.PDF_CONTENT_TYPE, headers={
+        "Content-Disposition": f"attachment; filename=\"{ascii_filename(name)}\"; filename*=UTF-8''{quote(name, safe='')}",
+        "X-Content-Type-Options": "nosniff"})
 
 
 @router.get("/workspace/{customer_id}/documents/{document_id}")
@@ -82,7 +106,7 @@ async def document(request: Request, customer_id: str, document_id: int = Path(g
                    principal: Principal = Depends(require_user)) -> Response:
     async with get_state(request).sessions() as session:
         customer = await access.customer_in_reach(session, principal, customer_id)
-        doc = await repo.get_document(session, document_id, customer_id=customer_id)
+        doc = await repo.get_document(session, document_id, customer_id=customer_id, drafts=principal.is_staff)
     if doc is None:
         raise NotFound("document")
     return render(request, "document.html.j2", {"customer": customer, "doc": doc, "kinds": queries.DOCUMENT_KINDS},
@@ -94,7 +118,8 @@ async def give_notice(request: Request, customer_id: str, principal: Principal =
     """Rule C16: the customer's written non-renewal notice, dated today in the programme's time zone."""
     state = get_state(request)
     async with state.sessions() as session:
-        ctx = await _workspace_context(session, principal, customer_id)
+        ctx = await _workspace_context(session, principal, customer_id, state.settings.policy.first_response_minutes)
+    ctx["timeline"] = timeline.of_projection(ctx["customer"].programme, state.clock)  # the year at a glance
     access.require(principal, Action.give_notice)
     form = await request.form()
     values = forms.submitted_values(forms.CONTACT_NOTICE_FIELDS, form)
@@ -125,12 +150,14 @@ async def give_notice(request: Request, customer_id: str, principal: Principal =
 @router.get("/workspace/{customer_id}/requests/new")
 async def new_request_form(request: Request, customer_id: str,
                            principal: Principal = Depends(require_user)) -> Response:
-    async with get_state(request).sessions() as session:
+    state = get_state(request)
+    async with state.sessions() as session:
         customer = await access.customer_in_reach(session, principal, customer_id)
     access.require(principal, Action.open_request)
     return render(request, "request_new.html.j2", {
         "customer": customer, "fields": forms.REQUEST_FIELDS, "values": forms.default_values(forms.REQUEST_FIELDS),
-        "errors": forms.FormErrors()}, title="Open a request")
+        "errors": forms.FormErrors(), **response_promise(customer, state.settings.policy.first_response_minutes)},
+        title="Open a request")
 
 
 @router.post("/workspace/{customer_id}/requests/new")
@@ -150,9 +177,10 @@ async def new_request(request: Request, customer_id: str, principal: Principal =
         except RuleRefused as exc:
             errors = refusal_errors(forms.REQUEST_FIELDS, exc)
     if tracking is None:
-        return render(request, "request_new.html.j2", {"customer": customer, "fields": forms.REQUEST_FIELDS,
-                                                       "values": values, "errors": errors},
-                      status=422, title="Open a request")
+        return render(request, "request_new.html.j2", {
+            "customer": customer, "fields": forms.REQUEST_FIELDS, "values": values, "errors": errors,
+            **response_promise(customer, state.settings.policy.first_response_minutes)},
+            status=422, title="Open a request")
     return redirect(request, f"/workspace/{customer_id}/requests/{tracking}",
                     f"Request {tracking} is open; your Technical Lead has been told.")
 
@@ -183,7 +211,7 @@ async def _request_page(request: Request, principal: Principal, customer_id: str
         else ("unknown", "muted"),
         "respond_by": (live.first_response_deadline if live is not None else None)
         or (row.first_response_deadline if row is not None else None),
-        "error": error,
+        "error": error, **response_promise(customer, state.settings.policy.first_response_minutes),
         "may_accept": access.may(principal, Action.answer_resolution),
         "may_comment": access.may(principal, Action.comment),
         "may_answer": access.may(principal, Action.answer_request),
