@@ -43,6 +43,10 @@ FROM ${PYTHON_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/venv/bin:$PATH PYTHONPATH=/app \
     TECHCONNECT_DATA_DIR=/tmp/techconnect
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin techconnect
+# WeasyPrint's libraries and a font: the worker and the portal render document PDFs (storage/pdfs.py).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 # Owned by root: read-only for the service user.

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck pytest clean constraints browser bench
+.PHONY: install run test lint typecheck pytest clean constraints browser pdf-libs bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP) browser
+install: $(STAMP) browser pdf-libs
 
 # Debian's chromium for the browser tests (tests/test_monthly_report.py renders the report with it).
 # Installed when missing and we are root; otherwise a note, and those tests skip (they fail when CI=true).
@@ -21,6 +21,16 @@ browser:
 	elif [ "$$(id -u)" = 0 ]; then \
 	  DEBIAN_FRONTEND=noninteractive apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
 	else echo "note: chromium is not on PATH and this is not root: browser tests will skip (run: sudo apt-get install -y chromium)"; fi
+
+# WeasyPrint's libraries and fonts (document PDFs, storage/pdfs.py) and poppler-utils' pdftotext, with which
+# tests/test_document_pdf.py reads the PDFs back. Installed when missing and we are root, like chromium.
+PDF_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils
+pdf-libs:
+	@missing=$$(for p in $(PDF_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	else echo "note: missing $$missing and this is not root: document PDFs cannot be rendered (run: sudo apt-get install -y $$missing)"; fi
 
 run: install
 	$(BIN)/techconnect dev

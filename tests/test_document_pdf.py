@@ -27,7 +27,7 @@ import pytest_asyncio
 from activities.documents import CHART_TITLE, DocumentActivities
 from activities.mail import MailActivities, _safe_filename
 from activities.mailer import SmtpMailer
-from activities.report_print import PDF_BREACH_ROWS, PDF_REQUEST_ROWS, capped_print_context
+from activities.report_print import PDF_BREACH_ROWS, PDF_DISPATCH_ROWS, PDF_REQUEST_ROWS, capped_print_context
 from activities.templating import make_template_environment
 from config.settings import Settings
 from devstack.smtp_sink import SmtpSink
@@ -198,9 +198,15 @@ def test_the_cap_cuts_only_a_listing_longer_than_it() -> None:
     assert capped["print_cap"] == {"shown": PDF_REQUEST_ROWS, "total": PDF_REQUEST_ROWS * 3, "csv": "x.csv",
                                    "listed": {"open": PDF_REQUEST_ROWS * 3 // 2, "pending": 0,
                                               "closed": PDF_REQUEST_ROWS * 3 // 2},
-                                   "breaches": 10, "breaches_shown": 10}
+                                   "breaches": 10, "breaches_shown": 10, "dispatches": 0, "dispatches_shown": 0}
     only_breaches = capped_print_context(context(10, PDF_BREACH_ROWS + 1), "x.csv")
     assert only_breaches is not None and len(only_breaches["sections"]["requests"]["sla_breaches"]) == PDF_BREACH_ROWS
+    visits = context(10) | {"sections": context(10)["sections"] | {
+        "dispatches": {"count": PDF_DISPATCH_ROWS + 1, "entries": [{"seq": 1}] * (PDF_DISPATCH_ROWS + 1)}}}
+    only_dispatches = capped_print_context(visits, "x.csv")
+    assert only_dispatches is not None
+    cut = only_dispatches["sections"]["dispatches"]
+    assert len(cut["entries"]) == PDF_DISPATCH_ROWS and cut["count"] == PDF_DISPATCH_ROWS + 1  # figures stay whole
 
 
 # ---- the portal ------------------------------------------------------------------------------------

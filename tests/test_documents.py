@@ -403,7 +403,8 @@ async def test_monthly_report_counts_match_the_database(acts: DocumentActivities
     assert deliverables["total"] == len(StepName) and deliverables["done"] == 2 and deliverables["open"] == 2
     assert deliverables["done_this_month"] == [STEP_TITLES[StepName.complete_kickoff]]
     assert deliverables["overdue"] == [STEP_TITLES[StepName.deliver_communication_plan]]
-    assert sections["call"] == {"held_on": "2027-03-12", "notes": "Discussed the upgrade to 24.2."}
+    assert sections["call"] == {"held_on": "2027-03-12", "notes": "Discussed the upgrade to 24.2.",
+                                "no_call_held": False}
 
     assert draft.summary == row.data["summary"]
     for fragment in ("Month 3 of period 1", "follow-up call held on 2027-03-12", "0 support requests",

@@ -56,6 +56,7 @@ from domain.request import NewRequest
 from domain.step_inputs import ScheduleKickoff
 from starter.requests import open_request
 from tests.clock import start_time_skipping
+from tests.cycles import drafted
 from tests.harness import Stack, add_subscription, enrolment, stack
 from tests.test_program_lifecycle import inventory
 from workflows.monthly_cycle import MonthlyCycleWorkflow
@@ -293,6 +294,7 @@ def cycle_samples(today: date) -> dict[str, Any]:
         "hold_call": {"by": "tl-alice", "held_on": (today + timedelta(days=7)).isoformat(), "attendees": ["Carol"],
                       "notes": "All good."},
         "approve_report": {"by": "tl-alice", "comments": ""},
+        "send_back_report": {"by": "tl-alice", "comments": "Name the patch level.", "call_notes": None},
         "record_extra_call": {"by": "tl-alice", "held_on": (today + timedelta(days=8)).isoformat(),
                               "notes": "Extra.", "agreement_ref": "AGR-2"},
         "record_extra_report": {"by": "tl-alice", "delivered_on": (today + timedelta(days=9)).isoformat(),
@@ -505,8 +507,10 @@ def test_an_update_accepted_as_a_cycle_ends_is_not_lost(world: World) -> None:
     async def scenario() -> None:
         handle = await world.targets["cycle"].fresh()
         samples = cycle_samples(world.today)
-        for name in ("schedule_call", "hold_call", "approve_report"):
+        for name in ("schedule_call", "hold_call"):
             await handle.execute_update(name, samples[name])
+        await drafted(world.st, handle)  # rule D7: the report is drafted after the month ends
+        await handle.execute_update("approve_report", samples["approve_report"])
         try:
             await handle.execute_update("record_extra_call", samples["record_extra_call"])  # rule C10
         except WorkflowUpdateFailedError as err:

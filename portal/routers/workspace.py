@@ -96,9 +96,9 @@ async def document_pdf(request: Request, customer_id: str, document_id: int = Pa
     pdf = await pdfs.document_pdf(get_state(request).sessions, doc)
     # RFC 6266 as for a request's files; a "/" in a title is no path.
     name = clean_filename(doc.title.replace("/", "-"), "document") + ".pdf"
+    disposition = f"attachment; filename=\"{ascii_filename(name)}\"; filename*=UTF-8''{quote(name, safe='')}"
     return Response(pdf, media_type=pdfs.PDF_CONTENT_TYPE, headers={
-        "Content-Disposition": f"attachment; filename=\"{ascii_filename(name)}\"; filename*=UTF-8''{quote(name, safe='')}",
-        "X-Content-Type-Options": "nosniff"})
+        "Content-Disposition": disposition, "X-Content-Type-Options": "nosniff"})
 
 
 @router.get("/workspace/{customer_id}/documents/{document_id}")
