@@ -60,7 +60,7 @@ class ActivitySet:
             self.database.check_enrolment, self.database.register_programme, self.database.save_projection,
             self.database.record_billable_extra, self.database.close_workspace,
             self.documents.file_document, self.documents.analyse_configuration,
-            self.documents.generate_monthly_report, self.documents.publish_report,
+            self.documents.generate_monthly_report, self.documents.draft_monthly_report, self.documents.publish_report,
             self.documents.generate_final_report,
             self.mail.send_mail,
             self.requests.record_request_opened, self.requests.save_request, self.requests.record_status_change,

@@ -10,7 +10,7 @@ imported later applies to deadlines computed after it and never to one already r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from typing import TypeVar
 from zoneinfo import ZoneInfo
@@ -47,6 +47,8 @@ T = TypeVar("T")
 # A computation whose result lands outside the holiday years loaded so far is redone
 # with more years; this bounds how far that may go.
 _MAX_YEARS = 200
+# An import while a computation runs makes it start over; this bounds how often.
+_MAX_LIST_CHANGES = 5
 
 
 def _invalid(message: str) -> ApplicationError:
@@ -54,20 +56,49 @@ def _invalid(message: str) -> ApplicationError:
     return ApplicationError(message, type="InvalidCalendar", non_retryable=True)
 
 
+class _ListChanged(Exception):
+    """The list changed between two reads of one activity call: the computation starts again on the new one."""
+
+
 class _Holidays:
-    """The holidays one activity call reads, and the name of the list they came from (recorded in its result)."""
+    """The holidays one activity call uses, all from one version of one list, and that list's name (recorded in
+    its result). Years read once are kept for the call; a wider range is read whole again, and if the list
+    changed meanwhile `_ListChanged` makes the call start over on the new version (`_consistently`)."""
 
     def __init__(self, source: HolidaySource, cal: BusinessCalendar) -> None:
         self._source, self._cal = source, cal
         self.list_name: str | None = None
+        self._days: set[date] = set()
+        self._loaded: tuple[int, int] | None = None
 
     async def __call__(self, first_year: int, last_year: int) -> set[date]:
+        if self._loaded is not None:
+            lo, hi = self._loaded
+            if lo <= first_year and last_year <= hi:
+                return self._days
+            first_year, last_year = min(first_year, lo), max(last_year, hi)
         try:
             found = await self._source.holidays(self._cal, first_year, last_year)
         except NoHolidayData as exc:
             raise _invalid(str(exc)) from exc
-        self.list_name = found.list_name
-        return set(found.days)
+        changed = self.list_name is not None and found.list_name != self.list_name
+        self._days, self._loaded, self.list_name = set(found.days), (first_year, last_year), found.list_name
+        if changed:
+            raise _ListChanged
+        return self._days
+
+
+async def _consistently(compute: Callable[[], Awaitable[T]]) -> T:
+    """`compute()`, started over while the list its `_Holidays` reads changes under it (rule A1: the list
+    recorded is the one every date of the result comes from)."""
+    for _ in range(_MAX_LIST_CHANGES):
+        try:
+            return await compute()
+        except _ListChanged:
+            continue  # the _Holidays now holds the new version over every year read so far
+    # Imports back to back: retryable, the activity's retry policy tries again later.
+    raise ApplicationError(f"the holiday list changed during each of {_MAX_LIST_CHANGES} computations",
+                           type="HolidayListChanging")
 
 
 class CalendarActivities:
@@ -157,8 +188,12 @@ class CalendarActivities:
         cal = req.calendar
         _check_timezone(cal)
         holidays = _Holidays(self._source, cal)
+
+        async def schedule() -> list[ScheduledDeadline]:
+            return [await self._schedule_one(cal, holidays, item, req.reminder_business_days) for item in req.items]
+
         try:
-            items = [await self._schedule_one(cal, holidays, item, req.reminder_business_days) for item in req.items]
+            items = await _consistently(schedule)
         except (ValueError, OverflowError) as exc:
             raise _invalid(f"cannot schedule deadlines: {exc}") from exc
         return DeadlineSchedule(items=items, holiday_list=holidays.list_name)
@@ -201,8 +236,9 @@ class CalendarActivities:
         holidays = _Holidays(self._source, cal)
         if req.start.tzinfo is None or req.start.utcoffset() is None:
             raise _invalid(f"rule C12: the request start must be timezone-aware, got {req.start!r}")
-        try:
-            start = req.start
+        start = req.start
+
+        async def compute() -> tuple[datetime, datetime | None]:
             local_start = start.astimezone(tz).date()
             if round_the_clock:  # 24x7: no holiday counts, so no list is read (nor recorded)
                 deadline = business_deadline(start, req.minutes, cal, set(), round_the_clock=True)
@@ -213,20 +249,23 @@ class CalendarActivities:
                     lambda h: business_deadline(start, req.minutes, cal, h),
                     lambda r: [local_start, r.astimezone(tz).date()],
                 )
-            warning_at: datetime | None = None
-            if req.warning_minutes > 0:
-                if round_the_clock:
-                    warning_at = deadline - timedelta(minutes=req.warning_minutes)
-                else:
-                    local_deadline = deadline.astimezone(tz).date()
-                    warning_at = await self._solve(
-                        holidays,
-                        local_deadline,
-                        lambda h: business_instant_before(deadline, req.warning_minutes, cal, h),
-                        lambda r: [r.astimezone(tz).date(), local_deadline],
-                    )
-                # A warning longer than the SLA itself fires as soon as the request is filed.
-                warning_at = max(warning_at, start.astimezone(deadline.tzinfo))
+            if req.warning_minutes <= 0:
+                return deadline, None
+            if round_the_clock:
+                warning_at = deadline - timedelta(minutes=req.warning_minutes)
+            else:
+                local_deadline = deadline.astimezone(tz).date()
+                warning_at = await self._solve(
+                    holidays,
+                    local_deadline,
+                    lambda h: business_instant_before(deadline, req.warning_minutes, cal, h),
+                    lambda r: [r.astimezone(tz).date(), local_deadline],
+                )
+            # A warning longer than the SLA itself fires as soon as the request is filed.
+            return deadline, max(warning_at, start.astimezone(deadline.tzinfo))
+
+        try:
+            deadline, warning_at = await _consistently(compute)
             return BusinessDeadline(deadline=deadline, warning_at=warning_at, holiday_list=holidays.list_name)
         except (ValueError, OverflowError) as exc:
             raise _invalid(f"cannot compute the business deadline from {req.start}: {exc}") from exc

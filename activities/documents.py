@@ -258,6 +258,11 @@ class DocumentActivities:
         return ReportDraft(document_id=existing.id, title=existing.title, summary=str(existing.data.get("summary", "")))
 
     @activity.defn
+    async def draft_monthly_report(self, request: MonthlyReportRequest) -> ReportDraft:
+        """Rule D7: the month-end draft, filed out of the customer's sight whatever the request says."""
+        return await self.generate_monthly_report(request.model_copy(update={"draft": True}))
+
+    @activity.defn
     async def publish_report(self, request: PublishReport) -> DocumentRef:
         """Rule D7: the approved draft becomes the month's report in the workspace (once; a retry finds it done)."""
         async with self._sessions() as session:

@@ -2,14 +2,15 @@
 
 `PackageHolidays` reads the `holidays` package directly: the default when nothing is injected (tests, tools)
 and the seed of the published lists. `DatabaseHolidays` (what worker.py injects) reads OT's published list of
-the calendar's region from the database; a year nobody published yet is seeded from the package on first use,
-so the list is in the database, and editable, before any deadline depends on it. It reads the database on
-every call (no cache), so a list imported a moment ago counts for the next deadline; deadlines already
-computed are activity results in history and never recomputed.
+the calendar's region from the database; a year of a country's list nobody published yet is seeded from the
+package on first use, so the list is in the database, and editable, before any deadline depends on it. Every
+call checks the list's version, so a list imported a moment ago counts for the next deadline; deadlines
+already computed are activity results in history and never recomputed.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from importlib.metadata import version
 from typing import Protocol
@@ -17,9 +18,17 @@ from typing import Protocol
 import holidays as holidays_lib
 
 from domain.calendar import HOLIDAY_REGION_RE, HOLIDAY_REGION_RULE, BusinessCalendar
-from domain.holidays import NAME_MAX, SEEDED_BY, Holiday, PublishedHolidays, list_name, package_source
+from domain.holidays import (
+    NAME_MAX,
+    SEEDED_BY,
+    Holiday,
+    PublishedHolidays,
+    fallback_list_name,
+    list_name,
+    package_source,
+)
 from storage.db import SessionFactory
-from storage.repositories.holidays import seed_years, stored_holidays
+from storage.repositories.holidays import StoredHolidays, list_version, seed_years, stored_holidays
 
 
 class NoHolidayData(ValueError):
@@ -72,33 +81,90 @@ class PackageHolidays:
         return PublishedHolidays(days=frozenset(self.days(cal, first_year, last_year)), list_name=self.list_name)
 
 
+@dataclass(frozen=True)
+class _Cached:
+    """What this process read of one region's list at one version: per year its days, None for a year the
+    list does not define (at that version: defining a year bumps the version)."""
+
+    version: int
+    years: dict[int, frozenset[date] | None]
+
+    def covers(self, version: int, years: range) -> bool:
+        return self.version == version and all(y in self.years for y in years)
+
+    def stored(self, years: range) -> StoredHolidays:
+        by_year = {y: days for y in years if (days := self.years[y]) is not None}
+        return StoredHolidays(version=self.version, by_year=by_year,
+                              missing_years=[y for y in years if self.years[y] is None])
+
+
+def _own_region(cal: BusinessCalendar) -> str:
+    """The region of the calendar's country[-subdivision], whose list is seeded from the package."""
+    return cal.model_copy(update={"holiday_region": None}).holiday_list_region
+
+
 class DatabaseHolidays:
-    """OT's published list of the calendar's region (`BusinessCalendar.holiday_list_region`), seeded from the
-    package for the years nobody published yet."""
+    """OT's published list of the calendar's region (`BusinessCalendar.holiday_list_region`).
+
+    The calendar's own country[-subdivision] list is seeded from the package for the years nobody published
+    yet. A named OT region (e.g. OT-EMEA) is never seeded: what it would hold depends on OT, not on which
+    calendar asked first. For a year it does not define, the calendar's own list stands in and the name
+    returned says so ("OT list FR v2 (no OT-EMEA list for 2027)"), so no deadline fails for a missing list.
+
+    Request opening computes a deadline in a local activity, so reads are cached per process by (region,
+    year) with the list's version: a call costs one version query while the version is unchanged, and reads
+    the days again as soon as an import (which bumps the version) changed it. Every answer is one version.
+    """
 
     def __init__(self, session_factory: SessionFactory, package: PackageHolidays | None = None) -> None:
         self._sessions = session_factory
         self._package = package or PackageHolidays()
+        self._cache: dict[str, _Cached] = {}
 
     async def holidays(self, cal: BusinessCalendar, first_year: int, last_year: int) -> PublishedHolidays:
-        region = cal.holiday_list_region
+        region, own = cal.holiday_list_region, _own_region(cal)
         if not HOLIDAY_REGION_RE.match(region):
             raise NoHolidayData(f"rule A1: holiday region {region!r}: {HOLIDAY_REGION_RULE}")
         years = _years(first_year, last_year)
-        first_year, last_year = years.start, years.stop - 1
+        stored = await self._read(region, years, cal if region == own else None)
+        if not stored.missing_years:
+            return PublishedHolidays(days=stored.days, list_name=list_name(region, stored.version))
+        missing = stored.missing_years
+        stand_in = await self._read(own, range(missing[0], missing[-1] + 1), cal)
+        days = stored.days.union(*(stand_in.by_year.get(y, frozenset()) for y in missing))
+        return PublishedHolidays(days=days, list_name=fallback_list_name(
+            region, stored.version, own, stand_in.version, missing, none_defined=not stored.by_year))
+
+    async def _read(self, region: str, years: range, seed_from: BusinessCalendar | None) -> StoredHolidays:
+        """The region's list for `years` at one version, from the cache when its version is current; the
+        undefined years seeded from the package first when `seed_from` is given."""
+        first, last = years.start, years.stop - 1
         async with self._sessions() as session:
-            stored = await stored_holidays(session, region, first_year, last_year)
-        if stored.missing_years:
+            cached = self._cache.get(region)
+            if cached is not None and cached.covers(await list_version(session, region), years):
+                return cached.stored(years)
+            stored = await stored_holidays(session, region, first, last)
+        if stored.missing_years and seed_from is not None:
+            cal = seed_from
             seed = {y: [Holiday(day=d, name=n) for d, n in sorted(self._package.year(cal.country, cal.subdivision,
                                                                                       y).items())]
                     for y in stored.missing_years}
             async with self._sessions() as session, session.begin():
                 await seed_years(session, region, seed, source=self._package.source_name(cal), by=SEEDED_BY)
             async with self._sessions() as session:
-                stored = await stored_holidays(session, region, first_year, last_year)
+                stored = await stored_holidays(session, region, first, last)
             if stored.missing_years:  # an import between the two reads cannot remove a year: a real fault
                 raise RuntimeError(f"holiday list {region}: years {stored.missing_years} still undefined after seeding")
-        return PublishedHolidays(days=stored.days, list_name=list_name(region, stored.version))
+        self._remember(region, years, stored)
+        return stored
+
+    def _remember(self, region: str, years: range, stored: StoredHolidays) -> None:
+        read: dict[int, frozenset[date] | None] = {y: stored.by_year.get(y) for y in years}
+        cached = self._cache.get(region)
+        if cached is not None and cached.version == stored.version:
+            read = cached.years | read
+        # A new object, never a change in place: a concurrent call may be reading the old one.
+        self._cache[region] = _Cached(version=stored.version, years=read)
 
 
 __all__ = ["DatabaseHolidays", "HolidaySource", "NoHolidayData", "PackageHolidays"]

@@ -37,6 +37,7 @@ from domain.activities import MailRequest, MailResult
 from domain.reply_address import reply_address, thread_id
 from storage.db import SessionFactory
 from storage.pdfs import document_pdf
+from storage.repositories.documents import DRAFT_KINDS
 from storage.tables import DocumentRow, OutboxRow
 
 _NOT_FILENAME = re.compile(r"[^\w .()-]+")
@@ -167,6 +168,14 @@ class MailActivities:
             raise ApplicationError(
                 f"document {doc.id} belongs to {doc.customer_id}, not {request.customer_id}",
                 type="DocumentCustomerMismatch",
+                non_retryable=True,
+            )
+        if doc.kind in DRAFT_KINDS:
+            # Rule D7: only the approved version reaches the customer; approval (publish_report) changes the
+            # kind first, so a draft here is a workflow bug, and no retry would make it right.
+            raise ApplicationError(
+                f"document {doc.id} is an unapproved draft ({doc.kind}) and is never mailed",
+                type="DocumentIsDraft",
                 non_retryable=True,
             )
         return doc

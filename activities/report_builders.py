@@ -337,6 +337,8 @@ def final_report_context(status: ProgramStatus, dispatches: Sequence[BillableExt
         "cycles": [c.model_dump(mode="json") for c in status.cycles],
         "calls_held": sum(1 for c in status.cycles if c.call_held_on is not None),
         "reports_filed": sum(1 for c in status.cycles if c.report_document_id is not None),
+        # Rule D7: a month's report is drafted after the month; the last one's comes after the period ends.
+        "reports_to_follow": sum(1 for c in status.cycles if c.status == "running" and c.report_document_id is None),
         "extras": extras,
         "extras_totals": _totals(extras),
         "renewal": status.renewal.model_dump(mode="json") if status.renewal else None,

@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from bench.actions import programme_year_figure
 from bench.drive import count_prefixed, noop_history, noop_round, open_requests, start_programmes
 from bench.meter import CpuMeter, child_pid, cpu_text, history_length, load_text, until
 from bench.models import TimerInput, TimerResult
@@ -87,6 +88,8 @@ class Bench(Run):
             else:
                 async with dev_stack(self.tmp / "whatif", self.log) as stack:
                     await self.guarded(["what_if"], lambda: self.what_if(stack))
+        # Counted from saved histories (bench/actions.py): no server, no time.
+        await self.guarded(["actions_per_programme_year"], lambda: programme_year_figure(self))
         sampler.cancel()
         self.results.info["load_after"] = load_text()
         self.results.info["load_max"] = f"{max(self._loads, default=0.0):.2f}"

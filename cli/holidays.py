@@ -3,7 +3,6 @@ skip (rule A1)."""
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +11,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli import runtime
-from cli.runtime import emit, run_async
+from cli.runtime import emit, run_async, who
 from config.settings import Settings
 from domain.errors import Refused
 from starter.database import database
 
 holidays_app = typer.Typer(help="OT's holiday lists per region (rule A1)", no_args_is_help=True)
-
-
-def _who() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name (a container without a passwd entry)
-        return "cli"
 
 
 @holidays_app.command("import")
@@ -41,7 +33,7 @@ async def holidays_import(
 
     async with database(Settings()) as sessions:
         try:
-            report = await import_holiday_file(file, region, sessions, by=by or _who())
+            report = await import_holiday_file(file, region, sessions, by=by or who())
         except HolidayListError as exc:
             lines = "\n".join(f"  {issue}" for issue in exc.issues)  # every bad line, so the file is fixed in one go
             raise Refused(f"{file}: holiday list refused, nothing was imported:\n{lines}") from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,19 +11,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli import runtime
-from cli.runtime import emit, run_async
+from cli.runtime import emit, run_async, who
 from config.settings import Settings
 from domain.errors import Refused
 from starter.database import database
 
 prices_app = typer.Typer(help="OT's price list for billable extras (rule C3)", no_args_is_help=True)
-
-
-def _who() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name (a container without a passwd entry)
-        return "cli"
 
 
 @prices_app.command("import")
@@ -40,7 +32,7 @@ async def prices_import(
 
     async with database(Settings()) as sessions:
         try:
-            report = await import_price_list_csv(file, sessions, by=by or _who())
+            report = await import_price_list_csv(file, sessions, by=by or who())
         except PriceListError as exc:
             # rule C3: every refused line, one a line, so the file is fixed in one go.
             lines = "\n".join(f"  {issue}" for issue in exc.issues)

@@ -9,6 +9,7 @@ either swaps it for every command.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import sys
@@ -142,6 +143,14 @@ async def client_for(settings: Settings) -> Client:
     global _temporal_client_created
     _temporal_client_created = True  # the Rust runtime starts with the first connect attempt
     return await connect(settings)
+
+
+def who() -> str:
+    """Who runs the command, for the `--by` of an import (default: the login name)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container without a passwd entry)
+        return "cli"
 
 
 def check_date(option: str, value: str) -> None:

@@ -59,6 +59,9 @@ class HoldCall(StepInput):
 class ApproveReport(StepInput):
     # Rule D7: kept with the report's history (CycleStatus.report_reviews) and shown to staff.
     comments: str = ""
+    # The draft version read: an approval of version 1 racing a send-back that made version 2 is refused.
+    # None approves the current draft (the command line, cycles before month-end reports).
+    version: int | None = Field(default=None, ge=1)
 
 
 class SendBackReport(StepInput):
@@ -67,6 +70,9 @@ class SendBackReport(StepInput):
     comments: str = Field(min_length=1)
     # What the call's notes should say in the next draft, when the comments are about them.
     call_notes: str | None = None
+    # Rule D6: the call did take place but was recorded too late (the month's steps were marked missed):
+    # its date, with `call_notes`, and the next draft reports it held.
+    held_on: date | None = None
 
 
 class ReportReview(BaseModel):
@@ -131,6 +137,15 @@ class CycleResult(BaseModel):
     report_document_id: int | None
     extra_calls: int
     extra_reports: int = 0
+
+
+class CycleCallHeld(BaseModel):
+    """Signal from a monthly cycle to its programme as the call is recorded (D6): with month-end reports the
+    cycle completes after its month, after the period for the last one, and the final report counts calls."""
+
+    period: int
+    month: int
+    held_on: date
 
 
 class CycleCompleted(BaseModel):

@@ -12,7 +12,6 @@ Reading files and writing rows are storage's (`storage/holiday_import.py`, `stor
 
 from __future__ import annotations
 
-import csv
 import re
 from datetime import date, datetime, timedelta
 
@@ -21,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain.calendar import HOLIDAY_REGION_RE, HOLIDAY_REGION_RULE
 from domain.errors import Refused
-from domain.file_issues import CsvRecords, FileIssue
+from domain.file_issues import FileIssue, csv_rows
 from domain.prices import iso_day
 
 COLUMNS = ("date", "name")
@@ -78,6 +77,30 @@ def list_name(region: str, version: int) -> str:
     return f"OT list {region} v{version}"
 
 
+def _year_ranges(years: list[int]) -> str:
+    """2026, 2027, 2028, 2030 -> "2026-2028, 2030"."""
+    parts: list[str] = []
+    start = prev = years[0]
+    for year in [*years[1:], None]:
+        if year is not None and year == prev + 1:
+            prev = year
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if year is not None:
+            start = prev = year
+    return ", ".join(parts)
+
+
+def fallback_list_name(region: str, version: int, own_region: str, own_version: int, missing: list[int],
+                       *, none_defined: bool) -> str:
+    """The name of what a deadline used when the named region (e.g. OT-EMEA) has no list for some years and the
+    calendar's own country list stood in for them, e.g. "OT list FR v2 (no OT-EMEA list for 2027)"."""
+    gap = f"(no {region} list for {_year_ranges(sorted(missing))})"
+    if none_defined:
+        return f"{list_name(own_region, own_version)} {gap}"
+    return f"{list_name(region, version)} + {own_region} v{own_version} {gap}"
+
+
 def package_source(version: str, country: str, subdivision: str | None) -> str:
     where = f"{country}-{subdivision}" if subdivision else country
     return f"holidays package {version} ({where})"
@@ -119,33 +142,21 @@ def _checked(holidays: list[Holiday], issues: list[FileIssue]) -> list[Holiday]:
     return sorted(holidays, key=lambda h: h.day)
 
 
+def _csv_header_issue(line: int, names: list[str]) -> FileIssue | None:
+    if sorted(names) == sorted(COLUMNS):
+        return None
+    return FileIssue(line, None, f"header: expected the columns {','.join(COLUMNS)}, found {','.join(names)}")
+
+
 def parse_holiday_csv(text: str) -> list[Holiday]:
     """Validate the whole CSV file (`date,name`); HolidayListError lists every bad line and field (rule A1)."""
-    rows = CsvRecords(text.removeprefix("\ufeff"))  # a spreadsheet's byte-order mark would glue to "date"
-    records = iter(rows)
     holidays: list[Holiday] = []
     issues: list[FileIssue] = []
-    try:
-        header = next(((n, v) for n, v in records if any(x.strip() for x in v)), None)
-        if header is None:
-            raise HolidayListError([FileIssue(1, None, f"empty file; expected a header {','.join(COLUMNS)}")])
-        names = [n.strip().lower() for n in header[1]]
-        if sorted(names) != sorted(COLUMNS):
-            raise HolidayListError([FileIssue(header[0], None, f"header: expected the columns {','.join(COLUMNS)}"
-                                                               f", found {','.join(names)}")])
-        position = {n: i for i, n in enumerate(names)}
-        seen: dict[date, int] = {}
-        for line, values in records:
-            if not any(v.strip() for v in values):
-                continue
-            if len(values) != len(names):
-                issues.append(FileIssue(line, None, f"expected {len(names)} fields, found {len(values)}"))
-                continue
-            holiday = _holiday(line, values[position["date"]].strip(), values[position["name"]], seen, issues)
-            if holiday is not None:
-                holidays.append(holiday)
-    except csv.Error as exc:
-        issues.append(FileIssue(rows.line, None, f"not valid CSV ({exc})"))
+    seen: dict[date, int] = {}
+    for line, raw in csv_rows(text, COLUMNS, _csv_header_issue, issues):
+        holiday = _holiday(line, raw["date"].strip(), raw["name"], seen, issues)
+        if holiday is not None:
+            holidays.append(holiday)
     return _checked(holidays, issues)
 
 
@@ -241,5 +252,5 @@ def describe_list(region: str, version: int | None, years: list[HolidayYear]) ->
 
 
 __all__ = ["COLUMNS", "SEEDED_BY", "Holiday", "HolidayListError", "HolidayYear", "PublishedHolidays",
-           "check_region", "describe_list", "import_source", "list_name", "package_source",
+           "check_region", "describe_list", "fallback_list_name", "import_source", "list_name", "package_source",
            "parse_holiday_csv", "parse_holiday_ics"]

@@ -15,7 +15,6 @@ the next line of the same kind takes over.
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Iterable
 from datetime import date
@@ -25,7 +24,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.errors import Refused
-from domain.file_issues import CsvRecords, FileIssue
+from domain.file_issues import FileIssue, csv_rows
 from domain.money import Money
 from domain.step_inputs import BillableExtraKind
 
@@ -178,31 +177,13 @@ def _entry(line: int, raw: dict[str, str], first_line_of: dict[tuple[str, date],
 
 def parse_price_list_csv(text: str) -> list[PriceListEntry]:
     """Validate the whole file; raise PriceListError listing every bad line and field (rule C3)."""
-    # A byte-order mark that a spreadsheet saved would glue itself to "kind".
-    rows = CsvRecords(text.removeprefix("\ufeff"))
-    records = iter(rows)
     entries: list[PriceListEntry] = []
     issues: list[PriceListIssue] = []
-    try:
-        header = next(((n, v) for n, v in records if any(x.strip() for x in v)), None)
-        if header is None:
-            raise PriceListError([PriceListIssue(1, None, f"empty file; expected a header {','.join(COLUMNS)}")])
-        header_line, names = header[0], [n.strip().lower() for n in header[1]]
-        if (bad_header := _header_issue(header_line, names)) is not None:
-            raise PriceListError([bad_header])
-        position = {n: i for i, n in enumerate(names)}
-        first_line_of: dict[tuple[str, date], int] = {}
-        for line, values in records:
-            if not any(v.strip() for v in values):
-                continue
-            if len(values) != len(names):
-                issues.append(PriceListIssue(line, None, f"expected {len(names)} fields, found {len(values)}"))
-                continue
-            entry = _entry(line, {c: values[position[c]].strip() for c in COLUMNS}, first_line_of, issues)
-            if entry is not None:
-                entries.append(entry)
-    except csv.Error as exc:
-        issues.append(PriceListIssue(rows.line, None, f"not valid CSV ({exc})"))
+    first_line_of: dict[tuple[str, date], int] = {}
+    for line, raw in csv_rows(text, COLUMNS, _header_issue, issues):
+        entry = _entry(line, {c: v.strip() for c, v in raw.items()}, first_line_of, issues)
+        if entry is not None:
+            entries.append(entry)
     if issues:
         raise PriceListError(issues)
     return entries

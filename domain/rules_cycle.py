@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from domain.cycle import CycleStatus, HoldCall, RecordExtraCall, RecordExtraReport, ScheduleCall
+from domain.cycle import (
+    ApproveReport,
+    CycleStatus,
+    HoldCall,
+    RecordExtraCall,
+    RecordExtraReport,
+    ScheduleCall,
+    SendBackReport,
+)
 from domain.errors import RuleViolation
 from domain.naming import monthly_cycle_workflow_id
 from domain.program import CycleSummary, PeriodPlan, ProgramStatus
@@ -38,7 +46,8 @@ def check_cycle_step_open(status: CycleStatus, step: str) -> list[RuleViolation]
         return [plain(f"step {step} is already done")]
     if st.status == StepStatus.missed:
         return [violation("D6", f"step {step} was missed: the month ended without it, and its report says so; "
-                                f"send the report back with the call's notes if the call did take place")]
+                                f"if the call did take place, send the report back with its date (held_on) and "
+                                f"its notes (call_notes)")]
     if step == "approve_report" and status.month_end_report and status.report_document_id is None:
         return [violation("D7", f"the report is drafted after the month ends, at "
                                 f"{status.report_draft_at.isoformat() if status.report_draft_at else 'the month end'}; "
@@ -48,12 +57,36 @@ def check_cycle_step_open(status: CycleStatus, step: str) -> list[RuleViolation]
     return []
 
 
-def check_send_back(status: CycleStatus) -> list[RuleViolation]:
+def check_send_back_open(status: CycleStatus) -> list[RuleViolation]:
     """Rule D7: a month-end draft waiting for the TL's approval may be sent back with comments."""
     if not status.month_end_report:
         return [violation("D7", "this cycle's report was drafted when the call was held (before month-end "
                                 "reports); approve it, or record an extra report")]
     return check_cycle_step_open(status, "approve_report")
+
+
+def check_send_back(status: CycleStatus, inp: SendBackReport, month_start: date) -> list[RuleViolation]:
+    """Rule D7, and D6 for a call recorded late: its date needs its notes, within reach of the month."""
+    refused = check_send_back_open(status)
+    if refused or inp.held_on is None:
+        return refused
+    if status.call_held_on is not None:
+        return [violation("D6", f"the call is recorded already, held on {status.call_held_on}; correct its notes "
+                                f"with call_notes", "held_on")]
+    if not (inp.call_notes or "").strip():
+        return [violation("D6", "a call recorded late needs its notes (call_notes)", "call_notes")]
+    if inp.held_on < month_start - timedelta(days=31) or inp.held_on > status.month_end + timedelta(days=31):
+        return [violation("D6", f"held_on {inp.held_on} is not in or near the cycle's months "
+                                f"({month_label(month_start)} to {month_label(status.month_end)})", "held_on")]
+    return []
+
+
+def check_approval_version(status: CycleStatus, inp: ApproveReport) -> list[RuleViolation]:
+    """Rule D7: the TL approves the draft they read; a newer one was drafted since (sent back meanwhile)."""
+    if inp.version is not None and status.month_end_report and inp.version != status.report_version:
+        return [violation("D7", f"version {inp.version} of the report was sent back; version {status.report_version} "
+                                f"is the current draft: read it before approving", "version")]
+    return []
 
 
 def check_call_time(inp: ScheduleCall) -> list[RuleViolation]:

@@ -136,11 +136,14 @@ def _cycle_end(plan: PeriodPlan, cycle: CycleSummary) -> date:
 
 
 def _call_marker(plan: PeriodPlan, cycle: CycleSummary, today: date | None, over: bool) -> Marker:
-    """A cycle's call (D6): at its held date once held, else at its month's start, judged by the cycle's last day."""
+    """A cycle's call (D6): at its held date once held, else at its month's start, judged by the cycle's last day.
+
+    Only a held call is done: a cycle is also "done" when its month ended without the call (the month-end
+    report says "No call held this month"), and that call was missed."""
     held = cycle.call_held_on
-    if held is not None or cycle.status == "done":
+    if held is not None:
         mark = Mark.done
-    elif cycle.status == "missed" or over:
+    elif cycle.status in ("done", "missed") or over:
         mark = Mark.missed
     elif today is not None and _cycle_end(plan, cycle) < today:
         mark = Mark.overdue
@@ -151,7 +154,7 @@ def _call_marker(plan: PeriodPlan, cycle: CycleSummary, today: date | None, over
     if held is not None:
         what = f"call held {day_label(held)}"
     else:
-        state = {Mark.done: "cycle done", Mark.open: "call to hold", Mark.overdue: "call overdue",
+        state = {Mark.open: "call to hold", Mark.overdue: "call overdue",
                  Mark.missed: "call missed"}[mark]
         what = f"{state} (due by {day_label(_cycle_end(plan, cycle))})"
     report = "; report filed" if cycle.report_document_id is not None else ""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -14,6 +14,7 @@ from itsdangerous import BadSignature
 from jinja2.runtime import Context
 
 from activities.templating import TEMPLATES_DIR, format_money, local_time
+from domain.local_time import local_datetime
 from portal import access
 from portal.auth import FLASH_COOKIE, Principal, pre_csrf_token, serializer, set_pre_csrf_cookie
 from portal.state import get_state
@@ -39,7 +40,10 @@ def format_when(context: Context, value: Any, tz: str | None = None, zone_name: 
     moment = as_utc(value)
     label = local_time(context, moment, tz, zone_name)
     principal = context.get("principal")
-    if getattr(principal, "is_staff", False) and " UTC" not in label:
+    # Judged by the offset, not the label: a zone without a letter abbreviation reads "UTC+04" (Asia/Dubai),
+    # and its staff reader still needs the UTC time beside it.
+    zone = str(tz or context.get("timezone") or "UTC")
+    if getattr(principal, "is_staff", False) and local_datetime(moment, zone).utcoffset() != timedelta(0):
         label += f" ({moment:%H:%M} UTC)"
     return label
 

@@ -8,6 +8,7 @@ over ASGI with the same tenant isolation as the HTML document.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import email.message
 import io
@@ -15,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +35,9 @@ from config.settings import Settings
 from devstack.smtp_sink import SmtpSink
 from domain.activities import FileDocumentRequest, FinalReportRequest, MailRequest
 from portal.app import create_app
+from portal.routers.workspace import PDF_RENDERS_WAITING, PDF_RETRY_AFTER_S
 from storage import pdfs
+from storage import repositories as repo
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.tables import Base, CustomerRow, DocumentPdfRow, DocumentRow
 from testing.databases import migrated_sessions
@@ -279,11 +283,106 @@ async def test_portal_hands_the_owner_the_pdf_and_another_customer_a_404(portal:
         assert await s.get(DocumentPdfRow, other.document_id) is None
 
 
-async def test_a_pdf_is_only_fetched_from_data_uris(tmp_path: Path) -> None:
-    """A URL in a document never makes the server read a file or call out while printing it."""
-    secret = tmp_path / "secret.txt"
-    secret.write_text("TOP-SECRET-CONTENT")
-    html = (f'<html><body><h1>Doc</h1><object data="file://{secret}" type="text/plain"></object>'
-            f'<img src="file://{secret}" alt="x"><iframe src="file://{secret}"></iframe></body></html>')
+@pytest.mark.rule("A9")
+def test_a_pdf_is_only_fetched_from_data_uris(tmp_path: Path) -> None:
+    """A URL in a document never makes the server read a file or call out while printing it.
+
+    A style sheet is what WeasyPrint does fetch and draw from (it never draws text from an <object>, an
+    <iframe> or an <img> of text): were file:// allowed, its `content` would be in the PDF. A data: sheet,
+    allowed, is drawn: the fetch itself works."""
+    css = tmp_path / "secret.css"
+    css.write_text('h1::after { content: "TOP-SECRET"; }')
+    allowed = "data:text/css,h2%3A%3Aafter%7Bcontent%3A%22DATA-SHEET%22%7D"
+    html = (f'<html><head><link rel="stylesheet" href="{css.as_uri()}"><link rel="stylesheet" href="{allowed}">'
+            '</head><body><h1>Doc</h1><h2>Part</h2></body></html>')
     text = pdf_words(pdfs.render_pdf(html), tmp_path)
-    assert "Doc" in text and "TOP-SECRET" not in text
+    assert "Doc" in text and "DATA-SHEET" in text
+    assert "TOP-SECRET" not in text
+
+
+# ---- the render thread -------------------------------------------------------------------------
+
+
+class HeldRender:
+    """A stand-in for WeasyPrint that holds every render until released: what is queued, on which thread."""
+
+    def __init__(self) -> None:
+        self.release, self.started = threading.Event(), threading.Event()
+        self.calls: list[tuple[str, str]] = []  # (html, thread name)
+
+    def __call__(self, html: str) -> bytes:
+        self.calls.append((html, threading.current_thread().name))
+        self.started.set()
+        assert self.release.wait(60), "the test never released the render"
+        return b"%PDF-1.7 held " + html.encode()
+
+
+async def add_documents(sessions: SessionFactory, customer_id: str, n: int, tag: str) -> list[DocumentRow]:
+    async with sessions() as s, s.begin():
+        return [(await repo.insert_document(
+            s, customer_id=customer_id, period=1, kind="notice", title=f"{tag} {i}", body_text=f"{tag} {i}",
+            body_html=f"<p>{tag} {i}</p>", idempotency_key=f"{tag}-{i}")).row for i in range(n)]
+
+
+async def in_flight(n: int, timeout: float = 20) -> None:
+    """Until `n` renders are under way in this process (each first looks in the store), or fail saying how many."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (seen := pdfs.renders_in_flight()) < n:
+        assert loop.time() < deadline, f"{seen} renders under way after {timeout} s, expected {n}"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.rule("A9")
+async def test_renders_queue_on_their_own_thread_once_a_document_and_leave_the_default_executor_free(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    held = HeldRender()
+    monkeypatch.setattr(pdfs, "render_pdf", held)
+    async with sample_db(sqlite_url) as sessions:
+        # More renders than the default executor has threads on any machine (32 at most).
+        docs = await add_documents(sessions, CUSTOMER, 40, "Notice")
+        first = [asyncio.create_task(pdfs.document_pdf(sessions, docs[0])) for _ in range(3)]
+        try:
+            assert await asyncio.to_thread(held.started.wait, 10)
+            rest = [asyncio.create_task(pdfs.document_pdf(sessions, d)) for d in docs[1:]]
+            await in_flight(40)
+            # Sign-in's password hashing, getaddrinfo, charts: the default executor still answers at once.
+            assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), 5) == "free"
+            with pytest.raises(pdfs.PdfBusy):  # a face that must answer soon is told to come back
+                await pdfs.document_pdf(sessions, (await add_documents(sessions, CUSTOMER, 1, "Late"))[0],
+                                        max_in_flight=4)
+            # ... but joining a render under way is never refused.
+            joined = asyncio.create_task(pdfs.document_pdf(sessions, docs[0], max_in_flight=4))
+        finally:
+            held.release.set()
+        results = await asyncio.wait_for(asyncio.gather(*first, joined, *rest), 60)
+    assert len(set(results[:4])) == 1 and results[0] == b"%PDF-1.7 held <p>Notice 0</p>"
+    # One render per document, however many asked; all on the PDF thread.
+    assert sorted(h for h, _ in held.calls) == sorted(d.body_html for d in docs)
+    assert {name.split("_")[0] for _, name in held.calls} == {"pdf"}
+    assert pdfs.renders_in_flight() == 0
+
+
+@pytest.mark.rule("A9")
+async def test_a_burst_of_first_downloads_is_told_to_retry_not_queued(
+        portal: Portal, monkeypatch: pytest.MonkeyPatch) -> None:
+    held = HeldRender()
+    monkeypatch.setattr(pdfs, "render_pdf", held)
+    mine = portal.mine
+    busy = [asyncio.create_task(pdfs.document_pdf(portal.sessions, d))
+            for d in await add_documents(portal.sessions, mine.customer_id, PDF_RENDERS_WAITING, "Busy")]
+    link = f"/workspace/{mine.customer_id}/documents/{mine.document_id}.pdf"
+    try:
+        assert await asyncio.to_thread(held.started.wait, 10)
+        await in_flight(PDF_RENDERS_WAITING)
+        async with portal.client() as http:
+            await sign_in(http, mine.contact_email)  # password hashing is not starved by the renders
+            refused = await http.get(link)
+            assert refused.status_code == 503, refused.text[:300]
+            assert refused.headers["retry-after"] == str(PDF_RETRY_AFTER_S)
+            held.release.set()
+            await asyncio.wait_for(asyncio.gather(*busy), 30)
+            served = await http.get(link)
+            assert served.status_code == 200 and served.content.startswith(b"%PDF-1.7 held")
+    finally:
+        held.release.set()

@@ -1,6 +1,6 @@
 """OT's published holiday lists (rule A1) and the deadlines computed from them (C5, C12), on SQLite and PostgreSQL:
-seeding from the `holidays` package on first use, ops imports (CSV and ICS, all or nothing), the activity reading
-the list afresh on every call, the CLI and the ops page. The dates are computed from today: the next ordinary
+seeding from the `holidays` package on first use, ops imports (CSV and ICS, all or nothing), the activity checking
+the list's version on every call and using one version per call, the CLI and the ops page. The dates are computed from today: the next ordinary
 Wednesday (no French public holiday that week from Tuesday to Thursday) some weeks ahead."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import holidays as holidays_lib
 import pytest
 import pytest_asyncio
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from typer.testing import CliRunner, Result
 
 import cli.runtime as cli_module
@@ -28,7 +28,13 @@ from cli.app import app as cli_app
 from config.settings import Settings
 from domain.activities import BusinessDeadline, BusinessDeadlineRequest, DeadlineItem, DeadlineRequest
 from domain.calendar import BusinessCalendar
-from domain.holidays import HolidayListError, describe_list, parse_holiday_csv, parse_holiday_ics
+from domain.holidays import (
+    HolidayListError,
+    PublishedHolidays,
+    describe_list,
+    parse_holiday_csv,
+    parse_holiday_ics,
+)
 from portal import actions
 from portal.app import create_app
 from storage.db import SessionFactory
@@ -141,21 +147,126 @@ async def test_due_dates_skip_the_published_holiday_and_say_which_list(sessions:
 
 
 @pytest.mark.rule("A1")
-async def test_a_named_ot_region_is_seeded_from_the_calendar_country_and_kept_apart(
+async def test_a_named_ot_region_is_never_seeded_and_the_country_list_stands_in_for_its_missing_years(
         sessions: SessionFactory, tmp_path: Path) -> None:
+    y = WED.year
     emea = FR.model_copy(update={"holiday_region": "OT-EMEA"})
     acts = CalendarActivities(DatabaseHolidays(sessions))
     request = BusinessDeadlineRequest(calendar=emea, start=at(WED - timedelta(days=1), 16, 30), minutes=60)
-    assert (await acts.business_deadline(request)).holiday_list == "OT list OT-EMEA v1"
+    # A German calendar of the same OT region asking first seeds nothing of OT-EMEA (nor does anyone after it).
+    german = emea.model_copy(update={"country": "DE", "timezone": "Europe/Berlin"})
+    de = await acts.business_deadline(request.model_copy(update={"calendar": german}))
+    assert de.holiday_list == f"OT list DE v1 (no OT-EMEA list for {y - 1}-{y + 1})"
+    first = await acts.business_deadline(request)
+    assert first.deadline == at(WED, 9, 30) and first.holiday_list == f"OT list FR v1 (no OT-EMEA list for {y - 1}-{y + 1})"
+    async with sessions() as s:
+        assert await holiday_repo.list_holiday_years(s, "OT-EMEA") == []
+        assert await holiday_repo.get_holiday_list(s, "OT-EMEA") is None
+
     path = tmp_path / "emea.csv"
     path.write_text(csv_of({WED: "EMEA shutdown"}))
     await import_holiday_file(path, "OT-EMEA", sessions, by="ops")
-    assert (await acts.business_deadline(request)).deadline == at(WED + timedelta(days=1), 9, 30)
+    after = await acts.business_deadline(request)
+    assert after.deadline == at(WED + timedelta(days=1), 9, 30)
+    assert after.holiday_list == f"OT list OT-EMEA v1 + FR v1 (no OT-EMEA list for {y - 1}, {y + 1})"
     fr = await acts.business_deadline(request.model_copy(update={"calendar": FR}))
     assert fr.deadline == at(WED, 9, 30) and fr.holiday_list == "OT list FR v1"
+    # A calendar naming its own country's region seeds it as usual.
+    named_fr = FR.model_copy(update={"holiday_region": "FR", "country": "FR"})
+    assert (await DatabaseHolidays(sessions).holidays(named_fr, y + 5, y + 5)).list_name == "OT list FR v2"
+
+
+@pytest.mark.rule("A1")
+async def test_one_computation_uses_one_version_even_when_an_import_lands_halfway(sessions: SessionFactory,
+                                                                                 tmp_path: Path) -> None:
+    """The second item needs years the first read did not cover; an import lands between the two reads: the
+    whole schedule is computed again on the new version, which is the one recorded."""
+    database = DatabaseHolidays(sessions)
+    path = tmp_path / "ot.csv"
+    path.write_text(csv_of(package_year(WED.year) | {WED: "OT company day"}))
+    reads: list[str] = []
+
+    class ImportAfterFirstRead:
+        async def holidays(self, cal: BusinessCalendar, first_year: int, last_year: int) -> PublishedHolidays:
+            found = await database.holidays(cal, first_year, last_year)
+            reads.append(found.list_name)
+            if len(reads) == 1:
+                await import_holiday_file(path, "FR", sessions, by="ops")
+            return found
+
+    acts = CalendarActivities(ImportAfterFirstRead())
+    far = WED + timedelta(days=5 * 365)
+    req = DeadlineRequest(calendar=FR, reminder_business_days=0, items=[
+        DeadlineItem(key="near", business_days_from=WED - timedelta(days=1), business_days=1),
+        DeadlineItem(key="far", business_days_from=far, business_days=1)])
+    schedule = await acts.schedule_deadlines(req)
+    assert reads[:2] == ["OT list FR v1", "OT list FR v2"], reads
+    assert schedule.holiday_list == "OT list FR v2"
+    assert schedule.items[0].due_on == WED + timedelta(days=1)  # computed again on v2: OT's day skipped
+
+
+async def test_a_read_racing_an_import_is_read_again_at_one_version(sessions: SessionFactory,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    real = holiday_repo.list_version
+    seen = iter([1, 2])  # the version moves between the first read's two looks, then holds
+
+    async def moving(session: Any, region: str) -> int:
+        return next(seen, None) or await real(session, region)
+
+    await DatabaseHolidays(sessions).holidays(FR, 2031, 2031)  # seeds FR v1
+    monkeypatch.setattr(holiday_repo, "list_version", moving)
+    async with sessions() as s:
+        stored = await holiday_repo.stored_holidays(s, "FR", 2031, 2031)
+    assert stored.version == 1 and date(2031, 7, 14) in stored.days and next(seen, None) is None
+
+    async def always_moving(session: Any, region: str) -> int:
+        always_moving.calls += 1  # type: ignore[attr-defined]
+        return always_moving.calls  # type: ignore[attr-defined, no-any-return]
+
+    always_moving.calls = 0  # type: ignore[attr-defined]
+    monkeypatch.setattr(holiday_repo, "list_version", always_moving)
+    async with sessions() as s:
+        with pytest.raises(holiday_repo.HolidayListChanging):
+            await holiday_repo.stored_holidays(s, "FR", 2031, 2031, attempts=3)
+    assert always_moving.calls == 6  # type: ignore[attr-defined]
+
+
+@pytest.mark.rule("A1")
+async def test_an_unchanged_list_is_not_read_again_and_a_new_version_is(sessions: SessionFactory,
+                                                                        tmp_path: Path) -> None:
+    """Request opening computes the deadline in a local activity: once the days are cached, a computation costs
+    one version query while nothing was imported, and an import counts at once."""
+    engine = sessions.kw["bind"].sync_engine
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(" ".join(statement.split()).lower())
+
+    acts = CalendarActivities(DatabaseHolidays(sessions))
+    request = BusinessDeadlineRequest(calendar=FR, start=at(WED - timedelta(days=1), 16, 30), minutes=60,
+                                      warning_minutes=15)
+    assert (await acts.business_deadline(request)).holiday_list == "OT list FR v1"
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        again = await acts.business_deadline(request)
+        assert again.deadline == at(WED, 9, 30) and again.holiday_list == "OT list FR v1"
+        assert [s for s in statements if "from holiday" in s] == [
+            s for s in statements if s.startswith("select holiday_lists.version from holiday_lists")], statements
+        assert len([s for s in statements if "from holiday" in s]) == 1, statements
+
+        path = tmp_path / "ot.csv"
+        path.write_text(csv_of(package_year(WED.year) | {WED: "OT company day"}))
+        await import_holiday_file(path, "FR", sessions, by="ops")
+        statements.clear()
+        after = await acts.business_deadline(request)
+        assert after.deadline == at(WED + timedelta(days=1), 9, 30) and after.holiday_list == "OT list FR v2"
+        assert any("from holidays" in s for s in statements), statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
 
 
 async def test_two_workers_seeding_one_region_at_once_write_it_once(sessions: SessionFactory) -> None:
+    """On SQLite and PostgreSQL (the `sessions` fixture): there the second waits on the first's FOR UPDATE."""
     source = DatabaseHolidays(sessions)
     a, b = await asyncio.gather(source.holidays(FR, 2031, 2032), source.holidays(FR, 2031, 2032))
     assert a == b and a.list_name == "OT list FR v1"

@@ -30,6 +30,7 @@ from domain.calendar import BusinessCalendar
 from domain.local_time import business_hours_label, first_response_promise, format_local, local_time_label
 from domain.request import NewRequest, RequestStatus
 from portal.app import create_app
+from portal.rendering import environment
 from storage import repositories as repo
 from storage.db import SessionFactory
 from storage.users import Role
@@ -186,7 +187,10 @@ async def test_before_filing_the_form_states_the_rule_and_the_calendar(portal: P
     assert form.status_code == 200 and workspace.status_code == 200
     text = page_text(form.text)
     assert f"within one business hour on your programme's calendar ({HOURS}) (rule C12)" in text, text
-    assert "filed on a Friday at 16:30 is due on Monday at 09:30" in text
+    assert "The clock runs only in those hours and stops on the calendar's holidays." in text
+    # No worked example: "Friday 16:30 is due Monday 09:30" holds only for a 09:00-17:00 Mon-Fri calendar
+    # and a 60-minute clock; the request's page shows the due time the workflow computed.
+    assert "16:30" not in text and "09:30" not in text
     for body in (form.text, workspace.text):
         assert not OLD_PROMISE.search(page_text(body))
 
@@ -210,3 +214,20 @@ async def test_the_request_opened_mail_carries_the_business_hour_promise_and_the
         assert f"one business hour on the programme's calendar ({HOURS})" in body, body
         assert f"{label_by_hand(paris(friday, 16, 30))} (Europe/Paris)" in body  # filed at, Paris time
         assert not OLD_PROMISE.search(body)
+
+
+@pytest.mark.rule("C12")
+@pytest.mark.parametrize(("zone", "local", "utc_added"), [
+    ("Asia/Dubai", "Thu 3 Dec 2026, 16:25 UTC+04", True),  # tzdata's label is "+04": still not UTC
+    ("Europe/Paris", "Thu 3 Dec 2026, 13:25 CET", True),
+    ("UTC", "Thu 3 Dec 2026, 12:25 UTC", False),  # already UTC: said once
+    ("Europe/London", "Thu 3 Dec 2026, 12:25 GMT", False),  # offset 0 in winter: the same time twice is noise
+])
+def test_staff_see_the_utc_time_beside_any_zone_whose_offset_is_not_zero(zone: str, local: str,
+                                                                         utc_added: bool) -> None:
+    at = datetime(2026, 12, 3, 12, 25, tzinfo=UTC)
+    template = environment().from_string("{{ at | when }}")
+    staff = template.render(at=at, timezone=zone, principal=type("Staff", (), {"is_staff": True})())
+    contact = template.render(at=at, timezone=zone, principal=type("Contact", (), {"is_staff": False})())
+    assert contact == local
+    assert staff == (f"{local} (12:25 UTC)" if utc_added else local), staff

@@ -34,7 +34,7 @@ from storage.users import Role
 from testing.databases import migrated_sessions
 from tests.clock import settled
 from tests.cycles import drafted
-from tests.harness import Stack, stack
+from tests.harness import Stack, eventually, stack
 from tests.portal_fixtures import UnreachableTemporal, add_staff, seed_tenant, sign_in
 from tests.test_program_timing import first_cycle_running
 
@@ -181,3 +181,46 @@ async def test_a_draft_is_not_reachable_by_the_customer_by_list_or_url_but_staff
                 shown = await staff.get(f"/workspace/acme/documents/{draft.document_id}")
                 assert shown.status_code == 200 and "No call held this month" in shown.text
                 assert "Review history" in shown.text and "Name the patch level." in shown.text
+
+
+@pytest.mark.rule("D6", "D7")
+async def test_a_call_recorded_after_its_month_is_reported_held_and_the_programme_hears_of_it(
+    env: WorkflowEnvironment, tmp_path: Path, sqlite_url: str,
+) -> None:
+    async with stack(env, sqlite_url, tmp_path) as st:
+        s, cycle = await first_cycle_running(st, "acme")
+        assert s.plan is not None
+        missed = await drafted(st, cycle)
+        assert missed.no_call_held and missed.report_version == 1
+
+        async def send_back(payload: dict[str, Any]) -> CycleStatus:
+            result: CycleStatus = await cycle.execute_update(
+                "send_back_report", {"by": "tl-alice", "comments": "The call did take place.", **payload},
+                result_type=CycleStatus)
+            return result
+
+        with pytest.raises(WorkflowUpdateFailedError) as no_notes:
+            await send_back({"held_on": missed.month_end.isoformat()})
+        assert "rule D6" in str(no_notes.value.cause) and "call_notes" in str(no_notes.value.cause)
+        held = await send_back({"held_on": missed.month_end.isoformat(), "call_notes": "Held on the last day."})
+        assert held.call_held_on == missed.month_end and not held.no_call_held and held.report_version == 2
+        assert [x.status for x in held.steps] == [StepStatus.missed, StepStatus.done, StepStatus.open]
+        assert held.steps[1].late
+        [draft] = [d for d in await documents(st, drafts=True) if d.id == held.report_document_id]
+        assert "NO CALL HELD" not in draft.body_text and "Held on the last day." in draft.body_text
+        # The programme counts the call now, before the cycle completes (the final report may come first).
+        programme = await eventually(lambda: st.status("acme"),
+                                     lambda p: p.cycles[0].call_held_on == missed.month_end,
+                                     "the programme told of the call", timeout=30)
+        assert programme.cycles[0].status == "running"
+
+        # The TL approves the version they read: an approval of the version sent back is refused.
+        with pytest.raises(WorkflowUpdateFailedError) as stale:
+            await cycle.execute_update("approve_report", {"by": "tl-alice", "version": 1}, result_type=CycleStatus)
+        assert "rule D7" in str(stale.value.cause) and "version 2" in str(stale.value.cause)
+        done: CycleStatus = await cycle.execute_update("approve_report", {"by": "tl-alice", "version": 2},
+                                                       result_type=CycleStatus)
+        assert done.done
+        finished = await eventually(lambda: st.status("acme"), lambda p: p.cycles[0].status == "done",
+                                    "the cycle's completion reached the programme", timeout=30)
+        assert finished.cycles[0].call_held_on == missed.month_end

@@ -165,3 +165,18 @@ def test_a_period_starting_on_the_last_day_of_a_month_keeps_twelve_ticks_in_orde
     assert t is not None
     xs = [tick.x for tick in t.months]
     assert xs == sorted(xs) and len(set(xs)) == 12
+
+
+@pytest.mark.rule("D7", "D6")
+def test_a_cycle_done_without_its_call_is_a_missed_call_not_a_held_one() -> None:
+    """Month-end reports: a cycle is "done" when its report is out, with or without the call (D7)."""
+    status = status_in_month_five("webco", TODAY)
+    # The second month's cycle ended without a call ("No call held this month"); the others as before.
+    status.cycles[1] = status.cycles[1].model_copy(update={"status": "done", "call_held_on": None})
+    t = programme_timeline(status, TODAY)
+    assert t is not None
+    calls = next(lane for lane in t.lanes if lane.key == "calls").markers
+    assert [m.mark for m in calls] == [Mark.done, Mark.missed, Mark.done, Mark.done, Mark.open]
+    assert "call missed" in calls[1].title and "held" not in calls[1].title
+    assert calls[1].on == status.cycles[1].starts_on
+    assert f"3 of {len(calls)} calls held" in t.title

@@ -11,13 +11,13 @@ current run even after the programme continued as new) and ends.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, FailureError
 
 # Passed through, the mixins and helpers too: shared by every run instead of copied into each cached run
 # (they hold no module state; tests/test_architecture.py checks their sources for non-determinism).
@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.cycle import (
         ApproveReport,
+        CycleCallHeld,
         CycleCompleted,
         CycleInput,
         CycleResult,
@@ -45,9 +46,11 @@ with workflow.unsafe.imports_passed_through():
         SendBackReport,
     )
     from domain.due_dates import default_deadlines, with_agreed_call_day
+    from domain.errors import RuleViolation
     from domain.naming import SA_OPEN_STEPS, SA_PROGRAM_PHASE, SA_TECHNICAL_LEAD
     from domain.program import BillableExtra
     from domain.rules_cycle import (
+        check_approval_version,
         check_call_date,
         check_call_time,
         check_cycle_step_open,
@@ -127,7 +130,9 @@ class MonthlyCycleWorkflow:
         )
         for d in sched.items:
             if d.key == REPORT_DRAFT_KEY:
-                self._status.report_draft_at = d.starts_at
+                # A worker of the previous release answers without `starts_at`: the end of the month's first
+                # business day then, rather than never.
+                self._status.report_draft_at = d.starts_at or d.due_at
                 continue
             st = self._step_state(d.key)
             st.due_on, st.due_at, st.remind_at = d.due_on, d.due_at, d.remind_at
@@ -143,16 +148,21 @@ class MonthlyCycleWorkflow:
                 next_at, f"Next reminder or escalation at {next_at.isoformat()}" if next_at else "")
         await workflow.wait_condition(workflow.all_handlers_finished)
         s = self._status
-        await workflow.get_external_workflow_handle(input.parent_workflow_id).signal(
-            "cycle_completed",
-            CycleCompleted(period=s.period, month=s.month, call_held_on=s.call_held_on,
-                           report_document_id=s.report_document_id, extra_calls=s.extra_calls,
-                           extra_reports=s.extra_reports),
-        )
+        await self._tell_programme("cycle_completed", CycleCompleted(
+            period=s.period, month=s.month, call_held_on=s.call_held_on, report_document_id=s.report_document_id,
+            extra_calls=s.extra_calls, extra_reports=s.extra_reports))
         return CycleResult(month=s.month, call_held_on=s.call_held_on, report_document_id=s.report_document_id,
                            extra_calls=s.extra_calls, extra_reports=s.extra_reports)
 
     # ------------------------------------------------------------ helpers
+    async def _tell_programme(self, signal: str, arg: CycleCompleted | CycleCallHeld) -> None:
+        """By signal, which reaches the programme's current run even after it continued as new. A programme
+        closed meanwhile (the last month's report comes after the period) has nothing left to hear."""
+        try:
+            await workflow.get_external_workflow_handle(self._input.parent_workflow_id).signal(signal, arg)
+        except FailureError as err:
+            workflow.logger.info("%s not delivered to %s: %s", signal, self._input.parent_workflow_id, err)
+
     def _step_state(self, name: str) -> StepState:
         return next(st for st in self._status.steps if st.step == name)
 
@@ -201,7 +211,7 @@ class MonthlyCycleWorkflow:
         """Rule D6/D7: the months are over. A call not held by now is missed (the TL hears of it, and
         the report says so); the draft covering the whole cycle is made and waits for the TL."""
         s, i = self._status, self._input
-        if s.call_held_on is None:
+        if s.call_held_on is None and not s.no_call_held:
             s.no_call_held = True
             for name in ("schedule_call", "hold_call"):
                 st = self._step_state(name)
@@ -214,24 +224,33 @@ class MonthlyCycleWorkflow:
                     "due_on": self._input.month_end.isoformat(),
                     "technical_lead": i.technical_lead.model_dump(mode="json")},
                     cc=[i.policy.support_manager_mailbox])
-        await self._draft_report()
+        if not await self._draft_report():
+            return
         self._step_state("approve_report").status = StepStatus.open
         self._sleep.wake()
 
-    async def _draft_report(self) -> None:
-        """One more version of the month-end draft, filed out of the customer's sight (D7)."""
+    async def _draft_report(self) -> bool:
+        """One more version of the month-end draft, filed out of the customer's sight (D7). A draft that
+        cannot be made (refused for good) is tried again an hour later; the cycle never fails on it."""
         s, i = self._status, self._input
-        s.report_version += 1
-        draft = await act.generate_monthly_report(
-            MonthlyReportRequest(customer_id=i.customer_id, customer_name=i.customer_name, period=i.period,
-                                 month=i.month, month_start=i.month_start, month_end=i.month_end,
-                                 call_held_on=s.call_held_on, call_notes=s.call_notes,
-                                 idempotency_key=self._key(f"report-draft-v{s.report_version}"),
-                                 draft=True, version=s.report_version, months_ended=True,
-                                 reviews=s.report_reviews),
-            summary=f"Draft {s.report_version} of the follow-up report for {self._label}",
-        )
+        version = s.report_version + 1
+        try:
+            draft = await act.draft_monthly_report(
+                MonthlyReportRequest(customer_id=i.customer_id, customer_name=i.customer_name, period=i.period,
+                                     month=i.month, month_start=i.month_start, month_end=i.month_end,
+                                     call_held_on=s.call_held_on, call_notes=s.call_notes,
+                                     idempotency_key=self._key(f"report-draft-v{version}"),
+                                     draft=True, version=version, months_ended=True, reviews=s.report_reviews),
+                summary=f"Draft {version} of the follow-up report for {self._label}",
+            )
+        except ActivityError as err:
+            workflow.logger.warning("report draft %s of %s refused: %s", version, self._label, err.cause or err)
+            if s.report_version == 0 and s.report_draft_at is not None:
+                s.report_draft_at = workflow.now() + timedelta(hours=1)
+            return False
+        s.report_version = version
         s.report_document_id, s.report_summary = draft.document_id, draft.summary
+        return True
 
     def _key(self, purpose: str) -> str:
         return f"{self._status.workflow_id}:{purpose}"
@@ -254,10 +273,11 @@ class MonthlyCycleWorkflow:
             workflow.logger.warning("mail %s refused for good: %s", template, err.cause or err)
 
     @asynccontextmanager
-    async def _step(self, step: str, by: str) -> AsyncIterator[CycleStatus]:
+    async def _step(self, step: str, by: str, also: Callable[[], list[RuleViolation]] = lambda: []
+                    ) -> AsyncIterator[CycleStatus]:
         """Lock, re-check that the step is still open (two Updates may both pass their validators
         before either runs), mark it done and open the next one, wake the loop; then the body."""
-        async with self._updates(lambda: check_cycle_step_open(self._status, step)):
+        async with self._updates(lambda: check_cycle_step_open(self._status, step) + also()):
             st = self._step_state(step)
             now = workflow.now()
             st.status, st.done_at, st.done_by = StepStatus.done, now, by
@@ -320,7 +340,10 @@ class MonthlyCycleWorkflow:
             i = self._input
             s.call_held_on, s.call_notes = inp.held_on, inp.notes
             if s.month_end_report:
-                # Rule D7: the notes wait for the month-end draft, which counts the whole month.
+                # Rule D7: the notes wait for the month-end draft, which counts the whole month; the programme
+                # learns of the call now (its final report may come before this cycle completes).
+                await self._tell_programme("cycle_call_held", CycleCallHeld(period=i.period, month=i.month,
+                                                                           held_on=inp.held_on))
                 self._publish()
                 return s
             # rule D7/A6 (cycles started before month-end reports): the draft is generated at the call.
@@ -342,7 +365,7 @@ class MonthlyCycleWorkflow:
 
     @workflow.update
     async def approve_report(self, inp: ApproveReport) -> CycleStatus:
-        async with self._step("approve_report", inp.by) as s:
+        async with self._step("approve_report", inp.by, lambda: check_approval_version(self._status, inp)) as s:
             i = self._input
             s.report_reviews.append(ReportReview(version=max(s.report_version, 1), decision="approved", by=inp.by,
                                                  at=workflow.now(), comments=inp.comments))
@@ -362,24 +385,32 @@ class MonthlyCycleWorkflow:
     @approve_report.validator
     def _validate_approve_report(self, inp: ApproveReport) -> None:
         refuse(check_cycle_step_open(self._status, "approve_report"))
+        refuse(check_approval_version(self._status, inp))
 
     @workflow.update
     async def send_back_report(self, inp: SendBackReport) -> CycleStatus:
         """Rule D7: the TL sends the draft back with comments; they are kept, and the next version is drafted
         from the database again (with the corrected call notes, when given)."""
-        async with self._updates(lambda: check_send_back(self._status)):
-            s = self._status
+        async with self._updates(lambda: check_send_back(self._status, inp, self._input.month_start)):
+            s, i = self._status, self._input
             s.report_reviews.append(ReportReview(version=s.report_version, decision="sent_back", by=inp.by,
                                                  at=workflow.now(), comments=inp.comments))
             if inp.call_notes:
                 s.call_notes = inp.call_notes
+            if inp.held_on is not None:
+                # Rule D6: the call took place, recorded after the month's steps were marked missed.
+                s.call_held_on, s.no_call_held = inp.held_on, False
+                hold = self._step_state("hold_call")
+                hold.status, hold.done_at, hold.done_by, hold.late = StepStatus.done, workflow.now(), inp.by, True
+                await self._tell_programme("cycle_call_held", CycleCallHeld(period=i.period, month=i.month,
+                                                                           held_on=inp.held_on))
             await self._draft_report()
             self._publish()
             return s
 
     @send_back_report.validator
     def _validate_send_back_report(self, inp: SendBackReport) -> None:
-        refuse(check_send_back(self._status))
+        refuse(check_send_back(self._status, inp, self._input.month_start))
 
     @workflow.update
     async def record_extra_call(self, inp: RecordExtraCall) -> CycleStatus:

@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
         PlanPeriodRequest,
         RegisterProgramme,
     )
-    from domain.cycle import CycleCompleted
+    from domain.cycle import CycleCallHeld, CycleCompleted
     from domain.enrolment_extras import enrolment_extras
     from domain.local_time import format_local
     from domain.program import Phase, ProgramInput, ProgramResult, ProgramStatus, RenewalState
@@ -317,6 +317,17 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
                 c.report_document_id = done.report_document_id
         self._record("cycle_completed", "system", {"month": done.month, "extra_calls": done.extra_calls,
                                                     "extra_reports": done.extra_reports})
+
+    @workflow.signal
+    async def cycle_call_held(self, held: CycleCallHeld) -> None:
+        """Rule D6, from a cycle with month-end reports: its call is held (the cycle completes after its month,
+        the last one after the period, so the final report learns of the call here)."""
+        if held.period != self._status.period:
+            return
+        for c in self._status.cycles:
+            if c.month == held.month:
+                c.call_held_on = held.held_on
+                self._dirty = True
 
     @workflow.signal
     async def complete_step(self, sig: CompleteStepSignal) -> None:

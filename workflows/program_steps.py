@@ -11,6 +11,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from domain.activities import AnalysisRequest, DeadlineItem
+    from domain.local_time import local_date
     from domain.program import Phase, ProgramStatus
     from domain.rules_cycle import replan_cycles
     from domain.rules_program import check_agreed_dates, check_inventory_update, check_meeting_time
@@ -70,7 +71,7 @@ class ProgramSteps(ProgramTiming):
             if workflow.patched(PATCH_KICKOFF_DATE_IS_DUE_DATE):
                 # The meeting's local date: meeting_at carries the offset it was agreed in (check_meeting_time).
                 await self._apply_deadlines([DeadlineItem(key=StepName.complete_kickoff.value,
-                                                          due_on=inp.meeting_at.date())],
+                                                          due_on=local_date(inp.meeting_at, s.calendar.timezone))],
                                             "Kickoff meeting date agreed: holding it is due that day (D4/A2)")
             return s
 

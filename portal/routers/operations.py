@@ -356,19 +356,29 @@ async def prices_page(request: Request, principal: Principal = Depends(require_u
     return render(request, "prices.html.j2", {"prices": prices, "unlisted": unlisted}, title="Price list")
 
 
+def _holiday_year(raw: str | None) -> int | None:
+    """The `year` asked for, None when not given; 422 unless a year a date can have (1 to 9999)."""
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4 and int(raw) >= 1):
+        raise HTTPException(422, f"year: {raw[:20]!r} is not a year from 1 to 9999")
+    return int(raw)
+
+
 @router.get("/ops/holidays")
 async def holidays_page(request: Request, principal: Principal = Depends(require_user)) -> Response:
     """Rule A1: OT's holiday lists per region, and one region-year's days with where they came from."""
     access.require(principal, Action.holiday_lists)
     q = request.query_params
-    async with get_state(request).sessions() as session:
+    asked = _holiday_year(q.get("year"))
+    state = get_state(request)
+    async with state.sessions() as session:
         lists = await holiday_repo.list_holiday_lists(session)
         region = q.get("region") or (lists[0].region if lists else "")
         years = await holiday_repo.list_holiday_years(session, region) if region else []
-        raw_year = q.get("year") or ""
-        today = repo.utcnow().year
-        year = int(raw_year) if raw_year.isdigit() and len(raw_year) <= 4 else (
-            today if any(y.year == today for y in years) else years[-1].year if years else today)
+        this_year = state.clock().year
+        year = asked or (
+            this_year if any(y.year == this_year for y in years) else years[-1].year if years else this_year)
         days = await holiday_repo.list_holidays(session, region, year) if region else []
     shown = next((y for y in years if y.year == year), None)
     return render(request, "holidays.html.j2", {"lists": lists, "region": region, "years": years, "year": year,

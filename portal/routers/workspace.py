@@ -11,7 +11,7 @@ import mimetypes
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,6 +48,10 @@ from storage.repositories.attachments import add_upload, delete_attachments, get
 from storage.users import Role
 
 log = logging.getLogger("techconnect.portal")
+# First downloads rendering or waiting for the PDF thread in this process before a new one is told to retry
+# (storage/pdfs.py; a render takes about a second, a capped monthly report a few).
+PDF_RENDERS_WAITING = 4
+PDF_RETRY_AFTER_S = 10
 router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
 
 
@@ -93,7 +97,11 @@ async def document_pdf(request: Request, customer_id: str, document_id: int = Pa
         doc = await repo.get_document(session, document_id, customer_id=customer_id, drafts=principal.is_staff)
     if doc is None:
         raise NotFound("document")
-    pdf = await pdfs.document_pdf(get_state(request).sessions, doc)
+    try:
+        pdf = await pdfs.document_pdf(get_state(request).sessions, doc, max_in_flight=PDF_RENDERS_WAITING)
+    except pdfs.PdfBusy as busy:  # a burst of first downloads: answer now rather than queue without end
+        raise HTTPException(503, "PDFs are being prepared for other downloads; try again in a moment",
+                            headers={"Retry-After": str(PDF_RETRY_AFTER_S)}) from busy
     # RFC 6266 as for a request's files; a "/" in a title is no path.
     name = clean_filename(doc.title.replace("/", "-"), "document") + ".pdf"
     disposition = f"attachment; filename=\"{ascii_filename(name)}\"; filename*=UTF-8''{quote(name, safe='')}"

@@ -23,11 +23,20 @@ from storage.tables import HolidayListRow, HolidayRow, HolidayYearRow
 
 @dataclass(frozen=True)
 class StoredHolidays:
-    """What a region's list holds for some years: its version (0: no list yet), the days, the years not defined."""
+    """What a region's list holds for some years at one version (0: no list yet): the days of each year
+    defined, and the years not defined."""
 
     version: int
-    days: frozenset[date]
+    by_year: dict[int, frozenset[date]]
     missing_years: list[int]
+
+    @property
+    def days(self) -> frozenset[date]:
+        return frozenset().union(*self.by_year.values())
+
+
+class HolidayListChanging(RuntimeError):
+    """The list kept changing while it was read (imports back to back): retrying later will do."""
 
 
 @dataclass(frozen=True)
@@ -42,16 +51,37 @@ def _year_span(first_year: int, last_year: int) -> tuple[date, date]:
     return date(first_year, 1, 1), date(last_year, 12, 31)
 
 
-async def stored_holidays(session: AsyncSession, region: str, first_year: int, last_year: int) -> StoredHolidays:
-    version = (await session.execute(
+async def list_version(session: AsyncSession, region: str) -> int:
+    """The region's list version (0: no list yet): one cheap query that says whether anything changed."""
+    found = (await session.execute(
         select(HolidayListRow.version).where(HolidayListRow.region == region))).scalar_one_or_none()
-    defined = set((await session.execute(select(HolidayYearRow.year).where(
-        HolidayYearRow.region == region, HolidayYearRow.year.between(first_year, last_year)))).scalars())
+    return int(found or 0)
+
+
+async def stored_holidays(session: AsyncSession, region: str, first_year: int, last_year: int, *,
+                          attempts: int = 5) -> StoredHolidays:
+    """The years' days and which years are undefined, all at one version of the list.
+
+    The reads are separate statements and PostgreSQL's READ COMMITTED gives each its own snapshot, so an import
+    committed in between could mix two versions. Every write bumps the version in the same transaction as its
+    rows, so the same version before and after the reads means nothing committed in between; otherwise they
+    are read again, in a new transaction, up to `attempts` times.
+    """
     lo, hi = _year_span(first_year, last_year)
-    days = frozenset((await session.execute(select(HolidayRow.day).where(
-        HolidayRow.region == region, HolidayRow.day.between(lo, hi)))).scalars())
-    return StoredHolidays(version=version or 0, days=days,
-                          missing_years=[y for y in range(first_year, last_year + 1) if y not in defined])
+    for _ in range(attempts):
+        version = await list_version(session, region)
+        defined = set((await session.execute(select(HolidayYearRow.year).where(
+            HolidayYearRow.region == region, HolidayYearRow.year.between(first_year, last_year)))).scalars())
+        rows = list((await session.execute(select(HolidayRow.day).where(
+            HolidayRow.region == region, HolidayRow.day.between(lo, hi)))).scalars())
+        if await list_version(session, region) == version:
+            by_year: dict[int, set[date]] = {y: set() for y in defined}
+            for day in rows:
+                by_year.setdefault(day.year, set()).add(day)
+            return StoredHolidays(version=version, by_year={y: frozenset(d) for y, d in by_year.items()},
+                                  missing_years=[y for y in range(first_year, last_year + 1) if y not in defined])
+        await session.rollback()  # a fresh transaction (and, on SQLite, a fresh snapshot) for the next attempt
+    raise HolidayListChanging(f"holiday list {region}: the version changed during each of {attempts} reads")
 
 
 async def _lock_list(session: AsyncSession, region: str, source: str, by: str, at: datetime) -> None:
@@ -140,5 +170,5 @@ async def list_holidays(session: AsyncSession, region: str, year: int) -> list[H
     return [Holiday(day=r.day, name=r.name) for r in rows]
 
 
-__all__ = ["ReplaceCounts", "StoredHolidays", "get_holiday_list", "list_holiday_lists",
-           "list_holiday_years", "list_holidays", "replace_years", "seed_years", "stored_holidays"]
+__all__ = ["HolidayListChanging", "ReplaceCounts", "StoredHolidays", "get_holiday_list", "list_holiday_lists",
+           "list_holiday_years", "list_holidays", "list_version", "replace_years", "seed_years", "stored_holidays"]
