@@ -324,12 +324,12 @@ async def add_documents(sessions: SessionFactory, customer_id: str, n: int, tag:
             body_html=f"<p>{tag} {i}</p>", idempotency_key=f"{tag}-{i}")).row for i in range(n)]
 
 
-async def in_flight(n: int, timeout: float = 20) -> None:
+async def in_flight(n: int, within_s: float = 20) -> None:
     """Until `n` renders are under way in this process (each first looks in the store), or fail saying how many."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within_s
     while (seen := pdfs.renders_in_flight()) < n:
-        assert loop.time() < deadline, f"{seen} renders under way after {timeout} s, expected {n}"
+        assert loop.time() < deadline, f"{seen} renders under way after {within_s} s, expected {n}"
         await asyncio.sleep(0.01)
 
 
