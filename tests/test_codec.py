@@ -238,7 +238,8 @@ async def test_a_programme_stores_no_plaintext_in_history(
         # their details, the patch id, in clear by design; tests/test_patching.py names what it is.
         patch_markers = [e for e in history.events if e.marker_recorded_event_attributes.marker_name == "core_patch"]
         assert [p.data for e in patch_markers for p in payloads_in(e)] == [
-            b'{"id":"save-state-before-welcome-mail","deprecated":false}']
+            b'{"id":"save-state-before-welcome-mail","deprecated":false}',
+            b'{"id":"kickoff-meeting-date-is-its-due-date","deprecated":false}']
         found = [p for e in history.events if e not in patch_markers for p in payloads_in(e)]
         assert {p.metadata["encoding"] for p in found} == {ENCODING}
         assert {p.metadata[METADATA_KEY_ID] for p in found} == {b"k1"}

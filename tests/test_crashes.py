@@ -538,7 +538,7 @@ async def test_b_kill_inside_the_monthly_report_files_it_once(
     state, _ = await check_exactly_once(rig, crash, control)
 
     assert rig.exits == [CRASH_EXIT_CODE], rig.exits
-    assert "generate_monthly_report" in rig.swept
+    assert "draft_monthly_report" in rig.swept  # rule D7: the month-end draft's own activity
     assert [k for k, _ in state["documents"]].count("monthly_report") == 1
     assert ("monthly_report", 1) in state["mailbox"]
     report_figure("crash (b) inside the monthly report", f"exit {rig.exits}, documents {state['documents']}, "

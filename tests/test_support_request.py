@@ -467,7 +467,7 @@ async def test_a4_dispatch_whose_customer_approval_expires_is_refused_and_not_bi
     with pytest.raises(WorkflowUpdateFailedError) as err:
         await update(h, "approve_dispatch", by="carol", party="customer")
     message = str(err.value.cause)
-    assert "rule A4" in message and due_local.strftime("%d %b %Y 17:00") in message, message
+    assert "rule A4" in message and f"{due_local:%a} {due_local.day} {due_local:%b %Y}, 17:00" in message, message
     await assert_no_trace(h, before)
     await st.sink.wait_for(lambda m: "refused" in str(m["Subject"]) and number in str(m["Subject"]))
     async with st.sessions() as session:
