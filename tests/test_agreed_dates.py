@@ -145,7 +145,9 @@ def marker_or_activity(e: HistoryEvent) -> str:
 
 
 async def hold_call_due(st: Stack, workflow_id: str) -> tuple[CycleStatus, date]:
-    cs = await cycle_status(st, workflow_id)
+    # The cycle's due dates come from an activity: wait for them rather than race it.
+    cs = await eventually(lambda: cycle_status(st, workflow_id), lambda c: c.steps[1].due_on is not None,
+                          f"{workflow_id}'s due dates scheduled", timeout=30)
     hold = next(x for x in cs.steps if x.step == "hold_call")
     assert hold.due_on is not None
     return cs, hold.due_on

@@ -100,6 +100,10 @@ async def first_cycle_running(st: Stack, customer: str) -> tuple[ProgramStatus, 
     assert s.plan is not None
     await st.sleep_until(s.plan.month_start_ats[0] + timedelta(minutes=1))
     await wait_until(lambda: st.status(customer), lambda x: x.cycles[0].status == "running", "first cycle running")
+    # Its due dates come from an activity (which may first seed the year's holiday list): running is not yet
+    # scheduled, and a test reading a due date must not race it.
+    await wait_until(lambda: cycle_status(st, s.cycles[0].workflow_id), lambda c: c.steps[0].remind_at is not None,
+                     "first cycle's due dates scheduled")
     return s, st.client.get_workflow_handle(s.cycles[0].workflow_id)
 
 
