@@ -58,7 +58,7 @@ class ActivitySet:
         return [
             self.calendar.plan_period, self.calendar.schedule_deadlines, self.calendar.business_deadline,
             self.database.check_enrolment, self.database.register_programme, self.database.save_projection,
-            self.database.record_billable_extra, self.database.close_workspace,
+            self.database.save_cycle_projection, self.database.record_billable_extra, self.database.close_workspace,
             self.documents.file_document, self.documents.analyse_configuration,
             self.documents.generate_monthly_report, self.documents.draft_monthly_report, self.documents.publish_report,
             self.documents.generate_final_report,

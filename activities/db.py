@@ -21,6 +21,7 @@ from domain.activities import (
     Ack,
     AuditEntry,
     CloseWorkspace,
+    CycleProjection,
     EnrolmentCheckRequest,
     EnrolmentCheckResult,
     ExtraRecord,
@@ -29,6 +30,7 @@ from domain.activities import (
     WorkspaceRef,
 )
 from domain.enrolment import Contact, check_enrolment, check_maintenance
+from domain.inbox import cycle_open_steps, programme_open_steps
 from domain.prices import price_extra
 from domain.program import Phase
 from storage.db import SessionFactory
@@ -46,6 +48,7 @@ from storage.repositories.customers import (
     upsert_customer,
 )
 from storage.repositories.extras import insert_billable_extra
+from storage.repositories.open_steps import replace_open_steps
 from storage.repositories.prices import price_effective_on
 from storage.repositories.programmes import archive_workspace, create_workspace, upsert_programme, workspace_id_for
 from storage.tables import BillableExtraRow
@@ -141,6 +144,7 @@ class DatabaseActivities:
             await upsert_customer(session, customer.id, customer.name, customer.maintenance_subscription_id)
             await upsert_contacts(session, customer.id, _merge_contacts(enrolment.contacts(), status.contacts))
             await upsert_programme(session, status, enrolment)
+            await replace_open_steps(session, status.workflow_id, programme_open_steps(status))
             # reopen: a customer enrolled again after a closed programme gets its workspace back.
             workspace = await create_workspace(session, customer.id, workspace_id_for(customer.id), reopen=True)
         return WorkspaceRef(workspace_id=workspace.id)
@@ -152,11 +156,22 @@ class DatabaseActivities:
         async with self._session_factory() as session, session.begin():
             await ensure_customer(session, status.customer_id, status.customer_name)
             await upsert_programme(session, status)
+            # Issue 16: the inbox's rows change in the same transaction as the state they come from.
+            await replace_open_steps(session, status.workflow_id, programme_open_steps(status))
             if status.phase not in _ACCESS_DECIDED_BY_CLOSE:
                 await sync_contacts(session, status.customer_id, status.contacts, active=active)
             added = await append_audit_entries(session, status.workflow_id, update.audit)
         maybe_crash(PROJECTION_AFTER_COMMIT)  # crash tests: committed, the workflow does not know yet
         return Ack(detail=f"projection saved, {audit_note(added)}")
+
+    @activity.defn
+    async def save_cycle_projection(self, update: CycleProjection) -> Ack:
+        """Issue 16: a monthly cycle's open steps, for the inbox; the cycle's other state stays in the workflow."""
+        status = update.status
+        steps = cycle_open_steps(status)
+        async with self._session_factory() as session, session.begin():
+            await replace_open_steps(session, status.workflow_id, steps)
+        return Ack(detail=f"{len(steps)} open step(s) of {status.workflow_id}")
 
     @activity.defn
     async def record_billable_extra(self, record: ExtraRecord) -> Ack:

@@ -1,7 +1,8 @@
 """`techconnect`: the command line for operations staff and Technical Leads.
 
 Exit codes are a stable interface: 0 success, 2 a rule or a check refused the
-request (the message names the rule and the numbers), 1 any other failure.
+request (the message names the rule and the numbers), 1 any other failure; `projection check` says 3
+when the projection differs from the workflows.
 `--json` prints machine-readable output on stdout. One module per command group, assembled here.
 """
 
@@ -15,6 +16,7 @@ from cli.extras import extras_app
 from cli.holidays import holidays_app
 from cli.prices import prices_app
 from cli.programs import notice_app, program_app, step_app
+from cli.projection import projection_app
 from cli.requests import request_app
 from cli.users import user_app
 
@@ -30,6 +32,7 @@ app.add_typer(user_app, name="user")  # cli/users.py (portal users, roles, API t
 app.add_typer(prices_app, name="prices")  # cli/prices.py (OT's price list, C3)
 app.add_typer(holidays_app, name="holidays")  # cli/holidays.py (OT's holiday lists, A1)
 app.add_typer(extras_app, name="extras")  # cli/extras.py (the billable-extras ledger, C3)
+app.add_typer(projection_app, name="projection")  # cli/projection.py (the inbox projection, issue 16)
 
 
 def main() -> None:

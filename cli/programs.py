@@ -14,6 +14,7 @@ from cli.runtime import emit, load_document, run_async
 from config.settings import Settings
 from domain.enrolment import Enrolment
 from domain.errors import Refused, RuleRefused
+from starter import inbox
 from starter.errors import parse_model
 from starter.programs import (
     agree_call_frequency,
@@ -24,7 +25,6 @@ from starter.programs import (
     record_extra_report,
     start_program,
 )
-from starter.visibility import list_open_steps, list_programs
 
 program_app = typer.Typer(help="Start and follow programmes", no_args_is_help=True)
 step_app = typer.Typer(help="The Technical Lead's steps", no_args_is_help=True)
@@ -124,11 +124,13 @@ async def program_call_frequency(
 async def program_list(
     phase: str | None = typer.Option(None, "--phase"),
     tl: str | None = typer.Option(None, "--tl"),
+    page: int = typer.Option(1, "--page", help="Page of 50, from 1"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Programmes, from Temporal visibility (search attributes)."""
-    client = await runtime.client_for(Settings())
-    rows = await list_programs(client, phase, tl)
+    """Programmes not ended, from the application database (a page of 50 and the total)."""
+    found = await inbox.programmes(Settings(), phase=phase, tl=tl, page=page)
+    rows = [{"workflow_id": p.workflow_id, "customer_id": p.customer_id, "technical_lead": p.technical_lead,
+             "phase": p.phase, "open_steps": p.open_steps} for p in found.items]
 
     def human() -> None:
         t = Table("customer", "phase", "TL", "open steps")
@@ -136,16 +138,27 @@ async def program_list(
             t.add_row(str(r["customer_id"]), str(r["phase"]), escape(str(r["technical_lead"])),
                       ", ".join(r["open_steps"]))
         runtime.out.print(t)
+        runtime.out.print(_page_line(page, found.total, "programme(s)"))
 
-    emit(rows, as_json, human)
+    emit({"items": rows, "total": found.total, "page": page, "pages": inbox.page_count(found.total)}, as_json, human)
+
+
+def _page_line(page: int, total: int, what: str) -> str:
+    pages = inbox.page_count(total)
+    more = f"; next: --page {page + 1}" if page < pages else ""
+    return f"page {page} of {pages}, {total} {what}{more}"
 
 
 @step_app.command("list")
 @run_async
-async def step_list(tl: str | None = typer.Option(None, "--tl"), as_json: bool = typer.Option(False, "--json")) -> None:
-    """Open steps across programmes and monthly cycles: the TL inbox."""
-    client = await runtime.client_for(Settings())
-    rows = await list_open_steps(client, tl)
+async def step_list(
+    tl: str | None = typer.Option(None, "--tl"),
+    page: int = typer.Option(1, "--page", help="Page of 50, from 1"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Open steps across programmes and monthly cycles, overdue first: the TL inbox (application database)."""
+    found = await inbox.open_steps(Settings(), tl=tl, page=page)
+    rows = [{**e.step.model_dump(mode="json"), "customer_name": e.customer_name} for e in found.items]
 
     def human() -> None:
         t = Table("customer", "step", "rule", "due", "workflow")
@@ -153,8 +166,9 @@ async def step_list(tl: str | None = typer.Option(None, "--tl"), as_json: bool =
             due = f"[red]{r['due_on']} overdue[/]" if r["overdue"] else str(r["due_on"] or "")
             t.add_row(r["customer_id"], r["step"], r["rule"], due, r["workflow_id"])
         runtime.out.print(t)
+        runtime.out.print(_page_line(page, found.total, "open step(s)"))
 
-    emit(rows, as_json, human)
+    emit({"items": rows, "total": found.total, "page": page, "pages": inbox.page_count(found.total)}, as_json, human)
 
 
 @step_app.command("complete")

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from domain.calendar import BusinessCalendar
-from domain.cycle import ReportReview
+from domain.cycle import CycleStatus, ReportReview
 from domain.enrolment import Enrolment, MaintenanceSubscription
 from domain.errors import RuleViolation
 from domain.inventory import Finding, SiteInventory
@@ -117,6 +117,12 @@ class WorkspaceRef(BaseModel):
 class ProjectionUpdate(BaseModel):
     status: ProgramStatus
     audit: list[AuditEntry] = Field(default_factory=list)
+
+
+class CycleProjection(BaseModel):
+    """A monthly cycle's state for the inbox projection (issue 16), written after each of its changes."""
+
+    status: CycleStatus
 
 
 class ExtraRecord(BaseModel):

@@ -109,6 +109,8 @@ class CycleStatus(BaseModel):
     month_start: date
     month_end: date
     steps: list[StepState]
+    # Rule C7: who is reminded of the cycle's steps now (the programme's TL, moved by a reassignment).
+    technical_lead_id: str = ""
     call_at: datetime | None = None
     call_held_on: date | None = None
     call_notes: str | None = None

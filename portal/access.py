@@ -152,3 +152,21 @@ async def customers_in_reach(session: AsyncSession, principal: Principal) -> lis
         stmt = stmt.where(ProgrammeRow.technical_lead_id == principal.technical_lead_id)
     rows = (await session.execute(stmt)).all()
     return [CustomerInReach(c.id, c.name, p) for c, p in rows]
+
+
+@dataclass(frozen=True)
+class CustomerName:
+    id: str
+    name: str
+
+
+async def customer_names_in_reach(session: AsyncSession, principal: Principal) -> list[CustomerName]:
+    """`customers_in_reach` without the programmes' state: the choices of a filter (one light query)."""
+    if principal.role == Role.contact:
+        c = await customer_in_reach(session, principal, principal.customer_id or "")
+        return [CustomerName(c.id, c.name)]
+    stmt = select(CustomerRow.id, CustomerRow.name).order_by(CustomerRow.name)
+    if principal.role == Role.tl:
+        stmt = stmt.join(ProgrammeRow, ProgrammeRow.customer_id == CustomerRow.id).where(
+            ProgrammeRow.technical_lead_id == principal.technical_lead_id)
+    return [CustomerName(i, n) for i, n in (await session.execute(stmt)).all()]

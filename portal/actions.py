@@ -8,7 +8,6 @@ of the form. The routers catch its root, `RuleRefused`.
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,14 +23,6 @@ from domain.request import NewRequest, RequestStatus
 from starter import programs, requests
 from storage.db import SessionFactory
 
-_CYCLE_ID = re.compile(r"-p(\d+)-m(\d+)$")
-
-
-def month_of(workflow_id: str) -> int | None:
-    """`program-acme-p1-m03` -> 3 (a monthly cycle's step); None for the programme's own steps."""
-    found = _CYCLE_ID.search(workflow_id)
-    return int(found.group(2)) if found else None
-
 
 def step_model(step: str) -> type[BaseModel] | None:
     return programs.step_model(step)
@@ -42,16 +33,6 @@ async def programme_status(client: Client, customer_id: str) -> ProgramStatus | 
         return await programs.fetch_status(client, customer_id)
     except NotFound:
         return None
-
-
-async def open_steps(client: Client, tl: str | None) -> list[dict[str, Any]]:
-    """The inbox rows of `techconnect step list`, plus the month of cycle steps."""
-    from starter.visibility import list_open_steps
-
-    rows = await list_open_steps(client, tl)
-    for row in rows:
-        row["month"] = month_of(str(row["workflow_id"]))
-    return rows
 
 
 async def complete_step(client: Client, customer_id: str, step: str, by: str, payload: dict[str, Any],

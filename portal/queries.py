@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import Select, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.naming import request_workflow_id
@@ -20,7 +20,14 @@ from domain.request import AttachmentRef, AuthorRole, Message
 from storage import repositories as repo
 from storage.repositories import as_utc
 from storage.repositories.common import where_given
-from storage.tables import BillableExtraRow, CustomerRow, DocumentRow, ProgrammeRow, SupportRequestRow
+from storage.tables import (
+    BillableExtraRow,
+    CustomerRow,
+    DocumentRow,
+    OpenStepRow,
+    ProgrammeRow,
+    SupportRequestRow,
+)
 
 DOCUMENT_KINDS: dict[str, str] = {
     "welcome": "Welcome",
@@ -106,26 +113,48 @@ def programme_view(row: ProgrammeRow, customer_name: str | None = None) -> Progr
     )
 
 
-async def programme_views(
-    session: AsyncSession, *, customer_ids: list[str] | None = None, phase: str | None = None, tl: str | None = None,
-    renewal_within_days: int | None = None, overdue: bool = False,
-) -> list[ProgrammeView]:
-    """Programmes for the operations pages, with their filters."""
-    stmt = (select(ProgrammeRow, CustomerRow.name).outerjoin(CustomerRow, CustomerRow.id == ProgrammeRow.customer_id)
-            .order_by(ProgrammeRow.customer_id).execution_options(populate_existing=True))
+def _programme_filters(stmt: Select[Any], *, customer_ids: list[str] | None, phase: str | None, tl: str | None,
+                       led_by: str | None, renewal_within_days: int | None, overdue: bool) -> Select[Any]:
     if customer_ids is not None:
         stmt = stmt.where(ProgrammeRow.customer_id.in_(customer_ids))
     if phase:
         stmt = stmt.where(ProgrammeRow.phase == phase)
     if tl:
         stmt = stmt.where(ProgrammeRow.technical_lead_id == tl)
+    if led_by:
+        stmt = stmt.where(ProgrammeRow.technical_lead_id == led_by)
     if renewal_within_days is not None:
         stmt = stmt.where(ProgrammeRow.period_end.is_not(None),
                           ProgrammeRow.period_end <= date.today() + timedelta(days=renewal_within_days))
-    views = [programme_view(row, name) for row, name in (await session.execute(stmt)).all()]
     if overdue:
-        views = [v for v in views if v.overdue_steps]
-    return views
+        # The inbox projection knows which of the programme's own steps are overdue (issue 16).
+        stmt = stmt.where(select(OpenStepRow.step).where(OpenStepRow.workflow_id == ProgrammeRow.workflow_id,
+                                                         OpenStepRow.overdue).exists())
+    return stmt
+
+
+async def programme_views(
+    session: AsyncSession, *, customer_ids: list[str] | None = None, phase: str | None = None, tl: str | None = None,
+    led_by: str | None = None, renewal_within_days: int | None = None, overdue: bool = False,
+    offset: int = 0, limit: int | None = None,
+) -> list[ProgrammeView]:
+    """Programmes for the operations pages, with their filters, by customer ID (`limit` rows from `offset`)."""
+    stmt = _programme_filters(
+        select(ProgrammeRow, CustomerRow.name).outerjoin(CustomerRow, CustomerRow.id == ProgrammeRow.customer_id),
+        customer_ids=customer_ids, phase=phase, tl=tl, led_by=led_by, renewal_within_days=renewal_within_days,
+        overdue=overdue)
+    stmt = stmt.order_by(ProgrammeRow.customer_id).offset(offset).limit(limit).execution_options(
+        populate_existing=True)
+    return [programme_view(row, name) for row, name in (await session.execute(stmt)).all()]
+
+
+async def count_programmes(
+    session: AsyncSession, *, customer_ids: list[str] | None = None, phase: str | None = None, tl: str | None = None,
+    led_by: str | None = None, renewal_within_days: int | None = None, overdue: bool = False,
+) -> int:
+    stmt = _programme_filters(select(func.count()).select_from(ProgrammeRow), customer_ids=customer_ids, phase=phase,
+                              tl=tl, led_by=led_by, renewal_within_days=renewal_within_days, overdue=overdue)
+    return int(await session.scalar(stmt) or 0)
 
 
 async def documents(session: AsyncSession, customer_id: str, *, drafts: bool = False) -> list[DocumentRow]:
@@ -195,32 +224,49 @@ class DeskRow:
 DESK_STATES = ("open", "pending")
 
 
-async def desk_queue(session: AsyncSession, customer_ids: list[str] | None, *, customer: str | None = None,
-                     priority: str | None = None, state: str | None = None, tl: str | None = None,
-                     now: datetime | None = None) -> list[DeskRow]:
-    """The requests not closed across customers, in one query: the unanswered late ones first, then the
-    clocks that run out soonest, then the answered ones (a late answer stays marked), oldest first.
-    `customer_ids` None: every customer."""
-    now = now or datetime.now(UTC)
-    stmt = (select(SupportRequestRow, CustomerRow.name, ProgrammeRow.technical_lead_id)
-            .outerjoin(CustomerRow, CustomerRow.id == SupportRequestRow.customer_id)
+@dataclass
+class DeskPage:
+    rows: list[DeskRow]
+    total: int  # requests in the whole queue
+    late: int  # of which late (breached, or past the deadline unanswered)
+
+
+def _desk_filters(stmt: Select[Any], customer_ids: list[str] | None, customer: str | None, priority: str | None,
+                  state: str | None, tl: str | None, led_by: str | None) -> Select[Any]:
+    stmt = (stmt.outerjoin(CustomerRow, CustomerRow.id == SupportRequestRow.customer_id)
             .outerjoin(ProgrammeRow, ProgrammeRow.customer_id == SupportRequestRow.customer_id)
-            .where(SupportRequestRow.state.in_([state] if state in DESK_STATES else DESK_STATES))
-            .execution_options(populate_existing=True))
+            .where(SupportRequestRow.state.in_([state] if state in DESK_STATES else DESK_STATES)))
     if customer_ids is not None:
         stmt = stmt.where(SupportRequestRow.customer_id.in_(customer_ids))
-    stmt = where_given(stmt, (SupportRequestRow.customer_id, customer), (SupportRequestRow.priority, priority),
+    if led_by is not None:
+        stmt = stmt.where(ProgrammeRow.technical_lead_id == led_by)
+    return where_given(stmt, (SupportRequestRow.customer_id, customer), (SupportRequestRow.priority, priority),
                        (ProgrammeRow.technical_lead_id, tl))
+
+
+async def desk_queue(session: AsyncSession, customer_ids: list[str] | None, *, customer: str | None = None,
+                     priority: str | None = None, state: str | None = None, tl: str | None = None,
+                     led_by: str | None = None, now: datetime | None = None, offset: int = 0,
+                     limit: int | None = None) -> DeskPage:
+    """The requests not closed across customers, ordered in SQL: the unanswered late ones first, then the
+    clocks that run out soonest, then the answered ones (a late answer stays marked), oldest first; one query
+    for the page, one for the counts. `customer_ids` None: every customer; `led_by`: a TL's programmes."""
+    now = now or datetime.now(UTC)
+    r = SupportRequestRow
+    deadline = r.first_response_deadline
+    waiting = (r.first_response_at.is_(None)) & deadline.is_not(None)
+    late = or_(r.sla_breached, waiting & (deadline < now))
+    rank = case((waiting & late, 0), (waiting, 1), else_=2)
+    stmt = _desk_filters(select(r, CustomerRow.name, ProgrammeRow.technical_lead_id), customer_ids, customer,
+                         priority, state, tl, led_by)
+    stmt = (stmt.order_by(rank, case((rank < 2, deadline), else_=r.opened_at), r.tracking_number)
+            .offset(offset).limit(limit).execution_options(populate_existing=True))
     found = [DeskRow(row, str(name or row.customer_id), str(tl_id or ""), sla_state(row, now))
              for row, name, tl_id in (await session.execute(stmt)).all()]
-
-    def order(d: DeskRow) -> tuple[int, datetime, str]:
-        """Late ones and waiting ones by their deadline, the answered ones by opening time."""
-        waiting = d.row.first_response_at is None and d.row.first_response_deadline is not None
-        rank = 0 if d.late and waiting else 1 if waiting else 2  # answered ones need no first response
-        deadline = d.row.first_response_deadline
-        return rank, as_utc(deadline if deadline is not None and rank < 2 else d.row.opened_at), d.row.tracking_number
-    return sorted(found, key=order)
+    counted = _desk_filters(select(func.count(), func.count().filter(late)).select_from(r), customer_ids,
+                            customer, priority, state, tl, led_by)
+    total, late_count = (await session.execute(counted)).one()
+    return DeskPage(found, int(total or 0), int(late_count or 0))
 
 
 async def request_of(session: AsyncSession, customer_id: str, tracking_number: str) -> SupportRequestRow | None:

@@ -47,6 +47,22 @@ class DocumentBody(DocumentOut):
     body_text: str
 
 
+class DeskItem(BaseModel):
+    """One request of the support desk's queue (C12), in the queue's order."""
+
+    tracking_number: str
+    customer_id: str
+    customer_name: str
+    technical_lead_id: str
+    priority: str
+    state: str
+    summary: str
+    opened_at: datetime
+    first_response_deadline: datetime | None
+    sla: str = Field(description="State of the first-response clock (rule C12)")
+    late: bool = Field(description="Breached, or past the deadline without a first response")
+
+
 class RequestOut(BaseModel):
     tracking_number: str
     customer_id: str

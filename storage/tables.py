@@ -83,6 +83,27 @@ class ProgrammeRow(Base):
     updated_at: Mapped[datetime]
 
 
+class OpenStepRow(Base):
+    """The inbox (issue 16): each programme's and cycle's open steps, replaced whole by the activity that
+    records the workflow's change, so lists never query every workflow. Temporal stays the authority
+    (`techconnect projection check`)."""
+
+    __tablename__ = "open_steps"
+    workflow_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    step: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(128), index=True)
+    technical_lead_id: Mapped[str] = mapped_column(String(128), index=True)
+    period: Mapped[int] = mapped_column(Integer)
+    month: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    title: Mapped[str] = mapped_column(String(255))
+    rule: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    due_on: Mapped[date | None] = mapped_column(Date, nullable=True, index=True)
+    due_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    overdue: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime]
+
+
 class WorkspaceRow(Base):
     """D10/A9: the private workspace; archived when the programme closes."""
 

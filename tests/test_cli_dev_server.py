@@ -357,7 +357,7 @@ async def test_program_and_step_lists_through_visibility(st: Stack, cli: Cli) ->
     async def listed() -> dict[str, Any]:
         r = await cli("program", "list", "--tl", "tl-alice", "--phase", "onboarding", "--json")
         assert r.code == 0, str(r)
-        rows: list[dict[str, Any]] = [x for x in r.json() if x["workflow_id"] == wid]
+        rows: list[dict[str, Any]] = [x for x in r.json()["items"] if x["workflow_id"] == wid]
         assert rows == [{"workflow_id": wid, "customer_id": cid, "technical_lead": "tl-alice",
                          "phase": "onboarding", "open_steps": ["schedule_kickoff"]}], r.out
         return rows[0]
@@ -367,7 +367,7 @@ async def test_program_and_step_lists_through_visibility(st: Stack, cli: Cli) ->
     async def inbox() -> list[dict[str, Any]]:
         r = await cli("step", "list", "--tl", "tl-alice", "--json")
         assert r.code == 0, str(r)
-        rows = [x for x in r.json() if x["customer_id"] == cid]
+        rows = [x for x in r.json()["items"] if x["customer_id"] == cid]
         # The programme's first step and the first month's call, from the cycle child workflow.
         assert sorted((x["workflow_id"], x["step"], x["overdue"]) for x in rows) == [
             (wid, "schedule_kickoff", False), (monthly_cycle_workflow_id(cid, 1, 1), "schedule_call", False)]
@@ -376,7 +376,7 @@ async def test_program_and_step_lists_through_visibility(st: Stack, cli: Cli) ->
     for row in await eventually(inbox):
         assert row["rule"] and row["title"] and row["due_on"] >= today().isoformat()
     other_tl = await cli("step", "list", "--tl", "tl-nobody", "--json")
-    assert other_tl.code == 0 and other_tl.json() == []
+    assert other_tl.code == 0 and other_tl.json() == {"items": [], "total": 0, "page": 1, "pages": 1}
     # The human views of the same data.
     humans = await asyncio.gather(cli("program", "list", "--tl", "tl-alice"), cli("step", "list", "--tl", "tl-alice"),
                                   cli("program", "status", cid))
@@ -447,7 +447,7 @@ async def test_temporal_unreachable_exit_1_without_traceback(st: Stack, cli: Cli
     runs = await asyncio.gather(
         cli("program", "status", cid, env=closed),
         cli("program", "start", "--file", str(file), env=closed),
-        cli("step", "list", "--json", env=closed),
+        cli("projection", "check", "--json", env=closed),
         cli("step", "complete", cid, "schedule_kickoff", "--by", "tl-alice",
             "--file", str(cli.write("kickoff.json", {"meeting_at": meeting_next_week()})), env=closed),
     )

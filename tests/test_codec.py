@@ -238,9 +238,19 @@ async def test_a_programme_stores_no_plaintext_in_history(
         # their details, the patch id, in clear by design; tests/test_patching.py names what it is.
         patch_markers = [e for e in history.events if e.marker_recorded_event_attributes.marker_name == "core_patch"]
         assert [p.data for e in patch_markers for p in payloads_in(e)] == [
+            b'{"id":"enrolment-local-activities","deprecated":false}',
             b'{"id":"save-state-before-welcome-mail","deprecated":false}',
-            b'{"id":"kickoff-meeting-date-is-its-due-date","deprecated":false}']
-        found = [p for e in history.events if e not in patch_markers for p in payloads_in(e)]
+            b'{"id":"kickoff-meeting-date-is-its-due-date","deprecated":false}',
+            b'{"id":"update-saves-before-returning","deprecated":false}']
+        # Nor the bookkeeping core writes beside a local activity's result (the enrolment's since
+        # `enrolment-local-activities`): its `data` detail names the activity, attempt and times, nothing else;
+        # the result itself is encrypted like any payload.
+        bookkeeping = [e.marker_recorded_event_attributes.details["data"].payloads[0] for e in history.events
+                       if e.marker_recorded_event_attributes.marker_name == "core_local_activity"]
+        assert bookkeeping and all(set(json.loads(p.data)) <= {
+            "seq", "attempt", "activity_id", "activity_type", "complete_time", "backoff", "original_schedule_time",
+            "activation_index"} for p in bookkeeping), [p.data for p in bookkeeping]
+        found = [p for e in history.events if e not in patch_markers for p in payloads_in(e) if p not in bookkeeping]
         assert {p.metadata["encoding"] for p in found} == {ENCODING}
         assert {p.metadata[METADATA_KEY_ID] for p in found} == {b"k1"}
         # Not vacuous: the same history, decrypted with the key, does hold them.

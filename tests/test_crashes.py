@@ -84,10 +84,12 @@ from config.settings import Settings
 from devstack.smtp_sink import SmtpSink
 from domain.calendar import add_months
 from domain.cycle import CycleStatus
+from domain.inbox import StepDifference
 from domain.naming import SA_CUSTOMER_ID, monthly_cycle_workflow_id, program_workflow_id, request_workflow_id
 from domain.policy import ProgramPolicy
 from domain.program import Phase, ProgramInput, ProgramStatus
 from domain.request import NewRequest, RequestStatus
+from starter.projection import check_projection
 from starter.requests import open_request
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.migrate import upgrade
@@ -446,6 +448,13 @@ async def outbox_rows(sessions: SessionFactory) -> list[OutboxRow]:
         return list((await session.scalars(select(OutboxRow))).all())
 
 
+async def projection_differences(lane: Lane) -> list[StepDifference]:
+    """The lane's programme and cycles against the inbox projection (`techconnect projection check`)."""
+    status = await lane.programme().query("get_status", result_type=ProgramStatus)
+    ids = [lane.programme().id] + [c.workflow_id for c in status.cycles]
+    return (await check_projection(lane.client, lane.rig.sessions, workflow_ids=ids)).differences
+
+
 async def check_exactly_once(rig: Rig, crash: Lane, control: Lane,
                              resends: int | None = 0) -> tuple[dict[str, Any], list[OutboxRow]]:
     """Both lanes ended the same; no key has two rows; every mail was sent, is in the outbox once and
@@ -462,6 +471,8 @@ async def check_exactly_once(rig: Rig, crash: Lane, control: Lane,
     crashed, reference = await asyncio.gather(snapshot(crash), snapshot(control))
     assert crashed == reference, f"the crash changed the outcome\n crash:   {crashed}\n control: {reference}"
     assert await doubled_keys(rig.sessions) == {}
+    for lane in (crash, control):  # issue 16: the inbox projection agrees with each workflow after the crash
+        assert await projection_differences(lane) == [], lane.customer
     rows = await outbox_rows(rig.sessions)
     assert rows and all(r.status == "sent" for r in rows), [(r.idempotency_key, r.status) for r in rows]
     delivered = Counter(str(m["Message-ID"]).strip() for m in rig.sink.messages)

@@ -46,7 +46,7 @@ async def seed(sessions: SessionFactory) -> None:
 
 async def numbers(sessions: SessionFactory, ids: list[str] | None = None, **filters: str) -> list[str]:
     async with sessions() as s:
-        return [d.row.tracking_number for d in await desk_queue(s, ids, now=NOW, **filters)]
+        return [d.row.tracking_number for d in (await desk_queue(s, ids, now=NOW, **filters)).rows]
 
 
 @pytest.mark.rule("C12")
@@ -56,7 +56,7 @@ async def test_late_first_then_the_soonest_clocks_then_the_answered_ones(session
                                        "TC-BETA-2025-0001", "TC-ACME-2025-0001",  # 10 then 30 min left
                                        "TC-ACME-2025-0003", "TC-BETA-2025-0002"]  # answered (late, in time)
     async with sessions() as s:
-        rows = {d.row.tracking_number: d for d in await desk_queue(s, None, now=NOW)}
+        rows = {d.row.tracking_number: d for d in (await desk_queue(s, None, now=NOW)).rows}
     assert rows["TC-ACME-2025-0002"].late and rows["TC-ACME-2025-0002"].sla == ("breached", "bad")
     assert rows["TC-ACME-2025-0003"].late and rows["TC-ACME-2025-0003"].sla == ("responded late", "bad")
     assert rows["TC-BETA-2025-0001"].sla == ("running, 10 min left", "warn")
@@ -74,3 +74,15 @@ async def test_filters_and_a_tls_reach(sessions: SessionFactory) -> None:
     assert await numbers(sessions, state="closed") == await numbers(sessions)  # not a desk state: both shown
     assert await numbers(sessions, ["beta"]) == ["TC-BETA-2025-0001", "TC-BETA-2025-0002"]
     assert await numbers(sessions, []) == []
+    assert await numbers(sessions, led_by="tl-bob") == await numbers(sessions, ["beta"])  # the portal's TL reach
+
+
+async def test_a_page_of_the_queue_with_the_whole_queues_counts(sessions: SessionFactory) -> None:
+    """Issue 16: the page is cut in SQL, in the queue's order; the total and the late count are the whole queue's."""
+    await seed(sessions)
+    everything = await numbers(sessions)
+    async with sessions() as s:
+        pages = [await desk_queue(s, None, now=NOW, offset=offset, limit=2) for offset in (0, 2, 4)]
+    assert [d.row.tracking_number for p in pages for d in p.rows] == everything
+    assert [len(p.rows) for p in pages] == [2, 2, 1]
+    assert {(p.total, p.late) for p in pages} == {(5, 2)}

@@ -15,6 +15,7 @@ commands (a search-attribute upsert and a `save_projection` activity) where old 
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
@@ -49,13 +50,19 @@ def load(path: Path) -> WorkflowHistory:
 
 
 def activity_sequence(events: list[dict[str, Any]]) -> list[str]:
-    """Activity types and patch markers in order, from the JSON form of a history."""
+    """Activity types and patch markers in order, from the JSON form of a history; a local activity (its
+    marker) by its type too, as `local:<type>` (the enrolment's since PATCH_ENROL_LOCALLY)."""
     out = []
     for e in events:
         if "activityTaskScheduledEventAttributes" in e:
             out.append(e["activityTaskScheduledEventAttributes"]["activityType"]["name"])
         elif "markerRecordedEventAttributes" in e:
-            out.append("marker:" + json.dumps(e["markerRecordedEventAttributes"].get("details", {})))
+            marker = e["markerRecordedEventAttributes"]
+            if marker["markerName"] == "core_local_activity":
+                data = json.loads(base64.b64decode(marker["details"]["data"]["payloads"][0]["data"]))
+                out.append("local:" + data["activity_type"])
+            else:
+                out.append("marker:" + json.dumps(marker.get("details", {})))
     return out
 
 
@@ -83,7 +90,8 @@ def recorded_before_the_change(path: Path) -> bool:
 
 
 def reaches_enrolment(path: Path) -> bool:
-    return "register_programme" in activity_sequence(json.loads(path.read_text())["events"])
+    sequence = activity_sequence(json.loads(path.read_text())["events"])
+    return "register_programme" in sequence or "local:register_programme" in sequence
 
 
 # ---- old histories: old path ------------------------------------------------------------------
@@ -131,7 +139,7 @@ async def test_a_new_run_takes_the_new_path_and_refuses_the_old_code(
 
     assert has_patch_marker(history.events)
     sequence = activity_sequence(json.loads(history.to_json())["events"])
-    i = sequence.index("register_programme")
+    i = sequence.index("local:register_programme")  # a local activity since PATCH_ENROL_LOCALLY
     assert sequence[i + 1].startswith("marker:") and sequence[i + 2] == "save_projection", sequence[:9]
     assert sequence[i + 3] == "file_document" and "send_mail" in sequence[i + 4:]
     assert row is not None and row.status["workspace_id"] == "ws-patched"

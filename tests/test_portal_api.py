@@ -354,7 +354,15 @@ async def test_bearer_tokens_see_only_their_own_customer(portal: Portal) -> None
         assert (await http.get("/api/programmes", headers=auth)).status_code == 403
         # The TL of acme sees acme's programme, not globex's.
         tl = {"Authorization": f"Bearer {mine.tokens[mine.tl_email]}"}
-        assert [p["customer_id"] for p in (await http.get("/api/programmes", headers=tl)).json()] == ["acme"]
+        listed = await http.get("/api/programmes", headers=tl)
+        assert [p["customer_id"] for p in listed.json()] == ["acme"] and listed.headers["X-Total-Count"] == "1"
+        # The desk queue (issue 16): a contact has none; the TL's holds acme's open request, with its clock.
+        assert (await http.get("/api/desk", headers=auth)).status_code == 403
+        desk = await http.get("/api/desk", headers=tl)
+        assert desk.status_code == 200 and desk.headers["X-Total-Count"] == str(len(desk.json())), desk.text
+        assert {d["customer_id"] for d in desk.json()} <= {"acme"}
+        assert [(d["tracking_number"], d["late"]) for d in desk.json()
+                if d["tracking_number"] == mine.tracking_number] == [(mine.tracking_number, True)], desk.text
         spec = (await http.get("/api/openapi.json")).json()
         assert "/api/customers/{customer_id}/documents" in spec["paths"]
         assert any(s.get("scheme") == "bearer" for s in spec["components"]["securitySchemes"].values())

@@ -21,6 +21,8 @@ from domain.cycle import CycleStatus
 from domain.naming import monthly_cycle_workflow_id, program_workflow_id
 from domain.program import Phase, ProgramResult, ProgramStatus
 from domain.step_inputs import A2_AGENDA
+from starter.projection import check_projection
+from storage.repositories.open_steps import open_steps_page
 from tests.clock import settled
 from tests.cycles import drafted
 from tests.harness import Stack, add_subscription, enrolment, stack
@@ -156,6 +158,16 @@ async def test_full_period_then_renewal_by_continue_as_new(
         report_figure("events_per_cycle (history of each of the 12 monthly cycles)", ",".join(map(str, cycles)))
         report_figure("full_period_seconds (wall time of this test's period)", f"{time.monotonic() - wall:.2f}")
         assert len(events) < 2000
+
+        # Issue 16: after the whole period, the inbox projection agrees with the programme (now in period 2)
+        # and each of its cycles; the new period's first steps are in it.
+        ids = [program_workflow_id("acme"), monthly_cycle_workflow_id("acme", 2, 1)] + [
+            monthly_cycle_workflow_id("acme", 1, m) for m in range(1, 13)]
+        await settled(handle, st.env)
+        assert (await check_projection(st.client, st.sessions, workflow_ids=ids)).differences == []
+        async with st.sessions() as session:
+            rows = (await open_steps_page(session, technical_lead_id="tl-alice")).items
+        assert {(e.step.workflow_id, e.step.period) for e in rows} >= {(program_workflow_id("acme"), 2)}, rows
 
 
 @pytest.mark.rule("C16", "D10")

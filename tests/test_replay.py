@@ -8,6 +8,7 @@ test shows the check has teeth: a variant that does one thing differently is ref
 
 from __future__ import annotations
 
+import base64
 import json
 from collections import Counter
 from datetime import timedelta
@@ -24,7 +25,8 @@ from domain.cycle import CycleInput, CycleResult
 from domain.program import ProgramInput, ProgramResult
 from domain.request import RequestInput, RequestResult
 from workflows.monthly_cycle import MonthlyCycleWorkflow
-from workflows.program import ProgramWorkflow
+from workflows.program import PATCH_ENROL_LOCALLY, ProgramWorkflow
+from workflows.request_base import PATCH_OPEN_LOCALLY
 from workflows.support_request import SupportRequestWorkflow
 
 WORKFLOWS = (ProgramWorkflow, MonthlyCycleWorkflow, SupportRequestWorkflow)
@@ -42,6 +44,10 @@ FILES: list[Path] = [] if workflow.unsafe.in_sandbox() else sorted(HISTORIES.glo
 # Requests opened before the `open-request-in-one-write` patch, pinned: a re-export records the new path.
 PRE_PATCH: list[Path] = ([] if workflow.unsafe.in_sandbox()
                          else sorted((HISTORIES.parent / "pre-patch").glob("request-*.json")))
+# The first runs of the issue-16 patches (enrolment and request opening with local activities), pinned:
+# `python -m tests.replay.export_histories --only local` (tests/test_local_activities.py checks a fresh run).
+LOCAL: list[Path] = ([] if workflow.unsafe.in_sandbox()
+                     else sorted((HISTORIES.parent / "local-activities").glob("*.json")))
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -117,7 +123,8 @@ def test_the_main_paths_are_recorded() -> None:
     assert "send_mail" not in activities(refused) and activities(refused)["record_request_opened"] == 1
 
 
-@pytest.mark.parametrize("path", FILES + PRE_PATCH, ids=[f"{p.parent.name}/{p.stem}" for p in FILES + PRE_PATCH])
+@pytest.mark.parametrize("path", FILES + PRE_PATCH + LOCAL,
+                         ids=[f"{p.parent.name}/{p.stem}" for p in FILES + PRE_PATCH + LOCAL])
 async def test_saved_history_replays_without_nondeterminism(path: Path) -> None:
     result = await replayer(*WORKFLOWS).replay_workflow(load(path), raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure!r}"
@@ -204,6 +211,38 @@ def test_requests_are_recorded_on_both_sides_of_the_one_write_patch() -> None:
         assert scheduled[:2] == ["record_request_opened", "send_mail"] and markers[:2] == [
             "core_patch", "core_local_activity"], (scheduled[:2], markers[:2])
         assert len(after) < len(before), (old.name, len(after), len(before))
+
+
+def local_activities(path: Path) -> list[str]:
+    """The types of a history's local activities, from their markers (core writes the type in the `data` detail)."""
+    return [json.loads(base64.b64decode(e["markerRecordedEventAttributes"]["details"]["data"]["payloads"][0]["data"]))
+            ["activity_type"] for e in json.loads(path.read_text())["events"]
+            if e.get("markerRecordedEventAttributes", {}).get("markerName") == "core_local_activity"]
+
+
+def test_the_local_activity_histories_took_the_new_path() -> None:
+    """docs/local-activities.md: the enrolment's four calls and the request's row are markers, not activity tasks."""
+    by_name = {p.stem.split("-")[2] if p.stem.startswith("request-") else p.stem: p for p in LOCAL}
+    assert set(by_name) == {"program-replay-local", "RQSLA", "RQDSP", "RQREF"}, sorted(by_name)
+    enrolment = by_name["program-replay-local"]
+    assert local_activities(enrolment) == ["check_enrolment", "plan_period", "schedule_deadlines",
+                                           "register_programme"]
+    assert list(activities(enrolment).elements()) == ["save_projection", "file_document", "send_mail", "send_mail"]
+    for name in ("RQSLA", "RQDSP"):
+        assert local_activities(by_name[name])[:2] == ["business_deadline", "record_request_opened"], name
+        assert "record_request_opened" not in activities(by_name[name]), name
+    assert local_activities(by_name["RQREF"]) == ["record_request_opened"] and not activities(by_name["RQREF"])
+
+
+@pytest.mark.parametrize("path", LOCAL, ids=[p.stem for p in LOCAL])
+async def test_without_the_guards_the_local_activity_histories_break(
+        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The code from before the issue-16 patches (their guards off, every other as recorded) cannot replay a run
+    that took the new path."""
+    real, mine = workflow.patched, {PATCH_ENROL_LOCALLY, PATCH_OPEN_LOCALLY}
+    monkeypatch.setattr(workflow, "patched", lambda patch_id: patch_id not in mine and real(patch_id))
+    with pytest.raises(workflow.NondeterminismError):
+        await replayer(*WORKFLOWS).replay_workflow(load(path))
 
 
 @pytest.mark.parametrize("path", PRE_PATCH, ids=[p.stem for p in PRE_PATCH])

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,6 +24,7 @@ from domain.step_inputs import BillableExtraKind
 from storage import repositories as repo
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.migrate import current_revision, head_revision, upgrade, upgrade_sync
+from storage.schema_version import at_newest_revision, newest_revision
 from storage.tables import (
     AuditLogRow,
     Base,
@@ -141,6 +142,22 @@ async def test_upgrade_twice_is_a_noop_and_keeps_data(database_url: str) -> None
         await upgrade(database_url)
         assert await current_revision(database_url) == head_revision()
         assert await count(make_session_factory(eng), CustomerRow) == 1
+    finally:
+        await eng.dispose()
+
+
+async def test_a_reading_command_knows_the_newest_revision_without_alembic(database_url: str) -> None:
+    """storage/schema_version.py reads the newest revision off the file names: Alembic's head, and the database
+    is found behind it until upgraded (starter/database.py then upgrades)."""
+    assert newest_revision() == head_revision()
+    eng = make_engine(database_url)
+    try:
+        assert not await at_newest_revision(eng)  # empty: no alembic_version table
+        await upgrade(database_url)
+        assert await at_newest_revision(eng)
+        async with eng.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = '0009'"))
+        assert not await at_newest_revision(eng)
     finally:
         await eng.dispose()
 

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         BusinessDeadline,
         BusinessDeadlineRequest,
         CloseWorkspace,
+        CycleProjection,
         DeadlineRequest,
         DeadlineSchedule,
         DispatchBooking,
@@ -94,6 +95,7 @@ business_deadline_local = ActivityCall[BusinessDeadlineRequest, BusinessDeadline
     "business_deadline", BusinessDeadline, timeout_s=10, local=True)
 register_programme = ActivityCall[RegisterProgramme, WorkspaceRef]("register_programme", WorkspaceRef)
 save_projection = ActivityCall[ProjectionUpdate, Ack]("save_projection", Ack)
+save_cycle_projection = ActivityCall[CycleProjection, Ack]("save_cycle_projection", Ack)
 record_billable_extra = ActivityCall[ExtraRecord, Ack]("record_billable_extra", Ack)
 close_workspace = ActivityCall[CloseWorkspace, Ack]("close_workspace", Ack)
 file_document = ActivityCall[FileDocumentRequest, DocumentRef]("file_document", DocumentRef)
@@ -107,6 +109,21 @@ draft_monthly_report = ActivityCall[MonthlyReportRequest, ReportDraft]("draft_mo
 publish_report = ActivityCall[PublishReport, DocumentRef]("publish_report", DocumentRef)
 generate_final_report = ActivityCall[FinalReportRequest, DocumentRef]("generate_final_report", DocumentRef,
                                                                      timeout_s=300)
+# ---- local variants (issue 16, docs/local-activities.md) ---------------------------------
+# The same activities, run by the worker inside the workflow task that calls them: no activity task for the
+# server to dispatch and no workflow task to wake the run with the result, only a marker in history (all the
+# local activities of one workflow task are one billable Action). Only for short reads, pure computations and
+# idempotent writes of one transaction; each is behind a patch where it is called. Retried in the worker, and
+# beyond the SDK's local retry threshold (1 min of back-off) on durable timers: RETRY_FOREVER still holds.
+check_enrolment_local = ActivityCall[EnrolmentCheckRequest, EnrolmentCheckResult](
+    "check_enrolment", EnrolmentCheckResult, timeout_s=30, local=True)
+plan_period_local = ActivityCall[PlanPeriodRequest, PeriodPlan]("plan_period", PeriodPlan, timeout_s=30, local=True)
+schedule_deadlines_local = ActivityCall[DeadlineRequest, DeadlineSchedule](
+    "schedule_deadlines", DeadlineSchedule, timeout_s=30, local=True)
+register_programme_local = ActivityCall[RegisterProgramme, WorkspaceRef](
+    "register_programme", WorkspaceRef, timeout_s=30, local=True)
+record_request_opened_local = ActivityCall[RequestOpened, Ack]("record_request_opened", Ack, timeout_s=30,
+                                                                local=True)
 # SMTP 5xx comes back as a non-retryable ApplicationError; callers catch it
 # (ActivityError) and record it, so a bad address never fails a programme.
 send_mail = ActivityCall[MailRequest, MailResult]("send_mail", MailResult, timeout_s=120)

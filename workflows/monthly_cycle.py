@@ -11,13 +11,10 @@ current run even after the programme continued as new) and ends.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+import asyncio
 from datetime import datetime, timedelta
-from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, FailureError
 
 # Passed through, the mixins and helpers too: shared by every run instead of copied into each cached run
 # (they hold no module state; tests/test_architecture.py checks their sources for non-determinism).
@@ -27,12 +24,9 @@ with workflow.unsafe.imports_passed_through():
         DeadlineItem,
         DeadlineRequest,
         ExtraRecord,
-        MailRequest,
         MonthlyReportRequest,
-        PublishReport,
     )
     from domain.cycle import (
-        ApproveReport,
         CycleCallHeld,
         CycleCompleted,
         CycleInput,
@@ -41,23 +35,17 @@ with workflow.unsafe.imports_passed_through():
         HoldCall,
         RecordExtraCall,
         RecordExtraReport,
-        ReportReview,
         ScheduleCall,
-        SendBackReport,
     )
     from domain.due_dates import default_deadlines, with_agreed_call_day
-    from domain.errors import RuleViolation
-    from domain.naming import SA_OPEN_STEPS, SA_PROGRAM_PHASE, SA_TECHNICAL_LEAD
+    from domain.naming import SA_TECHNICAL_LEAD
     from domain.program import BillableExtra
     from domain.rules_cycle import (
-        check_approval_version,
         check_call_date,
         check_call_time,
         check_cycle_step_open,
         check_extra_call,
         check_extra_report,
-        check_send_back,
-        cycle_label,
         extra_call_key,
         extra_call_recorded,
         extra_report_key,
@@ -71,10 +59,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.steps import DueFrom, Workflow, tracked_steps
     from workflows import activity_calls as act
+    from workflows.cycle_base import PATCH_CYCLE_PROJECTION
+    from workflows.cycle_report import CycleReport
     from workflows.signal_route import check_registry, keep_and_mail_rejection, run_step, step_handlers
     from workflows.updatable_sleep import UpdatableSleep
     from workflows.update_sequence import UpdateSequence, refuse, refuse_in_body
-
 
 # Versioned changes of the command sequence (`workflow.patched`), as in workflows/program.py.
 PATCH_EXTRA_CALL_ONCE = "extra-call-once-per-day-and-agreement"
@@ -84,16 +73,14 @@ PATCH_MONTH_END_REPORT = "month-end-report-draft"
 # The schedule's item giving the instant the month-end draft is made (not a step).
 REPORT_DRAFT_KEY = "report_draft"
 
-# The cycle's steps, one after the other (domain/steps.py).
-ORDER = [st.name for st in tracked_steps(Workflow.cycle)]
-
 
 @workflow.defn
-class MonthlyCycleWorkflow:
+class MonthlyCycleWorkflow(CycleReport):
     @workflow.init
     def __init__(self, input: CycleInput) -> None:
         self._input = input
-        # No save (the cycle's state lives in the workflow) and no wake-up: completing a step wakes the loop.
+        # No save in the sequence (the cycle's state lives in the workflow; `_step` writes the inbox projection)
+        # and no wake-up: completing a step wakes the loop.
         self._updates = UpdateSequence()
         self._sleep = UpdatableSleep()
         wid = workflow.info().workflow_id
@@ -104,10 +91,10 @@ class MonthlyCycleWorkflow:
                    for st in tracked_steps(Workflow.cycle)],
         )
         self._status.steps[0].status = StepStatus.open
-
-    @property
-    def _label(self) -> str:
-        return cycle_label(self._input.month_start, self._input.month_end, self._input.months)
+        self._status.technical_lead_id = input.technical_lead.id
+        self._projects = False
+        self._projected = None
+        self._project_lock = asyncio.Lock()
 
     @workflow.run
     async def run(self, input: CycleInput) -> CycleResult:
@@ -115,6 +102,7 @@ class MonthlyCycleWorkflow:
         first_of_next = input.month_end + timedelta(days=1)
         # Asked before the first command, so a run started before the change replays its recorded sequence.
         self._status.month_end_report = workflow.patched(PATCH_MONTH_END_REPORT)
+        self._projects = workflow.patched(PATCH_CYCLE_PROJECTION)
         items = default_deadlines(Workflow.cycle, {
             DueFrom.month_start: input.month_start, DueFrom.month_end: input.month_end,
             DueFrom.next_month: first_of_next}, p)
@@ -137,6 +125,7 @@ class MonthlyCycleWorkflow:
             st = self._step_state(d.key)
             st.due_on, st.due_at, st.remind_at = d.due_on, d.due_at, d.remind_at
         self._publish()
+        await self._project()
 
         while not self._status.done:
             async with self._updates.lock:
@@ -155,17 +144,6 @@ class MonthlyCycleWorkflow:
                            extra_calls=s.extra_calls, extra_reports=s.extra_reports)
 
     # ------------------------------------------------------------ helpers
-    async def _tell_programme(self, signal: str, arg: CycleCompleted | CycleCallHeld) -> None:
-        """By signal, which reaches the programme's current run even after it continued as new. A programme
-        closed meanwhile (the last month's report comes after the period) has nothing left to hear."""
-        try:
-            await workflow.get_external_workflow_handle(self._input.parent_workflow_id).signal(signal, arg)
-        except FailureError as err:
-            workflow.logger.info("%s not delivered to %s: %s", signal, self._input.parent_workflow_id, err)
-
-    def _step_state(self, name: str) -> StepState:
-        return next(st for st in self._status.steps if st.step == name)
-
     def _next_event_at(self) -> datetime | None:
         times = [t for st in self._status.steps if st.status == StepStatus.open
                  for t in ((st.remind_at if not st.reminded else None), (st.due_at if not st.escalated else None))
@@ -174,11 +152,6 @@ class MonthlyCycleWorkflow:
         if s.month_end_report and s.report_draft_at is not None and s.report_version == 0:
             times.append(s.report_draft_at)
         return min(times) if times else None
-
-    def _is_stale(self, at: datetime) -> bool:
-        """A date long gone when the cycle started (programme taken over late): no mail for it
-        (docs/design.md "Past start dates")."""
-        return workflow.now() - at > timedelta(days=self._input.policy.stale_after_days)
 
     async def _process_due_events(self) -> None:
         now = workflow.now()
@@ -205,105 +178,7 @@ class MonthlyCycleWorkflow:
         if s.month_end_report and s.report_version == 0 and s.report_draft_at is not None and now >= s.report_draft_at:
             await self._month_ended()
         self._publish()
-
-    # ------------------------------------------------------------ the month-end report (D7, A6)
-    async def _month_ended(self) -> None:
-        """Rule D6/D7: the months are over. A call not held by now is missed (the TL hears of it, and
-        the report says so); the draft covering the whole cycle is made and waits for the TL."""
-        s, i = self._status, self._input
-        if s.call_held_on is None and not s.no_call_held:
-            s.no_call_held = True
-            for name in ("schedule_call", "hold_call"):
-                st = self._step_state(name)
-                if st.status != StepStatus.done:
-                    st.status = StepStatus.missed
-            if s.report_draft_at is not None and not self._is_stale(s.report_draft_at):
-                await self._mail([i.technical_lead.email], "step_escalation", "escalation:no-call-held", {
-                    "step_title": f"Hold the follow-up call ({self._label}): no call was held, the month's report "
-                                  f"says so",
-                    "due_on": self._input.month_end.isoformat(),
-                    "technical_lead": i.technical_lead.model_dump(mode="json")},
-                    cc=[i.policy.support_manager_mailbox])
-        if not await self._draft_report():
-            return
-        self._step_state("approve_report").status = StepStatus.open
-        self._sleep.wake()
-
-    async def _draft_report(self) -> bool:
-        """One more version of the month-end draft, filed out of the customer's sight (D7). A draft that
-        cannot be made (refused for good) is tried again an hour later; the cycle never fails on it."""
-        s, i = self._status, self._input
-        version = s.report_version + 1
-        try:
-            draft = await act.draft_monthly_report(
-                MonthlyReportRequest(customer_id=i.customer_id, customer_name=i.customer_name, period=i.period,
-                                     month=i.month, month_start=i.month_start, month_end=i.month_end,
-                                     call_held_on=s.call_held_on, call_notes=s.call_notes,
-                                     idempotency_key=self._key(f"report-draft-v{version}"),
-                                     draft=True, version=version, months_ended=True, reviews=s.report_reviews),
-                summary=f"Draft {version} of the follow-up report for {self._label}",
-            )
-        except ActivityError as err:
-            workflow.logger.warning("report draft %s of %s refused: %s", version, self._label, err.cause or err)
-            if s.report_version == 0 and s.report_draft_at is not None:
-                s.report_draft_at = workflow.now() + timedelta(hours=1)
-            return False
-        s.report_version = version
-        s.report_document_id, s.report_summary = draft.document_id, draft.summary
-        return True
-
-    def _key(self, purpose: str) -> str:
-        return f"{self._status.workflow_id}:{purpose}"
-
-    async def _mail(self, to: list[str], template: str, purpose: str, context: dict[str, Any],
-                    cc: list[str] | None = None, **kw: Any) -> None:
-        i = self._input
-        if i.stale:
-            return
-        try:
-            await act.send_mail(
-                MailRequest(idempotency_key=self._key(f"mail:{purpose}"), to=to, cc=cc or [], template=template,
-                            customer_id=i.customer_id,
-                            context={"customer_name": i.customer_name, "customer_id": i.customer_id,
-                                     "portal_url": i.policy.portal_url, "timezone": i.calendar.timezone,
-                                     **context}, **kw),
-                summary=f"Mail '{template}' to {', '.join(to)}",
-            )
-        except ActivityError as err:
-            workflow.logger.warning("mail %s refused for good: %s", template, err.cause or err)
-
-    @asynccontextmanager
-    async def _step(self, step: str, by: str, also: Callable[[], list[RuleViolation]] = lambda: []
-                    ) -> AsyncIterator[CycleStatus]:
-        """Lock, re-check that the step is still open (two Updates may both pass their validators
-        before either runs), mark it done and open the next one, wake the loop; then the body."""
-        async with self._updates(lambda: check_cycle_step_open(self._status, step) + also()):
-            st = self._step_state(step)
-            now = workflow.now()
-            st.status, st.done_at, st.done_by = StepStatus.done, now, by
-            st.late = bool(st.due_at and now > st.due_at)
-            idx = ORDER.index(step)
-            if idx + 1 < len(ORDER):
-                nxt = self._step_state(ORDER[idx + 1])
-                # Rule D7: with month-end reports, the approval opens when the draft is made, not at the call.
-                if not (nxt.step == "approve_report" and self._status.month_end_report
-                        and self._status.report_document_id is None):
-                    nxt.status = StepStatus.open
-            else:
-                self._status.done = True
-            self._sleep.wake()
-            yield self._status
-
-    def _publish(self) -> None:
-        open_steps = [st.step for st in self._status.steps if st.status == StepStatus.open]
-        workflow.upsert_search_attributes([
-            SA_OPEN_STEPS.value_set(open_steps),
-            SA_PROGRAM_PHASE.value_set("cycle-done" if self._status.done else "cycle"),
-        ])
-        lines = [f"Follow-up cycle {self._label} (period {self._input.period}, month {self._input.month})"]
-        lines += [f"- [{'x' if st.status == StepStatus.done else ' '}] {st.title} (due {st.due_on})"
-                  for st in self._status.steps]
-        workflow.set_current_details("\n".join(lines))
+        await self._project()  # a step escalated (overdue), missed or opened
 
     # ------------------------------------------------------------ Updates
     @workflow.query
@@ -362,55 +237,6 @@ class MonthlyCycleWorkflow:
     def _validate_hold_call(self, inp: HoldCall) -> None:
         refuse(check_cycle_step_open(self._status, "hold_call"))
         refuse(check_call_date(inp, self._input.month_start))
-
-    @workflow.update
-    async def approve_report(self, inp: ApproveReport) -> CycleStatus:
-        async with self._step("approve_report", inp.by, lambda: check_approval_version(self._status, inp)) as s:
-            i = self._input
-            s.report_reviews.append(ReportReview(version=max(s.report_version, 1), decision="approved", by=inp.by,
-                                                 at=workflow.now(), comments=inp.comments))
-            if s.month_end_report and s.report_document_id is not None:
-                # Rule D7: only the approved version reaches the customer's workspace and mail.
-                await act.publish_report(
-                    PublishReport(document_id=s.report_document_id, approved_by=inp.by, approved_at=workflow.now(),
-                                  reviews=s.report_reviews),
-                    summary=f"Publish version {s.report_version} of the report for {self._label}")
-            await self._mail([c.email for c in i.contacts] or [i.technical_lead.email], "monthly_report",
-                             "monthly-report", {"month_label": self._label, "summary": s.report_summary or "",
-                                                "technical_lead": i.technical_lead.model_dump(mode="json")},
-                             cc=[i.technical_lead.email], attach_document_id=s.report_document_id)
-            self._publish()
-            return s
-
-    @approve_report.validator
-    def _validate_approve_report(self, inp: ApproveReport) -> None:
-        refuse(check_cycle_step_open(self._status, "approve_report"))
-        refuse(check_approval_version(self._status, inp))
-
-    @workflow.update
-    async def send_back_report(self, inp: SendBackReport) -> CycleStatus:
-        """Rule D7: the TL sends the draft back with comments; they are kept, and the next version is drafted
-        from the database again (with the corrected call notes, when given)."""
-        async with self._updates(lambda: check_send_back(self._status, inp, self._input.month_start)):
-            s, i = self._status, self._input
-            s.report_reviews.append(ReportReview(version=s.report_version, decision="sent_back", by=inp.by,
-                                                 at=workflow.now(), comments=inp.comments))
-            if inp.call_notes:
-                s.call_notes = inp.call_notes
-            if inp.held_on is not None:
-                # Rule D6: the call took place, recorded after the month's steps were marked missed.
-                s.call_held_on, s.no_call_held = inp.held_on, False
-                hold = self._step_state("hold_call")
-                hold.status, hold.done_at, hold.done_by, hold.late = StepStatus.done, workflow.now(), inp.by, True
-                await self._tell_programme("cycle_call_held", CycleCallHeld(period=i.period, month=i.month,
-                                                                           held_on=inp.held_on))
-            await self._draft_report()
-            self._publish()
-            return s
-
-    @send_back_report.validator
-    def _validate_send_back_report(self, inp: SendBackReport) -> None:
-        refuse(check_send_back(self._status, inp, self._input.month_start))
 
     @workflow.update
     async def record_extra_call(self, inp: RecordExtraCall) -> CycleStatus:
@@ -474,8 +300,10 @@ class MonthlyCycleWorkflow:
             if self._status.done or previous.id == change.technical_lead.id:
                 return
             self._input.technical_lead = change.technical_lead
+            self._status.technical_lead_id = change.technical_lead.id
             self._status.technical_lead_changes.append(change.record(previous.id, workflow.now()))
             workflow.upsert_search_attributes([SA_TECHNICAL_LEAD.value_set(change.technical_lead.id)])
+            await self._project()  # the steps move to the new TL's inbox
 
     # ------------------------------------------------------------- the signal route
     @workflow.signal

@@ -19,6 +19,7 @@ steps: domain/steps.py.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -71,6 +72,11 @@ RULE_CHECKED_STEPS = {"complete_kickoff", "submit_site_inventory", "update_site_
 # the archived workspace for the policy's days (`close_workspace` inputs). A close recorded before replays as
 # it ran: report not attached, access revoked at once.
 PATCH_CLOSE_KEEPS_WORKSPACE_READABLE = "close-attaches-final-report-keeps-workspace-readable"
+# Issue 16: the enrolment's check (a read), its calendar maths (plan, default due dates) and the workspace's
+# registration (one idempotent transaction) run as local activities, all in the run's first workflow task;
+# the last save runs only when something changed since the one before the welcome mail. A run enrolled
+# before replays them as activities. Which calls are local, and why each stays safe: docs/local-activities.md.
+PATCH_ENROL_LOCALLY = "enrolment-local-activities"
 
 DELIVERABLES = [
     {"id": "D1", "title": "Priority call handling", "frequency": "continuous"},
@@ -102,9 +108,11 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
         e = input.enrolment
         self._input = input
         self._sleep = UpdatableSleep()
-        # No save and no wake-up in the sequence: the main loop saves when `_dirty`, `_record` wakes it.
-        self._updates = UpdateSequence()
+        # The main loop saves when `_dirty`, and so does an Update before it returns (PATCH_SAVE_IN_UPDATE);
+        # no wake-up in the sequence: `_record` wakes the loop.
+        self._updates = UpdateSequence(save=self._save_in_update)
         self._dirty = False
+        self._save_lock = asyncio.Lock()
         self._audit: list[AuditEntry] = []
         self._subscription_contacts = 0
         self._period_over = False
@@ -133,7 +141,8 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
         s = self._status
         e = input.enrolment
         policy = input.policy
-        check = await act.check_enrolment(
+        local = workflow.patched(PATCH_ENROL_LOCALLY)
+        check = await (act.check_enrolment_local if local else act.check_enrolment)(
             EnrolmentCheckRequest(enrolment=e, policy=policy, period=input.period),
             summary=f"Enrolment check, period {input.period} (E1, C2, C4)",
         )
@@ -152,7 +161,7 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
         # rule E2: buying or using the services means accepting the handbook.
         s.handbook_accepted_at = workflow.now()
 
-        plan = await act.plan_period(
+        plan = await (act.plan_period_local if local else act.plan_period)(
             PlanPeriodRequest(calendar=e.calendar, period=input.period, period_start=e.period_start,
                               term_months=e.term_months, policy=policy),
             summary="Plan the period on the programme calendar (C5, C14, C16)",
@@ -179,11 +188,11 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
             s.inventory = input.inventory
         s.extras = list(input.extras_carried)
         s.period_invoice = input.period_invoice  # rule C14: tracked until paid, across periods
-        await self._schedule_default_deadlines()
+        await self._schedule_default_deadlines(local=local)
         self._open_ready_steps()
         s.phase = Phase.onboarding
 
-        ws = await act.register_programme(
+        ws = await (act.register_programme_local if local else act.register_programme)(
             RegisterProgramme(status=s, enrolment=e), summary="Register programme and provision workspace (D10, A9)"
         )
         s.workspace_id = ws.workspace_id
@@ -220,7 +229,10 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
             "deliverables": deliverables(s.call_frequency_months),
         })
         await self._mail_tl_assignment("tl_assignment")
-        await self._save()
+        if not (local and workflow.patched(PATCH_SAVE_BEFORE_WELCOME)) or self._dirty:
+            # Since PATCH_ENROL_LOCALLY only when the welcome document and mails changed something (a mail
+            # refused for good, an Update meanwhile): otherwise it would write what the save above wrote.
+            await self._save()
 
         while True:
             # Reset before the work, not after it: an Update or signal that lands while

@@ -8,6 +8,7 @@ one side of the programme: the timed events (program_timing.py), the onboarding 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -49,6 +50,10 @@ from workflows.update_sequence import UpdateSequence
 # Rule C7 reaches the work already running: the monthly cycles and open requests are told of the new
 # TL (signal `technical_lead_changed`). A reassignment recorded before this change replays without it.
 PATCH_REASSIGN_RUNNING_WORK = "reassign-reaches-running-cycles-and-requests"
+# Issue 16: an Update saves the state (and with it the inbox projection) before it returns, so a completed
+# step has left the inbox when its Update returns. A programme that handled an Update before this change
+# keeps saving from its main loop only.
+PATCH_SAVE_IN_UPDATE = "update-saves-before-returning"
 
 
 def iso(d: date | datetime | None) -> str | None:
@@ -62,6 +67,7 @@ class ProgramBase:
     _updates: UpdateSequence
     _sleep: UpdatableSleep
     _dirty: bool
+    _save_lock: asyncio.Lock
     _audit: list[AuditEntry]
     _subscription_contacts: int
     _period_over: bool
@@ -186,11 +192,18 @@ class ProgramBase:
         })
 
     async def _save(self) -> None:
-        self._dirty = False
-        audit, self._audit = self._audit, []
-        self._publish()
-        await act.save_projection(ProjectionUpdate(status=self._status, audit=audit),
-                                  summary=f"Save programme state ({self._status.phase.value})")
+        # One save at a time: an Update's and the main loop's could otherwise commit in the wrong order.
+        async with self._save_lock:
+            self._dirty = False
+            audit, self._audit = self._audit, []
+            self._publish()
+            await act.save_projection(ProjectionUpdate(status=self._status, audit=audit),
+                                      summary=f"Save programme state ({self._status.phase.value})")
+
+    async def _save_in_update(self) -> None:
+        """The end of every Update (UpdateSequence's save): see PATCH_SAVE_IN_UPDATE."""
+        if self._dirty and workflow.patched(PATCH_SAVE_IN_UPDATE):
+            await self._save()
 
     def _publish(self) -> None:
         """Search attributes and current details: what admins see in the Temporal UI."""

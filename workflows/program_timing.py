@@ -116,17 +116,18 @@ class ProgramTiming(ProgramRenewal):
             self._dirty = True
 
     # ---------------------------------------------------------------- deadlines
-    async def _schedule_default_deadlines(self) -> None:
-        """Each tracked step's default due date, in business days from the period start (domain/steps.py)."""
+    async def _schedule_default_deadlines(self, local: bool = False) -> None:
+        """Each tracked step's default due date, in business days from the period start (domain/steps.py);
+        `local`: as a local activity (the enrolment's, docs/local-activities.md)."""
         s = self._status
         p = self._input.policy
         assert s.plan is not None
         start = s.plan.period_start
         items = default_deadlines(Workflow.program, {DueFrom.period_start: start}, p)
-        await self._apply_deadlines(items, "Default step due dates (business days)")
+        await self._apply_deadlines(items, "Default step due dates (business days)", local=local)
 
-    async def _apply_deadlines(self, items: list[DeadlineItem], summary: str) -> None:
-        sched = await act.schedule_deadlines(
+    async def _apply_deadlines(self, items: list[DeadlineItem], summary: str, local: bool = False) -> None:
+        sched = await (act.schedule_deadlines_local if local else act.schedule_deadlines)(
             DeadlineRequest(calendar=self._status.calendar, items=items,
                             reminder_business_days=self._input.policy.step_reminder_business_days),
             summary=summary,

@@ -52,6 +52,11 @@ from workflows.update_sequence import UpdateSequence
 # OT's answers (respond, pend, propose) and the customer's rejection go into the thread and mail the
 # other side (A4). Requests that answered before this change replay without those messages.
 PATCH_ACTIONS_IN_THREAD = "request-actions-post-to-the-thread"
+# Issue 16: the request's opening row is written by a local activity (workflows/support_request.py), and
+# `_publish` upserts only the search attributes whose value changes (the starter sets all four at the start;
+# most steps change none: each upsert is a billable Action and a history event). A request opened before
+# replays with its activity and its every upsert. docs/local-activities.md.
+PATCH_OPEN_LOCALLY = "request-opens-locally-upserts-only-changes"
 
 
 class RequestBase:
@@ -321,7 +326,12 @@ class RequestBase:
             SA_REQUEST_STATE.value_set(s.state.value),
             SA_SLA_BREACHED.value_set(s.sla_breached),
         ]
-        workflow.upsert_search_attributes(updates)
+        if workflow.patched(PATCH_OPEN_LOCALLY):
+            # Compared with the values as this run knows them: the start's and its own upserts (in history).
+            current = workflow.info().typed_search_attributes
+            updates = [u for u in updates if current.get(u.key) != u.value]
+        if updates:
+            workflow.upsert_search_attributes(updates)
         lines = [f"**{s.tracking_number}** {s.kind.value} request of {i.customer_name} ({s.customer_id}), "
                  f"priority {s.priority.value}, state **{s.state.value}**",
                  f"Summary: {s.summary}",

@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.step_inputs import EXTRA_RULES, BillableExtraKind, CompleteStepSignal, TechnicalLeadChanged
     from domain.steps import Workflow
     from workflows import activity_calls as act
+    from workflows.request_base import PATCH_OPEN_LOCALLY
     from workflows.request_conversation import RequestConversation
     from workflows.request_dispatch import RequestDispatchSteps
     from workflows.request_resolution import RequestResolution
@@ -119,11 +120,25 @@ class SupportRequestWorkflow(RequestResolution, RequestConversation, RequestDisp
         """Rule C13: the request is recorded, refused and closed; the run completes (it does not fail)."""
         s = self._status
         i = self._input
+        local = workflow.patched(PATCH_OPEN_LOCALLY)
         s.refusal = refusal
         s.state = RequestState.closed
         s.closed_at = workflow.now()
         self._publish()
         self._record_opening()
+        if local:
+            # One local write: the request's row with its only status change (A4), as the opening does.
+            change = StatusChange(at=s.closed_at, from_state=None, to_state=RequestState.closed, by="system",
+                                  note=refusal)
+            s.history.append(change)
+            await act.record_request_opened_local(
+                RequestOpened(customer_name=i.customer_name, period=i.period, request=i.request, status=s,
+                              at=s.closed_at, audit=self._drain_audit(),
+                              changes=[StatusChangeRecord(tracking_number=s.tracking_number, change=change,
+                                                          idempotency_key=self._key(f"status:{len(s.history)}"))]),
+                summary=f"Record refused request {s.tracking_number}, closed (C13, A4)",
+            )
+            return
         await act.record_request_opened(
             RequestOpened(customer_name=i.customer_name, period=i.period, request=i.request, status=s,
                           at=workflow.now(), audit=self._drain_audit()),
@@ -169,11 +184,13 @@ class SupportRequestWorkflow(RequestResolution, RequestConversation, RequestDisp
     async def _open_in_one_write(self) -> None:
         """The opening since PATCH_OPEN_IN_ONE_WRITE: the C12 deadline first (a local activity), then the
         request's row, its opening status change (A4) and the clock's start (C12) in one transaction,
-        then the TL's mail. Three steps instead of six, the same rows and the same mail."""
+        then the TL's mail. Three steps instead of six, the same rows and the same mail. Since PATCH_OPEN_LOCALLY
+        the write is a local activity too: the whole opening is the run's first workflow task, then the mail."""
         s = self._status
         i = self._input
         p = i.policy
         r = i.request
+        local = workflow.patched(PATCH_OPEN_LOCALLY)
         deadline, clock = self._deadline_request()
         d = await act.business_deadline_local(
             deadline, summary=f"First-response deadline: {p.first_response_minutes} min, {clock} (C12)")
@@ -188,7 +205,7 @@ class SupportRequestWorkflow(RequestResolution, RequestConversation, RequestDisp
         s.sla_events.append(started)
         self._record_opening()
         self._publish()
-        await act.record_request_opened(
+        await (act.record_request_opened_local if local else act.record_request_opened)(
             RequestOpened(customer_name=i.customer_name, period=i.period, request=r, status=s, at=now,
                           audit=self._drain_audit(),
                           changes=[StatusChangeRecord(tracking_number=s.tracking_number, change=change,

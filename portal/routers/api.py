@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Security
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 
 from domain.enrolment import Enrolment
 from domain.errors import RuleRefused
+from domain.inbox import PAGE_SIZE
 from domain.request import AcceptResolution, ApproveDispatch, NewRequest
 from portal import access, actions, audit, queries
 from portal.access import Action, NotFound
@@ -25,6 +26,7 @@ from portal.schemas import (
     AuditEntryOut,
     AuditPage,
     CustomerOut,
+    DeskItem,
     DispatchOut,
     DocumentBody,
     DocumentOut,
@@ -42,6 +44,7 @@ from portal.schemas import (
     StepDone,
 )
 from portal.state import get_state
+from starter import inbox as lists
 from storage import repositories as repo
 from storage.repositories import as_utc
 from storage.users import Role
@@ -226,17 +229,20 @@ async def non_renewal_notice(request: Request, customer_id: str, body: NoticeIn,
 
 
 @router.get("/programmes", response_model=list[ProgrammeOut])
-async def programmes(request: Request, principal: Principal = Depends(api_user),
+async def programmes(request: Request, response: Response, principal: Principal = Depends(api_user),
                      phase: str | None = None, tl: str | None = None,
                      renewal_within_days: int | None = Query(None, ge=0, le=36_500),
-                     overdue: bool = False) -> list[ProgrammeOut]:
+                     overdue: bool = False,
+                     page: int = Query(1, ge=1, le=1_000_000, description="Page of 50, from 1")) -> list[ProgrammeOut]:
+    """Programmes by customer ID, a page of 50 (the whole list's size in the `X-Total-Count` header)."""
     access.require_programme_list(principal)
     state = get_state(request)
+    chosen: dict[str, Any] = {"phase": phase, "tl": tl, "renewal_within_days": renewal_within_days,
+                              "overdue": overdue,
+                              "led_by": principal.technical_lead_id if principal.role == Role.tl else None}
     async with state.sessions() as session:
-        ids = [c.id for c in await access.customers_in_reach(session, principal)] \
-            if principal.role == Role.tl else None
-        views = await queries.programme_views(session, customer_ids=ids, phase=phase, tl=tl,
-                                              renewal_within_days=renewal_within_days, overdue=overdue)
+        views = await queries.programme_views(session, **chosen, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+        response.headers["X-Total-Count"] = str(await queries.count_programmes(session, **chosen))
     return [ProgrammeOut.model_validate({**v.as_json(), "temporal_url": state.workflow_url(v.workflow_id)})
             for v in views]
 
@@ -293,16 +299,38 @@ async def complete_step(request: Request, customer_id: str, step: str, payload: 
 
 
 @router.get("/inbox", response_model=list[InboxItem])
-async def inbox(request: Request, principal: Principal = Depends(api_user)) -> list[InboxItem]:
-    """Open steps, overdue first: `techconnect step list` for the person asking."""
+async def inbox(request: Request, response: Response, principal: Principal = Depends(api_user),
+                page: int = Query(1, ge=1, le=1_000_000, description="Page of 50, from 1")) -> list[InboxItem]:
+    """Open steps, overdue first: `techconnect step list` for the person asking, a page of 50 (the whole
+    list's size in the `X-Total-Count` header)."""
     access.require(principal, Action.inbox)
     state = get_state(request)
-    tl = principal.technical_lead_id if principal.role == Role.tl else None
-    rows = await actions.open_steps(await state.temporal(), tl)
-    async with state.sessions() as session:
-        reach = {c.id for c in await access.customers_in_reach(session, principal)}
-    return [InboxItem.model_validate({**r, "temporal_url": state.workflow_url(str(r["workflow_id"]))})
-            for r in rows if r["customer_id"] in reach]
+    own = principal.role == Role.tl
+    found = await lists.open_steps(state.settings, tl=principal.technical_lead_id if own else None, page=page,
+                                   sessions=state.sessions,
+                                   customers_led_by=principal.technical_lead_id if own else None)
+    response.headers["X-Total-Count"] = str(found.total)
+    return [InboxItem.model_validate({**e.step.model_dump(), "temporal_url": state.workflow_url(e.step.workflow_id)})
+            for e in found.items]
+
+
+@router.get("/desk", response_model=list[DeskItem])
+async def desk(request: Request, response: Response, principal: Principal = Depends(api_user),
+               priority: str | None = Query(None, max_length=16), state: str | None = Query(None, max_length=16),
+               page: int = Query(1, ge=1, le=1_000_000, description="Page of 50, from 1")) -> list[DeskItem]:
+    """The support desk's queue, the portal's `/desk`: late first, then the clocks that run out soonest, a page of 50
+    (the whole queue's size in the `X-Total-Count` header). A TL's is the programmes they lead."""
+    access.require(principal, Action.desk)
+    async with get_state(request).sessions() as session:
+        found = await queries.desk_queue(session, None, priority=priority, state=state,
+                                         led_by=principal.technical_lead_id if principal.role == Role.tl else None,
+                                         offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    response.headers["X-Total-Count"] = str(found.total)
+    return [DeskItem(tracking_number=d.row.tracking_number, customer_id=d.row.customer_id,
+                     customer_name=d.customer_name, technical_lead_id=d.technical_lead_id, priority=d.row.priority,
+                     state=d.row.state, summary=d.row.summary, opened_at=as_utc(d.row.opened_at),
+                     first_response_deadline=as_utc(d.row.first_response_deadline)
+                     if d.row.first_response_deadline else None, sla=d.sla[0], late=d.late) for d in found.rows]
 
 
 @router.get("/audit", response_model=AuditPage, responses={404: {"description": "No such customer"}})

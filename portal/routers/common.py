@@ -1,4 +1,4 @@
-"""What more than one router needs: the programme's time zone and a refusal shown on a form."""
+"""What more than one router needs: the programme's time zone, a refusal shown on a form, a list's page."""
 
 from __future__ import annotations
 
@@ -37,3 +37,8 @@ def response_promise(customer: CustomerInReach, minutes: int) -> dict[str, objec
 def refusal_errors(fields: Sequence[forms.Field], exc: RuleRefused) -> forms.FormErrors:
     """A refusal on the form: each rule violation at its field when there are any, else the message on top."""
     return forms.violation_errors(fields, exc.violations) if exc.violations else forms.FormErrors(top=[exc.message])
+
+
+def page_number(raw: str | None) -> int:
+    """`?page=` of a paged list: 1 for anything that is not a small positive number."""
+    return max(1, int(raw)) if raw and raw.isdigit() and len(raw) < 7 else 1

@@ -17,8 +17,9 @@ from portal import access, actions, forms
 from portal.access import Action, NotFound
 from portal.auth import Principal, check_csrf, require_user
 from portal.rendering import redirect, render
-from portal.routers.common import programme_tz
+from portal.routers.common import page_number, programme_tz
 from portal.state import get_state
+from starter import inbox as lists
 from storage import repositories as repo
 from storage.repositories.documents import MONTHLY_REPORT_DRAFT
 from storage.users import Role
@@ -28,19 +29,22 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
 
 @router.get("/inbox")
 async def inbox(request: Request, principal: Principal = Depends(require_user)) -> Response:
+    """A page of 50 open steps from the inbox projection (issue 16), overdue first."""
     access.require(principal, Action.inbox)
     state = get_state(request)
-    tl = principal.technical_lead_id if principal.role == Role.tl else (request.query_params.get("tl") or None)
-    rows = await actions.open_steps(await state.temporal(), tl)
-    async with state.sessions() as session:
-        reach = {c.id: c for c in await access.customers_in_reach(session, principal)}
-    # Visibility finds the TL's workflows; the projection decides what the person may see.
-    rows = [r for r in rows if r["customer_id"] in reach]
-    for r in rows:
-        r["customer_name"] = reach[r["customer_id"]].name
-        r["may_complete"] = access.may_complete_step(principal, str(r["step"])) and r["step"] in forms.STEP_FORMS
-    return render(request, "inbox.html.j2", {"rows": rows, "tl": tl, "today": date.today()},
-                  title="Inbox")
+    own = principal.role == Role.tl
+    tl = principal.technical_lead_id if own else (request.query_params.get("tl") or "").strip()[:128] or None
+    page = page_number(request.query_params.get("page"))
+    # A TL sees the steps of the programmes they lead now; staff everyone's.
+    found = await lists.open_steps(state.settings, tl=tl, page=page, sessions=state.sessions,
+                                   customers_led_by=principal.technical_lead_id if own else None)
+    rows = [{**e.step.model_dump(), "customer_name": e.customer_name,
+             "may_complete": access.may_complete_step(principal, e.step.step) and e.step.step in forms.STEP_FORMS}
+            for e in found.items]
+    return render(request, "inbox.html.j2", {
+        "rows": rows, "tl": tl, "today": date.today(), "total": found.total, "overdue": found.overdue,
+        "page": page, "pages": lists.page_count(found.total), "query": {"tl": tl} if tl and not own else {},
+    }, title="Inbox")
 
 
 async def _step_in_reach(request: Request, principal: Principal, customer_id: str,

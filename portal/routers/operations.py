@@ -22,6 +22,7 @@ from domain.activities import AuditEntry
 from domain.enrolment import Enrolment
 from domain.errors import RuleRefused, RuleViolation
 from domain.holidays import describe_list
+from domain.inbox import PAGE_SIZE
 from domain.prices import iso_day, price_on
 from domain.program import ProgramStatus
 from domain.step_inputs import (
@@ -35,8 +36,9 @@ from portal import access, actions, audit, forms, queries, timeline
 from portal.access import Action, NotFound
 from portal.auth import Principal, check_csrf, require_user
 from portal.rendering import redirect, render
-from portal.routers.common import refusal_errors
+from portal.routers.common import page_number, refusal_errors
 from portal.state import PortalState, get_state
+from starter.inbox import page_count
 from storage import ledger
 from storage import repositories as repo
 from storage import users as users_repo
@@ -70,17 +72,20 @@ async def programmes(request: Request, principal: Principal = Depends(require_us
     renewal, phase, tl = q.get("renewal") or "", q.get("phase") or "", q.get("tl") or ""
     overdue = q.get("overdue") == "on"
     filters: dict[str, Any] = {"phase": phase, "tl": tl, "renewal": renewal, "overdue": overdue}
+    page = page_number(q.get("page"))
     state = get_state(request)
     async with state.sessions() as session:
-        ids = None
-        if principal.role == Role.tl:
-            ids = [c.id for c in await access.customers_in_reach(session, principal)]
-        rows = await queries.programme_views(
-            session, customer_ids=ids, phase=phase or None, tl=tl or None,
-            renewal_within_days=int(renewal) if renewal.isdigit() and len(renewal) <= 5 else None, overdue=overdue)
+        # A page of 50 and the total, filtered in SQL (issue 16); a TL sees the programmes they lead.
+        chosen: dict[str, Any] = {
+            "phase": phase or None, "tl": tl or None, "overdue": overdue,
+            "led_by": principal.technical_lead_id if principal.role == Role.tl else None,
+            "renewal_within_days": int(renewal) if renewal.isdigit() and len(renewal) <= 5 else None}
+        rows = await queries.programme_views(session, **chosen, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+        total = await queries.count_programmes(session, **chosen)
         tls = await users_repo.list_users(session, role=Role.tl)
     return render(request, "programmes.html.j2", {
-        "rows": rows, "filters": filters, "phases": PHASES, "tls": tls,
+        "rows": rows, "filters": filters, "phases": PHASES, "tls": tls, "total": total, "page": page,
+        "pages": page_count(total), "query": {k: ("on" if v is True else v) for k, v in filters.items() if v},
         "may_start": access.may(principal, Action.start_programme)}, title="Programmes")
 
 
@@ -388,15 +393,11 @@ async def holidays_page(request: Request, principal: Principal = Depends(require
 # ---- audit log ----------------------------------------------------------------------------------------------
 
 
-def _page_number(raw: str | None) -> int:
-    return max(1, int(raw)) if raw and raw.isdigit() and len(raw) < 7 else 1
-
-
 @router.get("/ops/audit")
 async def audit_page(request: Request, principal: Principal = Depends(require_user)) -> Response:
     q = request.query_params
     f = audit.AuditFilters.of(q.get("customer"), q.get("actor"), q.get("action"), q.get("interface"))
-    page = _page_number(q.get("page"))
+    page = page_number(q.get("page"))
     async with get_state(request).sessions() as session:
         await audit.allowed(session, principal, f.customer_id)
         rows, total = await audit.entries(session, f, limit=audit.PAGE_SIZE, offset=(page - 1) * audit.PAGE_SIZE)

@@ -28,6 +28,11 @@ non-renewal notice must come in before the deadline, 90 days before the end):
 
 `--only requests` (or `programmes`) records one group and leaves the other files as they are.
 
+`--only local` records the first histories of the `enrolment-local-activities` and
+`request-opens-locally-upserts-only-changes` patches (issue 16, docs/local-activities.md) into
+tests/replay/local-activities/, pinned there: a programme enrolled a month ahead (its enrolment's
+local activities, waiting on its timer) and the three request paths above.
+
 Re-run it after a deliberate, versioned change of workflow code, and commit the files.
 """
 
@@ -48,19 +53,21 @@ from domain.calendar import add_months
 from domain.naming import SA_CUSTOMER_ID, request_workflow_id
 from domain.program import ProgramStatus
 from domain.request import RequestInput
+from tests.calendar_positions import next_plain_friday
 from tests.harness import Stack, add_subscription, enrolment, stack_on_server, start_time_skipping
 from tests.test_program_lifecycle import complete_onboarding, run_cycle
 from tests.test_program_refusals import history_len
-from tests.test_support_request import at_local, file, live_programme, new_request, next_plain_friday, update
+from tests.test_support_request import at_local, file, live_programme, new_request, update
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
+LOCAL = Path(__file__).resolve().parent / "local-activities"
 PARIS = ZoneInfo("Europe/Paris")
 
 
-async def save(handle: WorkflowHandle[Any, Any]) -> Path:
+async def save(handle: WorkflowHandle[Any, Any], directory: Path = HISTORIES) -> Path:
     await history_len(handle)  # idle: its own activities finished
     history = await handle.fetch_history()
-    path = HISTORIES / f"{handle.id}.json"
+    path = directory / f"{handle.id}.json"
     path.write_text(history.to_json() + "\n")
     print(f"{path}: {len(history.events)} events")
     return path
@@ -150,13 +157,13 @@ async def time_skipping_paths(tmp: Path) -> None:
         await save(st.client.get_workflow_handle(renewed.id, run_id=first_run))
 
 
-async def request_paths(tmp: Path) -> None:
+async def request_paths(tmp: Path, directory: Path = HISTORIES) -> None:
     """SupportRequestWorkflow's main paths, on the time-skipping server (the SLA clock needs days)."""
     async with stack_on_server(tmp / "rq", f"sqlite+aiosqlite:///{tmp / 'rq.db'}", server=start_time_skipping) as st:
         for customer in ("rqsla", "rqdsp", "rqref"):
             await live_programme(st, customer)
         # C12: Friday 16:30 Paris, due Monday 09:30; warned, escalated, answered late; A4: closed.
-        friday = next_plain_friday(await st.now())
+        friday = next_plain_friday(await st.now(), PARIS, "FR")
         _, sla = await file(st, "rqsla", at=at_local(friday, 16, 30))
         await st.sleep_until(at_local(friday + timedelta(days=3), 9, 31))
         await st.sink.wait_for(lambda m: "SLA breached" in str(m["Subject"]))
@@ -167,7 +174,7 @@ async def request_paths(tmp: Path) -> None:
         closed = await update(sla, "accept_resolution", by="carol")
         assert closed.state == "closed", closed.state
         await sla.result()
-        await save(sla)
+        await save(sla, directory)
         # A4: a dispatch approved by both parties, booked, visited and billed (C3).
         _, dsp = await file(st, "rqdsp")
         await update(dsp, "respond", by="rep-sam", message="Hardware fault suspected")
@@ -181,7 +188,7 @@ async def request_paths(tmp: Path) -> None:
         await update(dsp, "propose_resolution", by="tl-alice", measures="Controller replaced on site")
         await update(dsp, "accept_resolution", by="carol")
         await dsp.result()
-        await save(dsp)
+        await save(dsp, directory)
         # C13: a customisation without its agreement, started without the CLI's precheck.
         prog = await st.status("rqref")
         number = f"TC-RQREF-{(await st.now()).year}-0001"
@@ -194,7 +201,17 @@ async def request_paths(tmp: Path) -> None:
             id=request_workflow_id(number), task_queue=st.task_queue,
             search_attributes=TypedSearchAttributes([SearchAttributePair(SA_CUSTOMER_ID, "rqref")]))
         await ref.result()
-        await save(ref)
+        await save(ref, directory)
+
+
+async def local_enrolment(tmp: Path) -> None:
+    """A programme enrolled a month ahead: nothing falls due, its history ends on its timer."""
+    async with stack_on_server(tmp / "le", f"sqlite+aiosqlite:///{tmp / 'le.db'}", server=start_time_skipping) as st:
+        start = await local_today(st) + timedelta(days=30)
+        await add_subscription(st.sessions, "replay-local", start - timedelta(days=1), start + timedelta(days=800))
+        handle = await st.start(enrolment("replay-local", start))
+        await st.wait_enrolled("replay-local")
+        await save(handle, LOCAL)
 
 
 async def main() -> None:
@@ -206,6 +223,10 @@ async def main() -> None:
             await time_skipping_paths(Path(tmp))
         if only in (None, "requests"):
             await request_paths(Path(tmp))
+        if only == "local":
+            LOCAL.mkdir(parents=True, exist_ok=True)
+            await local_enrolment(Path(tmp))
+            await request_paths(Path(tmp), LOCAL)
 
 
 if __name__ == "__main__":
