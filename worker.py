@@ -8,12 +8,17 @@ from __future__ import annotations
 import asyncio
 import compileall
 import contextlib
+import importlib.abc
+import importlib.machinery
 import logging
 import signal
-from collections.abc import AsyncIterator
+import sys
+import types
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import ClassVar
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -36,14 +41,75 @@ from workflows.support_request import SupportRequestWorkflow
 
 WORKFLOWS = [ProgramWorkflow, MonthlyCycleWorkflow, SupportRequestWorkflow]
 
-# Pure, deterministic libraries the domain models use: shared with the sandbox rather
-# than re-imported for every workflow run.
+# What every workflow run shares with the worker instead of importing it afresh in its sandbox (issue 16):
+# the pydantic stack, `domain/` (models and pure rules: no I/O, no clock, no module state; tests/
+# test_sandbox.py checks), and, added by `sandbox_passthrough`, the modules of workflows/ that hold
+# no workflow: the mixins and helpers. Never `workflows` as a whole: each workflow's own module is
+# still imported for each run, so its code runs with the sandbox's restrictions and module state.
 SANDBOX_PASSTHROUGH = ("pydantic", "pydantic_core", "email_validator", "idna", "annotated_types", "domain")
+WORKFLOW_PACKAGE = Path(__file__).resolve().parent / "workflows"
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
+def sandbox_passthrough(workflows: Sequence[type] | None = None) -> tuple[str, ...]:
+    """SANDBOX_PASSTHROUGH and every module of workflows/ but those of `workflows` (default WORKFLOWS).
+
+    Named here, not only imported within `workflow.unsafe.imports_passed_through()`: there, `from workflows
+    import activity_calls` in a workflow's module still loaded a copy for each run (the package is the run's
+    own, and Python imports its missing submodule without the sandbox's import hook); a module named here is
+    handed over from the worker's `sys.modules` however it is imported.
+    """
+    own = {w.__module__ for w in (WORKFLOWS if workflows is None else workflows)}
+    helpers = sorted(f"workflows.{p.stem}" for p in WORKFLOW_PACKAGE.glob("*.py") if p.stem != "__init__")
+    return (*SANDBOX_PASSTHROUGH, *(m for m in helpers if m not in own))
+
+
+class SharedCodeLoader(importlib.machinery.SourceFileLoader):
+    """A workflow module's bytecode, read once per worker and run afresh for every workflow run.
+
+    The sandbox imports a workflow's module anew for each run it starts or rebuilds, and keeps it while the
+    run is cached: the module, its classes and functions are the run's own (what the sandbox isolates and
+    restricts). Its code objects are immutable, so one copy serves every run instead of one per run (about
+    30 KiB a cached programme). Keyed by path, size and modification time: a changed file loads anew.
+    """
+
+    _code: ClassVar[dict[tuple[str, int, float], types.CodeType]] = {}
+
+    def get_code(self, fullname: str) -> types.CodeType:
+        stats = self.path_stats(self.path)
+        key = (self.path, int(stats.get("size", -1)), float(stats["mtime"]))
+        code = self._code.get(key)
+        if code is None:
+            code = super().get_code(fullname)
+            assert code is not None  # a source file always has code
+            self._code[key] = code
+        return code
+
+
+class SharedCodeFinder(importlib.abc.MetaPathFinder):
+    """First on `sys.meta_path`: the modules of the registered workflows load with SharedCodeLoader."""
+
+    def __init__(self) -> None:
+        self.modules: set[str] = set()
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None,
+                  ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in self.modules:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is not None and type(spec.loader) is importlib.machinery.SourceFileLoader and spec.origin:
+            spec.loader = SharedCodeLoader(fullname, spec.origin)
+        return spec
+
+
+SHARED_CODE = SharedCodeFinder()
+
+
+def workflow_runner(workflows: Sequence[type] | None = None) -> SandboxedWorkflowRunner:
+    SHARED_CODE.modules |= {w.__module__ for w in (WORKFLOWS if workflows is None else workflows)}
+    if SHARED_CODE not in sys.meta_path:
+        sys.meta_path.insert(0, SHARED_CODE)
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*SANDBOX_PASSTHROUGH))
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*sandbox_passthrough(workflows)))
 
 
 @dataclass
@@ -90,7 +156,8 @@ def precompile_workflow_modules() -> bool:
     (issue 7's profile: `compile` was the worker's top self-time function, and the source's
     AST and code objects churned its memory). With PYTHONDONTWRITEBYTECODE set (this machine,
     many containers) Python never caches that bytecode, so every run compiled program.py
-    from source. A read-only tree (the Docker image compiles at build time) is fine: False.
+    from source; since SharedCodeLoader a worker compiles it once, this saves that once.
+    A read-only tree (the Docker image compiles at build time) is fine: False.
     """
     package = Path(__file__).resolve().parent / "workflows"
     try:

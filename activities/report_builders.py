@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from activities import report_data
 from activities.charts import Chart
-from activities.report_data import REQUEST_STATES, RequestReview
+from activities.report_data import REQUEST_STATES
+from activities.report_listing import NUMBER, ListedRequest, RequestReview, breaches_of
 from domain.activities import MonthlyReportRequest
 from domain.inventory import Severity
 from domain.program import ProgramStatus
@@ -89,9 +90,9 @@ def _step_dump(step: StepState, tz: ZoneInfo = _UTC) -> dict[str, Any]:
 
 def requests_section(
     matrix: dict[str, dict[str, int]],
-    lists: dict[str, list[dict[str, Any]]],
+    lists: dict[str, list[ListedRequest]],
     sla: dict[str, Any],
-    breaches: list[dict[str, Any]],
+    breaches: list[ListedRequest],
     chart_svg: str | None,
 ) -> dict[str, Any]:
     """Rule A6: requests by state and kind, the kind x state matrix, a review of each open, pending
@@ -127,7 +128,7 @@ def slim_monthly_data(context: dict[str, Any]) -> dict[str, Any]:
     requests = sections["requests"]
     kept = {k: v for k, v in requests.items() if k not in REQUEST_STATES and k != "sla_breaches"}
     kept["listed"] = {state: len(requests.get(state, [])) for state in REQUEST_STATES}
-    kept["sla_breaches"] = [b["tracking_number"] for b in requests.get("sla_breaches", [])]
+    kept["sla_breaches"] = [b[NUMBER] for b in requests.get("sla_breaches", [])]
     return context | {"sections": sections | {"requests": kept}}
 
 
@@ -243,7 +244,7 @@ def monthly_context(
             # Rule D6: the month is over and its included call was not held; the report says so plainly.
             "no_call_held": request.months_ended and request.call_held_on is None,
         },
-        "requests": requests_section(figures.matrix, lists, figures.sla, report_data.breaches_of(lists),
+        "requests": requests_section(figures.matrix, lists, figures.sla, breaches_of(lists),
                                      chart.svg if chart else None),
         "dispatches": figures.dispatches,
         "optional_programmes": figures.optional,

@@ -4,9 +4,8 @@ Every function takes an open session and a `ReportMonth` (one customer, one mont
 programme's time zone, its bounds already in UTC) and returns plain values ready for the
 report context. Counting happens in the database (GROUP BY, COUNT, SUM, correlated
 subqueries on indexed columns), never by loading ORM objects and looping over them. The one
-listing (`request_review`: every request of the month with its latest change, A4/A6) is a
-single Core query shaped in one pass. A month of 50,000 requests is queried and rendered in
-about 1.5 s on SQLite (tests/test_monthly_report.py measures it).
+listing (every request of the month with its latest change, A4/A6) is in
+activities/report_listing.py, on `requests_of_month` below.
 
 Definitions (they are also printed in the report, so the customer reads the same rules):
 
@@ -27,11 +26,8 @@ Definitions (they are also printed in the report, so the customer reads the same
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -111,67 +107,85 @@ def _local(value: datetime | None, tz: ZoneInfo) -> str | None:
     return as_utc(value).astimezone(tz).isoformat(timespec="minutes") if value is not None else None
 
 
-def local_clock(tz: ZoneInfo) -> Callable[[datetime | None], str | None]:
-    """`_local` for many instants: the zone's offset is looked up once per quarter hour of UTC time
-    (every time-zone transition falls on one), which halves the cost of 150,000 conversions."""
-    offsets: dict[tuple[int, int, int, int, int], tuple[timedelta, str]] = {}
-
-    def local(value: datetime | None) -> str | None:
-        if value is None:
-            return None
-        if value.tzinfo is not None:  # PostgreSQL: aware; SQLite: naive UTC
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        key = (value.year, value.month, value.day, value.hour, value.minute // 15)
-        hit = offsets.get(key)
-        if hit is None:
-            offset = value.replace(tzinfo=UTC).astimezone(tz).utcoffset() or timedelta(0)
-            minutes = int(offset.total_seconds()) // 60
-            sign = "-" if minutes < 0 else "+"
-            hit = offsets[key] = (offset, "%s%02d:%02d" % (sign, *divmod(abs(minutes), 60)))  # noqa: UP031
-        return (value + hit[0]).isoformat(timespec="minutes") + hit[1]
-
-    return local
-
-
 def _decimal(value: Any) -> Decimal:
     # SQLite sums NUMERIC as REAL: back to cents before anyone adds it up again.
     return Decimal(str(value or 0)).quantize(Decimal("0.01"))
 
 
-def _requests_of_month(month: ReportMonth) -> Subquery:
-    """Rule A6: the month's requests with their state at the month end and their latest status change (A4)."""
+def _opened(opened_at: Any, since: datetime | None, until: datetime) -> tuple[ColumnElement[bool], ...]:
+    """Opened before `until` (and at or after `since`, when given)."""
+    return (opened_at < until,) if since is None else (opened_at >= since, opened_at < until)
+
+
+def requests_of_month(month: ReportMonth, dialect: str = "sqlite", since: datetime | None = None,
+                      until: datetime | None = None) -> Subquery:
+    """Rule A6: the month's requests with their state at the month end and their latest status change (A4);
+    those opened in [since, until) only, when given (the listing reads the month in slices).
+
+    Latest change: ties on `at` broken by the change id, the same rows on both databases; SQLite
+    finds it fastest request by request (its index on tracking_number), PostgreSQL by one ranking.
+    The statement differs by database, the rows do not (tests/test_monthly_report.py runs on both)."""
     r = SupportRequestRow
-    c = aliased(RequestStatusChangeRow, name="c")
-    latest_id = (
-        select(c.id)
-        .where(c.tracking_number == r.tracking_number, c.at < month.end)
-        .order_by(c.at.desc(), c.id.desc())
-        .limit(1)
-        .correlate(r)
-        .scalar_subquery()
-    )
-    base = (
-        select(r.tracking_number, r.kind, r.priority, r.summary, r.opened_at, r.first_response_at,
-               r.first_response_deadline, latest_id.label("latest_id"))
-        .where(r.customer_id == month.customer_id, r.opened_at < month.end)
-        .subquery("base")
-    )
-    latest = aliased(RequestStatusChangeRow, name="latest")
-    state = func.coalesce(latest.to_state, literal("open"))
+    until = month.end if until is None else until
+    opened = _opened(r.opened_at, since, until)
+    base: Any
+    if dialect == "postgresql":
+        # One ranking of each request's changes (a window over the join), not a subquery a request:
+        # 1.5-2x faster on PostgreSQL, and with no join on a derived table, no plan that repeats it
+        # a row (which a table never analysed can get: tests and the bench create theirs just before).
+        c = aliased(RequestStatusChangeRow, name="c")
+        base = (
+            select(r.tracking_number, r.kind, r.priority, r.summary, r.opened_at, r.first_response_at,
+                   r.first_response_deadline, c.at, c.by, c.from_state, c.to_state, c.note,
+                   func.row_number().over(partition_by=r.tracking_number, order_by=(c.at.desc(), c.id.desc()))
+                   .label("rank"))
+            .select_from(r)
+            .outerjoin(c, and_(c.tracking_number == r.tracking_number, c.at < month.end))
+            .where(r.customer_id == month.customer_id, *opened)
+            .subquery("ranked")
+        )
+        columns: tuple[Any, ...] = tuple(base.c[k] for k in ("at", "by", "from_state", "to_state", "note"))
+        request_columns: tuple[Any, ...] = tuple(base.c[k] for k in (
+            "tracking_number", "kind", "priority", "summary", "opened_at", "first_response_at",
+            "first_response_deadline"))
+        where: tuple[ColumnElement[bool], ...] = (base.c.rank == 1,)
+    else:
+        c = aliased(RequestStatusChangeRow, name="c")
+        latest_id = (
+            select(c.id)
+            .where(c.tracking_number == r.tracking_number, c.at < month.end)
+            .order_by(c.at.desc(), c.id.desc())
+            .limit(1)
+            .correlate(r)
+            .scalar_subquery()
+        )
+        requests = (
+            select(r.tracking_number, r.kind, r.priority, r.summary, r.opened_at, r.first_response_at,
+                   r.first_response_deadline, latest_id.label("latest_id"))
+            .where(r.customer_id == month.customer_id, *opened)
+            .subquery("base")
+        )
+        latest = aliased(RequestStatusChangeRow, name="latest")
+        base = requests.outerjoin(latest, latest.id == requests.c.latest_id)
+        columns = (latest.at, latest.by, latest.from_state, latest.to_state, latest.note)
+        # Not requests.c.latest_id: selecting it too would make SQLite run the correlated subquery twice.
+        request_columns = tuple(col for col in requests.c if col.key != "latest_id")
+        where = ()
+    at, by, from_state, to_state, note = columns
+    state = func.coalesce(to_state, literal("open"))
     return (
         select(
-            # Not base.c.latest_id: selecting it too would make SQLite run the correlated subquery twice.
-            *(col for col in base.c if col.key != "latest_id"),
+            *request_columns,
             state.label("state"),
-            latest.at.label("latest_at"),
-            latest.by.label("latest_by"),
-            latest.from_state.label("latest_from"),
-            latest.to_state.label("latest_to"),
-            latest.note.label("latest_note"),
+            at.label("latest_at"),
+            by.label("latest_by"),
+            from_state.label("latest_from"),
+            to_state.label("latest_to"),
+            note.label("latest_note"),
         )
-        .select_from(base.outerjoin(latest, latest.id == base.c.latest_id))
+        .select_from(base)
         # Closed requests count only when the closing (latest) change falls in the month.
-        .where(or_(state != "closed", latest.at >= month.start))
+        .where(*where, or_(state != "closed", at >= month.start))
         .subquery("month_requests")
     )
 
@@ -181,7 +195,7 @@ def _opened_in_month(month: ReportMonth) -> ColumnElement[bool]:
     return and_(r.customer_id == month.customer_id, r.opened_at >= month.start, r.opened_at < month.end)
 
 
-def _breached(tracking_number: Any) -> ColumnElement[bool]:
+def breached(tracking_number: Any) -> ColumnElement[bool]:
     e = SlaEventRow
     return exists().where(e.tracking_number == tracking_number, e.kind == "breached")
 
@@ -191,7 +205,7 @@ def _breached(tracking_number: Any) -> ColumnElement[bool]:
 
 async def state_matrix(session: AsyncSession, month: ReportMonth) -> dict[str, dict[str, int]]:
     """Rule A6: requests of the month by kind x state at the month end (every cell, zeros included)."""
-    m = _requests_of_month(month)
+    m = requests_of_month(month, (await session.connection()).dialect.name)
     rows = await session.execute(select(m.c.kind, m.c.state, func.count()).group_by(m.c.kind, m.c.state))
     matrix = {kind: dict.fromkeys(REQUEST_STATES, 0) for kind in REQUEST_KINDS}
     for kind, state, n in rows:
@@ -213,80 +227,6 @@ def by_kind(matrix: dict[str, dict[str, int]]) -> dict[str, int]:
     return {kind: sum(row.values()) for kind, row in matrix.items()}
 
 
-@dataclass(frozen=True)
-class RequestReview:
-    """Rule A4/A6: the month's requests by state at the month end, and the same rows as CSV text."""
-
-    lists: dict[str, list[dict[str, Any]]]
-    csv: str
-
-
-async def request_review(session: AsyncSession, month: ReportMonth) -> RequestReview:
-    """Rule A4/A6: every open, pending and closed request of the month with its latest status change;
-    rule C12: its first-response outcome (met, breached, late, awaiting) and whether it was opened in the month.
-    One query, oldest first; the CSV (one row a request) is written in the same pass."""
-    m = _requests_of_month(month)
-    sla = case(
-        (_breached(m.c.tracking_number), "breached"),
-        (m.c.first_response_at.is_(None), "awaiting"),
-        (m.c.first_response_at <= m.c.first_response_deadline, "met"),
-        else_="late",
-    )
-    stmt = select(
-        m.c.tracking_number, m.c.kind, m.c.priority, m.c.summary, m.c.state, m.c.opened_at,
-        m.c.opened_at >= month.start, m.c.first_response_deadline, m.c.first_response_at,
-        minutes_between(m.c.first_response_at, m.c.opened_at), sla, m.c.latest_at, m.c.latest_by,
-        m.c.latest_from, m.c.latest_to, m.c.latest_note,
-    ).order_by(m.c.opened_at, m.c.tracking_number)
-    lists: dict[str, list[dict[str, Any]]] = {state: [] for state in REQUEST_STATES}
-    table: list[tuple[Any, ...]] = []
-    local = local_clock(month.tz)
-    # This loop is the hot path at 50,000 requests (every figure was counted in SQL before):
-    # a Core result (no ORM), one dict and one CSV tuple a row.
-    result = await (await session.connection()).execute(stmt)
-    row_of = table.append
-    for (number, kind, priority, summary, state, opened, in_month, deadline, responded, minutes, outcome,
-         at, by, from_state, to_state, note) in result:
-        opened_at, responded_at = local(opened), local(responded)
-        took = round(float(minutes)) if minutes is not None else None
-        if at is None:
-            latest = None
-            csv_latest: tuple[Any, ...] = ("", "", "", "")
-        else:
-            latest_at, note = local(at), note or ""
-            latest = {"at": latest_at, "by": by, "from_state": from_state, "to_state": to_state, "note": note}
-            csv_latest = (latest_at, by, f"{from_state or 'new'} -> {to_state}", note)
-        items = lists.get(state)
-        if items is None:
-            items = lists[state] = []
-        items.append({
-            "tracking_number": number,
-            "kind": kind,
-            "priority": priority,
-            "summary": summary,
-            "opened_at": opened_at,
-            "opened_in_month": bool(in_month),
-            "first_response_at": responded_at,
-            "first_response_minutes": took,
-            "sla": outcome,
-            "deadline": local(deadline) if outcome == "breached" else None,  # shown with every breach (C12)
-            "latest": latest,
-        })
-        row_of((number, kind, priority, state, opened_at, responded_at or "", "" if took is None else took, outcome,
-                *csv_latest, summary))
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    writer.writerows(table)
-    return RequestReview(lists=lists, csv=out.getvalue())
-
-
-def breaches_of(lists: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Rule C12: the breached requests opened in the month, oldest first (every one of them is in the lists)."""
-    rows = [r for items in lists.values() for r in items if r["sla"] == "breached" and r["opened_in_month"]]
-    return sorted(rows, key=lambda r: (r["opened_at"], r["tracking_number"]))
-
-
 # ---- first-response SLA (C12) --------------------------------------------------------
 
 
@@ -295,14 +235,14 @@ async def sla_figures(session: AsyncSession, month: ReportMonth) -> dict[str, An
     r = SupportRequestRow
     met = and_(r.first_response_at.is_not(None), r.first_response_deadline.is_not(None),
                r.first_response_at <= r.first_response_deadline)
-    breached = _breached(r.tracking_number)
+    was_breached = breached(r.tracking_number)
     opened, responded, met_n, breached_n, awaiting = (await session.execute(
         select(
             func.count(),
             func.count(r.first_response_at),
             func.coalesce(func.sum(case((met, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((breached, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((and_(r.first_response_at.is_(None), ~breached), 1), else_=0)), 0),
+            func.coalesce(func.sum(case((was_breached, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((and_(r.first_response_at.is_(None), ~was_breached), 1), else_=0)), 0),
         ).where(_opened_in_month(month))
     )).one()
     return {

@@ -10,10 +10,12 @@ from the database goes through `escape` in HTML (quotes included).
 from __future__ import annotations
 
 import html
-from typing import Any
+from collections.abc import Sequence
 
 import jinja2
 from markupsafe import Markup
+
+from activities.report_listing import LATEST_NOTE, NUMBER, SLA, SUMMARY, ListedRequest
 
 SLA_COLOURS = {"met": "#2f7d32", "breached": "#ab091e", "late": "#d9480f", "awaiting": "#6b7785"}
 SLA_WORDS = {"met": "met", "breached": "BREACHED", "late": "late", "awaiting": "awaiting"}
@@ -32,64 +34,79 @@ def local_time(value: str | None) -> str:
     return f"{value[:10]} {value[11:16]}" if value else ""
 
 
-def request_rows_html(items: list[dict[str, Any]]) -> Markup:
+def _escaped(values: list[str]) -> list[str]:
+    """`escape` of many values at once: joined, escaped in one C pass and split again (a tenth of the
+    cost of 100,000 calls). NUL never comes out of escaping; a value holding one is escaped alone."""
+    escaped = html.escape("\x00".join(values)).split("\x00")
+    return escaped if len(escaped) == len(values) else [escape(v) for v in values]
+
+
+class _Escapes(dict[str, str]):
+    """`escape` for the few values a column repeats (kind, priority, states, people)."""
+
+    def __missing__(self, value: str) -> str:
+        escaped = self[value] = escape(value)
+        return escaped
+
+
+def request_rows_html(items: Sequence[ListedRequest]) -> Markup:
     """Rule A4/A6: one <tr> a request: tracking number, kind, priority, summary, opened, first response (C12)
     and the latest status change (who, when, from -> to, note)."""
+    esc = _Escapes()
+    sla_cell = {sla: f'<font color="{SLA_COLOURS.get(sla, "#6b7785")}">SLA&nbsp;{escape(SLA_WORDS.get(sla, sla))}'
+                     f"</font>" for sla in {r[SLA] for r in items}}
+    numbers = _escaped([r[NUMBER] for r in items])
+    summaries = _escaped([r[SUMMARY] for r in items])
+    notes = _escaped([r[LATEST_NOTE] or "" for r in items])
     rows: list[str] = []
     append = rows.append
-    for r in items:
-        minutes, sla, latest = r["first_response_minutes"], r["sla"], r["latest"]
-        response = r["first_response_at"]
+    for (_number, kind, priority, _summary, opened, _in_month, response, minutes, sla, _deadline, at, by,
+         from_state, to_state, _note), number, summary, note in zip(items, numbers, summaries, notes, strict=True):
         took = f"{response[:10]}&nbsp;{response[11:16]}<br>{minutes}&nbsp;min, " if response else "none yet<br>"
-        if latest:
-            note, at = latest["note"], latest["at"]
-            change = (f"{at[:10]}&nbsp;{at[11:16]}, {escape(latest['by'])}:<br>"
-                      f"{escape(latest['from_state'] or 'new')} &rarr; {escape(latest['to_state'])}")
+        if at is not None:
+            change = (f"{at[:10]}&nbsp;{at[11:16]}, {esc[by or '']}:<br>"
+                      f"{esc[from_state or 'new']} &rarr; {esc[to_state or '']}")
             if note:
-                change += f'<br><font color="#52606d">{escape(note)}</font>'
+                change += f'<br><font color="#52606d">{note}</font>'
         else:
             change = '<font color="#6b7785">no status change recorded</font>'
-        opened = r["opened_at"]
-        append(f'<tr valign="top"><td nowrap>{escape(r["tracking_number"])}</td><td>{escape(r["kind"])}</td>'
-               f'<td>{escape(r["priority"])}</td><td>{escape(r["summary"])}</td>'
-               f"<td nowrap>{opened[:10]} {opened[11:16]}</td>"
-               f'<td>{took}<font color="{SLA_COLOURS.get(sla, "#6b7785")}">SLA&nbsp;{escape(SLA_WORDS.get(sla, sla))}'
-               f"</font></td><td>{change}</td></tr>\n")
+        append(f'<tr valign="top"><td nowrap>{number}</td><td>{esc[kind]}</td><td>{esc[priority]}</td>'
+               f"<td>{summary}</td><td nowrap>{opened[:10]} {opened[11:16]}</td>"
+               f"<td>{took}{sla_cell[sla]}</td><td>{change}</td></tr>\n")
     return Markup("".join(rows))
 
 
-def request_rows_text(items: list[dict[str, Any]]) -> str:
+def request_rows_text(items: Sequence[ListedRequest]) -> str:
     """The same rows as text, one line a request."""
-    lines = []
-    for r in items:
-        latest = r["latest"]
-        change = (f"; latest {local_time(latest['at'])} {latest['by']}: {latest['from_state'] or 'new'} -> "
-                  f"{latest['to_state']}{': ' + latest['note'] if latest['note'] else ''}"
-                  if latest else "; no status change recorded")
-        minutes = r["first_response_minutes"]
-        response = (f"first response {local_time(r['first_response_at'])} ({minutes} min)"
-                    if r["first_response_at"] else "no first response yet")
-        lines.append(f"- {r['tracking_number']} [{r['kind']}, {r['priority']}] {r['summary']}: opened "
-                     f"{local_time(r['opened_at'])}, {response}, SLA {r['sla']}{change}\n")
+    lines: list[str] = []
+    append = lines.append
+    for (number, kind, priority, summary, opened, _in_month, response, minutes, sla, _deadline, at, by,
+         from_state, to_state, note) in items:
+        change = (f"; latest {at[:10]} {at[11:16]} {by}: {from_state or 'new'} -> {to_state}"
+                  f"{': ' + note if note else ''}" if at is not None else "; no status change recorded")
+        first = (f"first response {response[:10]} {response[11:16]} ({minutes} min)" if response
+                 else "no first response yet")
+        append(f"- {number} [{kind}, {priority}] {summary}: opened {opened[:10]} {opened[11:16]}, {first}, "
+               f"SLA {sla}{change}\n")
     return "".join(lines)
 
 
-def breach_rows_html(items: list[dict[str, Any]]) -> Markup:
+def breach_rows_html(items: Sequence[ListedRequest]) -> Markup:
     """Rule C12: one <tr> a breached request: opened, deadline, first response (if any yet)."""
     return Markup("".join(
-        f'<tr valign="top"><td nowrap>{escape(r["tracking_number"])}</td><td>{escape(r["kind"])}</td>'
-        f'<td>{escape(r["priority"])}</td><td nowrap>{local_time(r["opened_at"])}</td>'
-        f'<td nowrap><font color="#ab091e">{local_time(r["deadline"])}</font></td>'
-        f'<td nowrap>{local_time(r["first_response_at"]) or "none yet"}</td></tr>\n'
-        for r in items
+        f'<tr valign="top"><td nowrap>{escape(number)}</td><td>{escape(kind)}</td>'
+        f'<td>{escape(priority)}</td><td nowrap>{local_time(opened)}</td>'
+        f'<td nowrap><font color="#ab091e">{local_time(deadline)}</font></td>'
+        f'<td nowrap>{local_time(response) or "none yet"}</td></tr>\n'
+        for number, kind, priority, _summary, opened, _in_month, response, _minutes, _sla, deadline, *_latest in items
     ))
 
 
-def breach_rows_text(items: list[dict[str, Any]]) -> str:
+def breach_rows_text(items: Sequence[ListedRequest]) -> str:
     return "".join(
-        f"- {r['tracking_number']} [{r['kind']}, {r['priority']}] opened {local_time(r['opened_at'])}, deadline "
-        f"{local_time(r['deadline'])}, first response {local_time(r['first_response_at']) or 'none yet'}\n"
-        for r in items
+        f"- {number} [{kind}, {priority}] opened {local_time(opened)}, deadline "
+        f"{local_time(deadline)}, first response {local_time(response) or 'none yet'}\n"
+        for number, kind, priority, _summary, opened, _in_month, response, _minutes, _sla, deadline, *_latest in items
     )
 
 

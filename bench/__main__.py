@@ -2,7 +2,7 @@
 
 Options: `--smoke` (tiny sizes, seconds: what tests/test_bench_smoke.py runs), `--out FILE`
 (default bench/results.md; with --smoke nothing is written unless --out is given),
-`--profile program_start,request_open,report|none`, `--only dev,sla,rss,period,reports,whatif`,
+`--profile program_start,request_open,report|none`, `--only dev,sla,rss,inbox,period,reports,whatif`,
 `--keep DIR` (keep the work directory: logs, databases, profiles).
 """
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated paths to profile: program_start, request_open, report; or none")
     parser.add_argument("--keep", type=Path, default=None, help="work directory to keep (logs, databases, profiles)")
     parser.add_argument("--only", default=None, help="comma-separated parts: dev (figures 1, 2), sla (7), rss (6), "
-                                                      "period (3, 4), reports (5), whatif")
+                                                      "inbox (issue 16's lists), period (3, 4), reports (5), whatif")
     args = parser.parse_args(argv)
     sizes = Sizes.smoke() if args.smoke else Sizes()
     if args.profile is not None:

@@ -26,12 +26,13 @@ class Sizes:
     requests: int = 100  # requests opened for request_open_ratio ...
     request_customers: int = 10  # ... spread over this many of those programmes
     rss_programmes: int = 1000  # open programmes held by the worker for worker_rss_mb_1000
+    memory_workflows: int = 300  # no-op workflows, then as many programmes, held for cached_programme_kib_ratio
     sla_minutes: int = 1  # TECHCONNECT_POLICY__FIRST_RESPONSE_MINUTES of the SLA scenario
     sla_requests: int = 3  # requests whose breach is timed
     report_sizes: tuple[int, ...] = (5_000, 50_000)
     report_databases: tuple[str, ...] = ("sqlite", "postgresql")
     report_runs: int = 3  # warm runs per report size (the median is the figure)
-    parts: tuple[str, ...] = ("dev", "sla", "rss", "period", "reports", "whatif")  # what to run (Bench.run)
+    parts: tuple[str, ...] = ("dev", "sla", "rss", "inbox", "period", "reports", "whatif")  # what to run (Bench.run)
     # Paths pyinstrument profiles (after the measurements): program_start, request_open, report.
     profiles: tuple[str, ...] = ("program_start", "request_open", "report")
     profile_size: int = 50
@@ -40,11 +41,19 @@ class Sizes:
     what_if_before_seconds: float = 480
     what_if_rss_before_seconds: float = 500
     concurrency: int = 50  # client calls in flight at once
+    # Issue 16's lists (bench/inbox.py): live programmes (first cycle running), TLs, open requests, HTTP clients.
+    inbox_programmes: int = 1000
+    inbox_tls: int = 20
+    inbox_requests: int = 1000
+    inbox_clients: int = 20
+    inbox_rounds: int = 20  # calls per client per endpoint
 
     @classmethod
     def smoke(cls) -> Sizes:
-        return cls(noop=4, programmes=3, requests=3, request_customers=2, rss_programmes=4, sla_minutes=0,
-                   sla_requests=1, report_sizes=(40,), report_runs=1, profile_size=2, what_if_rss_before_seconds=0)
+        return cls(noop=4, programmes=3, requests=3, request_customers=2, rss_programmes=4, memory_workflows=3,
+                   sla_minutes=0, sla_requests=1, report_sizes=(40,), report_runs=1, profile_size=2,
+                   what_if_rss_before_seconds=0,
+                   inbox_programmes=4, inbox_tls=2, inbox_requests=4, inbox_clients=2, inbox_rounds=3)
 
 
 # ----------------------------------------------------------------------------- figures

@@ -36,7 +36,9 @@ from activities.charts import value_label_id
 from activities.documents import DocumentActivities
 from activities.mail import MailActivities, _safe_filename
 from activities.mailer import SmtpMailer
-from activities.report_data import CSV_COLUMNS, local_clock
+from activities.report_clock import local_clock, local_text_clock
+from activities.report_data import CSV_COLUMNS
+from activities.report_listing import csv_line
 from activities.templating import make_template_environment
 from devstack.smtp_sink import SmtpSink
 from domain.activities import MailRequest
@@ -387,18 +389,31 @@ async def test_a6_c12_mail_carries_the_csv_and_the_chart_inline(sqlite_url: str,
     assert "REVIEW OF EVERY REQUEST (A4, A6)" in text_body and csv_name in text_body  # the text part stays
 
 
+@pytest.mark.parametrize("fields", [
+    ("TC-ACME-2027-00001", "support", "", "12", "Slow <login> & timeouts"),
+    ("a,b", 'say "hi"', "line\nbreak", "cr\rhere", "", " spaced ", "é ü"),
+    ("only,comma",), ('"',), ("",), ("", ""), ("x", "y\r\nz"),
+])
+def test_a6_csv_line_is_what_the_csv_module_writes(fields: tuple[str, ...]) -> None:
+    """The listing's CSV records, joined directly when nothing needs quoting, equal csv.writer's."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow(fields)
+    assert csv_line(fields) + "\r\n" == out.getvalue()
+
+
 @pytest.mark.parametrize("zone", ["Europe/Paris", "America/St_Johns", "Australia/Lord_Howe", "Asia/Kolkata", "UTC"])
 def test_a6_local_clock_matches_zoneinfo_across_transitions(zone: str) -> None:
     """The report's cached UTC -> local conversion equals zoneinfo's, every 7 minutes of 2027 (DST both ways)."""
     tz = ZoneInfo(zone)
-    local = local_clock(tz)
-    instant = datetime(2027, 1, 1)
+    local, local_text = local_clock(tz), local_text_clock(tz)
+    instant = datetime(2027, 1, 1, 0, 0, 41)
     while instant.year == 2027:
         want = instant.replace(tzinfo=UTC).astimezone(tz).isoformat(timespec="minutes")
         assert local(instant) == want, instant  # SQLite: naive UTC
         assert local(instant.replace(tzinfo=UTC)) == want  # PostgreSQL: aware
+        assert local_text(instant.isoformat(" ", timespec="microseconds")) == want, instant  # the listing's text
         instant += timedelta(minutes=7)
-    assert local(None) is None
+    assert local(None) is None and local_text(None) is None
 
 
 async def test_a6_report_renders_in_headless_chromium(sqlite_url: str, tmp_path: Path, artefacts_dir: Path) -> None:
