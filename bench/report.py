@@ -65,7 +65,7 @@ migration with re-exported replay histories, and the crash tests adapted (a loca
 pending activity the sweeper can fail; it reruns when the workflow task is retried). Proposed as the next
 step, not done in this run: it changes every history of the two busiest workflows.
 
-**Memory (figure 6): most of a held programme is its own copy of the workflow module.** *(investigation)*
+**Memory (figure 6): most of a held programme was its own copy of the workflow modules.** *(investigation)*
 tracemalloc (`BENCH_TRACEMALLOC=<file>` on `bench/worker.py`, 200 programmes, after `gc.collect()`) put
 about 290 KiB of Python objects on each cached programme: 42 % code objects of `workflows/program.py`
 loaded again by the sandbox for the run and kept alive with its module while the run is cached,
@@ -81,8 +81,19 @@ is applied (2026-12-02): `program.py`, `support_request.py` and `monthly_cycle.p
 class in the sandbox but import their mixins and helpers (no module state) passed through, so a run
 copies only its own small module: 482 KiB a cached programme went to 329 KiB in the same machine's runs,
 and every workflow source is checked for clock, random, environment and file calls
-(`tests/test_architecture.py`) where the sandbox no longer looks. `TECHCONNECT_WORKER_MAX_CACHED_WORKFLOWS`
-bounds the rest (an evicted programme is replayed from history on its next task).
+(`tests/test_architecture.py`) where the sandbox no longer looks. Issue 16 (2026-12-03): `from workflows
+import activity_calls` in the workflow modules still loaded a copy per run (the sandbox's own `workflows`
+package, whose missing submodule Python imports past the sandbox's hook), and each run unmarshalled its
+module's bytecode again (35 KiB of code objects a programme). `worker.workflow_runner` now passes
+`domain/` and every module of workflows/ that holds no workflow through by name, and reads each workflow
+module's bytecode once (`SharedCodeLoader`; the module itself is still the run's own): Python objects of
+a cached programme 144 -> 88 KiB (tracemalloc, 200 programmes), `worker_rss_mb_1000` 509 -> 452 MiB in
+two runs on the same machine (`cached_programme_kib_ratio` 5.1 -> 4.8-4.9). What remains is the
+programme's own state (pydantic models, about 40 KiB), the SDK's per-run objects and core state (glibc
+`malloc` in use grows about 150 KiB a programme outside Python's allocator) and allocator holes (about
+120 KiB a programme free but not returned; `malloc_trim` gives back 8 MiB of them at 1,000, and
+`MALLOC_ARENA_MAX=2` still changes nothing). `TECHCONNECT_WORKER_MAX_CACHED_WORKFLOWS` bounds the rest
+(an evicted programme is replayed from history on its next task).
 
 **Monthly report (figure 5).** After fix 2, profile 3 splits the activity between the review query and
 its row loop (fetching 50,000 rows and shaping each into a dict and a CSV row: about 0.6 s of fetching

@@ -343,7 +343,7 @@ async def test_maintenance_import_all_or_nothing(st: Stack, cli: Cli) -> None:
 
 
 # ----------------------------------------------------------------------------------- 6
-async def test_program_and_step_lists_through_visibility(st: Stack, cli: Cli) -> None:
+async def test_program_and_step_lists_from_the_projection(st: Stack, cli: Cli) -> None:
     cid = "cli-vis"
     # Begun yesterday: the first month's cycle runs whatever the hour (it starts at the first day's 09:00,
     # which today may not have reached yet on the dev server's clock).

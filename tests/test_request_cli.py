@@ -175,12 +175,12 @@ async def test_c7_reassignment_moves_the_running_cycle_and_open_requests_to_the_
     async def inboxes() -> None:
         requests = (await cli("request", "list", "--tl", "tl-bob", "--customer", "handover", "--json")).json()
         assert {r["tracking_number"] for r in requests} == numbers, requests
-        steps = [(x["workflow_id"], x["step"]) for x in (await cli("step", "list", "--tl", "tl-bob", "--json")).json()
-                 if x["customer_id"] == "handover"]
+        bobs = (await cli("step", "list", "--tl", "tl-bob", "--json")).json()["items"]
+        steps = [(x["workflow_id"], x["step"]) for x in bobs if x["customer_id"] == "handover"]
         assert (monthly_cycle_workflow_id("handover", 1, 1), "schedule_call") in steps, steps
         left = (await cli("request", "list", "--tl", "tl-alice", "--customer", "handover", "--json")).json()
         assert left == [], left
-        alice = [x for x in (await cli("step", "list", "--tl", "tl-alice", "--json")).json()
+        alice = [x for x in (await cli("step", "list", "--tl", "tl-alice", "--json")).json()["items"]
                  if x["customer_id"] == "handover"]
         assert alice == [], alice
     await eventually(inboxes)
