@@ -112,22 +112,13 @@ def _decimal(value: Any) -> Decimal:
     return Decimal(str(value or 0)).quantize(Decimal("0.01"))
 
 
-def _opened(opened_at: Any, since: datetime | None, until: datetime) -> tuple[ColumnElement[bool], ...]:
-    """Opened before `until` (and at or after `since`, when given)."""
-    return (opened_at < until,) if since is None else (opened_at >= since, opened_at < until)
-
-
-def requests_of_month(month: ReportMonth, dialect: str = "sqlite", since: datetime | None = None,
-                      until: datetime | None = None) -> Subquery:
-    """Rule A6: the month's requests with their state at the month end and their latest status change (A4);
-    those opened in [since, until) only, when given (the listing reads the month in slices).
+def requests_of_month(month: ReportMonth, dialect: str = "sqlite") -> Subquery:
+    """Rule A6: the month's requests with their state at the month end and their latest status change (A4).
 
     Latest change: ties on `at` broken by the change id, the same rows on both databases; SQLite
     finds it fastest request by request (its index on tracking_number), PostgreSQL by one ranking.
     The statement differs by database, the rows do not (tests/test_monthly_report.py runs on both)."""
     r = SupportRequestRow
-    until = month.end if until is None else until
-    opened = _opened(r.opened_at, since, until)
     base: Any
     if dialect == "postgresql":
         # One ranking of each request's changes (a window over the join), not a subquery a request:
@@ -141,7 +132,7 @@ def requests_of_month(month: ReportMonth, dialect: str = "sqlite", since: dateti
                    .label("rank"))
             .select_from(r)
             .outerjoin(c, and_(c.tracking_number == r.tracking_number, c.at < month.end))
-            .where(r.customer_id == month.customer_id, *opened)
+            .where(r.customer_id == month.customer_id, r.opened_at < month.end)
             .subquery("ranked")
         )
         columns: tuple[Any, ...] = tuple(base.c[k] for k in ("at", "by", "from_state", "to_state", "note"))
@@ -162,7 +153,7 @@ def requests_of_month(month: ReportMonth, dialect: str = "sqlite", since: dateti
         requests = (
             select(r.tracking_number, r.kind, r.priority, r.summary, r.opened_at, r.first_response_at,
                    r.first_response_deadline, latest_id.label("latest_id"))
-            .where(r.customer_id == month.customer_id, *opened)
+            .where(r.customer_id == month.customer_id, r.opened_at < month.end)
             .subquery("base")
         )
         latest = aliased(RequestStatusChangeRow, name="latest")

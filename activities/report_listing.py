@@ -1,26 +1,25 @@
-"""The monthly report's listing (A4, A6, C12): every request of the month, one query, one pass.
+"""The monthly report's listing (A4, A6, C12): every request of the month, each row shaped once.
 
 The figures are counted in SQL (activities/report_data.py); this is the one listing, and at
-50,000 requests it is the hot path of the whole activity (issue 16). So the query returns
+50,000 requests it is the hot path of the whole activity (issue 16). So its query returns
 plain driver values (no SQLAlchemy result processing), instants as UTC text shifted to the
-programme's zone by slicing (activities/report_clock.py), and each request becomes one
-`ListedRequest` tuple for the report's tables (activities/report_rows.py) and one CSV row.
+programme's zone by slicing strings (activities/report_clock.py), and each request becomes one
+`ListedRequest` tuple for the report's tables (activities/report_rows.py) and one CSV record.
 """
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import gc
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from itertools import chain, pairwise
+from itertools import chain
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, case, select, type_coerce
+from sqlalchemy import Float, Select, case, cast, select, type_coerce
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import NullType
 
@@ -33,7 +32,6 @@ from activities.report_data import (
     minutes_between,
     requests_of_month,
 )
-from storage.db import SessionFactory
 
 # One request of the month as the report lists it, instants as local ISO text to the minute: a plain
 # tuple, not a NamedTuple or a dict, because the garbage collector stops tracking a plain tuple of
@@ -52,11 +50,8 @@ OPENED_AT: Final = 4
 OPENED_IN_MONTH: Final = 5
 SLA: Final = 8
 LATEST_NOTE: Final = 14
-# Rows converted at a time: SQLAlchemy's rows are tracked by the garbage collector too. Let go a hundred
-# at a time (not all living until the last one is read), they never reach the oldest generation, whose
-# growth by 50,000 rows set off a full collection (0.1 s) in every report.
+# SQLAlchemy rows made at a time from the driver's rows (not all 50,000 at once before the first is shaped).
 FETCH_PARTITION = 100
-LISTING_SLICES = 4  # parts of the month read one after the other (after the requests opened before it)
 
 
 @dataclass(frozen=True)
@@ -85,9 +80,9 @@ def _plain(column: ColumnElement[Any]) -> ColumnElement[Any]:
     return type_coerce(column, NullType())
 
 
-def _listing(month: ReportMonth, dialect: str, since: datetime | None, until: datetime) -> Select[Any]:
-    """The requests of the month opened in [since, until), oldest first, as the listing shows them."""
-    m = requests_of_month(month, dialect, since, until)
+def _listing(month: ReportMonth, dialect: str) -> Select[Any]:
+    """The requests of the month, oldest first, as the listing shows them."""
+    m = requests_of_month(month, dialect)
     sla = case(
         (breached(m.c.tracking_number), "breached"),
         (m.c.first_response_at.is_(None), "awaiting"),
@@ -97,86 +92,64 @@ def _listing(month: ReportMonth, dialect: str, since: datetime | None, until: da
     return select(*map(_plain, (
         m.c.tracking_number, m.c.kind, m.c.priority, m.c.summary, m.c.state, utc_text(m.c.opened_at),
         m.c.opened_at >= month.start, utc_text(m.c.first_response_deadline), utc_text(m.c.first_response_at),
-        minutes_between(m.c.first_response_at, m.c.opened_at), sla, utc_text(m.c.latest_at), m.c.latest_by,
-        m.c.latest_from, m.c.latest_to, m.c.latest_note,
+        # A float from both databases (PostgreSQL's numeric came as a Decimal, slower to read and convert).
+        cast(minutes_between(m.c.first_response_at, m.c.opened_at), Float), sla,
+        utc_text(m.c.latest_at), m.c.latest_by, m.c.latest_from, m.c.latest_to, m.c.latest_note,
     ))).order_by(m.c.opened_at, m.c.tracking_number)
 
 
-def _slices(month: ReportMonth) -> list[tuple[datetime | None, datetime]]:
-    """[since, until) of the listing's queries: the requests opened before the month, then the month in
-    equal parts. Together they are the month's requests, in order."""
-    step = (month.end - month.start) / LISTING_SLICES
-    cuts = [month.start + step * i for i in range(LISTING_SLICES)] + [month.end]
-    return [(None, month.start), *pairwise(cuts)]
-
-
-async def request_review(sessions: SessionFactory, month: ReportMonth) -> RequestReview:
+async def request_review(session: AsyncSession, month: ReportMonth) -> RequestReview:
     """Rule A4/A6: every open, pending and closed request of the month with its latest status change;
     rule C12: its first-response outcome (met, breached, late, awaiting) and whether it was opened in the month.
-    Oldest first; the CSV (one row a request) is written in the same pass.
-
-    The month is read in slices (by opening time) on two connections in turn: while one slice is
-    shaped here, the database runs the next one's query (issue 16: the query alone took as long as
-    the shaping, and the shaping waited for all of it)."""
+    One query, oldest first; the CSV (one row a request) is written in the same pass."""
+    # No garbage collection while the rows pass: each row is a few tracked objects (the driver's record,
+    # SQLAlchemy's row) living until it is shaped, so the collector ran hundreds of times and, once they
+    # had piled up in its oldest generation, a full collection of the worker's whole heap (0.1-0.3 s) in
+    # every report. Nothing here forms a cycle; what others leave meanwhile is collected after. Left off
+    # if it was off (someone else's choice); a report running beside this one is unharmed.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return await _review(sessions, month)
+        connection = await session.connection()
+        result = await connection.execute(_listing(month, connection.dialect.name))
+        return shape_listing(chain.from_iterable(result.partitions(FETCH_PARTITION)), month.tz)
     finally:
         if collecting:
             gc.enable()
 
 
-async def _review(sessions: SessionFactory, month: ReportMonth) -> RequestReview:
-    async with sessions() as first, sessions() as second:
-        connections = (await first.connection(), await second.connection())
-        statements = [_listing(month, connections[0].dialect.name, since, until) for since, until in _slices(month)]
-        shape = _Shaper(month.tz)
-        pending = asyncio.ensure_future(connections[0].execute(statements[0]))
-        try:
-            for i in range(len(statements)):
-                result = await pending
-                if i + 1 < len(statements):
-                    pending = asyncio.ensure_future(connections[(i + 1) % 2].execute(statements[i + 1]))
-                shape(chain.from_iterable(result.partitions(FETCH_PARTITION)))
-        finally:
-            if not pending.done():  # shaping failed: let the query in flight end before its connection closes
-                await asyncio.wait([pending])
-    return shape.review()
-
-
-class _Shaper:
+def shape_listing(rows: Iterable[Any], tz: ZoneInfo) -> RequestReview:
     """Each row of the listing once: a `ListedRequest` in its state's list and a CSV record (A4, A6, C12)."""
-
-    def __init__(self, tz: ZoneInfo) -> None:
-        self.lists: dict[str, list[ListedRequest]] = {state: [] for state in REQUEST_STATES}
-        self.lines = [csv_line(CSV_COLUMNS)]
-        self.local = local_text_clock(tz)
-
-    def review(self) -> RequestReview:
-        return RequestReview(lists=self.lists, csv="\r\n".join([*self.lines, ""]))  # "": the last line's end
-
-    def __call__(self, rows: Iterable[Any]) -> None:
-        lists, line_of, local = self.lists, self.lines.append, self.local
-        for (number, kind, priority, summary, state, opened, in_month, deadline, responded, minutes, outcome,
-             at, by, from_state, to_state, note) in rows:
-            opened_at, responded_at = local(opened) or "", local(responded)
-            # SQLite gives a float, PostgreSQL a Decimal: rounded as a float either way.
-            took = round(float(minutes)) if minutes is not None else None
-            if at is None:
-                latest_at = None
-                csv_latest: tuple[str, ...] = ("", "", "", "")
-            else:
-                latest_at, note = local(at), note or ""
-                csv_latest = (latest_at or "", by, f"{from_state or 'new'} -> {to_state}", note)
-            items = lists.get(state)
-            if items is None:
-                items = lists[state] = []
-            items.append((number, kind, priority, summary, opened_at, bool(in_month), responded_at, took, outcome,
-                          local(deadline) if outcome == "breached" else None, latest_at, by, from_state, to_state,
-                          note))
-            line_of(csv_line((number, kind, priority, state, opened_at, responded_at or "",
-                              "" if took is None else str(took), outcome, *csv_latest, summary)))
+    lists: dict[str, list[ListedRequest]] = {state: [] for state in REQUEST_STATES}
+    lines = [csv_line(CSV_COLUMNS)]
+    line_of = lines.append
+    local = local_text_clock(tz)
+    for (number, kind, priority, summary, state, opened, in_month, deadline, responded, minutes, outcome,
+         at, by, from_state, to_state, note) in rows:
+        opened_at, responded_at = local(opened) or "", local(responded)
+        took = round(minutes) if minutes is not None else None
+        first = f"{responded_at or ''},{'' if took is None else took}"
+        if at is None:
+            latest_at = None
+            line = f"{number},{kind},{priority},{state},{opened_at},{first},{outcome},,,,,{summary}"
+        else:
+            latest_at, note = local(at), note or ""
+            line = (f"{number},{kind},{priority},{state},{opened_at},{first},{outcome},{latest_at},{by},"
+                    f"{from_state or 'new'} -> {to_state},{note},{summary}")
+        # The CSV record written directly (`csv_line`'s fast path, without a call and a tuple a row).
+        if line.count(",") != len(CSV_COLUMNS) - 1 or '"' in line or "\r" in line or "\n" in line:
+            line = csv_line((number, kind, priority, state, opened_at, responded_at or "",
+                             "" if took is None else str(took), outcome,
+                             *(("", "", "", "") if at is None else
+                               (latest_at or "", by, f"{from_state or 'new'} -> {to_state}", note)), summary))
+        items = lists.get(state)
+        if items is None:
+            items = lists[state] = []
+        items.append((number, kind, priority, summary, opened_at, bool(in_month), responded_at, took, outcome,
+                      local(deadline) if outcome == "breached" else None, latest_at, by, from_state, to_state, note))
+        line_of(line)
+    lines.append("")  # the last record's line end
+    return RequestReview(lists=lists, csv="\r\n".join(lines))
 
 
 def breaches_of(lists: dict[str, list[ListedRequest]]) -> list[ListedRequest]:

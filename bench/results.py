@@ -41,10 +41,13 @@ class Sizes:
     what_if_before_seconds: float = 480
     what_if_rss_before_seconds: float = 500
     concurrency: int = 50  # client calls in flight at once
-    # Issue 16's lists (bench/inbox.py): live programmes (first cycle running), TLs, open requests, HTTP clients.
+    # Issue 16's lists (bench/inbox.py): programmes (first cycle running), TLs, open requests, HTTP clients;
+    # the first `inbox_live` programmes and requests are started through the service, the rest are copies of
+    # their rows (seeding 1,000 of each live took 8 minutes of the 15).
     inbox_programmes: int = 1000
     inbox_tls: int = 20
     inbox_requests: int = 1000
+    inbox_live: int = 100
     inbox_clients: int = 20
     inbox_rounds: int = 20  # calls per client per endpoint
 
@@ -53,7 +56,7 @@ class Sizes:
         return cls(noop=4, programmes=3, requests=3, request_customers=2, rss_programmes=4, memory_workflows=3,
                    sla_minutes=0, sla_requests=1, report_sizes=(40,), report_runs=1, profile_size=2,
                    what_if_rss_before_seconds=0,
-                   inbox_programmes=4, inbox_tls=2, inbox_requests=4, inbox_clients=2, inbox_rounds=3)
+                   inbox_programmes=4, inbox_tls=2, inbox_requests=4, inbox_live=2, inbox_clients=2, inbox_rounds=3)
 
 
 # ----------------------------------------------------------------------------- figures

@@ -38,7 +38,7 @@ from activities.mail import MailActivities, _safe_filename
 from activities.mailer import SmtpMailer
 from activities.report_clock import local_clock, local_text_clock
 from activities.report_data import CSV_COLUMNS
-from activities.report_listing import csv_line
+from activities.report_listing import csv_line, shape_listing
 from activities.templating import make_template_environment
 from devstack.smtp_sink import SmtpSink
 from domain.activities import MailRequest
@@ -399,6 +399,32 @@ def test_a6_csv_line_is_what_the_csv_module_writes(fields: tuple[str, ...]) -> N
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerow(fields)
     assert csv_line(fields) + "\r\n" == out.getvalue()
+
+
+def test_a6_listing_csv_quotes_what_needs_quoting() -> None:
+    """A6: the listing writes its CSV records directly; one holding a comma, a quote or a line break is
+    written by the csv module instead, so every record reads back as the csv module would write it."""
+    listed = [  # as the listing's query returns them: UTC text, minutes as a float
+        ("TC-1", "support", "high", 'Slow, "very" slow', "open", "2027-03-04 09:05:41.000000", 1, None,
+         "2027-03-04 09:15:00.000000", 9.3, "met", "2027-03-04 09:05:41.000000", "bob", None, "open", "a\nb"),
+        ("TC-2", "product", "low", "Plain", "closed", "2027-03-30 21:59:00.000000", 1, "2027-03-30 22:59:00.000000",
+         None, None, "breached", None, None, None, None, None),
+        ("TC-3", "training", "medium", "Also plain", "pending", "2027-03-05 10:00:00.000000", 1, None,
+         "2027-03-05 10:30:00.000000", 30.0, "met", "2027-03-06 08:00:00.000000", "ana", "open", "pending", ""),
+    ]
+    review = shape_listing(listed, ZoneInfo("Europe/Paris"))
+    want = [
+        ["TC-1", "support", "high", "open", "2027-03-04T10:05+01:00", "2027-03-04T10:15+01:00", "9", "met",
+         "2027-03-04T10:05+01:00", "bob", "new -> open", "a\nb", 'Slow, "very" slow'],
+        ["TC-2", "product", "low", "closed", "2027-03-30T23:59+02:00", "", "", "breached", "", "", "", "",
+         "Plain"],
+        ["TC-3", "training", "medium", "pending", "2027-03-05T11:00+01:00", "2027-03-05T11:30+01:00", "30", "met",
+         "2027-03-06T09:00+01:00", "ana", "open -> pending", "", "Also plain"],
+    ]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows([list(CSV_COLUMNS), *want])
+    assert review.csv == out.getvalue()
+    assert [r[0] for r in review.lists["open"]] == ["TC-1"] and review.lists["closed"][0][9] == "2027-03-31T00:59+02:00"
 
 
 @pytest.mark.parametrize("zone", ["Europe/Paris", "America/St_Johns", "Australia/Lord_Howe", "Asia/Kolkata", "UTC"])
