@@ -12,14 +12,9 @@ import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
 from typing import Any
-
-import matplotlib
-
-matplotlib.use("Agg")  # no display on a worker
-
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 # rule A6 states, in the report's colours (open blue, pending amber, closed green).
 STATE_COLOURS = {"open": "#1565c0", "pending": "#f0b429", "closed": "#2f7d32"}
@@ -42,6 +37,19 @@ class Chart:
     alt: str  # the same figures in words, for screen readers and mail clients that block images
 
 
+@cache
+def _matplotlib() -> ModuleType:
+    """matplotlib, imported at the first chart: with numpy and Pillow it is 50 MiB of every worker's memory
+    (issue 16), and a worker holding programmes draws a chart only at a month's end."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a worker
+    import matplotlib.figure
+    import matplotlib.ticker
+
+    return matplotlib
+
+
 def value_label_id(kind: str, state: str) -> str:
     """Element id of the value printed over one bar (tests read the SVG by it)."""
     return f"value-{kind}-{state}"
@@ -51,8 +59,9 @@ def requests_by_kind_and_state(
     matrix: dict[str, dict[str, int]], kinds: Sequence[str], states: Sequence[str], title: str
 ) -> Chart:
     """Rule A6: grouped bars, one group per request kind, one bar per state, each labelled with its value."""
+    matplotlib = _matplotlib()
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(6.4, 3.5), layout="constrained")  # ~ the 544 px column of a mail
+        fig = matplotlib.figure.Figure(figsize=(6.4, 3.5), layout="constrained")  # ~ the 544 px column of a mail
         ax = fig.add_subplot()
         width = 0.8 / max(len(states), 1)
         top = max((matrix.get(k, {}).get(s, 0) for k in kinds for s in states), default=0)
@@ -66,7 +75,7 @@ def requests_by_kind_and_state(
         ax.set_xticks(range(len(kinds)), [k.capitalize() for k in kinds])
         ax.set_ylim(0, max(top, 1) * 1.18)  # room for the labels over the highest bar
         ax.set_ylabel("Requests")
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # requests come whole
+        ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # requests come whole
         ax.set_title(title, loc="left", fontsize=11, color="#0b2a4a", pad=22)
         ax.spines[["top", "right"]].set_visible(False)
         ax.yaxis.grid(True, color="#e4e8ee")

@@ -19,6 +19,7 @@ import json
 import re
 import statistics
 import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
@@ -345,6 +346,20 @@ async def test_a6_state_is_the_one_at_the_month_end(sqlite_url: str) -> None:
     assert req_section["by_state"] == {"open": 2, "pending": 1, "closed": 1}
     assert req_section["matrix"]["product"] == {"open": 2, "pending": 1, "closed": 1}
     assert req_section["sla"]["opened"] == 1 and req_section["sla"]["awaiting"] == 1  # only -00001 opened in March
+
+
+def test_a_worker_loads_matplotlib_at_its_first_chart() -> None:
+    """Issue 16: matplotlib (with numpy and Pillow, about 50 MiB) is not in a worker's memory until it draws a
+    chart; then the chart is drawn as before (a PNG and an SVG with its labelled values)."""
+    code = ("import sys, worker\n"
+            "assert 'matplotlib' not in sys.modules, 'matplotlib imported with the worker'\n"
+            "from activities.charts import requests_by_kind_and_state, value_label_id\n"
+            "chart = requests_by_kind_and_state({'support': {'open': 3}}, ['support'], ['open'], 'March')\n"
+            "assert 'matplotlib' in sys.modules and chart.png.startswith(b'\\x89PNG')\n"
+            "assert value_label_id('support', 'open') in chart.svg\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 @pytest.mark.rule("A6", "D7")
