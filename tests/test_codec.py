@@ -239,6 +239,7 @@ async def test_a_programme_stores_no_plaintext_in_history(
         patch_markers = [e for e in history.events if e.marker_recorded_event_attributes.marker_name == "core_patch"]
         assert [p.data for e in patch_markers for p in payloads_in(e)] == [
             b'{"id":"enrolment-local-activities","deprecated":false}',
+            b'{"id":"programme-upserts-only-changes","deprecated":false}',
             b'{"id":"save-state-before-welcome-mail","deprecated":false}',
             b'{"id":"kickoff-meeting-date-is-its-due-date","deprecated":false}',
             b'{"id":"update-saves-before-returning","deprecated":false}']

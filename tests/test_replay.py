@@ -24,8 +24,10 @@ from temporalio.worker import Replayer
 from domain.cycle import CycleInput, CycleResult
 from domain.program import ProgramInput, ProgramResult
 from domain.request import RequestInput, RequestResult
+from workflows.cycle_base import PATCH_UPSERT_CHANGES as CYCLE_UPSERTS_CHANGES
 from workflows.monthly_cycle import MonthlyCycleWorkflow
 from workflows.program import PATCH_ENROL_LOCALLY, ProgramWorkflow
+from workflows.program_base import PATCH_UPSERT_CHANGES as PROGRAMME_UPSERTS_CHANGES
 from workflows.request_base import PATCH_OPEN_LOCALLY
 from workflows.support_request import SupportRequestWorkflow
 
@@ -48,6 +50,14 @@ PRE_PATCH: list[Path] = ([] if workflow.unsafe.in_sandbox()
 # `python -m tests.replay.export_histories --only local` (tests/test_local_activities.py checks a fresh run).
 LOCAL: list[Path] = ([] if workflow.unsafe.in_sandbox()
                      else sorted((HISTORIES.parent / "local-activities").glob("*.json")))
+# Every main path as recorded before issue 16's patches (enrolment and request opening as regular activities,
+# Updates answered before their save, cycles writing no open steps), pinned: programmes started then still run.
+BEFORE_16: list[Path] = ([] if workflow.unsafe.in_sandbox()
+                         else sorted((HISTORIES.parent / "before-issue-16").glob("*.json")))
+# The programme paths as the code with issue 16's first patches recorded them, before programmes and cycles
+# upserted only what changes (`programme-upserts-only-changes`, `cycle-upserts-only-changes`), pinned.
+BEFORE_UPSERTS: list[Path] = ([] if workflow.unsafe.in_sandbox()
+                              else sorted((HISTORIES.parent / "before-upsert-changes").glob("*.json")))
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -65,8 +75,35 @@ def activities(path: Path) -> Counter[str]:
                    for e in events if "activityTaskScheduledEventAttributes" in e)
 
 
+def calls(path: Path) -> Counter[str]:
+    """Every activity a history ran, as a task or locally (issue 16 made enrolment's and request opening's local)."""
+    return activities(path) + Counter(local_activities(path))
+
+
 def event_types(path: Path) -> Counter[str]:
     return Counter(e["eventType"].removeprefix("EVENT_TYPE_") for e in json.loads(path.read_text())["events"])
+
+
+def unchanged_upserts(path: Path) -> tuple[int, int]:
+    """(upserts that set no search attribute to a new value, all upserts) in a history, each value compared with
+    the one the start or an earlier upsert set."""
+    known: dict[str, Any] = {}
+    unchanged = total = 0
+    for e in json.loads(path.read_text())["events"]:
+        started = e.get("workflowExecutionStartedEventAttributes")
+        if started is not None:
+            known.update((started.get("searchAttributes") or {}).get("indexedFields", {}))
+        upsert = e.get("upsertWorkflowSearchAttributesEventAttributes")
+        if upsert is not None:
+            fields = upsert["searchAttributes"]["indexedFields"]
+            total += 1
+            unchanged += all(known.get(k) == v for k, v in fields.items())
+            known.update(fields)
+    return unchanged, total
+
+
+# The pinned runs that upserted a value it already had (a refused enrolment upserts nothing).
+UPSERTED_UNCHANGED = [p for p in BEFORE_UPSERTS if unchanged_upserts(p)[0]]
 
 
 def test_the_main_paths_are_recorded() -> None:
@@ -77,32 +114,36 @@ def test_the_main_paths_are_recorded() -> None:
     # Onboarding: enrolment check (E1), workspace (D10), every step by Update, the inventory
     # analysis (A8), month 1 started as a child and reported done by signal.
     onboarding = HISTORIES / "program-replay-onboarding.json"
-    acts, types = activities(onboarding), event_types(onboarding)
+    acts, types = calls(onboarding), event_types(onboarding)
     assert {"check_enrolment", "plan_period", "schedule_deadlines", "register_programme", "file_document",
             "send_mail", "save_projection", "analyse_configuration"} <= set(acts)
     assert types["WORKFLOW_EXECUTION_UPDATE_COMPLETED"] == 6
     assert types["START_CHILD_WORKFLOW_EXECUTION_INITIATED"] >= 1 and types["WORKFLOW_EXECUTION_SIGNALED"] >= 1
 
     cycle = HISTORIES / "program-replay-onboarding-p1-m01.json"
-    assert {"schedule_deadlines", "generate_monthly_report", "send_mail"} <= set(activities(cycle))
-    assert event_types(cycle)["SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED"] == 1
+    # The report drafted after the month (D7) and published on approval; the open steps in the inbox (issue 16).
+    assert {"schedule_deadlines", "draft_monthly_report", "publish_report", "send_mail",
+            "save_cycle_projection"} <= set(calls(cycle))
+    # The programme hears of the call as it is held (cycle_call_held) and of the cycle's end (cycle_completed).
+    assert event_types(cycle)["SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED"] == 2
     assert event_types(cycle)["WORKFLOW_EXECUTION_COMPLETED"] == 1
 
     # Refused: the enrolment check and nothing else, completed (not failed).
     refused = HISTORIES / "program-replay-refused.json"
-    assert activities(refused) == Counter({"check_enrolment": 1})
+    assert calls(refused) == Counter({"check_enrolment": 1})
     assert event_types(refused)["WORKFLOW_EXECUTION_COMPLETED"] == 1
 
     # Closed paths: final report and archived workspace.
     for name in ("program-replay-closed", "program-replay-lapsed"):
-        acts = activities(HISTORIES / f"{name}.json")
+        acts = calls(HISTORIES / f"{name}.json")
         assert acts["generate_final_report"] == 1 and acts["close_workspace"] == 1, name
         assert event_types(HISTORIES / f"{name}.json")["WORKFLOW_EXECUTION_COMPLETED"] == 1
     assert event_types(HISTORIES / "program-replay-closed.json")["WORKFLOW_EXECUTION_UPDATE_COMPLETED"] == 1
 
     # Renewed: the maintenance re-check (E1) and continue-as-new.
     renewed = HISTORIES / "program-replay-renewed.json"
-    assert activities(renewed)["check_enrolment"] == 2
+    # The enrolment's check (a local activity since issue 16), then the maintenance re-checks ahead of renewal.
+    assert local_activities(renewed).count("check_enrolment") == 1 and activities(renewed)["check_enrolment"] >= 1
     assert event_types(renewed)["WORKFLOW_EXECUTION_CONTINUED_AS_NEW"] == 1
 
     # Support requests (A4, C12, C13), each closed.
@@ -113,18 +154,20 @@ def test_the_main_paths_are_recorded() -> None:
 
     sla = request("RQSLA")  # warned and escalated (C12), answered late, pending and resumed, closed
     assert {"record_request_opened", "record_sla_event", "record_status_change", "send_mail",
-            "save_request"} <= set(activities(sla))
+            "save_request"} <= set(calls(sla))
     # Warned, breached, responded late; the clock's start is written with the request (one-write patch).
-    assert activities(sla)["record_sla_event"] == 3
+    assert calls(sla)["record_sla_event"] == 3
     assert event_types(sla)["TIMER_FIRED"] >= 2 and event_types(sla)["WORKFLOW_EXECUTION_UPDATE_COMPLETED"] == 5
     dispatch = request("RQDSP")  # approved by both parties, booked, visited, billed (A4, C3)
-    assert {"record_dispatch", "book_dispatch", "record_billable_extra"} <= set(activities(dispatch))
+    assert {"record_dispatch", "book_dispatch", "record_billable_extra"} <= set(calls(dispatch))
     refused = request("RQREF")  # C13: recorded, refused, closed; nobody mailed
-    assert "send_mail" not in activities(refused) and activities(refused)["record_request_opened"] == 1
+    assert "send_mail" not in calls(refused) and calls(refused)["record_request_opened"] == 1
 
 
-@pytest.mark.parametrize("path", FILES + PRE_PATCH + LOCAL,
-                         ids=[f"{p.parent.name}/{p.stem}" for p in FILES + PRE_PATCH + LOCAL])
+SAVED = FILES + PRE_PATCH + LOCAL + BEFORE_16 + BEFORE_UPSERTS
+
+
+@pytest.mark.parametrize("path", SAVED, ids=[f"{p.parent.name}/{p.stem}" for p in SAVED])
 async def test_saved_history_replays_without_nondeterminism(path: Path) -> None:
     result = await replayer(*WORKFLOWS).replay_workflow(load(path), raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure!r}"
@@ -197,7 +240,7 @@ def test_requests_are_recorded_on_both_sides_of_the_one_write_patch() -> None:
     (request, status change, SLA start) and the TL's mail, with the patch marker first."""
     assert {p.stem.split("-")[2] for p in PRE_PATCH} == {"RQSLA", "RQDSP"}
     for old in PRE_PATCH:
-        (new,) = [p for p in FILES if p.name == old.name]
+        (new,) = [p for p in BEFORE_16 if p.name == old.name]  # the one-write path, before issue 16's local opening
         before, after = json.loads(old.read_text())["events"], json.loads(new.read_text())["events"]
         scheduled = [e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
                      for e in before if "activityTaskScheduledEventAttributes" in e]
@@ -254,12 +297,35 @@ async def test_without_the_guard_requests_opened_before_the_patch_break(
         await replayer(*WORKFLOWS).replay_workflow(load(path))
 
 
+# ---- `programme-upserts-only-changes`, `cycle-upserts-only-changes` (workflows/search_attributes.py) -------------
+@pytest.mark.parametrize("name", ["program-replay-onboarding", "program-replay-onboarding-p1-m01",
+                                  "program-replay-renewed"])
+def test_programmes_and_cycles_upsert_only_what_changes(name: str) -> None:
+    """Each upsert is a billable Action: a run recorded since the patches upserts a search attribute only to change
+    it; the same path recorded before upserted the same values again (the check can tell them apart)."""
+    unchanged, total = unchanged_upserts(HISTORIES / f"{name}.json")
+    assert total > 0 and unchanged == 0, (name, unchanged, total)
+    before, total_before = unchanged_upserts(HISTORIES.parent / "before-upsert-changes" / f"{name}.json")
+    assert before > 0 and total_before > total, (name, before, total_before, total)
+
+
+@pytest.mark.parametrize("path", UPSERTED_UNCHANGED, ids=[p.stem for p in UPSERTED_UNCHANGED])
+async def test_without_the_guard_programmes_that_upserted_everything_break(
+        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard is needed: code that always leaves out unchanged upserts cannot replay a run that made them."""
+    real, mine = workflow.patched, {PROGRAMME_UPSERTS_CHANGES, CYCLE_UPSERTS_CHANGES}
+    monkeypatch.setattr(workflow, "patched", lambda patch_id: patch_id in mine or real(patch_id))
+    with pytest.raises(workflow.NondeterminismError):
+        await replayer(*WORKFLOWS).replay_workflow(load(path))
+
+
 # ---- reading a history for "idle" (tests/harness.py `in_flight`, behind history_len and the crash tests) ----
 def test_in_flight_sees_what_a_workflow_still_has_to_do() -> None:
     """The waits built on `in_flight` cannot end early: at every point of a recorded history where an
     activity, an Update, a child start or a workflow task is pending it names it; it is empty only
     when the workflow waits on a timer or from outside, or is closed."""
-    events = load(HISTORIES / "program-replay-onboarding.json").events
+    # Recorded before issue 16, when the enrolment's check was the first activity task (now a local activity).
+    events = load(HISTORIES.parent / "before-issue-16" / "program-replay-onboarding.json").events
     ET = EventType
 
     def where(event_type: EventType.ValueType) -> list[int]:

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.step_inputs import StepState, StepStatus
     from domain.steps import Workflow, tracked_steps
     from workflows import activity_calls as act
+    from workflows.search_attributes import upsert_changed
     from workflows.updatable_sleep import UpdatableSleep
     from workflows.update_sequence import UpdateSequence
 
@@ -35,6 +36,9 @@ ORDER = [st.name for st in tracked_steps(Workflow.cycle)]
 # Issue 16: the cycle writes its open steps to the inbox projection as they change, an Update's before it
 # returns. Cycles started before never write theirs (`techconnect projection check --fix` does).
 PATCH_CYCLE_PROJECTION = "cycle-inbox-projection"
+# Issue 16: `_publish` upserts only the search attributes that change (it ran twice a step: in the Update and
+# again in the main loop). A cycle started before keeps upserting them all.
+PATCH_UPSERT_CHANGES = "cycle-upserts-only-changes"
 
 
 class CycleBase:
@@ -112,10 +116,10 @@ class CycleBase:
 
     def _publish(self) -> None:
         open_steps = [st.step for st in self._status.steps if st.status == StepStatus.open]
-        workflow.upsert_search_attributes([
+        upsert_changed([
             SA_OPEN_STEPS.value_set(open_steps),
             SA_PROGRAM_PHASE.value_set("cycle-done" if self._status.done else "cycle"),
-        ])
+        ], PATCH_UPSERT_CHANGES)
         lines = [f"Follow-up cycle {self._label} (period {self._input.period}, month {self._input.month})"]
         lines += [f"- [{'x' if st.status == StepStatus.done else ' '}] {st.title} (due {st.due_on})"
                   for st in self._status.steps]

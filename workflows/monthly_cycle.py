@@ -59,7 +59,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.steps import DueFrom, Workflow, tracked_steps
     from workflows import activity_calls as act
-    from workflows.cycle_base import PATCH_CYCLE_PROJECTION
+    from workflows.cycle_base import PATCH_CYCLE_PROJECTION, PATCH_UPSERT_CHANGES
     from workflows.cycle_report import CycleReport
     from workflows.signal_route import check_registry, keep_and_mail_rejection, run_step, step_handlers
     from workflows.updatable_sleep import UpdatableSleep
@@ -103,6 +103,8 @@ class MonthlyCycleWorkflow(CycleReport):
         # Asked before the first command, so a run started before the change replays its recorded sequence.
         self._status.month_end_report = workflow.patched(PATCH_MONTH_END_REPORT)
         self._projects = workflow.patched(PATCH_CYCLE_PROJECTION)
+        # Asked here too (answered the same in `_publish`): its marker shares the first workflow task's (one Action).
+        workflow.patched(PATCH_UPSERT_CHANGES)
         items = default_deadlines(Workflow.cycle, {
             DueFrom.month_start: input.month_start, DueFrom.month_end: input.month_end,
             DueFrom.next_month: first_of_next}, p)

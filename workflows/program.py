@@ -45,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.step_inputs import BillableExtraKind, CompleteStepSignal, RecordBillableExtra, StepState
     from domain.steps import Workflow, tracked_steps
     from workflows import activity_calls as act
-    from workflows.program_base import iso
+    from workflows.program_base import PATCH_UPSERT_CHANGES, iso
     from workflows.program_changes import ProgramChanges
     from workflows.program_steps import ProgramSteps
     from workflows.signal_route import check_registry, keep_and_mail_rejection, run_step, step_handlers
@@ -142,6 +142,8 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
         e = input.enrolment
         policy = input.policy
         local = workflow.patched(PATCH_ENROL_LOCALLY)
+        # Asked here too (answered the same in `_publish`): its marker shares the enrolment's task (one Action).
+        workflow.patched(PATCH_UPSERT_CHANGES)
         check = await (act.check_enrolment_local if local else act.check_enrolment)(
             EnrolmentCheckRequest(enrolment=e, policy=policy, period=input.period),
             summary=f"Enrolment check, period {input.period} (E1, C2, C4)",

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import activity_calls as act
 
+from workflows.search_attributes import upsert_changed
 from workflows.updatable_sleep import UpdatableSleep
 from workflows.update_sequence import UpdateSequence
 
@@ -54,6 +55,9 @@ PATCH_REASSIGN_RUNNING_WORK = "reassign-reaches-running-cycles-and-requests"
 # step has left the inbox when its Update returns. A programme that handled an Update before this change
 # keeps saving from its main loop only.
 PATCH_SAVE_IN_UPDATE = "update-saves-before-returning"
+# Issue 16: `_publish` upserts only the search attributes that change (it runs after every step; the phase and
+# the open steps change a few times a year). A programme started before keeps upserting them all.
+PATCH_UPSERT_CHANGES = "programme-upserts-only-changes"
 
 
 def iso(d: date | datetime | None) -> str | None:
@@ -217,7 +221,7 @@ class ProgramBase:
         if s.plan is not None:
             updates.append(SA_PERIOD_END.value_set(s.plan.period_end_at))
             updates.append(SA_NON_RENEWAL_DEADLINE.value_set(s.plan.non_renewal_deadline_end_at))
-        workflow.upsert_search_attributes(updates)
+        upsert_changed(updates, PATCH_UPSERT_CHANGES)
         lines = [f"**{s.customer_name}** ({s.customer_id}), period {s.period}, phase **{s.phase.value}**",
                  f"TL: {s.technical_lead.name} ({s.technical_lead.id})"]
         if s.plan:

@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.rules_request import approval_expired
     from workflows import activity_calls as act
 
+from workflows.search_attributes import upsert_changed
 from workflows.updatable_sleep import UpdatableSleep
 from workflows.update_sequence import UpdateSequence
 
@@ -326,12 +327,7 @@ class RequestBase:
             SA_REQUEST_STATE.value_set(s.state.value),
             SA_SLA_BREACHED.value_set(s.sla_breached),
         ]
-        if workflow.patched(PATCH_OPEN_LOCALLY):
-            # Compared with the values as this run knows them: the start's and its own upserts (in history).
-            current = workflow.info().typed_search_attributes
-            updates = [u for u in updates if current.get(u.key) != u.value]
-        if updates:
-            workflow.upsert_search_attributes(updates)
+        upsert_changed(updates, PATCH_OPEN_LOCALLY)
         lines = [f"**{s.tracking_number}** {s.kind.value} request of {i.customer_name} ({s.customer_id}), "
                  f"priority {s.priority.value}, state **{s.state.value}**",
                  f"Summary: {s.summary}",

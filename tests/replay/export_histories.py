@@ -8,16 +8,18 @@ CLI and UI use) as tests/replay/histories/<workflow id>.json: the file name is t
 workflow ID the replayer needs.
 
 On the dev server (`temporal server start-dev`, real time, nothing can be skipped):
-- program-replay-onboarding: every onboarding step by Update, then month 1's cycle
-  (call scheduled, held, report approved); the programme is still running when saved.
-- program-replay-onboarding-p1-m01: that monthly cycle, completed.
 - program-replay-refused: a subscription ending inside the period, refused (E1).
 - program-replay-lapsed: a period that ended before the programme was started; the
   workflow marks everything missed without mail, reaches the period end at once, finds
   no maintenance for the next period (E1) and closes (final report, workspace archived).
 
 On the time-skipping server (a period end cannot be reached on the dev server: a
-non-renewal notice must come in before the deadline, 90 days before the end):
+non-renewal notice must come in before the deadline, 90 days before the end; nor a month's end,
+after which its report is drafted, D7):
+- program-replay-onboarding: every onboarding step by Update, then month 1's cycle
+  (call scheduled, held, report drafted after the month and approved); the programme is still
+  running when saved.
+- program-replay-onboarding-p1-m01: that monthly cycle, completed.
 - program-replay-closed: a non-renewal notice (C16), then the period end: closed.
 - program-replay-renewed: the first run of a programme that renews by continue-as-new.
 - request-TC-RQSLA-*: a support request filed on a Friday afternoon, warned and escalated on
@@ -126,12 +128,14 @@ async def lapsed(st: Stack) -> None:
 
 async def dev_server_paths(tmp: Path) -> None:
     async with stack_on_server(tmp / "dev", f"sqlite+aiosqlite:///{tmp / 'dev.db'}") as st:
-        await onboarding_and_cycle(st)
         await refused(st)
         await lapsed(st)
 
 
 async def time_skipping_paths(tmp: Path) -> None:
+    async with stack_on_server(tmp / "ts-onboarding", f"sqlite+aiosqlite:///{tmp / 'ts-onboarding.db'}",
+                               server=start_time_skipping) as st:
+        await onboarding_and_cycle(st)
     async with stack_on_server(tmp / "ts", f"sqlite+aiosqlite:///{tmp / 'ts.db'}", server=start_time_skipping) as st:
         today = await local_today(st)
         for customer in ("replay-closed", "replay-renewed"):
