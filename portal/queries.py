@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from sqlalchemy import Select, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from domain.naming import request_workflow_id
 from domain.request import AttachmentRef, AuthorRole, Message
@@ -143,8 +144,9 @@ async def programme_views(
         select(ProgrammeRow, CustomerRow.name).outerjoin(CustomerRow, CustomerRow.id == ProgrammeRow.customer_id),
         customer_ids=customer_ids, phase=phase, tl=tl, led_by=led_by, renewal_within_days=renewal_within_days,
         overdue=overdue)
-    stmt = stmt.order_by(ProgrammeRow.customer_id).offset(offset).limit(limit).execution_options(
-        populate_existing=True)
+    # The enrolment (contacts, sites, agreed extras) is not shown in a list: not read, nor decoded from JSON.
+    stmt = stmt.order_by(ProgrammeRow.customer_id).offset(offset).limit(limit).options(
+        defer(ProgrammeRow.enrolment)).execution_options(populate_existing=True)
     return [programme_view(row, name) for row, name in (await session.execute(stmt)).all()]
 
 
