@@ -126,9 +126,8 @@ async def copy_rows(stack: DevStack, customers: list[str], live: int, requests: 
                 sources[getattr(row, key.key)].setdefault(table, []).append(values)
         for j in range(live, len(customers)):
             source = customers[j % live]
-            lead = (await session.scalar(select(ProgrammeRow.technical_lead_id)
-                                         .where(ProgrammeRow.customer_id == source))) or ""
-            names = {source: customers[j], lead: _tl(j % tls)["id"]}
+            (programme,) = sources[source][ProgrammeRow]  # its TL, as read above
+            names = {source: customers[j], programme["technical_lead_id"]: _tl(j % tls)["id"]}
             tables = (*_COPIED, SupportRequestRow) if j < requests else _COPIED
             for table in tables:
                 rows = [{k: _renamed(v, names) for k, v in values.items()} for values in sources[source].get(table, [])]
@@ -150,10 +149,16 @@ async def _token(stack: DevStack, email: str, role: Role, tl: str | None = None)
     return token
 
 
-async def _portal(stack: DevStack, port: int) -> asyncio.subprocess.Process:
+def _service_env(stack: DevStack, data_dir: str) -> dict[str, str]:
+    """This environment without the bench's own settings, pointed at the stack's database and server."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TECHCONNECT_", "TEMPORAL_", "BENCH_"))}
-    env.update({"TECHCONNECT_DATABASE_URL": stack.database_url, "TECHCONNECT_DATA_DIR": str(stack.tmp / "portal"),
-                "TEMPORAL_ADDRESS": stack.client.service_client.config.target_host, "PYTHONUNBUFFERED": "1"})
+    env.update({"TECHCONNECT_DATABASE_URL": stack.database_url, "TECHCONNECT_DATA_DIR": str(stack.tmp / data_dir),
+                "TEMPORAL_ADDRESS": stack.client.service_client.config.target_host})
+    return env
+
+
+async def _portal(stack: DevStack, port: int) -> asyncio.subprocess.Process:
+    env = {**_service_env(stack, "portal"), "PYTHONUNBUFFERED": "1"}
     log = (stack.tmp / "portal.log").open("wb")
     return await asyncio.create_subprocess_exec(sys.executable, "-m", "cli", "portal", "--port", str(port), cwd=ROOT,
                                                 env=env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log)
@@ -180,34 +185,29 @@ async def p95(http: httpx.AsyncClient, path: str, token: str, clients: int, roun
 FLOOR_IMPORTS = "import typer, rich.console, pydantic_settings, sqlalchemy.ext.asyncio, sqlalchemy.orm, aiosqlite"
 
 
-async def floor_seconds(runs: int = 3) -> tuple[float, list[float]]:
-    """Wall time of the interpreter importing `FLOOR_IMPORTS` and exiting (median of `runs`)."""
+async def _walls(args: list[str], env: dict[str, str] | None = None, runs: int = 3,
+                 expect: bytes = b"") -> tuple[float, list[float]]:
+    """Wall time of `python <args>` from start to exit (median of `runs`); it must exit 0 and print `expect`."""
     walls = []
     for _ in range(runs):
         began = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", FLOOR_IMPORTS, cwd=ROOT)
-        if await proc.wait() != 0:
-            raise RuntimeError(f"{FLOOR_IMPORTS!r} exited {proc.returncode}")
-        walls.append(time.monotonic() - began)
-    return statistics.median(walls), walls
-
-
-async def step_list_seconds(stack: DevStack, runs: int = 3) -> tuple[float, list[float]]:
-    """Wall time of the whole `step list --json` command for everyone (median of `runs`)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TECHCONNECT_", "TEMPORAL_", "BENCH_"))}
-    env.update({"TECHCONNECT_DATABASE_URL": stack.database_url, "TECHCONNECT_DATA_DIR": str(stack.tmp / "cli"),
-                "TEMPORAL_ADDRESS": stack.client.service_client.config.target_host})
-    walls = []
-    for _ in range(runs):
-        began = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "cli", "step", "list", "--json", cwd=ROOT,
-                                                    env=env, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE)
+        proc = await asyncio.create_subprocess_exec(sys.executable, *args, cwd=ROOT, env=env,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await proc.communicate()
         walls.append(time.monotonic() - began)
-        if proc.returncode != 0 or b'"total"' not in out:
-            raise RuntimeError(f"step list exited {proc.returncode}: {err.decode()[-500:]}")
+        if proc.returncode != 0 or expect not in out:
+            raise RuntimeError(f"python {' '.join(args)} exited {proc.returncode}: {err.decode()[-500:]}")
     return statistics.median(walls), walls
+
+
+async def floor_seconds() -> tuple[float, list[float]]:
+    """The interpreter importing `FLOOR_IMPORTS` and exiting."""
+    return await _walls(["-c", FLOOR_IMPORTS])
+
+
+async def step_list_seconds(stack: DevStack) -> tuple[float, list[float]]:
+    """The whole `step list --json` command for everyone."""
+    return await _walls(["-m", "cli", "step", "list", "--json"], _service_env(stack, "cli"), expect=b'"total"')
 
 
 async def inbox_figures(run: Run, stack: DevStack) -> None:

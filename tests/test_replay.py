@@ -36,6 +36,7 @@ WORKFLOWS = (ProgramWorkflow, MonthlyCycleWorkflow, SupportRequestWorkflow)
 # The sandbox imports this module again for the workflow variants below: what they do not
 # need (settings read files at import) comes from outside it.
 with workflow.unsafe.imports_passed_through():
+    from bench import actions
     from config.temporal import DATA_CONVERTER
     from tests.harness import in_flight
     from worker import workflow_runner
@@ -85,21 +86,10 @@ def event_types(path: Path) -> Counter[str]:
 
 
 def unchanged_upserts(path: Path) -> tuple[int, int]:
-    """(upserts that set no search attribute to a new value, all upserts) in a history, each value compared with
-    the one the start or an earlier upsert set."""
-    known: dict[str, Any] = {}
-    unchanged = total = 0
-    for e in json.loads(path.read_text())["events"]:
-        started = e.get("workflowExecutionStartedEventAttributes")
-        if started is not None:
-            known.update((started.get("searchAttributes") or {}).get("indexedFields", {}))
-        upsert = e.get("upsertWorkflowSearchAttributesEventAttributes")
-        if upsert is not None:
-            fields = upsert["searchAttributes"]["indexedFields"]
-            total += 1
-            unchanged += all(known.get(k) == v for k, v in fields.items())
-            known.update(fields)
-    return unchanged, total
+    """(billed upserts that set no search attribute to a new value, all billed upserts) in a saved history
+    (bench/actions.py counts them so for the programme-year figure)."""
+    events = load(path).events
+    return actions.unchanged_upserts(events), actions.count_actions(events).get("search_attribute_upsert", 0)
 
 
 # The pinned runs that upserted a value it already had (a refused enrolment upserts nothing).
