@@ -1,6 +1,6 @@
 """`python -m cli ...`: the same as the `techconnect` command."""
 
-from cli.app import app
+from cli.app import main
 
 if __name__ == "__main__":
-    app()
+    main()

@@ -17,23 +17,32 @@ from collections.abc import Callable, Coroutine
 from datetime import date
 from functools import wraps
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 import yaml
 from rich.console import Console
 from rich.markup import escape
-from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
 from config.settings import Settings
 from domain.errors import Refused, RuleRefused
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
 
 err = Console(stderr=True)
 out = Console()
 
 # Set once this process has created a Temporal client (see `finish`).
 _temporal_client_created = False
+# Set when this process is the `techconnect` command itself (console script or `python -m cli`), not the
+# app invoked in-process (tests, CliRunner).
+_cli_process = False
+
+
+def mark_cli_process() -> None:
+    global _cli_process
+    _cli_process = True
 
 
 def run_async(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
@@ -45,11 +54,6 @@ def run_async(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., Non
             asyncio.run(fn(*args, **kwargs))
         except RuleRefused as exc:
             fail(str(exc), 2)
-        except RPCError as exc:
-            if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
-                fail(f"cannot reach Temporal ({Settings().temporal.address}): {exc.message or exc}", 1)
-            fail(f"Temporal refused the request ({exc.status.name if exc.status else 'unknown status'}): "
-                 f"{exc.message or exc}", 1)
         except (ConnectionError, OSError) as exc:
             fail(f"cannot reach a service: {exc}", 1)
         except RuntimeError as exc:
@@ -57,6 +61,7 @@ def run_async(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., Non
                 fail(f"cannot reach Temporal ({Settings().temporal.address}): {exc}", 1)
             raise
         except Exception as exc:
+            _fail_if_temporal_error(exc)
             if _is_database_error(exc):
                 # Not the URL: it may hold a password.
                 fail(f"database error: {getattr(exc, 'orig', None) or str(exc).splitlines()[0]}", 1)
@@ -71,12 +76,20 @@ def _is_database_error(exc: BaseException) -> bool:
     return any(cls.__module__.startswith("sqlalchemy.") for cls in type(exc).__mro__)
 
 
-def _is_cli_process() -> bool:
-    """True when this process is the `techconnect` command itself (console script or
-    `python -m cli`), false when the app is invoked in-process (tests, CliRunner)."""
-    from cli.app import app
+def _fail_if_temporal_error(exc: BaseException) -> None:
+    """A refusal or an outage of Temporal's service, told as such (exit 1)."""
+    # Only a command that loaded Temporal's client can raise its errors; the database commands never
+    # import it (issue 16: `step list` starts in under a second).
+    if "temporalio.service" not in sys.modules:
+        return
+    from temporalio.service import RPCError, RPCStatusCode
 
-    return getattr(sys.modules.get("__main__"), "app", None) is app
+    if not isinstance(exc, RPCError):
+        return
+    if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+        fail(f"cannot reach Temporal ({Settings().temporal.address}): {exc.message or exc}", 1)
+    fail(f"Temporal refused the request ({exc.status.name if exc.status else 'unknown status'}): "
+         f"{exc.message or exc}", 1)
 
 
 def finish(code: int) -> None:
@@ -87,7 +100,7 @@ def finish(code: int) -> None:
     of the exit code; temporalio/sdk-python#300). A CLI process that created a client
     therefore leaves without interpreter teardown, once its output is flushed.
     """
-    if _temporal_client_created and _is_cli_process():
+    if _temporal_client_created and _cli_process:
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

@@ -8,11 +8,11 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config.secret_files import stored_secret
-from domain.naming import DEFAULT_TASK_QUEUE
 from domain.policy import ProgramPolicy
 from domain.renewal import renewal_timing_problems
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TASK_QUEUE = "techconnect"
 
 
 class TemporalSettings(BaseSettings):

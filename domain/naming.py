@@ -8,8 +8,6 @@ from temporalio.common import (
     SearchAttributeKey,
 )
 
-DEFAULT_TASK_QUEUE = "techconnect"
-
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 

@@ -31,6 +31,13 @@ def page_count(total: int) -> int:
     return max(1, -(-total // PAGE_SIZE))
 
 
+def page_line(page: int, total: int, what: str) -> str:
+    """`page 2 of 7, 320 open step(s); next: --page 3`: the line under a page the CLI prints."""
+    pages = page_count(total)
+    more = f"; next: --page {page + 1}" if page < pages else ""
+    return f"page {page} of {pages}, {total} {what}{more}"
+
+
 async def open_steps(settings: Settings, *, tl: str | None = None, page: int = 1,
                      customer_ids: Collection[str] | None = None, customers_led_by: str | None = None,
                      sessions: SessionFactory | None = None) -> InboxPage:

@@ -261,3 +261,46 @@ def test_temporal_unreachable_is_exit_1_without_traceback(tmp_path: Path) -> Non
     assert proc.returncode == 1, (proc.returncode, proc.stderr)
     assert "cannot reach Temporal" in proc.stderr and env["TEMPORAL_ADDRESS"] in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+# What `step list` must not load: Temporal's client, the other command groups, the workflows' status models.
+NOT_FOR_STEP_LIST = ("temporalio", "cli.programs", "cli.requests", "cli.users", "starter.programs",
+                     "storage.repositories.requests", "domain.program", "domain.cycle")
+
+_STEP_LIST_IN_A_PROCESS = """
+import json, sys
+sys.argv = ["techconnect", "step", "list", "--json"]
+from cli.app import main
+try:
+    main()
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_step_list_starts_without_temporal_or_the_other_command_groups(tmp_path: Path) -> None:
+    """Issue 16: the whole `step list` command under a second at 1,000 programmes, most of it the start.
+    A command of one group imports that group only, and reading the inbox needs no Temporal client."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "TECHCONNECT_"))}
+    env |= {"TECHCONNECT_DATA_DIR": str(tmp_path), "TECHCONNECT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/t.db"}
+    proc = subprocess.run([sys.executable, "-c", _STEP_LIST_IN_A_PROCESS], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    page_text, _, modules_line = proc.stdout.rstrip("\n").rpartition("\n")
+    assert json.loads(page_text) == {"items": [], "total": 0, "page": 1, "pages": 1}
+    loaded = json.loads(modules_line)
+    assert "cli.steps" in loaded and "storage.repositories.open_steps" in loaded, loaded
+    assert not [m for m in loaded if m.split(".")[0] in NOT_FOR_STEP_LIST or m in NOT_FOR_STEP_LIST]
+
+
+def test_every_command_group_alone_is_the_group_of_the_whole_command_line() -> None:
+    """`main()` builds the line with the one group the command names: the same Typer as in the whole line."""
+    from cli.app import COMMAND_GROUPS, build_app
+
+    whole = {g.name: g.typer_instance for g in app.registered_groups}
+    assert set(whole) == set(COMMAND_GROUPS)
+    for name in COMMAND_GROUPS:
+        alone = build_app(name)
+        assert [(g.name, g.typer_instance) for g in alone.registered_groups] == [(name, whole[name])]
+        assert alone.registered_commands == []  # the servers (dev, worker, ...) come with the whole line

@@ -14,15 +14,12 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Select, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.inbox import PAGE_SIZE, OpenStep
+from domain.inbox import ENDED_PHASES, PAGE_SIZE, OpenStep
 from storage.repositories.clock import at_or_now, utc_or_none
 from storage.repositories.common import where_given
 from storage.tables import CustomerRow, OpenStepRow, ProgrammeRow
 
 T = TypeVar("T")
-
-# Phases whose workflow has ended: not in the list of programmes.
-ENDED_PHASES = ("closed", "refused")
 
 
 @dataclass(frozen=True)
