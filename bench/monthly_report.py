@@ -15,6 +15,10 @@ from typing import Any
 from bench.results import Figure, Run, k_label
 from testing.databases import pg_database
 
+# Issue 16's targets for a month of 50,000 requests, one per database (docs/benchmarks.md); the "met"
+# column is checked against the same bound the target column prints.
+TARGET_SECONDS_50K = {"sqlite": 1.5, "postgresql": 2.0}
+
 
 async def reports(run: Run) -> None:
     for db in run.sizes.report_databases:
@@ -45,11 +49,12 @@ async def _report(run: Run, db: str, n: int, name: str) -> None:
         warm = [await generate(f"warm-{i}") for i in range(run.sizes.report_runs)]
         split = await _report_split(acts, report_request("bench-split"))
     value = statistics.median(warm)
-    target = "< 2" if n >= 50_000 else ""
+    bound = TARGET_SECONDS_50K[db] if n >= 50_000 else None
+    target = f"< {bound:g}" if bound is not None else ""
     run.log(f"{name}: {value:.2f} s (cold {cold:.2f}, empty month {empty:.2f}, seeding {seeded:.1f} s; {split})")
     run.results.add(Figure(
         name, value, "s", f"{empty:.2f} s: the same report over an empty month, same database", target,
-        (value < 2) if target else None,
+        (value < bound) if bound is not None else None,
         f"`generate_monthly_report`, the whole activity (queries, chart, CSV, HTML and text, filing the "
         f"document) over {n:,} requests of the month plus noise ({db}, data of tests/test_monthly_report.py); "
         f"median of {len(warm)} runs ({', '.join(f'{x:.2f}' for x in warm)}); the first after start "

@@ -84,3 +84,20 @@ async def dev_stack(tmp: Path, log: Log) -> AsyncIterator[DevStack]:
         await env.shutdown()
         await asyncio.to_thread(sink.stop)
         await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def own_database(stack: DevStack, name: str) -> AsyncIterator[DevStack]:
+    """The same server and SMTP sink with an application database of its own: the lists' figures count what the
+    database holds, so they must not see the programmes the other parts started."""
+    database_url = f"sqlite+aiosqlite:///{stack.tmp / f'{name}.db'}"
+    await upgrade(database_url)
+    engine = make_engine(database_url)
+    own = DevStack(env=stack.env, database_url=database_url, sessions=make_session_factory(engine), sink=stack.sink,
+                   tmp=stack.tmp, log=stack.log)
+    try:
+        yield own
+    finally:
+        for w in own.workers:
+            await w.stop()
+        await engine.dispose()
