@@ -244,27 +244,31 @@ class DocumentActivities:
         async with self._sessions() as session:
             existing = await self._by_key(session, request.idempotency_key)
         if existing is None:
-            context, attachments = await self._monthly_context(request)
-            title = (f"Monthly follow-up report: {request.month_start:%B %Y} "
-                     f"(month {request.month}, period {request.period})")
-            existing = await self._file(_Filing(
-                customer_id=request.customer_id,
-                period=request.period,
-                # Rule D7: a month-end draft stays out of the customer's sight until the TL approves it.
-                kind=MONTHLY_REPORT_DRAFT if request.draft else "monthly_report",
-                title=title,
-                version=request.version,
-                template="monthly_report",
-                context=context,
-                idempotency_key=request.idempotency_key,
-                attachments=tuple(attachments),
-                json_ready=True,
-                keep=lambda c: slim_monthly_data(c) | {
-                    "reviews": [r.model_dump(mode="json") for r in request.reviews]},
-                print_context=partial(capped_print_context, csv_filename=str(attachments[0]["filename"])),
-            ))
+            with report_listing.no_collection():
+                existing = await self._file_monthly_report(request)
             maybe_crash(REPORT_AFTER_FILING)  # crash tests: filed, the workflow does not know yet
         return ReportDraft(document_id=existing.id, title=existing.title, summary=str(existing.data.get("summary", "")))
+
+    async def _file_monthly_report(self, request: MonthlyReportRequest) -> DocumentRow:
+        context, attachments = await self._monthly_context(request)
+        title = (f"Monthly follow-up report: {request.month_start:%B %Y} "
+                 f"(month {request.month}, period {request.period})")
+        return await self._file(_Filing(
+            customer_id=request.customer_id,
+            period=request.period,
+            # Rule D7: a month-end draft stays out of the customer's sight until the TL approves it.
+            kind=MONTHLY_REPORT_DRAFT if request.draft else "monthly_report",
+            title=title,
+            version=request.version,
+            template="monthly_report",
+            context=context,
+            idempotency_key=request.idempotency_key,
+            attachments=tuple(attachments),
+            json_ready=True,
+            keep=lambda c: slim_monthly_data(c) | {
+                "reviews": [r.model_dump(mode="json") for r in request.reviews]},
+            print_context=partial(capped_print_context, csv_filename=str(attachments[0]["filename"])),
+        ))
 
     @activity.defn
     async def draft_monthly_report(self, request: MonthlyReportRequest) -> ReportDraft:

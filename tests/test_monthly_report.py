@@ -522,8 +522,9 @@ async def test_a6_50000_requests_render_under_2_seconds_on_sqlite(
               f"data {data_mb:.1f} MB of which CSV {csv_mb:.1f} MB")
     print(f"monthly report at scale: {figure}")
     report_figure("monthly_report_50k_sqlite", figure)
-    # The 2 s target is the benchmark's, measured on a quiet machine (bench/). Here the suite shares
-    # two cores with everything else: wall time measured 1.5-1.9 s alone but 13 s beside a load of 6,
-    # so the regression guard is on this process's CPU time, which other processes inflate far less
+    # The targets are the benchmark's (bench/monthly_report.py: the whole activity under 1.5 s on SQLite,
+    # 2 s on PostgreSQL), measured on a quiet machine. Here the suite shares two cores with everything
+    # else: wall time measured 1.5-1.9 s alone but 13 s beside a load of 6, so the regression guard is
+    # on this process's CPU time, which other processes inflate far less
     # (6.2 s CPU for 24.7 s wall at a load of 7 on this machine; about 1.8 s on a quiet one).
     assert cpu < 10.0, figure
