@@ -339,7 +339,11 @@ def every_day_calendar(today: date) -> dict[str, Any]:
     raise AssertionError(f"{today}: a public holiday in every country tried")
 
 
-def meeting(days: int = 3) -> str:
+def meeting(days: int = 10) -> str:
+    """A kickoff meeting whose reminder never falls in the test: the meeting's day is complete_kickoff's due
+    date, reminded 2 business days before (rule C5). Three days ahead, on a Friday, put that reminder on
+    Thursday, already due: the control lane mailed it and the crash lane, whose next Update came first
+    after its restart, did not (CI of 2026-12-04). Ten days ahead puts it at least six days away."""
     d = datetime.now(PARIS).date() + timedelta(days=days)
     return datetime.combine(d, datetime.min.time(), PARIS).replace(hour=10).isoformat()
 
