@@ -252,7 +252,9 @@ async def test_temporal_cli_update_equals_techconnect_step_complete(st: Stack, c
 @pytest.mark.rule("C15")
 async def test_refused_updates_exit_2_and_leave_no_event(st: Stack, cli: Cli) -> None:
     cid = "cli-refuse"
-    h = await started(st, cid)
+    # Begun yesterday: month 1's cycle starts at enrolment, not on a timer at 09:00 Paris that a run just
+    # before that hour would see fire between the two history counts below.
+    h = await started(st, cid, today() - timedelta(days=1))
     before = await idle_history_len(h)
 
     comm_plan = cli.write("comm-plan.json", {"communication_policies": "weekly", "escalation_process": "TL first",

@@ -292,12 +292,15 @@ async def update(handle: WorkflowHandle[Any, Any], name: str, payload: dict[str,
     return result
 
 
-async def enrol(lane: Lane, period_start: date | None = None, **overrides: Any) -> ProgramStatus:
+async def enrol(lane: Lane, period_start: date | None = None, policy: ProgramPolicy | None = None,
+                **overrides: Any) -> ProgramStatus:
     today = datetime.now(PARIS).date()
-    await add_subscription(lane.rig.sessions, lane.customer, today - timedelta(days=30), today + timedelta(days=500))
-    e = enrolment(lane.customer, period_start or today, **overrides)
+    start = period_start or today
+    # Rule E1: maintenance from before the period's start (a month back is 31 days after a 31-day month).
+    await add_subscription(lane.rig.sessions, lane.customer, start - timedelta(days=30), today + timedelta(days=500))
+    e = enrolment(lane.customer, start, **overrides)
     await lane.client.start_workflow(
-        "ProgramWorkflow", ProgramInput(enrolment=e, policy=ProgramPolicy(), started_by="ops-olga"),
+        "ProgramWorkflow", ProgramInput(enrolment=e, policy=policy or ProgramPolicy(), started_by="ops-olga"),
         id=program_workflow_id(lane.customer), task_queue=lane.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL, static_summary=f"Programme of {e.customer.name}",
         search_attributes=TypedSearchAttributes([SearchAttributePair(SA_CUSTOMER_ID, lane.customer)]))
@@ -538,7 +541,10 @@ async def test_b_kill_inside_the_monthly_report_files_it_once(
         # Rule D7: the report is drafted at the first business hour after its month. Month 1 ended yesterday, on a
         # calendar whose every day is a business day from 00:00, in a country where today is no public holiday:
         # the draft is due at once, as the cycle starts (the crash lane's worker dies inside it, after filing).
-        await enrol(lane, period_start=add_months(today, -1), calendar=every_day_calendar(today))
+        # On the 29th to 31st after a shorter month, a month back is clamped (30 March: 28 February), so month 1
+        # ended up to 3 days ago: a policy that calls a date stale after 5 days, not 2, still drafts its report.
+        await enrol(lane, period_start=add_months(today, -1), policy=ProgramPolicy(stale_after_days=5),
+                    calendar=every_day_calendar(today))
         cycle = lane.client.get_workflow_handle(monthly_cycle_workflow_id(lane.customer, 1, 1))
         drafted = await eventually(lambda: query(cycle, CycleStatus),
                                    lambda c: c.report_document_id is not None and c.steps[2].status.value == "open",

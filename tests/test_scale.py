@@ -107,7 +107,10 @@ async def test_three_workers_share_the_load_and_survive_a_kill(
         await wait_for(all_enrolled, "every programme past enrolment", within=120, workers=workers)
 
         # First steps by Update; SIGKILL one worker when half of them are done.
-        meeting = datetime.combine(today + timedelta(days=3), datetime.min.time(), PARIS).replace(hour=10)
+        # Ten days ahead: complete_kickoff is due on the meeting's day and reminded 2 business days before (C5);
+        # three days ahead put that reminder in the past on a Thursday to Saturday, mailed while the outbox
+        # and the mailbox below were being compared.
+        meeting = datetime.combine(today + timedelta(days=10), datetime.min.time(), PARIS).replace(hour=10)
 
         async def schedule(cid: str) -> ProgramStatus:
             result: ProgramStatus = await client.get_workflow_handle(program_workflow_id(cid)).execute_update(
