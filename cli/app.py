@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -53,11 +54,12 @@ def main() -> None:
     build_app(first if first in COMMAND_GROUPS else None)()
 
 
-def __getattr__(name: str) -> typer.Typer:
-    if name == "app":
-        built = globals()["app"] = build_app()
-        return built
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+if not TYPE_CHECKING:  # for mypy, `app` is the annotation above: any other name stays an error
+    def __getattr__(name: str) -> typer.Typer:
+        if name == "app":
+            built = globals()["app"] = build_app()
+            return built
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["COMMAND_GROUPS", "app", "build_app", "main"]

@@ -96,7 +96,7 @@ class ProgrammeView(ProgrammeFacts):
 
 
 class ProgrammeFields(Protocol):
-    """What a programme's view reads of its projection row: a `ProgrammeRow`, or a row of `LISTED_COLUMNS`."""
+    """What a programme's view reads of its projection row: a `ProgrammeRow`, or a row of `_LISTED_COLUMNS`."""
 
     customer_id: str
     workflow_id: str
@@ -150,7 +150,7 @@ def programme_view(row: ProgrammeFields, customer_name: str | None = None) -> Pr
     steps = [s for s in status.get("steps", []) if isinstance(s, dict)]
     open_steps = [s for s in steps if s.get("status") == "open"]
     return ProgrammeView(
-        customer_id=row.customer_id, customer_name=customer_name or str(status.get("customer_name", row.customer_id)),
+        customer_id=row.customer_id, customer_name=customer_name or str(status.get("customer_name") or row.customer_id),
         workflow_id=row.workflow_id, period=row.period, phase=row.phase, technical_lead_id=row.technical_lead_id,
         technical_lead_name=str((status.get("technical_lead") or {}).get("name", row.technical_lead_id)),
         period_start=row.period_start, period_end=row.period_end,
