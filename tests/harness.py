@@ -41,7 +41,7 @@ from testing.servers import binary as binary
 from testing.servers import free_port
 from testing.servers import start_dev_server as start_dev_server
 from tests.clock import start_time_skipping as start_time_skipping  # at TECHCONNECT_TEST_NOW when set
-from worker import WORKFLOWS, build_activities, workflow_runner
+from worker import WORKFLOWS, ActivitySet, build_activities, workflow_runner
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,7 +110,9 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def stack(env: WorkflowEnvironment, database_url: str, tmp: Path,
-                policy: ProgramPolicy | None = None) -> AsyncIterator[Stack]:
+                policy: ProgramPolicy | None = None,
+                activities: Callable[[ActivitySet], list[object]] = ActivitySet.all) -> AsyncIterator[Stack]:
+    """`activities`: what the worker registers from the real set (a test may wrap one of them to hold it)."""
     await upgrade(database_url)
     engine = make_engine(database_url)
     port = free_port()
@@ -122,7 +124,7 @@ async def stack(env: WorkflowEnvironment, database_url: str, tmp: Path,
     sessions = make_session_factory(engine)
     acts = build_activities(settings, sessions)
     try:
-        async with Worker(env.client, task_queue=task_queue, workflows=WORKFLOWS, activities=acts.all(),
+        async with Worker(env.client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities(acts),
                           workflow_runner=workflow_runner()):
             yield Stack(env=env, client=env.client, sink=sink, sessions=sessions, settings=settings,
                         task_queue=task_queue, database_url=database_url)

@@ -215,7 +215,7 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
         if workflow.patched(PATCH_SAVE_BEFORE_WELCOME):
             # The start (workspace id, audit entry) reaches the system of record before any mail:
             # an SMTP outage then delays only the mails, not what the portal and support staff see.
-            await self._save()
+            await self._save_between_updates()
         await self._file(
             "welcome", "welcome", f"Welcome to TechConnect, period {s.period}",
             {"period_start": iso(plan.period_start), "period_end": iso(plan.period_end),
@@ -234,7 +234,7 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
         if not (local and workflow.patched(PATCH_SAVE_BEFORE_WELCOME)) or self._dirty:
             # Since PATCH_ENROL_LOCALLY only when the welcome document and mails changed something (a mail
             # refused for good, an Update meanwhile): otherwise it would write what the save above wrote.
-            await self._save()
+            await self._save_between_updates()
 
         while True:
             # Reset before the work, not after it: an Update or signal that lands while
@@ -243,7 +243,7 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
             async with self._updates.lock:
                 await self._process_due_events()
             if self._dirty:
-                await self._save()
+                await self._save_between_updates()
             now = workflow.now()
             if now >= plan.period_end_at:
                 # From here on validators refuse: an Update accepted while the run ends

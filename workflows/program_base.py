@@ -58,6 +58,11 @@ PATCH_SAVE_IN_UPDATE = "update-saves-before-returning"
 # Issue 16: `_publish` upserts only the search attributes that change (it runs after every step; the phase and
 # the open steps change a few times a year). A programme started before keeps upserting them all.
 PATCH_UPSERT_CHANGES = "programme-upserts-only-changes"
+# A save outside an Update (the enrolment's, the main loop's) waits for an Update in flight: begun between the
+# Update's first change and its last, it cleared `_dirty`, so the Update's own save was skipped and its last
+# changes (the kickoff's new due dates) never reached the projection. Asked only while an Update holds the lock,
+# so a run that never met the race records no marker; one that did replays as it ran.
+PATCH_SAVE_WAITS_FOR_UPDATE = "save-waits-for-update-in-flight"
 
 
 def iso(d: date | datetime | None) -> str | None:
@@ -203,6 +208,16 @@ class ProgramBase:
             self._publish()
             await act.save_projection(ProjectionUpdate(status=self._status, audit=audit),
                                       summary=f"Save programme state ({self._status.phase.value})")
+
+    async def _save_between_updates(self) -> None:
+        """A save of the enrolment or the main loop: never in the middle of an Update (PATCH_SAVE_WAITS_FOR_UPDATE)."""
+        if self._updates.lock.locked() and workflow.patched(PATCH_SAVE_WAITS_FOR_UPDATE):
+            async with self._updates.lock:
+                # The Update saved on its way out when it changed anything: only what came after is left.
+                if self._dirty:
+                    await self._save()
+            return
+        await self._save()
 
     async def _save_in_update(self) -> None:
         """The end of every Update (UpdateSequence's save): see PATCH_SAVE_IN_UPDATE."""
