@@ -130,27 +130,29 @@ class _Listed:
 _LISTED_COLUMNS = (ProgrammeRow.customer_id, ProgrammeRow.workflow_id, ProgrammeRow.period, ProgrammeRow.phase,
                    ProgrammeRow.technical_lead_id, ProgrammeRow.period_start, ProgrammeRow.period_end,
                    ProgrammeRow.updated_at)
-_LISTED_STATUS = (ProgrammeRow.status["customer_name"], ProgrammeRow.status["technical_lead"],
+_LISTED_STATUS = (ProgrammeRow.status["technical_lead"],
                   ProgrammeRow.status["steps"], ProgrammeRow.status["renewal"],
                   ProgrammeRow.status[("plan", "non_renewal_deadline")])
 
 
-def _listed(row: Any) -> tuple[_Listed, str | None]:
-    (customer_id, workflow_id, period, phase, tl, start, end, updated_at, status_name, lead, steps, renewal,
+def _listed(row: Any) -> tuple[_Listed, str]:
+    (customer_id, workflow_id, period, phase, tl, start, end, updated_at, lead, steps, renewal,
      plan_deadline, customer_name) = row
-    status = {"customer_name": status_name, "technical_lead": lead, "steps": steps or [], "renewal": renewal,
+    status = {"technical_lead": lead, "steps": steps or [], "renewal": renewal,
               "plan": {"non_renewal_deadline": plan_deadline}}
-    return _Listed(customer_id, workflow_id, period, phase, tl, start, end, status, updated_at), customer_name
+    # The programme's customer row always exists (foreign key); the ID only if a row were ever missing.
+    return (_Listed(customer_id, workflow_id, period, phase, tl, start, end, status, updated_at),
+            customer_name or customer_id)
 
 
-def programme_view(row: ProgrammeFields, customer_name: str | None = None) -> ProgrammeView:
+def programme_view(row: ProgrammeFields, customer_name: str) -> ProgrammeView:
     status: dict[str, Any] = row.status or {}
     plan = status.get("plan") or {}
     renewal = status.get("renewal") or {}
     steps = [s for s in status.get("steps", []) if isinstance(s, dict)]
     open_steps = [s for s in steps if s.get("status") == "open"]
     return ProgrammeView(
-        customer_id=row.customer_id, customer_name=customer_name or str(status.get("customer_name") or row.customer_id),
+        customer_id=row.customer_id, customer_name=customer_name,
         workflow_id=row.workflow_id, period=row.period, phase=row.phase, technical_lead_id=row.technical_lead_id,
         technical_lead_name=str((status.get("technical_lead") or {}).get("name", row.technical_lead_id)),
         period_start=row.period_start, period_end=row.period_end,
