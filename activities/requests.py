@@ -93,10 +93,11 @@ class RequestActivities:
     async def save_request(self, projection: RequestProjection) -> Ack:
         """Projection of the workflow's RequestStatus into `support_requests` (read by reports, A6)."""
         async with self._session_factory() as session, session.begin():
-            row = await upsert_request(session, request=projection.request, period=projection.period,
-                                       status=projection.status, now=projection.at)
+            await upsert_request(session, request=projection.request, period=projection.period,
+                                 status=projection.status, now=projection.at)
             added = await append_audit_entries(session, projection.status.workflow_id, projection.audit)
-        return Ack(detail=f"request {row.tracking_number} saved ({row.state}), {audit_note(added)}")
+        status = projection.status
+        return Ack(detail=f"request {status.tracking_number} saved ({status.state.value}), {audit_note(added)}")
 
     @activity.defn
     async def list_open_requests(self, query: OpenRequestsQuery) -> OpenRequests:

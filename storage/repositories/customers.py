@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,7 +12,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from domain.enrolment import Contact, MaintenanceSubscription
 from storage.repositories.clock import at_or_now
-from storage.repositories.common import UpsertCounts, fresh, insert_ignore, one_by, rows, upsert
+from storage.repositories.common import UpsertCounts, fresh, insert_ignore, rows, upsert
 from storage.tables import ContactRow, CustomerRow, MaintenanceSubscriptionRow
 
 # ---- maintenance subscriptions (rule E1) ---------------------------------------------
@@ -68,12 +69,11 @@ async def get_customer(session: AsyncSession, customer_id: str) -> CustomerRow |
 async def upsert_customer(
     session: AsyncSession, customer_id: str, name: str, maintenance_subscription_id: str,
     *, now: datetime | None = None,
-) -> CustomerRow:
+) -> None:
     await upsert(session, CustomerRow,
                  {"id": customer_id, "name": name, "maintenance_subscription_id": maintenance_subscription_id,
                   "created_at": at_or_now(now)},
                  ["id"], ["name", "maintenance_subscription_id"])
-    return await one_by(session, CustomerRow, CustomerRow.id, customer_id)
 
 
 async def ensure_customer(session: AsyncSession, customer_id: str, name: str, *, now: datetime | None = None) -> None:
@@ -95,25 +95,15 @@ def _email_key(email: str) -> str:
 async def upsert_contacts(
     session: AsyncSession, customer_id: str, contacts: Iterable[Contact], *, active: bool = True,
     now: datetime | None = None,
-) -> list[ContactRow]:
-    """Insert or update contacts by (customer, e-mail); returns the rows given, in order."""
+) -> None:
+    """Insert or update contacts by (customer, e-mail), in one statement."""
     added_at = at_or_now(now)
-    emails: list[str] = []
+    by_email: dict[str, dict[str, Any]] = {}
     for contact in contacts:
         email = _email_key(str(contact.email))
-        if email in emails:
-            continue
-        emails.append(email)
-        await upsert(session, ContactRow,
-                     {"customer_id": customer_id, "name": contact.name, "email": email, "role": contact.role,
-                      "active": active, "added_at": added_at},
-                     ["customer_id", "email"], ["name", "role", "active"])
-    if not emails:
-        return []
-    by_email = {r.email: r for r in await rows(session, fresh(
-        select(ContactRow).where(ContactRow.customer_id == customer_id, ContactRow.email.in_(emails))
-    ))}
-    return [by_email[e] for e in emails]
+        by_email.setdefault(email, {"customer_id": customer_id, "name": contact.name, "email": email,
+                                    "role": contact.role, "active": active, "added_at": added_at})
+    await upsert(session, ContactRow, list(by_email.values()), ["customer_id", "email"], ["name", "role", "active"])
 
 
 async def list_contacts(session: AsyncSession, customer_id: str, *, active_only: bool = False) -> list[ContactRow]:
@@ -136,9 +126,8 @@ async def deactivate_contacts(session: AsyncSession, customer_id: str, *, keep: 
 async def sync_contacts(
     session: AsyncSession, customer_id: str, contacts: Iterable[Contact], *, active: bool = True,
     now: datetime | None = None,
-) -> list[ContactRow]:
+) -> None:
     """Make the stored contacts match `contacts`: listed ones upserted, the rest revoked."""
     given = list(contacts)
-    rows = await upsert_contacts(session, customer_id, given, active=active, now=now)
+    await upsert_contacts(session, customer_id, given, active=active, now=now)
     await deactivate_contacts(session, customer_id, keep=[str(c.email) for c in given])
-    return rows

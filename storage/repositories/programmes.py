@@ -20,7 +20,7 @@ from storage.tables import ProgrammeRow, WorkspaceRow
 
 async def upsert_programme(
     session: AsyncSession, status: ProgramStatus, enrolment: Enrolment | None = None, *, now: datetime | None = None,
-) -> ProgrammeRow:
+) -> None:
     """Write the projection of `status`; `enrolment`, when given, replaces the stored one."""
     plan = status.plan
     period_start: date | None = plan.period_start if plan else None
@@ -51,7 +51,6 @@ async def upsert_programme(
     # A status without a plan or an acceptance time yet must not erase what is recorded.
     await upsert(session, ProgrammeRow, values, ["customer_id"], update_columns,
                  coalesce_columns=["period_start", "period_end", "handbook_accepted_at"])
-    return await one_by(session, ProgrammeRow, ProgrammeRow.customer_id, status.customer_id)
 
 
 async def get_programme(session: AsyncSession, customer_id: str) -> ProgrammeRow | None:

@@ -52,7 +52,7 @@ async def allocate_tracking_number(session: AsyncSession, customer_id: str, year
 async def upsert_request(
     session: AsyncSession, *, request: NewRequest, period: int, status: RequestStatus,
     now: datetime | None = None,
-) -> SupportRequestRow:
+) -> None:
     """Write the projection of a request's `status` (SupportRequestWorkflow's state).
 
     The filing details come from `request`. A write carrying an older `now` than the
@@ -83,7 +83,6 @@ async def upsert_request(
     mutable = ["priority", "summary", "description", "state", "pending_reason", "first_response_deadline",
                "first_response_at", "sla_breached", "closed_at", "closure", "agreement_ref", "updated_at"]
     await upsert(session, SupportRequestRow, values, ["tracking_number"], mutable, newer_by="updated_at")
-    return await one_by(session, SupportRequestRow, SupportRequestRow.tracking_number, status.tracking_number)
 
 
 async def get_request(session: AsyncSession, tracking_number: str) -> SupportRequestRow | None:
