@@ -253,36 +253,34 @@ class MailActivities:
             msg.add_attachment(ics, subtype="calendar", filename="invite.ics", params={"method": "REQUEST"})
         return msg
 
-    async def _claim(self, request: MailRequest, rendered: RenderedMail, message_id: str) -> OutboxRow:
-        """Insert the outbox row for this key, or get the one a previous attempt (or a racer) wrote."""
+    async def _claim(self, request: MailRequest, rendered: RenderedMail, body_text: str) -> tuple[OutboxRow, bool]:
+        """Insert the outbox row for this key, counting this attempt, or get the one a racer wrote; True when
+        inserted here (the caller found no row before rendering)."""
         key = request.idempotency_key
         async with self._sessions() as session:
-            row = await session.scalar(select(OutboxRow).where(OutboxRow.idempotency_key == key))
-            if row is not None:
-                return row
             row = OutboxRow(
                 idempotency_key=key,
                 customer_id=request.customer_id,
                 template=request.template,
-                message_id=message_id,
+                message_id=message_id_for(key, self._sender),
                 sender=self._sender,
                 recipients=", ".join([*request.to, *request.cc]),
                 subject=rendered.subject[:998],
-                body_text=rendered.text,
+                body_text=body_text,
                 body_html=rendered.html,
                 status="pending",
-                attempts=0,
+                attempts=1,  # counted before the attempt, in the same write
                 created_at=datetime.now(UTC),
             )
             session.add(row)
             try:
                 await session.commit()
-                return row
+                return row, True
             except IntegrityError:
                 await session.rollback()
         # Lost the race on the unique key: the winner's row is the one to use.
         async with self._sessions() as session:
-            return (await session.scalars(select(OutboxRow).where(OutboxRow.idempotency_key == key))).one()
+            return (await session.scalars(select(OutboxRow).where(OutboxRow.idempotency_key == key))).one(), False
 
     async def _update(self, outbox_id: int, **values: object) -> None:
         async with self._sessions() as session:
@@ -308,26 +306,30 @@ class MailActivities:
         files = document_files(document, self._sender)
         context = request.context | _files_context(files) if files else request.context
         rendered = self.render(request.template, context)
-        row = await self._claim(request, rendered, message_id_for(request.idempotency_key, self._sender))
-        if row.status == "sent":  # a concurrent attempt finished in between
-            return self._already_sent(row)
+        body_text = _text_body(rendered, document)
+        inserted = False
+        if row is None:
+            row, inserted = await self._claim(request, rendered, body_text)
+            if row.status == "sent":  # a concurrent attempt finished in between
+                return self._already_sent(row)
+        if not inserted:
+            # Counted before the attempt, so a worker that dies mid-send still leaves a trace (a new row counts
+            # its first attempt as it is written). Content is refreshed too: a row left "failed" can be retried
+            # by a new call with corrected input.
+            await self._update(
+                row.id,
+                attempts=OutboxRow.attempts + 1,
+                status="pending",
+                recipients=", ".join([*request.to, *request.cc]),
+                subject=rendered.subject[:998],
+                body_text=body_text,
+                body_html=rendered.html,
+            )
 
         # Rendered on first need and stored (not on this loop: storage/pdfs.py renders in a thread); a resend
         # carries the stored bytes, so the message stays the same.
         pdf = await document_pdf(self._sessions, document) if document is not None else None
         message = self.build_message(request, rendered, row.message_id, row.created_at, document, pdf)
-
-        # Counted before the attempt, so a worker that dies mid-send still leaves a trace.
-        # Content is refreshed too: a row left "failed" can be retried by a new call with corrected input.
-        await self._update(
-            row.id,
-            attempts=OutboxRow.attempts + 1,
-            status="pending",
-            recipients=", ".join([*request.to, *request.cc]),
-            subject=rendered.subject[:998],
-            body_text=_text_body(rendered, document),
-            body_html=rendered.html,
-        )
         try:
             await self._mailer.send(message)
         except TransientMailError as exc:

@@ -424,9 +424,10 @@ async def test_concurrent_claims_share_one_outbox_row(database_url: str, sink: S
         acts = make_mail_activities(sessions, sink)
         request = mail_request("program-acme-p1-race")
         rendered = acts.render(request.template, request.context)
-        mid = message_id_for(request.idempotency_key, SENDER)
-        rows = await asyncio.gather(*(acts._claim(request, rendered, mid) for _ in range(4)))
-        assert len({r.id for r in rows}) == 1
+        claims = await asyncio.gather(*(acts._claim(request, rendered, rendered.text) for _ in range(4)))
+        assert len({r.id for r, _ in claims}) == 1
+        assert [inserted for _, inserted in claims].count(True) == 1  # one counted its attempt, the others wait
+        assert {r.message_id for r, _ in claims} == {message_id_for(request.idempotency_key, SENDER)}
         async with sessions() as session:
             assert len((await session.scalars(select(OutboxRow))).all()) == 1
 
