@@ -45,25 +45,28 @@ what it showed (2026-11-27, same machine); numbers quoted from those runs are ma
    test with faults (tests/test_load_faults.py) 2,000 requests were filed at 10.7/s instead of 5.9-7.9/s.
    Requests opened before the patch replay on the old path (tests/replay/pre-patch/).
 
-**Programme start and request open (figures 1, 2) are bounded by server round trips, not by a hot
-spot.** The CPU columns say it (milliseconds of CPU per item, dev server + worker + bench process, over
-the measured window): a no-op workflow costs under 20 ms, an enrolment 130-150 ms, an opened request
-145-230 ms (quiet runs of this session), and on two cores shared by the three processes the ratios are
-these CPU ratios (0.09-0.15). The server alone spends 55-65 ms on each programme, three no-op
-workflows' worth. Before its
-workspace exists a programme runs four activities in a row (`check_enrolment`, `plan_period`,
-`schedule_deadlines`, `register_programme`), each a task dispatched by the server and a workflow task to
-schedule the next, and in the same window the programmes enrolled first already file their welcome
-document and send their mails (`file_document`, `send_mail` x3, `save_projection`). A request is
-`describe` + `get_status` of the programme and an allocated number on the client, then (since fix 4) the
-C12 deadline as a local activity, one write and the TL's mail. After fix 1, profiles 1 and 2 spread the worker's time
-over the SDK (sandbox, bridge, payload visitors), SQLAlchemy and the mail path (Jinja, `email`, SMTP),
-none of it a single cheap target. A ratio of 0.5 means a programme costing no more than two no-op
-workflows in all: only fewer round trips get near it, e.g. the pure calendar steps and the bookkeeping
-writes as local activities (one marker event each, no task dispatch) behind a `workflow.patched`
-migration with re-exported replay histories, and the crash tests adapted (a local activity is not a
-pending activity the sweeper can fail; it reruns when the workflow task is retried). Proposed as the next
-step, not done in this run: it changes every history of the two busiest workflows.
+**Programme start and request open (figures 1, 2) are bounded by the worker's CPU, most of it the SDK's
+cost per activation** (2026-12-04, this machine). In the measured window the worker process is busy
+nearly all the time: about 87 ms of worker CPU a programme and 74 ms a request, the dev server 40-46 ms,
+where a no-op workflow costs the worker 8 ms. Profiles 1 and 2 of that day: the sandbox (entering the
+run's restricted context on every activation, importing the workflow's own module again and applying
+`workflow.defn` to its class for every new run) 32 % and 41 % of the worker's busy time, the SDK's payload
+visitors (four passes over every activation and completion; SDK 1.35 makes them whether or not a codec or
+external storage is configured) 11 % and 18 %, SQLAlchemy 28 % and 22 %. Issue 16 made the enrolment's four
+calls and the request's opening write local activities (no task for the server to dispatch, fewer
+Actions), but each local activity's result still wakes the run with an activation of its own. The
+database part was cut on 2026-12-04: an upsert statement is built once per shape (building `excluded`
+copied every column of the table, and each new statement missed SQLAlchemy's compiled cache), a
+customer's contacts are one statement, no upsert reads back a row nobody uses, and a mail's outbox row is
+written with its first attempt counted: `register_programme` 17.4 -> 8.4 ms CPU and `save_projection`
+12.8 -> 5.1 ms for a status with 12 contacts (300 calls each on SQLite). In this bench's window (one or
+two contacts a programme) the request rate went from 10.4 to 11.6 a second and the programme rate stayed
+at 10.3, one run of each, one after the other on the same quiet machine. A ratio of 0.35 needs a
+programme to cost the machine about three no-op workflows. What is left to try, each behind a
+`workflow.patched` with replay tests: one local activity for the enrolment's reads and calendar maths
+(two activations where there are four), the save before the welcome mail folded into the registration,
+and a request's opening reading its programme from the projection instead of a `get_status` query (an
+activation of the programme's run for every request).
 
 **Memory (figure 6): most of a held programme was its own copy of the workflow modules.** *(investigation)*
 tracemalloc (`BENCH_TRACEMALLOC=<file>` on `bench/worker.py`, 200 programmes, after `gc.collect()`) put
@@ -101,9 +104,10 @@ through SQLAlchemy and 0.7 s of shaping on PostgreSQL, where the query itself ex
 rendering of 20 MB of HTML and 12 MB of text (0.4 s), and the filing of those bodies (0.4-0.5 s). What
 remains is proportional to the rows the customer asked for (rule A6: every request of the month).
 
-**Met with room:** the full period (figure 3) runs in a few seconds, a period's history is about a
-third of the 2,000-event bar (figure 4), and the escalation mail leaves within a tenth of a second of
-the deadline (figure 7), close to a bare timer's own lag.
+**Met with room:** a period's history is about a third of the 2,000-event bar (figure 4), and the
+escalation mail leaves within a tenth of a second of the deadline (figure 7), close to a bare timer's own
+lag. **Missed:** the full period (figure 3), 12-14 s on this machine since issue 15's month-end drafts (each
+of the 12 cycles drafts its report after the month and has it approved), against 10.
 """
 
 
