@@ -282,10 +282,15 @@ class MailActivities:
         async with self._sessions() as session:
             return (await session.scalars(select(OutboxRow).where(OutboxRow.idempotency_key == key))).one(), False
 
-    async def _update(self, outbox_id: int, **values: object) -> None:
+    async def _update(self, outbox_id: int, unless_sent: bool = False, **values: object) -> bool:
+        """Change the row; with `unless_sent`, only while it is not sent. True when a row changed."""
+        stmt = update(OutboxRow).where(OutboxRow.id == outbox_id)
+        if unless_sent:
+            stmt = stmt.where(OutboxRow.status != "sent")
         async with self._sessions() as session:
-            await session.execute(update(OutboxRow).where(OutboxRow.id == outbox_id).values(**values))
+            changed = getattr(await session.execute(stmt.values(**values)), "rowcount", 0)
             await session.commit()
+        return bool(changed)
 
     @staticmethod
     def _already_sent(row: OutboxRow) -> MailResult:
@@ -315,8 +320,8 @@ class MailActivities:
         if not inserted:
             # Counted before the attempt, so a worker that dies mid-send still leaves a trace (a new row counts
             # its first attempt as it is written). Content is refreshed too: a row left "failed" can be retried
-            # by a new call with corrected input.
-            await self._update(
+            # by a new call with corrected input. Never over a row a concurrent attempt has just marked sent.
+            counted = await self._update(
                 row.id,
                 attempts=OutboxRow.attempts + 1,
                 status="pending",
@@ -324,7 +329,10 @@ class MailActivities:
                 subject=rendered.subject[:998],
                 body_text=body_text,
                 body_html=rendered.html,
+                unless_sent=True,
             )
+            if not counted:
+                return self._already_sent(row)
 
         # Rendered on first need and stored (not on this loop: storage/pdfs.py renders in a thread); a resend
         # carries the stored bytes, so the message stays the same.

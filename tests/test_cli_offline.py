@@ -294,8 +294,23 @@ def test_step_list_starts_without_temporal_or_the_other_command_groups(tmp_path:
     assert not [m for m in loaded if m.split(".")[0] in NOT_FOR_STEP_LIST or m in NOT_FOR_STEP_LIST]
 
 
-@pytest.mark.parametrize("group", ["program", "step", "notice", "maintenance", "db", "request", "user", "prices",
-                                   "holidays", "extras", "projection"])
+GROUPS = ["program", "step", "notice", "maintenance", "db", "request", "user", "prices", "holidays", "extras",
+          "projection"]
+
+
+def test_every_command_group_is_checked_below_and_comes_alone() -> None:
+    """A group added to the table `main()` uses is added to GROUPS too; a group alone brings no server command
+    (`dev`, `worker`, ...): those come with the whole line. That `main()` loads only the group's module is shown
+    in a process of its own (test_step_list_starts_without_temporal_or_the_other_command_groups)."""
+    from cli.app import COMMAND_GROUPS, build_app
+
+    assert set(GROUPS) == set(COMMAND_GROUPS)
+    for name in GROUPS:
+        alone = build_app(name)
+        assert [g.name for g in alone.registered_groups] == [name] and alone.registered_commands == []
+
+
+@pytest.mark.parametrize("group", GROUPS)
 def test_a_command_run_by_main_finds_its_group_as_the_whole_command_line_has_it(
         group: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """`main()` loads only the group the command names (issue 16: `step list` < 1 s): each group's help, through

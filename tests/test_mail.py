@@ -17,7 +17,7 @@ import jinja2
 import pytest
 import pytest_asyncio
 from icalendar import Calendar, Event
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.exceptions import ApplicationError
 
@@ -448,6 +448,29 @@ async def test_4xx_is_retryable_and_recorded(sessions: SessionFactory, sink: Smt
     row = await outbox_row(sessions, "program-acme-p1-welcome")
     assert (row.status, row.attempts) == ("sent", 2)
     assert len(sink.messages) == 1
+
+
+async def test_a_retry_that_finds_its_row_sent_by_a_racer_meanwhile_sends_nothing(
+        sessions: SessionFactory, sink: SmtpSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    acts = make_mail_activities(sessions, sink)
+    sink.fail_with = (451, "4.3.0 mailbox busy, try later")
+    with pytest.raises(TransientMailError):
+        await acts.send_mail(mail_request())  # the row stays pending, attempts 1
+    sink.fail_with = None
+    count = acts._update
+
+    async def racer_sends_first(outbox_id: int, unless_sent: bool = False, **values: object) -> bool:
+        # Between this retry's lookup (pending) and its count, a racer (a worker presumed dead) sends it.
+        async with sessions() as session, session.begin():
+            await session.execute(update(OutboxRow).where(OutboxRow.id == outbox_id).values(status="sent"))
+        return await count(outbox_id, unless_sent=unless_sent, **values)
+
+    monkeypatch.setattr(acts, "_update", racer_sends_first)
+    result = await acts.send_mail(mail_request())
+    assert result.status == "already_sent"
+    assert sink.refused == 1 and sink.received == 0 and sink.messages == []  # the retry sent nothing
+    row = await outbox_row(sessions, "program-acme-p1-welcome")
+    assert (row.status, row.attempts) == ("sent", 1)
 
 
 async def test_5xx_is_permanent_and_marks_the_row_failed(sessions: SessionFactory, sink: SmtpSink) -> None:
