@@ -62,11 +62,14 @@ written with its first attempt counted: `register_programme` 17.4 -> 8.4 ms CPU 
 12.8 -> 5.1 ms for a status with 12 contacts (300 calls each on SQLite). In this bench's window (one or
 two contacts a programme) the request rate went from 10.4 to 11.6 a second and the programme rate stayed
 at 10.3, one run of each, one after the other on the same quiet machine. A ratio of 0.35 needs a
-programme to cost the machine about three no-op workflows. What is left to try, each behind a
-`workflow.patched` with replay tests: one local activity for the enrolment's reads and calendar maths
-(two activations where there are four), the save before the welcome mail folded into the registration,
-and a request's opening reading its programme from the projection instead of a `get_status` query (an
-activation of the programme's run for every request).
+programme to cost the machine about three no-op workflows. Also on 2026-12-04, a request's opening reads
+its programme from the projection when that says the programme is live, instead of a `get_status` query (an
+activation of the programme's run for every request); the machine's speed moved more than that between runs
+(a no-op workflow at 57/s in one bench run and 85/s in the next, an hour apart), so its effect is not
+separated: worker CPU a request over worker CPU a programme went from 0.85 to 0.76 in two runs of
+`--only dev`. What is left to try, each behind a `workflow.patched` with replay tests: one local activity for
+the enrolment's reads and calendar maths (two activations where there are four), and the save before the
+welcome mail folded into the registration.
 
 **Memory (figure 6): most of a held programme was its own copy of the workflow modules.** *(investigation)*
 tracemalloc (`BENCH_TRACEMALLOC=<file>` on `bench/worker.py`, 200 programmes, after `gc.collect()`) put
@@ -106,7 +109,7 @@ remains is proportional to the rows the customer asked for (rule A6: every reque
 
 **Met with room:** a period's history is about a third of the 2,000-event bar (figure 4), and the
 escalation mail leaves within a tenth of a second of the deadline (figure 7), close to a bare timer's own
-lag. **At its bar:** the full period (figure 3): 8.4 s in the bench run of 2026-12-04, 9.6-11.9 s in four runs
+lag. **At its bar:** the full period (figure 3): 8.4 and 8.7 s in the two bench runs of 2026-12-04, 9.6-11.9 s in four runs
 of `--only period` on the same machine that day (before and after that day's changes alike), 12-14 s on
 the machine of the day before; against 10. It grew with issue 15's month-end drafts (each of the 12 cycles
 drafts its report after the month and has it approved).
