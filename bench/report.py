@@ -109,10 +109,10 @@ remains is proportional to the rows the customer asked for (rule A6: every reque
 
 **Met with room:** a period's history is about a third of the 2,000-event bar (figure 4), and the
 escalation mail leaves within a tenth of a second of the deadline (figure 7), close to a bare timer's own
-lag. **At its bar:** the full period (figure 3): 8.4 and 8.7 s in the two bench runs of 2026-12-04, 9.6-11.9 s in four runs
-of `--only period` on the same machine that day (before and after that day's changes alike), 12-14 s on
-the machine of the day before; against 10. It grew with issue 15's month-end drafts (each of the 12 cycles
-drafts its report after the month and has it approved).
+lag. **At its bar:** the full period (figure 3): 8.4 and 8.7 s in the two bench runs of 2026-12-04,
+9.6-11.9 s in four runs of `--only period` on the same machine that day (before and after that day's
+changes alike), 12-14 s on the machine of the day before; against 10. It grew with issue 15's month-end
+drafts (each of the 12 cycles drafts its report after the month and has it approved).
 """
 
 
