@@ -277,6 +277,30 @@ async def test_customer_contacts_and_workspace_upserts(sessions: SessionFactory)
         assert (reopened.id, reopened.status, reopened.archived_at) == ("ws-acme", "active", None)
 
 
+async def test_a_status_save_keeps_the_enrolment_and_a_new_enrolment_replaces_it(sessions: SessionFactory) -> None:
+    """The programme's upsert updates the enrolment only when one is given (two shapes of one statement, each
+    built once and reused: they must not be mixed up, in whichever order they are first built)."""
+    from testing.enrolment import enrolment
+
+    await seed_customer(sessions, "acme")
+    first = enrolment("acme", date(2027, 1, 1), support_language="fr")
+    async with sessions() as s, s.begin():
+        await repo.upsert_programme(s, status("acme"), first)
+        await repo.upsert_programme(s, status("acme", phase=Phase.running))  # a status save: no enrolment
+    async with sessions() as s:
+        kept = await repo.get_programme(s, "acme")
+        assert kept is not None
+        assert (kept.phase, kept.enrolment, kept.support_language) == (
+            "running", first.model_dump(mode="json"), "fr")
+    second = enrolment("acme", date(2027, 1, 1), support_language="en")
+    async with sessions() as s, s.begin():
+        await repo.upsert_programme(s, status("acme", phase=Phase.running), second)
+    async with sessions() as s:
+        replaced = await repo.get_programme(s, "acme")
+        assert replaced is not None
+        assert (replaced.enrolment, replaced.support_language) == (second.model_dump(mode="json"), "en")
+
+
 async def test_programme_projection_upsert_get_and_filters(sessions: SessionFactory) -> None:
     for cid in ("acme", "globex", "initech"):
         await seed_customer(sessions, cid)
