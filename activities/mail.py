@@ -57,6 +57,12 @@ def message_id_for(idempotency_key: str, sender: str) -> str:
     return f"<tc.{digest}@{domain}>"
 
 
+def outbox_content(request: MailRequest, rendered: RenderedMail, body_text: str) -> dict[str, str]:
+    """What an outbox row holds of the message: written with a new row, refreshed on each later attempt."""
+    return {"recipients": ", ".join([*request.to, *request.cc]), "subject": rendered.subject[:998],
+            "body_text": body_text, "body_html": rendered.html}
+
+
 def _text_body(rendered: RenderedMail, document: DocumentRow | None) -> str:
     if document is None:
         return rendered.text
@@ -253,7 +259,7 @@ class MailActivities:
             msg.add_attachment(ics, subtype="calendar", filename="invite.ics", params={"method": "REQUEST"})
         return msg
 
-    async def _claim(self, request: MailRequest, rendered: RenderedMail, body_text: str) -> tuple[OutboxRow, bool]:
+    async def _claim(self, request: MailRequest, content: dict[str, str]) -> tuple[OutboxRow, bool]:
         """Insert the outbox row for this key, counting this attempt, or get the one a racer wrote; True when
         inserted here (the caller found no row before rendering)."""
         key = request.idempotency_key
@@ -264,10 +270,7 @@ class MailActivities:
                 template=request.template,
                 message_id=message_id_for(key, self._sender),
                 sender=self._sender,
-                recipients=", ".join([*request.to, *request.cc]),
-                subject=rendered.subject[:998],
-                body_text=body_text,
-                body_html=rendered.html,
+                **content,
                 status="pending",
                 attempts=1,  # counted before the attempt, in the same write
                 created_at=datetime.now(UTC),
@@ -311,28 +314,16 @@ class MailActivities:
         files = document_files(document, self._sender)
         context = request.context | _files_context(files) if files else request.context
         rendered = self.render(request.template, context)
-        body_text = _text_body(rendered, document)
+        content = outbox_content(request, rendered, _text_body(rendered, document))
         inserted = False
         if row is None:
-            row, inserted = await self._claim(request, rendered, body_text)
-            if row.status == "sent":  # a concurrent attempt finished in between
-                return self._already_sent(row)
-        if not inserted:
-            # Counted before the attempt, so a worker that dies mid-send still leaves a trace (a new row counts
-            # its first attempt as it is written). Content is refreshed too: a row left "failed" can be retried
-            # by a new call with corrected input. Never over a row a concurrent attempt has just marked sent.
-            counted = await self._update(
-                row.id,
-                attempts=OutboxRow.attempts + 1,
-                status="pending",
-                recipients=", ".join([*request.to, *request.cc]),
-                subject=rendered.subject[:998],
-                body_text=body_text,
-                body_html=rendered.html,
-                unless_sent=True,
-            )
-            if not counted:
-                return self._already_sent(row)
+            row, inserted = await self._claim(request, content)
+        # Counted before the attempt, so a worker that dies mid-send still leaves a trace (a new row counts its
+        # first attempt as it is written). Content is refreshed too: a row left "failed" can be retried by a new
+        # call with corrected input. Never over a row a concurrent attempt has marked sent (then it is sent).
+        if not inserted and not await self._update(row.id, unless_sent=True, attempts=OutboxRow.attempts + 1,
+                                                   status="pending", **content):
+            return self._already_sent(row)
 
         # Rendered on first need and stored (not on this loop: storage/pdfs.py renders in a thread); a resend
         # carries the stored bytes, so the message stays the same.

@@ -140,9 +140,7 @@ def _listed(row: Any) -> tuple[_Listed, str]:
      plan_deadline, customer_name) = row
     status = {"technical_lead": lead, "steps": steps or [], "renewal": renewal,
               "plan": {"non_renewal_deadline": plan_deadline}}
-    # The programme's customer row always exists (foreign key); the ID only if a row were ever missing.
-    return (_Listed(customer_id, workflow_id, period, phase, tl, start, end, status, updated_at),
-            customer_name or customer_id)
+    return _Listed(customer_id, workflow_id, period, phase, tl, start, end, status, updated_at), customer_name
 
 
 def programme_view(row: ProgrammeFields, customer_name: str) -> ProgrammeView:
@@ -191,7 +189,8 @@ async def programme_views(
     """Programmes for the operations pages, with their filters, by customer ID (`limit` rows from `offset`)."""
     stmt = _programme_filters(
         select(*_LISTED_COLUMNS, *_LISTED_STATUS, CustomerRow.name)
-        .outerjoin(CustomerRow, CustomerRow.id == ProgrammeRow.customer_id),
+        # Every programme has its customer row: a foreign key, enforced on SQLite too (storage/db.py).
+        .join(CustomerRow, CustomerRow.id == ProgrammeRow.customer_id),
         customer_ids=customer_ids, phase=phase, tl=tl, led_by=led_by, renewal_within_days=renewal_within_days,
         overdue=overdue)
     stmt = stmt.order_by(ProgrammeRow.customer_id).offset(offset).limit(limit)

@@ -46,14 +46,14 @@ def check_customisation(new: NewRequest) -> None:
         raise RuleRefused(violations)
 
 
-async def live_programme(client: Client, customer_id: str, sessions: SessionFactory | None = None) -> ProgramStatus:
+async def live_programme(client: Client, customer_id: str, sessions: SessionFactory) -> ProgramStatus:
     """The customer's running programme, or RuleRefused (E1/C12) naming why there is none.
 
-    Temporal says whether the programme's run is open (`describe`, answered by the server alone). With
-    `sessions`, its state comes from the projection when that says the programme is live: the workflow saves it
-    before each Update returns and after each change, and it costs no activation of the programme's run (a
-    `get_status` query for every request was a tenth of the worker's time while requests opened). A projection
-    that is missing or says otherwise (a write lost, a new run not yet registered over a closed one) is not
+    Temporal says whether the programme's run is open (`describe`, answered by the server alone). Its state comes
+    from the projection when that says the programme is live: the workflow saves it before each Update returns
+    and after each change, and it costs no activation of the programme's run (a `get_status` query for every
+    request was a tenth of the worker's time while requests opened). A projection that is missing or says the
+    programme is not live (a write lost, a closed period's row not yet replaced by the renewed run's) is not
     trusted: the workflow is asked."""
     def refused(why: str = "") -> RuleRefused:
         return RuleRefused.single("E1/C12", f"customer {customer_id} has no live TechConnect programme{why}",
@@ -65,7 +65,7 @@ async def live_programme(client: Client, customer_id: str, sessions: SessionFact
     if desc.status != WorkflowExecutionStatus.RUNNING:
         state = desc.status.name.lower() if desc.status else "unknown"
         raise refused(f" (its programme workflow is {state})")
-    status = await _projected_live(sessions, customer_id, handle.id) if sessions is not None else None
+    status = await _projected_live(sessions, customer_id)
     if status is None:
         status = await handle.query("get_status", result_type=ProgramStatus)
     if status.phase in NOT_LIVE_PHASES:
@@ -73,16 +73,19 @@ async def live_programme(client: Client, customer_id: str, sessions: SessionFact
     return status
 
 
-async def _projected_live(sessions: SessionFactory, customer_id: str, workflow_id: str) -> ProgramStatus | None:
-    """The programme's projected state when it is a live programme of that workflow; None otherwise."""
+_NOT_LIVE_PHASE_VALUES = frozenset(p.value for p in NOT_LIVE_PHASES)
+
+
+async def _projected_live(sessions: SessionFactory, customer_id: str) -> ProgramStatus | None:
+    """The programme's projected state when it says live; None otherwise. The row's phase column is written
+    from the same status as its JSON (`upsert_programme`), and the workflow ID is the customer's in every run."""
     from storage.repositories import get_programme
 
     async with sessions() as session:
         row = await get_programme(session, customer_id)
-    if row is None or row.workflow_id != workflow_id or row.phase in {p.value for p in NOT_LIVE_PHASES}:
+    if row is None or row.phase in _NOT_LIVE_PHASE_VALUES:
         return None
-    status = ProgramStatus.model_validate(row.status)
-    return status if status.phase not in NOT_LIVE_PHASES else None
+    return ProgramStatus.model_validate(row.status)
 
 
 async def _allocate(sessions: SessionFactory, customer_id: str, year: int) -> str:

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.exceptions import ApplicationError
 
 from activities.invites import render_ics
-from activities.mail import MailActivities, message_id_for
+from activities.mail import MailActivities, message_id_for, outbox_content
 from activities.mailer import PermanentMailError, SmtpMailer, TransientMailError
 from activities.templating import TEMPLATES_DIR, format_date, format_money, make_template_environment
 from devstack.smtp_sink import SmtpSink
@@ -424,7 +424,8 @@ async def test_concurrent_claims_share_one_outbox_row(database_url: str, sink: S
         acts = make_mail_activities(sessions, sink)
         request = mail_request("program-acme-p1-race")
         rendered = acts.render(request.template, request.context)
-        claims = await asyncio.gather(*(acts._claim(request, rendered, rendered.text) for _ in range(4)))
+        content = outbox_content(request, rendered, rendered.text)
+        claims = await asyncio.gather(*(acts._claim(request, content) for _ in range(4)))
         assert len({r.id for r, _ in claims}) == 1
         assert [inserted for _, inserted in claims].count(True) == 1  # one counted its attempt, the others wait
         assert {r.message_id for r, _ in claims} == {message_id_for(request.idempotency_key, SENDER)}

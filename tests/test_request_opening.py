@@ -33,11 +33,8 @@ async def change_projection(st: Stack, customer: str, *, tl_email: str | None = 
 
 
 async def opening_mail(st: Stack, number: str) -> EmailMessage:
-    def of_request(mails: list[EmailMessage]) -> list[EmailMessage]:
-        return [m for m in mails if number in str(m["Subject"])]
-
     async def probe() -> list[EmailMessage]:
-        return of_request(st.mails())
+        return st.mails(template_subject=number)
 
     found = await eventually(probe, lambda ms: len(ms) == 1, f"the opening mail of {number}",
                              shown=lambda ms: str([(str(m["To"]), str(m["Subject"])) for m in st.mails()]))

@@ -13,7 +13,6 @@ today's code, and the new one refuses the old code.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -33,7 +32,7 @@ from domain.inbox import StepDifference
 from domain.program import ProgramStatus
 from starter.projection import check_projection
 from storage.repositories.open_steps import projected_open_steps
-from tests.harness import Stack, add_subscription, enrolment, stack, wait_idle
+from tests.harness import Stack, add_subscription, enrolment, eventually, stack, wait_idle
 from tests.test_program_lifecycle import PARIS
 from worker import ActivitySet
 from workflows.program import ProgramWorkflow
@@ -112,15 +111,12 @@ def completed_after_last_mail(events: list[HistoryEvent]) -> bool:
 
 
 async def enrolment_tail_ran(handle: WorkflowHandle[Any, Any], within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        events = [e async for e in handle.fetch_history_events()]
-        if completed_after_last_mail(events):
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the task after the {LAST_ENROLMENT_MAIL} mail did not complete within {within} s; "
-                                 f"last events: {[E.Name(e.event_type) for e in events[-8:]]}")
-        await asyncio.sleep(0.05)
+    async def events() -> list[HistoryEvent]:
+        return [e async for e in handle.fetch_history_events()]
+
+    await eventually(events, completed_after_last_mail,
+                     f"the task after the {LAST_ENROLMENT_MAIL} mail completed", timeout=within,
+                     shown=lambda seen: f"last events {[E.Name(e.event_type) for e in seen[-8:]]}")
 
 
 async def kickoff_during_enrolment_tail(st: Stack, holds: Holds) -> tuple[WorkflowHandle[Any, Any], ProgramStatus]:

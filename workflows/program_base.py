@@ -213,7 +213,8 @@ class ProgramBase:
         """A save of the enrolment or the main loop: never in the middle of an Update (PATCH_SAVE_WAITS_FOR_UPDATE)."""
         if self._updates.lock.locked() and workflow.patched(PATCH_SAVE_WAITS_FOR_UPDATE):
             async with self._updates.lock:
-                # The Update saved on its way out when it changed anything: only what came after is left.
+                # An Update saves on its way out when it changed anything (since PATCH_SAVE_IN_UPDATE): only what
+                # came after it is left.
                 if self._dirty:
                     await self._save()
             return

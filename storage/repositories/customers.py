@@ -53,9 +53,9 @@ async def upsert_subscriptions(
     existing = set((await session.execute(
         select(MaintenanceSubscriptionRow.id).where(MaintenanceSubscriptionRow.id.in_([s.id for s in subs]))
     )).scalars())
-    for sub in subs:
-        await upsert(session, MaintenanceSubscriptionRow, {**sub.model_dump(), "imported_at": imported_at},
-                     ["id"], ["customer_id", "start", "end", "contact_count", "imported_at"])
+    await upsert(session, MaintenanceSubscriptionRow,
+                 [{**sub.model_dump(), "imported_at": imported_at} for sub in subs],
+                 ["id"], ["customer_id", "start", "end", "contact_count", "imported_at"])
     return UpsertCounts(inserted=len(subs) - len(existing), updated=len(existing))
 
 
