@@ -137,16 +137,21 @@ class DatabaseActivities:
 
     @activity.defn
     async def register_programme(self, request: RegisterProgramme) -> WorkspaceRef:
-        """Customer, contacts, projection (with E2 acceptance) and the D10 workspace, in one transaction."""
+        """Customer, contacts, projection (with E2 acceptance and the start's audit entry) and the D10 workspace,
+        in one transaction."""
         status, enrolment = request.status, request.enrolment
         customer = enrolment.customer
         async with self._session_factory() as session, session.begin():
             await upsert_customer(session, customer.id, customer.name, customer.maintenance_subscription_id)
             await upsert_contacts(session, customer.id, _merge_contacts(enrolment.contacts(), status.contacts))
-            await upsert_programme(session, status, enrolment)
-            await replace_open_steps(session, status.workflow_id, programme_open_steps(status))
             # reopen: a customer enrolled again after a closed programme gets its workspace back.
             workspace = await create_workspace(session, customer.id, workspace_id_for(customer.id), reopen=True)
+            # The projection names the workspace it was registered with: the workflow sets the same id from
+            # this result, and since `enrolment-mails-at-once` no save follows before the mails.
+            status.workspace_id = workspace.id
+            await upsert_programme(session, status, enrolment)
+            await replace_open_steps(session, status.workflow_id, programme_open_steps(status))
+            await append_audit_entries(session, status.workflow_id, request.audit)
         return WorkspaceRef(workspace_id=workspace.id)
 
     @activity.defn

@@ -290,9 +290,9 @@ def programme_year_actions(histories: Iterable[WorkflowHistory], *, onboarding: 
     items.append(_mean_item("support request", requests, requests_per_year))
     notes.append(f"Requests: the mean of {len(requests)} saved request histories "
                  f"({', '.join(h.workflow_id for h in requests)}) x {requests_per_year}.")
-    notes.append("Not in any history, so not counted: queries (each request opening queries its programme's "
-                 "`get_status`, the portal and CLI query status), rejected Updates, activity heartbeats (no "
-                 "activity heartbeats today).")
+    notes.append("Not in any history, so not counted: queries (a request opening asks its programme's "
+                 "`get_status` only when the projection does not say the programme is live; the portal and CLI "
+                 "query status), rejected Updates, activity heartbeats (no activity heartbeats today).")
     return ActionsReport(tuple(items), tuple(notes))
 
 

@@ -108,6 +108,8 @@ class AuditEntry(BaseModel):
 class RegisterProgramme(BaseModel):
     status: ProgramStatus
     enrolment: Enrolment
+    # The start's audit entry, written in the same transaction (since the patch `enrolment-mails-at-once`).
+    audit: list[AuditEntry] = Field(default_factory=list)
 
 
 class WorkspaceRef(BaseModel):

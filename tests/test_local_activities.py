@@ -30,7 +30,7 @@ from tests.harness import Stack, add_subscription, enrolment
 from tests.test_program_refusals import history_len
 from tests.test_support_request import file, live_programme, new_request
 from workflows.monthly_cycle import MonthlyCycleWorkflow
-from workflows.program import PATCH_ENROL_LOCALLY, ProgramWorkflow
+from workflows.program import PATCH_ENROL_LOCALLY, PATCH_ENROL_MAILS_AT_ONCE, ProgramWorkflow
 from workflows.request_base import PATCH_OPEN_LOCALLY
 from workflows.support_request import SupportRequestWorkflow
 
@@ -70,10 +70,16 @@ def scheduled(events: list[HistoryEvent]) -> list[str]:
 def in_first_task(locals_: list[tuple[str, int]], events: list[HistoryEvent]) -> list[str]:
     """The types of the local activities, checked to be recorded by the run's first workflow task (its
     completed event, as the dev server names it; the time-skipping server names its started event)."""
-    first = {next(e.event_id for e in events if e.event_type == t) for t in (
-        E.EVENT_TYPE_WORKFLOW_TASK_STARTED, E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)}
+    first = first_task(events)
     assert {task for _, task in locals_} <= first, (locals_, first)
     return [name for name, _ in locals_]
+
+
+def first_task(events: list[HistoryEvent]) -> set[int]:
+    """The event ids that stand for the run's first workflow task in commands' `workflow_task_completed_event_id`
+    (its completed event on the dev server, its started event on the time-skipping server)."""
+    return {next(e.event_id for e in events if e.event_type == t) for t in (
+        E.EVENT_TYPE_WORKFLOW_TASK_STARTED, E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)}
 
 
 def billed_upserts(events: list[HistoryEvent]) -> int:
@@ -105,14 +111,35 @@ async def test_a_new_programme_enrols_in_its_first_workflow_task(st: Stack, old_
     assert in_first_task(local_activities(events), events) == ENROLMENT_LOCAL
     acts = scheduled(events)
     assert not set(ENROLMENT_LOCAL) & set(acts), acts
-    # The state saved once before the welcome document and mails, and not again after them (nothing changed).
-    assert acts[:2] == ["save_projection", "file_document"] and acts.count("save_projection") == 1, acts
-    assert Counter(acts)["send_mail"] == 2, acts
+    # Since PATCH_ENROL_MAILS_AT_ONCE the registration wrote the start (workspace, audit entry): no save before
+    # the welcome document and mails, which that same first task schedules together; none after them either
+    # (nothing changed). Two workflow tasks in all: the first, and the one the last completion wakes.
+    assert Counter(acts) == Counter({"file_document": 1, "send_mail": 2}), acts
+    by_task = {e.activity_task_scheduled_event_attributes.workflow_task_completed_event_id for e in events
+               if e.event_type == E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED}
+    assert len(by_task) == 1 and by_task <= first_task(events), (by_task, first_task(events))
     assert row is not None and row.status["workspace_id"] == "ws-local" and row.phase == "onboarding"
     assert [a.action for a in audit].count("programme_started") == 1
 
     await replay(history)  # today's code replays its own history
     old_code()  # the code from before the change cannot
+    with pytest.raises(workflow.NondeterminismError):
+        await replay(history)
+
+
+async def test_without_the_mails_at_once_guard_a_new_enrolment_breaks(
+        st: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rollback of PATCH_ENROL_MAILS_AT_ONCE alone (the release before it): the save before the welcome
+    document comes back, where the new history has the document and both mails."""
+    start = (await st.now()).date() + timedelta(days=30)
+    await add_subscription(st.sessions, "atonce", start - timedelta(days=1), start + timedelta(days=800))
+    handle = await st.start(enrolment("atonce", start))
+    await st.wait_enrolled("atonce")
+    await history_len(handle)
+    history = await handle.fetch_history()
+    await replay(history)
+    real = workflow.patched
+    monkeypatch.setattr(workflow, "patched", lambda patch_id: patch_id != PATCH_ENROL_MAILS_AT_ONCE and real(patch_id))
     with pytest.raises(workflow.NondeterminismError):
         await replay(history)
 

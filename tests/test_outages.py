@@ -95,11 +95,15 @@ async def test_smtp_down_the_welcome_mail_waits_then_goes_exactly_once(
         row = await until(welcome_row, lambda r: r is not None and r.attempts >= 2, "welcome mail retried")
         assert row is not None and row.status == "pending" and row.last_error
         assert "SMTPConnectError" in row.last_error  # what went wrong, kept for ops
-        [mail_activity] = await pending(handle)
-        assert mail_activity.activity_type.name == "send_mail" and mail_activity.attempt >= 2
+        # Both mails wait (scheduled together since the patch `enrolment-mails-at-once`); the welcome
+        # document, which needs no SMTP, is filed.
+        waiting = await pending(handle)
+        assert [a.activity_type.name for a in waiting] == ["send_mail", "send_mail"], waiting
+        assert max(a.attempt for a in waiting) >= 2
         assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
         # The outage delays the mails only: the programme's start is already in the database
-        # (workspace id and audit entry saved before the mails: the patch of tests/test_patching.py).
+        # (workspace id and audit entry written before the mails: by the registration itself since
+        # `enrolment-mails-at-once`, by a save of its own before: tests/test_patching.py).
         async with st.sessions() as session:
             programme = await get_programme(session, "mailout")
             audit = [a.action for a in await list_audit(session, "mailout")]
@@ -156,19 +160,26 @@ async def test_database_cut_while_a_programme_starts(
         async with stack(env, proxied, tmp_path) as st:
             # Cut at the worst moment: PostgreSQL commits the welcome document, the worker never hears.
             proxy.cut_when(b"INSERT INTO documents", b"COMMIT\0")
+            # The mails run beside the filing (`enrolment-mails-at-once`): the relay is down until the database is
+            # back, so that no mail is accepted by SMTP and then lost to the cut before its outbox commit (that
+            # case goes again with the same Message-ID: the load test with faults and the crash tests).
+            await asyncio.to_thread(st.sink.stop)
             handle = await begin(st, "dbout")
             await asyncio.wait_for(proxy.cut_done.wait(), timeout=30)
             assert (await counts(pg_url, "dbout"))["documents"] == 1  # committed before the cut
 
             # Unreachable: the activity retries (connection refused), the workflow does not fail.
-            [retrying] = await until(lambda: pending(handle), lambda p: bool(p) and p[0].attempt >= 3,
-                                     "activity retried while the database is unreachable")
-            assert retrying.activity_type.name == "file_document"
+            # (The mails, scheduled with the filing since `enrolment-mails-at-once`, wait for their outbox rows.)
+            waiting = await until(lambda: pending(handle), lambda p: any(
+                a.activity_type.name == "file_document" and a.attempt >= 3 for a in p),
+                "the filing retried while the database is unreachable")
+            retrying = next(a for a in waiting if a.activity_type.name == "file_document")
             assert "Connect call failed" in retrying.last_failure.message  # attempt 2 found it unreachable
             assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
 
             await proxy.restore()
-            await st.sink.wait_for(lambda m: template(m) == "tl_assignment", timeout=30)
+            await asyncio.to_thread(st.sink.start)
+            await st.sink.wait_for(lambda m: template(m) == "tl_assignment", timeout=60)
             await history_len(handle)
 
             s = await st.status("dbout")
@@ -186,7 +197,8 @@ async def test_database_cut_while_a_programme_starts(
     # Written once: the retried filing found the committed row instead of adding one.
     assert [d.kind for d in documents] == ["welcome"]
     assert sorted(r.template for r in outbox) == ["tl_assignment", "welcome"]
-    assert all(r.status == "sent" and r.attempts == 1 for r in outbox)
+    # Sent, once each (a mail that claimed its row before the cut counts its retry as a second attempt).
+    assert all(r.status == "sent" and r.attempts >= 1 for r in outbox)
     assert [a.action for a in audit].count("programme_started") == 1
     assert await counts(pg_url, "dbout") == {"programmes": 1, "workspaces": 1, "documents": 1, "outbox": 2,
                                              "audit": len(audit)}

@@ -33,7 +33,7 @@ from storage.repositories import get_programme, list_audit
 from tests.harness import add_subscription, enrolment, stack
 from tests.test_program_refusals import history_len
 from workflows.monthly_cycle import MonthlyCycleWorkflow
-from workflows.program import PATCH_SAVE_BEFORE_WELCOME, ProgramWorkflow
+from workflows.program import PATCH_ENROL_MAILS_AT_ONCE, PATCH_SAVE_BEFORE_WELCOME, ProgramWorkflow
 
 # Outside the sandbox (the sandbox re-imports this module for nothing, but keep it cheap).
 with workflow.unsafe.imports_passed_through():
@@ -124,8 +124,12 @@ async def test_without_the_guard_old_histories_break(path: Path, path_forced: An
 
 # ---- a new run: new path ----------------------------------------------------------------------
 async def test_a_new_run_takes_the_new_path_and_refuses_the_old_code(
-    env: WorkflowEnvironment, sqlite_url: str, tmp_path: Path, path_forced: Any
+    env: WorkflowEnvironment, sqlite_url: str, tmp_path: Path, path_forced: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The worker as released between this patch and PATCH_ENROL_MAILS_AT_ONCE, whose registration writes the
+    # start itself (no save before the mails: tests/test_local_activities.py).
+    real = workflow.patched
+    monkeypatch.setattr(workflow, "patched", lambda patch_id: patch_id != PATCH_ENROL_MAILS_AT_ONCE and real(patch_id))
     async with stack(env, sqlite_url, tmp_path) as st:
         today = (await st.now()).date()
         await add_subscription(st.sessions, "patched", today - timedelta(days=1), today + timedelta(days=800))

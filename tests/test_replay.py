@@ -26,7 +26,7 @@ from domain.program import ProgramInput, ProgramResult
 from domain.request import RequestInput, RequestResult
 from workflows.cycle_base import PATCH_UPSERT_CHANGES as CYCLE_UPSERTS_CHANGES
 from workflows.monthly_cycle import MonthlyCycleWorkflow
-from workflows.program import PATCH_ENROL_LOCALLY, ProgramWorkflow
+from workflows.program import PATCH_ENROL_LOCALLY, PATCH_ENROL_MAILS_AT_ONCE, ProgramWorkflow
 from workflows.program_base import PATCH_UPSERT_CHANGES as PROGRAMME_UPSERTS_CHANGES
 from workflows.request_base import PATCH_OPEN_LOCALLY
 from workflows.support_request import SupportRequestWorkflow
@@ -59,6 +59,11 @@ BEFORE_16: list[Path] = ([] if workflow.unsafe.in_sandbox()
 # upserted only what changes (`programme-upserts-only-changes`, `cycle-upserts-only-changes`), pinned.
 BEFORE_UPSERTS: list[Path] = ([] if workflow.unsafe.in_sandbox()
                               else sorted((HISTORIES.parent / "before-upsert-changes").glob("*.json")))
+
+# The programme paths as recorded before `enrolment-mails-at-once` (a save before the welcome document, then the
+# document and each mail in turn), pinned: programmes enrolled then still run.
+BEFORE_MAILS_AT_ONCE: list[Path] = ([] if workflow.unsafe.in_sandbox()
+                                    else sorted((HISTORIES.parent / "before-mails-at-once").glob("*.json")))
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -154,7 +159,7 @@ def test_the_main_paths_are_recorded() -> None:
     assert "send_mail" not in calls(refused) and calls(refused)["record_request_opened"] == 1
 
 
-SAVED = FILES + PRE_PATCH + LOCAL + BEFORE_16 + BEFORE_UPSERTS
+SAVED = FILES + PRE_PATCH + LOCAL + BEFORE_16 + BEFORE_UPSERTS + BEFORE_MAILS_AT_ONCE
 
 
 @pytest.mark.parametrize("path", SAVED, ids=[f"{p.parent.name}/{p.stem}" for p in SAVED])
@@ -283,6 +288,43 @@ async def test_without_the_guard_requests_opened_before_the_patch_break(
         path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The guard is needed: code that always takes the new path cannot replay a request opened before."""
     monkeypatch.setattr(workflow, "patched", lambda patch_id: True)
+    with pytest.raises(workflow.NondeterminismError):
+        await replayer(*WORKFLOWS).replay_workflow(load(path))
+
+
+# ---- `enrolment-mails-at-once` (workflows/program.py) -----------------------------------------------------------
+def enrolment_tail(path: Path) -> list[tuple[str, int]]:
+    """The activity tasks a history schedules up to its first timer, each with the workflow task that scheduled it."""
+    out = []
+    for e in json.loads(path.read_text())["events"]:
+        if "timerStartedEventAttributes" in e:
+            break
+        if "activityTaskScheduledEventAttributes" in e:
+            a = e["activityTaskScheduledEventAttributes"]
+            out.append((a["activityType"]["name"], int(a["workflowTaskCompletedEventId"])))
+    return out
+
+
+@pytest.mark.parametrize("name", ["program-replay-onboarding", "program-replay-renewed", "program-replay-lapsed"])
+def test_an_enrolment_schedules_its_document_and_mails_in_one_task(name: str) -> None:
+    """Since the patch: no save before the mails (the registration wrote the start), and the welcome document and
+    both mails scheduled by one workflow task; the same path recorded before saved first, then went one by one."""
+    now = enrolment_tail(HISTORIES / f"{name}.json")
+    assert sorted(a for a, _ in now[:3]) == ["file_document", "send_mail", "send_mail"], now
+    assert len({task for _, task in now[:3]}) == 1, now
+    before = enrolment_tail(HISTORIES.parent / "before-mails-at-once" / f"{name}.json")
+    # (An Update of the onboarding scenario may slip its own mail in between.)
+    assert before[0][0] == "save_projection" and "file_document" in [a for a, _ in before[1:4]], before
+    assert len({task for _, task in before[:4]}) == 4, before
+
+
+@pytest.mark.parametrize("path", BEFORE_MAILS_AT_ONCE, ids=[p.stem for p in BEFORE_MAILS_AT_ONCE])
+async def test_without_the_guard_programmes_enrolled_one_mail_at_a_time_break(
+        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard is needed: code that always schedules the document and mails at once cannot replay a run that
+    saved first and sent them in turn."""
+    real = workflow.patched
+    monkeypatch.setattr(workflow, "patched", lambda patch_id: patch_id == PATCH_ENROL_MAILS_AT_ONCE or real(patch_id))
     with pytest.raises(workflow.NondeterminismError):
         await replayer(*WORKFLOWS).replay_workflow(load(path))
 

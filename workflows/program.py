@@ -77,6 +77,10 @@ PATCH_CLOSE_KEEPS_WORKSPACE_READABLE = "close-attaches-final-report-keeps-worksp
 # the last save runs only when something changed since the one before the welcome mail. A run enrolled
 # before replays them as activities. Which calls are local, and why each stays safe: docs/local-activities.md.
 PATCH_ENROL_LOCALLY = "enrolment-local-activities"
+# Issue 16: the registration also writes the start's audit entry (so no save is left to do before the mails),
+# and the welcome document, the welcome mail and the TL's mail are scheduled at once instead of one after the
+# other: the enrolment is two workflow tasks where it was five. A run enrolled before replays them in turn.
+PATCH_ENROL_MAILS_AT_ONCE = "enrolment-mails-at-once"
 
 DELIVERABLES = [
     {"id": "D1", "title": "Priority call handling", "frequency": "continuous"},
@@ -194,11 +198,19 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
         self._open_ready_steps()
         s.phase = Phase.onboarding
 
-        ws = await (act.register_programme_local if local else act.register_programme)(
-            RegisterProgramme(status=s, enrolment=e), summary="Register programme and provision workspace (D10, A9)"
-        )
+        at_once = local and workflow.patched(PATCH_ENROL_MAILS_AT_ONCE)
+        if at_once:
+            # Written with the registration, in its transaction: the start is in the system of record before
+            # any mail, with no save of its own.
+            self._record("programme_started", input.started_by, {"period": s.period})
+            ws = await self._register()
+        else:
+            ws = await (act.register_programme_local if local else act.register_programme)(
+                RegisterProgramme(status=s, enrolment=e), summary="Register programme and provision workspace (D10, A9)"
+            )
         s.workspace_id = ws.workspace_id
-        self._record("programme_started", input.started_by, {"period": s.period})
+        if not at_once:
+            self._record("programme_started", input.started_by, {"period": s.period})
         if e.additional_systems and workflow.patched(PATCH_BILL_ADDITIONAL_SYSTEMS):
             # rules C1, C11 (C3: the enrolment check refused them without an agreement): each additional
             # system, its support, site inventory and configuration analysis, is a billable extra.
@@ -212,29 +224,16 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
         if agreed_extras and workflow.patched(PATCH_BILL_ENROLMENT_EXTRAS):
             for extra in agreed_extras:
                 await self._add_extra(extra)
-        if workflow.patched(PATCH_SAVE_BEFORE_WELCOME):
-            # The start (workspace id, audit entry) reaches the system of record before any mail:
-            # an SMTP outage then delays only the mails, not what the portal and support staff see.
-            await self._save_between_updates()
-        await self._file(
-            "welcome", "welcome", f"Welcome to TechConnect, period {s.period}",
-            {"period_start": iso(plan.period_start), "period_end": iso(plan.period_end),
-             "technical_lead": s.technical_lead.model_dump(mode="json"),
-             "contacts": [c.model_dump(mode="json") for c in s.contacts],
-             "products": [p.model_dump(mode="json") for p in e.products],
-             "handbook_version": s.handbook_version, "deliverables": deliverables(s.call_frequency_months)},
-        )
-        await self._mail_contacts("welcome", "welcome", {
-            "period_start": iso(plan.period_start), "period_end": iso(plan.period_end),
-            "technical_lead": s.technical_lead.model_dump(mode="json"), "handbook_version": s.handbook_version,
-            "workspace_url": f"{policy.portal_url}/workspace/{s.customer_id}",
-            "deliverables": deliverables(s.call_frequency_months),
-        })
-        await self._mail_tl_assignment("tl_assignment")
-        if not (local and workflow.patched(PATCH_SAVE_BEFORE_WELCOME)) or self._dirty:
-            # Since PATCH_ENROL_LOCALLY only when the welcome document and mails changed something (a mail
-            # refused for good, an Update meanwhile): otherwise it would write what the save above wrote.
-            await self._save_between_updates()
+        if at_once:
+            if self._dirty:
+                # Billed extras (C1, C4, C5, C9) reach the system of record before any mail, as the start did.
+                await self._save_between_updates()
+            # Neither mail names the welcome document: one workflow task schedules all three.
+            await asyncio.gather(self._file_welcome(), self._mail_welcome(), self._mail_tl_assignment("tl_assignment"))
+            if self._dirty:  # a mail refused for good, an Update meanwhile
+                await self._save_between_updates()
+        else:
+            await self._enrolment_mails_in_turn(local)
 
         while True:
             # Reset before the work, not after it: an Update or signal that lands while
@@ -256,6 +255,42 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
         # Let in-flight Updates finish before the run ends (Temporal would warn and drop them).
         await workflow.wait_condition(workflow.all_handlers_finished)
         return await self._end_of_period()
+
+    async def _enrolment_mails_in_turn(self, local: bool) -> None:
+        """The enrolment's end before PATCH_ENROL_MAILS_AT_ONCE: a save, the welcome document, then each mail."""
+        if workflow.patched(PATCH_SAVE_BEFORE_WELCOME):
+            # The start (workspace id, audit entry) reaches the system of record before any mail:
+            # an SMTP outage then delays only the mails, not what the portal and support staff see.
+            await self._save_between_updates()
+        await self._file_welcome()
+        await self._mail_welcome()
+        await self._mail_tl_assignment("tl_assignment")
+        if not (local and workflow.patched(PATCH_SAVE_BEFORE_WELCOME)) or self._dirty:
+            # Since PATCH_ENROL_LOCALLY only when the welcome document and mails changed something (a mail
+            # refused for good, an Update meanwhile): otherwise it would write what the save above wrote.
+            await self._save_between_updates()
+
+    async def _file_welcome(self) -> None:
+        s, e = self._status, self._input.enrolment
+        assert s.plan is not None
+        await self._file(
+            "welcome", "welcome", f"Welcome to TechConnect, period {s.period}",
+            {"period_start": iso(s.plan.period_start), "period_end": iso(s.plan.period_end),
+             "technical_lead": s.technical_lead.model_dump(mode="json"),
+             "contacts": [c.model_dump(mode="json") for c in s.contacts],
+             "products": [p.model_dump(mode="json") for p in e.products],
+             "handbook_version": s.handbook_version, "deliverables": deliverables(s.call_frequency_months)},
+        )
+
+    async def _mail_welcome(self) -> None:
+        s = self._status
+        assert s.plan is not None
+        await self._mail_contacts("welcome", "welcome", {
+            "period_start": iso(s.plan.period_start), "period_end": iso(s.plan.period_end),
+            "technical_lead": s.technical_lead.model_dump(mode="json"), "handbook_version": s.handbook_version,
+            "workspace_url": f"{self._input.policy.portal_url}/workspace/{s.customer_id}",
+            "deliverables": deliverables(s.call_frequency_months),
+        })
 
     # -------------------------------------------------------- period end / renewal
     async def _end_of_period(self) -> ProgramResult:

@@ -18,7 +18,15 @@ from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from domain.activities import AuditEntry, ExtraRecord, FileDocumentRequest, MailRequest, ProjectionUpdate
+    from domain.activities import (
+        AuditEntry,
+        ExtraRecord,
+        FileDocumentRequest,
+        MailRequest,
+        ProjectionUpdate,
+        RegisterProgramme,
+        WorkspaceRef,
+    )
     from domain.cycle import CycleCompleted
     from domain.errors import RuleViolation
     from domain.money import Money, raised_price
@@ -208,6 +216,17 @@ class ProgramBase:
             self._publish()
             await act.save_projection(ProjectionUpdate(status=self._status, audit=audit),
                                       summary=f"Save programme state ({self._status.phase.value})")
+
+    async def _register(self) -> WorkspaceRef:
+        """The enrolment's registration since PATCH_ENROL_MAILS_AT_ONCE: a save (same lock, same hand-over of the
+        audit entries) whose transaction also creates the customer, its contacts and the workspace (D10, A9)."""
+        async with self._save_lock:
+            self._dirty = False
+            audit, self._audit = self._audit, []
+            self._publish()
+            return await act.register_programme_local(
+                RegisterProgramme(status=self._status, enrolment=self._input.enrolment, audit=audit),
+                summary="Register programme and provision workspace (D10, A9)")
 
     async def _save_between_updates(self) -> None:
         """A save of the enrolment or the main loop: never in the middle of an Update (PATCH_SAVE_WAITS_FOR_UPDATE)."""
