@@ -27,6 +27,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.calendar import CalendarActivities
 from activities.db import DatabaseActivities
 from activities.documents import DocumentActivities
+from activities.enrolment import EnrolmentActivities
 from activities.faults import armed_points
 from activities.holidays import DatabaseHolidays
 from activities.mail import MailActivities
@@ -119,6 +120,7 @@ class ActivitySet:
     documents: DocumentActivities
     mail: MailActivities
     requests: RequestActivities
+    enrolment: EnrolmentActivities
 
     def all(self) -> list[object]:
         return [
@@ -132,6 +134,7 @@ class ActivitySet:
             self.requests.record_request_opened, self.requests.save_request, self.requests.record_status_change,
             self.requests.record_sla_event, self.requests.record_dispatch, self.requests.book_dispatch,
             self.requests.list_open_requests, self.requests.record_message,
+            self.enrolment.prepare_enrolment,
         ]
 
 
@@ -139,13 +142,16 @@ def build_activities(
     settings: Settings, session_factory: SessionFactory, mailer: SmtpMailer | None = None
 ) -> ActivitySet:
     templates = make_template_environment()
+    # Rule A1: OT's published holiday lists, seeded from the `holidays` package on first use.
+    calendar = CalendarActivities(DatabaseHolidays(session_factory))
+    database = DatabaseActivities(session_factory)
     return ActivitySet(
-        # Rule A1: OT's published holiday lists, seeded from the `holidays` package on first use.
-        calendar=CalendarActivities(DatabaseHolidays(session_factory)),
-        database=DatabaseActivities(session_factory),
+        calendar=calendar,
+        database=database,
         documents=DocumentActivities(session_factory, templates),
         mail=MailActivities.from_settings(settings, session_factory, mailer, templates),
         requests=RequestActivities(session_factory),
+        enrolment=EnrolmentActivities(database, calendar),
     )
 
 

@@ -17,7 +17,7 @@ from domain.enrolment import Enrolment, MaintenanceSubscription
 from domain.errors import RuleViolation
 from domain.inventory import Finding, SiteInventory
 from domain.policy import ProgramPolicy
-from domain.program import BillableExtra, ProgramStatus
+from domain.program import BillableExtra, PeriodPlan, ProgramStatus
 from domain.request import Dispatch, Message, NewRequest, RequestStatus, SlaEvent, StatusChange
 
 
@@ -103,6 +103,22 @@ class AuditEntry(BaseModel):
     detail: dict[str, Any] = Field(default_factory=dict)
     interface: str = "temporal"  # "cli", "portal", "temporal-ui", "signal"
     role: str | None = None
+
+
+class EnrolmentPreparation(BaseModel):
+    """The enrolment's reads and calendar maths in one call (since the patch `enrolment-prepared-in-one-call`):
+    the check, then, when it passes, the period's plan and the tracked steps' default due dates from its start."""
+
+    check: EnrolmentCheckRequest
+    plan: PlanPeriodRequest
+    reminder_business_days: int = 2
+
+
+class PreparedEnrolment(BaseModel):
+    check: EnrolmentCheckResult
+    # None when the check refused the enrolment: nothing is planned for a refused programme.
+    plan: PeriodPlan | None = None
+    default_deadlines: DeadlineSchedule | None = None
 
 
 class RegisterProgramme(BaseModel):

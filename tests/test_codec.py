@@ -241,6 +241,7 @@ async def test_a_programme_stores_no_plaintext_in_history(
         assert [p.data for e in patch_markers for p in payloads_in(e) if b"save-waits-for-update" not in p.data] == [
             b'{"id":"enrolment-local-activities","deprecated":false}',
             b'{"id":"programme-upserts-only-changes","deprecated":false}',
+            b'{"id":"enrolment-prepared-in-one-call","deprecated":false}',
             b'{"id":"enrolment-mails-at-once","deprecated":false}',
             b'{"id":"kickoff-meeting-date-is-its-due-date","deprecated":false}',
             b'{"id":"update-saves-before-returning","deprecated":false}']

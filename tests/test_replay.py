@@ -110,7 +110,8 @@ def test_the_main_paths_are_recorded() -> None:
     # analysis (A8), month 1 started as a child and reported done by signal.
     onboarding = HISTORIES / "program-replay-onboarding.json"
     acts, types = calls(onboarding), event_types(onboarding)
-    assert {"check_enrolment", "plan_period", "schedule_deadlines", "register_programme", "file_document",
+    # (The check, plan and default due dates are one local activity since `enrolment-prepared-in-one-call`.)
+    assert {"prepare_enrolment", "schedule_deadlines", "register_programme", "file_document",
             "send_mail", "save_projection", "analyse_configuration"} <= set(acts)
     assert types["WORKFLOW_EXECUTION_UPDATE_COMPLETED"] == 6
     assert types["START_CHILD_WORKFLOW_EXECUTION_INITIATED"] >= 1 and types["WORKFLOW_EXECUTION_SIGNALED"] >= 1
@@ -123,9 +124,9 @@ def test_the_main_paths_are_recorded() -> None:
     assert event_types(cycle)["SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED"] == 2
     assert event_types(cycle)["WORKFLOW_EXECUTION_COMPLETED"] == 1
 
-    # Refused: the enrolment check and nothing else, completed (not failed).
+    # Refused: the enrolment's preparation, which stops at the check, and nothing else, completed (not failed).
     refused = HISTORIES / "program-replay-refused.json"
-    assert calls(refused) == Counter({"check_enrolment": 1})
+    assert calls(refused) == Counter({"prepare_enrolment": 1})
     assert event_types(refused)["WORKFLOW_EXECUTION_COMPLETED"] == 1
 
     # Closed paths: final report and archived workspace.
@@ -137,8 +138,9 @@ def test_the_main_paths_are_recorded() -> None:
 
     # Renewed: the maintenance re-check (E1) and continue-as-new.
     renewed = HISTORIES / "program-replay-renewed.json"
-    # The enrolment's check (a local activity since issue 16), then the maintenance re-checks ahead of renewal.
-    assert local_activities(renewed).count("check_enrolment") == 1 and activities(renewed)["check_enrolment"] >= 1
+    # The enrolment's check (in the local `prepare_enrolment` since issue 16), then the maintenance re-checks ahead
+    # of renewal (activity tasks).
+    assert local_activities(renewed).count("prepare_enrolment") == 1 and activities(renewed)["check_enrolment"] >= 1
     assert event_types(renewed)["WORKFLOW_EXECUTION_CONTINUED_AS_NEW"] == 1
 
     # Support requests (A4, C12, C13), each closed.

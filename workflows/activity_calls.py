@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         DocumentRef,
         EnrolmentCheckRequest,
         EnrolmentCheckResult,
+        EnrolmentPreparation,
         ExtraRecord,
         FileDocumentRequest,
         FinalReportRequest,
@@ -42,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         OpenRequests,
         OpenRequestsQuery,
         PlanPeriodRequest,
+        PreparedEnrolment,
         ProjectionUpdate,
         PublishReport,
         RegisterProgramme,
@@ -115,6 +117,9 @@ generate_final_report = ActivityCall[FinalReportRequest, DocumentRef]("generate_
 # local activities of one workflow task are one billable Action). Only for short reads, pure computations and
 # idempotent writes of one transaction; each is behind a patch where it is called. Retried in the worker, and
 # beyond the SDK's local retry threshold (1 min of back-off) on durable timers: RETRY_FOREVER still holds.
+# The three enrolment calls above in one (`enrolment-prepared-in-one-call`): one marker and one activation.
+prepare_enrolment_local = ActivityCall[EnrolmentPreparation, PreparedEnrolment](
+    "prepare_enrolment", PreparedEnrolment, timeout_s=30, local=True)
 check_enrolment_local = ActivityCall[EnrolmentCheckRequest, EnrolmentCheckResult](
     "check_enrolment", EnrolmentCheckResult, timeout_s=30, local=True)
 plan_period_local = ActivityCall[PlanPeriodRequest, PeriodPlan]("plan_period", PeriodPlan, timeout_s=30, local=True)

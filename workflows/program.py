@@ -33,8 +33,10 @@ with workflow.unsafe.imports_passed_through():
         AuditEntry,
         CloseWorkspace,
         EnrolmentCheckRequest,
+        EnrolmentPreparation,
         FinalReportRequest,
         PlanPeriodRequest,
+        PreparedEnrolment,
         RegisterProgramme,
     )
     from domain.cycle import CycleCallHeld, CycleCompleted
@@ -81,6 +83,9 @@ PATCH_ENROL_LOCALLY = "enrolment-local-activities"
 # and the welcome document, the welcome mail and the TL's mail are scheduled at once instead of one after the
 # other: the enrolment is two workflow tasks where it was five. A run enrolled before replays them in turn.
 PATCH_ENROL_MAILS_AT_ONCE = "enrolment-mails-at-once"
+# Issue 16: the enrolment's check, its plan and its default due dates are one local activity (`prepare_enrolment`),
+# so their one result wakes the run once, not three times. A run enrolled before replays the three calls.
+PATCH_PREPARE_IN_ONE_CALL = "enrolment-prepared-in-one-call"
 
 DELIVERABLES = [
     {"id": "D1", "title": "Priority call handling", "frequency": "continuous"},
@@ -148,10 +153,20 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
         local = workflow.patched(PATCH_ENROL_LOCALLY)
         # Asked here too (answered the same in `_publish`): its marker shares the enrolment's task (one Action).
         workflow.patched(PATCH_UPSERT_CHANGES)
-        check = await (act.check_enrolment_local if local else act.check_enrolment)(
-            EnrolmentCheckRequest(enrolment=e, policy=policy, period=input.period),
-            summary=f"Enrolment check, period {input.period} (E1, C2, C4)",
-        )
+        plan_request = PlanPeriodRequest(calendar=e.calendar, period=input.period, period_start=e.period_start,
+                                         term_months=e.term_months, policy=policy)
+        check_request = EnrolmentCheckRequest(enrolment=e, policy=policy, period=input.period)
+        prepared: PreparedEnrolment | None = None
+        if local and workflow.patched(PATCH_PREPARE_IN_ONE_CALL):
+            prepared = await act.prepare_enrolment_local(
+                EnrolmentPreparation(check=check_request, plan=plan_request,
+                                     reminder_business_days=policy.step_reminder_business_days),
+                summary=f"Enrolment check, plan and default due dates, period {input.period} (E1, C2, C4, C5, "
+                        f"C14, C16)")
+            check = prepared.check
+        else:
+            check = await (act.check_enrolment_local if local else act.check_enrolment)(
+                check_request, summary=f"Enrolment check, period {input.period} (E1, C2, C4)")
         if check.violations:
             # A refused enrolment is a person's mistake, not a crash: the run completes
             # with outcome "refused" and the rule messages, readable in the UI.
@@ -167,11 +182,12 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
         # rule E2: buying or using the services means accepting the handbook.
         s.handbook_accepted_at = workflow.now()
 
-        plan = await (act.plan_period_local if local else act.plan_period)(
-            PlanPeriodRequest(calendar=e.calendar, period=input.period, period_start=e.period_start,
-                              term_months=e.term_months, policy=policy),
-            summary="Plan the period on the programme calendar (C5, C14, C16)",
-        )
+        if prepared is not None:
+            assert prepared.plan is not None, "an accepted enrolment comes with its plan"
+            plan = prepared.plan
+        else:
+            plan = await (act.plan_period_local if local else act.plan_period)(
+                plan_request, summary="Plan the period on the programme calendar (C5, C14, C16)")
         s.plan = plan
         s.renewal = RenewalState(
             notice_on=plan.renewal_notice_on,
@@ -194,7 +210,11 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
             s.inventory = input.inventory
         s.extras = list(input.extras_carried)
         s.period_invoice = input.period_invoice  # rule C14: tracked until paid, across periods
-        await self._schedule_default_deadlines(local=local)
+        if prepared is not None:
+            assert prepared.default_deadlines is not None, "an accepted enrolment comes with its due dates"
+            self._apply_schedule(prepared.default_deadlines)
+        else:
+            await self._schedule_default_deadlines(local=local)
         self._open_ready_steps()
         s.phase = Phase.onboarding
 

@@ -11,7 +11,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from domain.activities import DeadlineItem, DeadlineRequest
+    from domain.activities import DeadlineItem, DeadlineRequest, DeadlineSchedule
     from domain.cycle import CycleInput
     from domain.due_dates import default_deadlines
     from domain.naming import SA_CUSTOMER_ID, SA_TECHNICAL_LEAD
@@ -132,6 +132,10 @@ class ProgramTiming(ProgramRenewal):
                             reminder_business_days=self._input.policy.step_reminder_business_days),
             summary=summary,
         )
+        self._apply_schedule(sched)
+
+    def _apply_schedule(self, sched: DeadlineSchedule) -> None:
+        """The due dates computed (by `schedule_deadlines`, or by `prepare_enrolment` for the defaults)."""
         for d in sched.items:
             st = self._status.step(d.key)
             if st is not None:
