@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import statistics
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -153,22 +154,31 @@ class Bench(Run):
     async def dev_server_figures(self, stack: DevStack) -> None:
         s = self.sizes
         w = await self.main_worker(stack)
-        r = await self.start_rates(stack, w, "bench-ps-")
-        noop = r["noop"]
-        base = (f"{noop:.1f} no-op workflows/s (mean of {r['noop_before']:.1f} before and {r['noop_after']:.1f} "
-                f"after; {s.noop} started at once, until completed; {cpu_text(r['noop_cpu'])} each)")
+        rounds = [await self.start_rates(stack, w, f"bench-ps{k}-") for k in range(s.rate_rounds)]
+        prog = [r["prog_rate"] / r["noop"] for r in rounds]
+        req = [r["req_rate"] / r["noop"] for r in rounds]
+        prog_ratio, req_ratio = statistics.median(prog), statistics.median(req)
+        mid = rounds[prog.index(sorted(prog)[len(prog) // 2])]  # the median round's CPU, for the detail
+        req_mid = rounds[req.index(sorted(req)[len(req) // 2])]
+        noops = ", ".join(f"{r['noop']:.1f}" for r in rounds)
+        prog_rates = ", ".join(f"{r['prog_rate']:.1f}" for r in rounds)
+        req_rates = ", ".join(f"{r['req_rate']:.1f}" for r in rounds)
+        base = (f"no-op workflows/s of each round: {noops} (each the mean of a round of {s.noop} started at once "
+                f"before and after the measured work, until completed; {cpu_text(mid['noop_cpu'])} each)")
         self.results.add(Figure(
-            "program_start_ratio", r["prog_rate"] / noop, "", base, ">= 0.35", r["prog_rate"] / noop >= 0.35,
-            f"{s.programmes} programmes started at once through `starter.programs.start_program` "
-            f"({s.concurrency} calls in flight): all workspaces existed after {r['prog_seconds']:.2f} s = "
-            f"{r['prog_rate']:.1f} programmes/s; {cpu_text(r['prog_cpu'])} a programme over that window"))
+            "program_start_ratio", prog_ratio, "", base, ">= 0.35", prog_ratio >= 0.35,
+            f"median of {len(rounds)} rounds ({', '.join(f'{x:.3f}' for x in prog)}): {s.programmes} programmes "
+            f"started at once through `starter.programs.start_program` ({s.concurrency} calls in flight), until every "
+            f"workspace existed: {prog_rates} programmes/s; "
+            f"{cpu_text(mid['prog_cpu'])} a programme in the median round"))
         self.results.add(Figure(
-            "request_open_ratio", r["req_rate"] / noop, "", base, ">= 0.35", r["req_rate"] / noop >= 0.35,
-            f"{s.requests} requests on {r['req_customers']} of those programmes through "
-            f"`starter.requests.open_request`: tracking numbers after {r['numbers_seconds']:.2f} s, every TL mail "
-            f"in the outbox after {r['req_seconds']:.2f} s = {r['req_rate']:.1f} requests/s; "
-            f"{cpu_text(r['req_cpu'])} a request"))
-        self.results.info["noop_rate"] = f"{noop:.1f}"
+            "request_open_ratio", req_ratio, "", base, ">= 0.35", req_ratio >= 0.35,
+            f"median of {len(rounds)} rounds ({', '.join(f'{x:.3f}' for x in req)}): {s.requests} requests on "
+            f"{req_mid['req_customers']} of that round's programmes through `starter.requests.open_request`, until "
+            f"every TL mail was in the outbox: {req_rates} requests/s "
+            f"(tracking numbers back after {req_mid['numbers_seconds']:.2f} s in the median round); "
+            f"{cpu_text(req_mid['req_cpu'])} a request in the median round"))
+        self.results.info["noop_rate"] = f"{statistics.median(r['noop'] for r in rounds):.1f}"
 
     # ---- 7 and the request's history ----
     async def sla_breach(self, stack: DevStack) -> None:

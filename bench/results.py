@@ -41,6 +41,9 @@ class Sizes:
     what_if_before_seconds: float = 480
     what_if_rss_before_seconds: float = 500
     concurrency: int = 50  # client calls in flight at once
+    # Figures 1 and 2: rounds of (no-op, programmes, requests, no-op), the median ratio is the figure. This machine's
+    # speed moves by a third within minutes (a no-op at 92/s, then 133/s): one round is not a measurement.
+    rate_rounds: int = 3
     # Issue 16's lists (bench/inbox.py): programmes (first cycle running), TLs, open requests, HTTP clients;
     # the first `inbox_live` programmes and requests are started through the service, the rest are copies of
     # their rows (seeding 1,000 of each live took 8 minutes of the 15).
@@ -54,7 +57,7 @@ class Sizes:
     @classmethod
     def smoke(cls) -> Sizes:
         return cls(noop=4, programmes=3, requests=3, request_customers=2, rss_programmes=4, memory_workflows=3,
-                   sla_minutes=0, sla_requests=1, report_sizes=(40,), report_runs=1, profile_size=2,
+                   sla_minutes=0, sla_requests=1, report_sizes=(40,), report_runs=1, profile_size=2, rate_rounds=1,
                    what_if_rss_before_seconds=0,
                    inbox_programmes=4, inbox_tls=2, inbox_requests=4, inbox_live=2, inbox_clients=2, inbox_rounds=3)
 
