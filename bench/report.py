@@ -67,9 +67,20 @@ its programme from the projection when that says the programme is live, instead 
 activation of the programme's run for every request); the machine's speed moved more than that between runs
 (a no-op workflow at 57/s in one bench run and 85/s in the next, an hour apart), so its effect is not
 separated: worker CPU a request over worker CPU a programme went from 0.85 to 0.76 in two runs of
-`--only dev`. What is left to try, each behind a `workflow.patched` with replay tests: one local activity for
-the enrolment's reads and calendar maths (two activations where there are four), and the save before the
-welcome mail folded into the registration.
+`--only dev`. Both things left to try then were done the same day, each behind its patch with replay tests:
+`enrolment-prepared-in-one-call` (the check, plan and default due dates in one local activity: one activation
+where there were three) and `enrolment-mails-at-once` (the registration writes the start's audit entry, so no
+save is left before the mails, and the welcome document and both mails are scheduled together): an enrolment is
+two workflow tasks where it was five. Measured in the worker (`time.thread_time` around the sandbox's calls,
+one `--only dev` run, instrumentation not committed): creating a run in the sandbox (its workflow module
+imported again, `workflow.defn` applied to its class) costs 4.4 ms for a programme, 3.1 ms for a request and
+1.4 ms for a no-op workflow; an activation 0.57, 0.65 and 0.24 ms. A mail costs about 5.5 ms of CPU (300
+`send_mail` calls in one process, SQLite, the sink in another process), 2.4 ms of it SMTP; a reused SMTP
+connection saved 0.5 ms of that, too little to take on a connection pool's failure modes. Worker CPU a
+programme over the window: 48-59 ms before these two patches, 39-50 after, in runs alternated on a machine
+whose no-op rate moved between 76 and 134 a second meanwhile; figures 1 and 2 are now the median of three
+rounds for that reason. What is left is the SDK's cost per run and per activation and the mails: a ratio of
+0.35 needs a programme to cost the machine about three no-op workflows, and it costs about five.
 
 **Memory (figure 6): most of a held programme was its own copy of the workflow modules.** *(investigation)*
 tracemalloc (`BENCH_TRACEMALLOC=<file>` on `bench/worker.py`, 200 programmes, after `gc.collect()`) put
