@@ -19,7 +19,11 @@ The points (where a real SIGKILL would hurt most):
 - `report.after_filing`: in `generate_monthly_report`, after the draft is filed and before
   the activity returns: the retry must find the document, not file a second one;
 - `projection.after_commit`: in `save_projection`, after the projection and the audit
-  entries are committed and before the activity returns: the retry must not add audit rows.
+  entries are committed and before the activity returns: the retry must not add audit rows;
+- `registration.after_commit`: in `register_programme` (a local activity of the run's first workflow
+  task), after the registration and the start's audit entry are committed: the workflow task is never
+  completed, the next worker runs it again, and that second registration must not add audit rows;
+- `request.opened_after_commit`: the same in `record_request_opened`, a request's opening write.
 
 Never set these variables in production; the worker logs a warning at start when one is set.
 """
@@ -38,8 +42,11 @@ MAIL_AFTER_SMTP = "mail.after_smtp"
 MAIL_AFTER_COMMIT = "mail.after_commit"
 REPORT_AFTER_FILING = "report.after_filing"
 PROJECTION_AFTER_COMMIT = "projection.after_commit"
+REGISTRATION_AFTER_COMMIT = "registration.after_commit"
+REQUEST_OPENED_AFTER_COMMIT = "request.opened_after_commit"
 INBOUND_AFTER_STORE = "inbound.after_store"  # the inbound receiver stored a reply's raw message, nothing more
-POINTS = (MAIL_AFTER_SMTP, MAIL_AFTER_COMMIT, REPORT_AFTER_FILING, PROJECTION_AFTER_COMMIT, INBOUND_AFTER_STORE)
+POINTS = (MAIL_AFTER_SMTP, MAIL_AFTER_COMMIT, REPORT_AFTER_FILING, PROJECTION_AFTER_COMMIT, REGISTRATION_AFTER_COMMIT,
+          REQUEST_OPENED_AFTER_COMMIT, INBOUND_AFTER_STORE)
 
 log = logging.getLogger(__name__)
 

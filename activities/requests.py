@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from temporalio import activity
 
 from activities.db import append_audit_entries, audit_note, record_once
+from activities.faults import REQUEST_OPENED_AFTER_COMMIT, maybe_crash
 from domain.activities import (
     Ack,
     DispatchBooking,
@@ -87,6 +88,7 @@ class RequestActivities:
                 await append_sla_event(session, tracking_number=event.tracking_number, event=event.event,
                                        idempotency_key=event.idempotency_key)
             await append_audit_entries(session, status.workflow_id, opened.audit)
+        maybe_crash(REQUEST_OPENED_AFTER_COMMIT)  # crash tests: committed, the first workflow task never completes
         return Ack(detail=f"request {status.tracking_number} recorded")
 
     @activity.defn

@@ -221,8 +221,10 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
         at_once = local and workflow.patched(PATCH_ENROL_MAILS_AT_ONCE)
         if at_once:
             # Written with the registration, in its transaction: the start is in the system of record before
-            # any mail, with no save of its own.
-            self._record("programme_started", input.started_by, {"period": s.period})
+            # any mail, with no save of its own. At the run's start, not workflow.now(): a local activity runs
+            # again when its workflow task is retried (a worker died), and the same instant keeps it one entry.
+            self._record("programme_started", input.started_by, {"period": s.period},
+                         at=workflow.info().workflow_start_time)
             ws = await self._register()
         else:
             ws = await (act.register_programme_local if local else act.register_programme)(

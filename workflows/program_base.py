@@ -92,8 +92,11 @@ class ProgramBase:
     _override_check_off: bool  # only while a `record_billable_extra` signal from before the C3 override check replays
     _previous_period_cycles: list[CycleCompleted]
 
-    def _record(self, action: str, by: str, detail: dict[str, Any], interface: str = "temporal") -> None:
-        self._audit.append(AuditEntry(at=workflow.now(), actor=by, action=action,
+    def _record(self, action: str, by: str, detail: dict[str, Any], interface: str = "temporal",
+                at: datetime | None = None) -> None:
+        """`at`: workflow time unless given; an entry written by a local activity passes an instant that stays the
+        same when its workflow task runs again (the entry's key holds it: activities.db.audit_key)."""
+        self._audit.append(AuditEntry(at=at or workflow.now(), actor=by, action=action,
                                       customer_id=self._status.customer_id, detail=detail, interface=interface))
         self._dirty = True
         self._sleep.wake()

@@ -150,7 +150,8 @@ class RequestBase:
             ExtraRecord(customer_id=self._status.customer_id, period=self._input.period, extra=extra,
                         idempotency_key=self._key(purpose)), summary=summary)
 
-    def _record(self, action: str, by: str, via: str, detail: dict[str, Any] | None = None) -> None:
+    def _record(self, action: str, by: str, via: str, detail: dict[str, Any] | None = None,
+                at: datetime | None = None) -> None:
         """A person's action on the request, for the audit log; `via` is the interface it came from.
 
         Written by the next save (save_request, or record_request_opened): no new command in
@@ -158,15 +159,17 @@ class RequestBase:
         (activities.db.audit_key), so a retried save stores it once.
         """
         s = self._status
-        self._audit.append(AuditEntry(at=workflow.now(), actor=by, action=action, customer_id=s.customer_id,
+        self._audit.append(AuditEntry(at=at or workflow.now(), actor=by, action=action, customer_id=s.customer_id,
                                       interface=via, detail={"tracking_number": s.tracking_number, **(detail or {})}))
 
     def _record_opening(self) -> None:
         r = self._input.request
         # The channel says how the customer reached OT; as an interface only "portal" and "cli" are known.
         via = r.channel.value if r.channel.value in ("portal", "cli") else "temporal"
-        self._record("open_request", r.filed_by, via, {"kind": r.kind.value, "priority": r.priority.value,
-                                                      "channel": r.channel.value, "summary": r.summary[:200]})
+        # At the run's start: the opening is written by a local activity, which runs again when the first workflow
+        # task is retried (a worker died), and the same instant keeps the entry's key (activities.db.audit_key).
+        self._record("open_request", r.filed_by, via, at=workflow.info().workflow_start_time, detail={
+            "kind": r.kind.value, "priority": r.priority.value, "channel": r.channel.value, "summary": r.summary[:200]})
 
     def _drain_audit(self) -> list[AuditEntry]:
         audit, self._audit = self._audit, []
