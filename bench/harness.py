@@ -164,7 +164,8 @@ class Bench(Run):
         prog_rates = ", ".join(f"{r['prog_rate']:.1f}" for r in rounds)
         req_rates = ", ".join(f"{r['req_rate']:.1f}" for r in rounds)
         base = (f"no-op workflows/s of each round: {noops} (each the mean of a round of {s.noop} started at once "
-                f"before and after the measured work, until completed; {cpu_text(mid['noop_cpu'])} each)")
+                f"before and after the measured work, until completed; {cpu_text(mid['noop_cpu'])} each in the "
+                f"programme figure's median round)")
         self.results.add(Figure(
             "program_start_ratio", prog_ratio, "", base, ">= 0.35", prog_ratio >= 0.35,
             f"median of {len(rounds)} rounds ({', '.join(f'{x:.3f}' for x in prog)}): {s.programmes} programmes "

@@ -71,8 +71,9 @@ separated: worker CPU a request over worker CPU a programme went from 0.85 to 0.
 `enrolment-prepared-in-one-call` (the check, plan and default due dates in one local activity: one activation
 where there were three) and `enrolment-mails-at-once` (the registration writes the start's audit entry, so no
 save is left before the mails, and the welcome document and both mails are scheduled together): an enrolment is
-two workflow tasks where it was five. Measured in the worker (`time.thread_time` around the sandbox's calls,
-one `--only dev` run, instrumentation not committed): creating a run in the sandbox (its workflow module
+two to four workflow tasks where it was five (two when the three completions arrive together). Measured in
+the worker (`time.thread_time` around the sandbox's calls, one `--only dev` run, instrumentation not
+committed): creating a run in the sandbox (its workflow module
 imported again, `workflow.defn` applied to its class) costs 4.4 ms for a programme, 3.1 ms for a request and
 1.4 ms for a no-op workflow; an activation 0.57, 0.65 and 0.24 ms. A mail costs about 5.5 ms of CPU (300
 `send_mail` calls in one process, SQLite, the sink in another process), 2.4 ms of it SMTP; a reused SMTP

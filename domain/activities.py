@@ -111,7 +111,7 @@ class EnrolmentPreparation(BaseModel):
 
     check: EnrolmentCheckRequest
     plan: PlanPeriodRequest
-    reminder_business_days: int = 2
+    reminder_business_days: int  # the policy's `step_reminder_business_days`, as the separate call had it
 
 
 class PreparedEnrolment(BaseModel):

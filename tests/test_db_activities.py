@@ -211,6 +211,32 @@ async def test_register_programme_twice_gives_one_customer_and_workspace(
         assert customer.maintenance_subscription_id == "SMP-1001"
 
 
+@pytest.mark.rule("D10")
+async def test_a_new_enrolment_revokes_the_contacts_it_leaves_out_and_writes_its_start_once(
+    acts: DatabaseActivities, sessions: SessionFactory,
+) -> None:
+    """Since `enrolment-mails-at-once` no save follows the registration before the mails: the registration itself
+    makes the contacts match the enrolment (a closed programme's readable workspace left them active) and writes
+    the start's audit entry, once however often it runs."""
+    # The previous period had one more contact, still reading the archived workspace (D10, A9).
+    eve = Contact(name="Eve", email="eve@acme.example")
+    before = enrolment(additional_contacts=[*enrolment().additional_contacts, eve])
+    await acts.register_programme(RegisterProgramme(status=status_of(before), enrolment=before))
+    e = enrolment()
+    started = AuditEntry(at=ACCEPTED_AT, actor="ops-olga", action="programme_started", customer_id="acme",
+                         detail={"period": 1})
+    request = RegisterProgramme(status=status_of(e), enrolment=e, audit=[started])
+    await acts.register_programme(request)
+    await acts.register_programme(request)  # run again with its workflow task (a worker died before it completed)
+    async with sessions() as s:
+        active = {c.email for c in await repo.list_contacts(s, "acme", active_only=True)}
+        audit = await repo.list_audit(s, "acme")
+        programme = await repo.get_programme(s, "acme")
+    assert active == {str(c.email) for c in e.contacts()}
+    assert [a.action for a in audit] == ["programme_started"]
+    assert programme is not None and programme.status["workspace_id"] == "ws-acme"
+
+
 async def test_save_projection_updates_row_and_does_not_duplicate_audit(
     acts: DatabaseActivities, sessions: SessionFactory,
 ) -> None:

@@ -119,7 +119,7 @@ async def test_a_new_programme_enrols_in_its_first_workflow_task(st: Stack, old_
     assert not set(ENROLMENT_LOCAL) & set(acts), acts
     # Since PATCH_ENROL_MAILS_AT_ONCE the registration wrote the start (workspace, audit entry): no save before
     # the welcome document and mails, which that same first task schedules together; none after them either
-    # (nothing changed). Two workflow tasks in all: the first, and the one the last completion wakes.
+    # (nothing changed). The three completions then wake the run once or up to three times, as they arrive.
     assert Counter(acts) == Counter({"file_document": 1, "send_mail": 2}), acts
     by_task = {e.activity_task_scheduled_event_attributes.workflow_task_completed_event_id for e in events
                if e.event_type == E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED}

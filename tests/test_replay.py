@@ -26,7 +26,12 @@ from domain.program import ProgramInput, ProgramResult
 from domain.request import RequestInput, RequestResult
 from workflows.cycle_base import PATCH_UPSERT_CHANGES as CYCLE_UPSERTS_CHANGES
 from workflows.monthly_cycle import MonthlyCycleWorkflow
-from workflows.program import PATCH_ENROL_LOCALLY, PATCH_ENROL_MAILS_AT_ONCE, ProgramWorkflow
+from workflows.program import (
+    PATCH_ENROL_LOCALLY,
+    PATCH_ENROL_MAILS_AT_ONCE,
+    PATCH_PREPARE_IN_ONE_CALL,
+    ProgramWorkflow,
+)
 from workflows.program_base import PATCH_UPSERT_CHANGES as PROGRAMME_UPSERTS_CHANGES
 from workflows.request_base import PATCH_OPEN_LOCALLY
 from workflows.support_request import SupportRequestWorkflow
@@ -320,14 +325,16 @@ def test_an_enrolment_schedules_its_document_and_mails_in_one_task(name: str) ->
     assert len({task for _, task in before[:4]}) == 4, before
 
 
+@pytest.mark.parametrize("forced", [PATCH_ENROL_MAILS_AT_ONCE, PATCH_PREPARE_IN_ONE_CALL])
 @pytest.mark.parametrize("path", BEFORE_MAILS_AT_ONCE, ids=[p.stem for p in BEFORE_MAILS_AT_ONCE])
-async def test_without_the_guard_programmes_enrolled_one_mail_at_a_time_break(
-        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The guard is needed: code that always schedules the document and mails at once cannot replay a run that
-    saved first and sent them in turn."""
+async def test_without_either_guard_programmes_enrolled_before_break(
+        path: Path, forced: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each guard is needed: code that always schedules the document and mails at once cannot replay a run that
+    saved first and sent them in turn, nor can code that always prepares the enrolment in one call replay a run
+    that made the three calls. (A refused enrolment never reaches either: it is not pinned.)"""
     real = workflow.patched
-    monkeypatch.setattr(workflow, "patched", lambda patch_id: patch_id == PATCH_ENROL_MAILS_AT_ONCE or real(patch_id))
-    with pytest.raises(workflow.NondeterminismError):
+    monkeypatch.setattr(workflow, "patched", lambda patch_id: patch_id == forced or real(patch_id))
+    with pytest.raises((workflow.NondeterminismError, RuntimeError), match=r"Nondeterminism|decoding"):
         await replayer(*WORKFLOWS).replay_workflow(load(path))
 
 
