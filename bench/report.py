@@ -78,9 +78,11 @@ imported again, `workflow.defn` applied to its class) costs 4.4 ms for a program
 1.4 ms for a no-op workflow; an activation 0.57, 0.65 and 0.24 ms. A mail costs about 5.5 ms of CPU (300
 `send_mail` calls in one process, SQLite, the sink in another process), 2.4 ms of it SMTP; a reused SMTP
 connection saved 0.5 ms of that, too little to take on a connection pool's failure modes. Worker CPU a
-programme over the window: 48-59 ms before these two patches, 39-50 after, in runs alternated on a machine
-whose no-op rate moved between 76 and 134 a second meanwhile; figures 1 and 2 are now the median of three
-rounds for that reason. What is left is the SDK's cost per run and per activation and the mails: a ratio of
+programme over the window: 51 and 59 ms in the two `--only dev` runs before these patches, 39-60 ms (median
+46) in the rounds after, on a machine whose no-op rate moved between 55 and 134 a second meanwhile: the ranges
+overlap, and what is certain is what the histories count (three workflow tasks, one activity task and two
+local-activity markers fewer an enrolment). Figures 1 and 2 are now the median of three rounds for that
+reason. What is left is the SDK's cost per run and per activation and the mails: a ratio of
 0.35 needs a programme to cost the machine about three no-op workflows, and it costs about five.
 
 **Memory (figure 6): most of a held programme was its own copy of the workflow modules.** *(investigation)*
