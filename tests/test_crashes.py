@@ -22,8 +22,8 @@ Where the kill lands:
   2 before the deadline), the worker killed as soon as the clock is set and restarted 2 s after the
   warning's time as the workflow set it: the warning and the escalation still arrive, once each;
 - (e) inside `save_projection`, after the projection and the audit entries are committed
-  (`projection.after_commit`): the kickoff Update's save, which waits for the enrolment mails, so no
-  mail of the lane is on its way when the worker dies;
+  (`projection.after_commit`): the kickoff Update's save, which waits for the enrolment mails, so only
+  the kickoff's own mail may be on its way when the worker dies;
 - (f) inside `send_mail`, after the outbox row says "sent" (`mail.after_commit`): the retry must
   not contact SMTP at all.
 
@@ -34,9 +34,10 @@ window is read, not assumed: the moment the victim is found dead (before anythin
 attempts) the rig notes the outbox rows attempted and not yet "sent"; a mail may go through SMTP
 once more per death at which its row was among them, and never otherwise — a duplicate of a mail
 recorded sent, or of one no dying worker was sending, fails. On top of that each scenario says how
-many resends it makes: none in (b) and (e) (which see to it that no other mail of the lane is on its
-way when the fault point fires); in (a) and (f), one or two, because the welcome and TL mails go out
-together (`enrolment-mails-at-once`) and the other one may be in the window too; and in (c) and (d),
+many resends it makes: none in (b) (which sees to it that no other mail of the lane is on its way when
+the fault point fires); at most the kickoff's mail in (e); in (a) and (f), one or two, because the welcome
+and TL mails go out together (`enrolment-mails-at-once`) and the other one may be in the window too; and in
+(c) and (d),
 where SIGKILL lands wherever it lands, whatever the window allows. Kills inside the local activities of
 a first workflow task are (g) and (h), tests/test_crash_local_activities.py. Resends carry the same
 Message-ID and the mailbox keeps one copy.
@@ -717,19 +718,18 @@ async def test_e_kill_after_the_projection_commit_adds_no_audit_row(
         # audit entry itself: crash (g), tests/test_crash_local_activities.py): the lane's first save_projection is
         # the kickoff Update's, with its audit entry, and it dies after its commit.
         await enrol(lane)
-        # Only once the enrolment mails are sent: sent at once, the Update's save would run alongside them, and
-        # the worker's death could cut one between SMTP's acceptance and its outbox commit (a legitimate resend,
-        # but not this test's).
+        # Only once the enrolment mails are sent, so that they are not in flight at the death.
         await enrolment_mails_sent(lane)
         await update(lane.programme(), "schedule_kickoff", {"by": "tl-alice", "meeting_at": meeting()}, ProgramStatus)
 
     await asyncio.gather(story(crash), story(control))
-    state, _ = await check_exactly_once(rig, crash, control, resends=0)
+    # The kickoff's own mail (the main loop's, woken by the Update) may be on its way when the save's worker dies
+    # (CI, 2026-12-04: attempted, not yet sent): it may go again inside the at-least-once window, the window check.
+    state, _ = await check_exactly_once(rig, crash, control, resends=None)
 
     assert rig.exits == [CRASH_EXIT_CODE], rig.exits
-    # No mail of the crash lane was on its way when its worker died: nothing for SMTP to get twice.
-    assert not [m for m in rig.unsent_at_deaths[0].values() if m.startswith(f"{crash.customer}/")], \
-        rig.unsent_at_deaths
+    assert all(m.endswith(")") and "/kickoff" in m for m in rig.unsent_at_deaths[0].values()
+               if m.startswith(f"{crash.customer}/")), rig.unsent_at_deaths
     assert "save_projection" in rig.swept
     by_action = Counter[str]()
     for (action, _, _), n in state["audit"]:
