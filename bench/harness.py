@@ -158,8 +158,8 @@ class Bench(Run):
         prog = [r["prog_rate"] / r["noop"] for r in rounds]
         req = [r["req_rate"] / r["noop"] for r in rounds]
         prog_ratio, req_ratio = statistics.median(prog), statistics.median(req)
-        mid = rounds[prog.index(sorted(prog)[len(prog) // 2])]  # the median round's CPU, for the detail
-        req_mid = rounds[req.index(sorted(req)[len(req) // 2])]
+        mid = rounds[prog.index(statistics.median_low(prog))]  # the median round's CPU, for the detail
+        req_mid = rounds[req.index(statistics.median_low(req))]
         noops = ", ".join(f"{r['noop']:.1f}" for r in rounds)
         prog_rates = ", ".join(f"{r['prog_rate']:.1f}" for r in rounds)
         req_rates = ", ".join(f"{r['req_rate']:.1f}" for r in rounds)

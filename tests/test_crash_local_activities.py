@@ -22,6 +22,7 @@ from activities.faults import CRASH_EXIT_CODE, REGISTRATION_AFTER_COMMIT, REQUES
 from tests.test_crashes import (
     Lane,
     Rig,
+    audit_by_action,
     check_exactly_once,
     enrol,
     enrolment_mails_sent,
@@ -30,11 +31,6 @@ from tests.test_crashes import (
 )
 
 __all__ = ["make_rig"]  # the rig's fixture, used by name below
-
-
-def audit(state: dict[str, object]) -> dict[tuple[str, str], int]:
-    """The lane's audit log as {(action, interface): entries}."""
-    return {(a, i): n for (a, _, i), n in state["audit"]}  # type: ignore[attr-defined]
 
 
 async def test_g_kill_after_the_registration_commit_adds_no_audit_row(
@@ -51,7 +47,7 @@ async def test_g_kill_after_the_registration_commit_adds_no_audit_row(
     state, _ = await check_exactly_once(rig, crash, control, resends=0)
 
     assert rig.exits == [CRASH_EXIT_CODE], rig.exits
-    assert audit(state)[("programme_started", "temporal")] == 1, state["audit"]
+    assert audit_by_action(state)["programme_started"] == 1, state["audit"]
     report_figure("crash (g) after the registration commit", f"exit {rig.exits}, audit {state['audit']}")
 
 
@@ -69,5 +65,5 @@ async def test_h_kill_after_a_request_opening_commit_adds_no_audit_row(
     state, _ = await check_exactly_once(rig, crash, control, resends=0)
 
     assert rig.exits == [CRASH_EXIT_CODE], rig.exits
-    assert audit(state)[("open_request", "portal")] == 1, state["audit"]
+    assert audit_by_action(state)["open_request"] == 1, state["audit"]
     report_figure("crash (h) after a request's opening commit", f"exit {rig.exits}, audit {state['audit']}")

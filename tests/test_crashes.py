@@ -527,6 +527,14 @@ async def check_exactly_once(rig: Rig, crash: Lane, control: Lane,
     return crashed, rows
 
 
+def audit_by_action(state: dict[str, Any]) -> Counter[str]:
+    """A lane's audit log (its snapshot) as entries by action, whoever and through whatever interface."""
+    out = Counter[str]()
+    for (action, _, _), n in state["audit"]:
+        out[action] += n
+    return out
+
+
 # ------------------------------------------------------------------------------------ scenarios
 async def test_a_kill_after_smtp_accepted_before_the_outbox_commit_resends_once_and_is_deduplicated(
         make_rig: Callable[[str | None], Awaitable[Rig]], report_figure: Callable[[str, object], None]) -> None:
@@ -731,9 +739,7 @@ async def test_e_kill_after_the_projection_commit_adds_no_audit_row(
     assert all(m.endswith(")") and "/kickoff" in m for m in rig.unsent_at_deaths[0].values()
                if m.startswith(f"{crash.customer}/")), rig.unsent_at_deaths
     assert "save_projection" in rig.swept
-    by_action = Counter[str]()
-    for (action, _, _), n in state["audit"]:
-        by_action[action] += n
+    by_action = audit_by_action(state)
     # The crashed save's entry once (its retry carries the same entry, keyed by its instant), the start's once.
     assert by_action["schedule_kickoff"] == 1 and by_action["programme_started"] == 1, state["audit"]
     report_figure("crash (e) after the projection commit", f"exit {rig.exits}, audit {state['audit']}")

@@ -100,14 +100,19 @@ async def replay(history: WorkflowHistory) -> None:
                    data_converter=DATA_CONVERTER, workflow_runner=workflow_runner()).replay_workflow(history)
 
 
-async def test_a_new_programme_enrols_in_its_first_workflow_task(st: Stack, old_code: Any) -> None:
-    # A period starting in a month: nothing falls due at enrolment (no cycle, whatever the hour).
+async def enrol_ahead(st: Stack, customer: str) -> WorkflowHistory:
+    """A programme whose period starts in a month (nothing falls due at enrolment: no cycle, whatever the hour),
+    enrolled; its history once the run is idle."""
     start = (await st.now()).date() + timedelta(days=30)
-    await add_subscription(st.sessions, "local", start - timedelta(days=1), start + timedelta(days=800))
-    handle = await st.start(enrolment("local", start))
-    await st.wait_enrolled("local")
+    await add_subscription(st.sessions, customer, start - timedelta(days=1), start + timedelta(days=800))
+    handle = await st.start(enrolment(customer, start))
+    await st.wait_enrolled(customer)
     await history_len(handle)
-    history = await handle.fetch_history()
+    return await handle.fetch_history()
+
+
+async def test_a_new_programme_enrols_in_its_first_workflow_task(st: Stack, old_code: Any) -> None:
+    history = await enrol_ahead(st, "local")
     events = list(history.events)
     async with st.sessions() as session:
         row = await repo.get_programme(session, "local")
@@ -138,12 +143,7 @@ async def test_without_either_enrolment_guard_a_new_enrolment_breaks(
         st: Stack, monkeypatch: pytest.MonkeyPatch, rolled_back: str) -> None:
     """A rollback of one patch alone (the release before it): the three calls come back where the new history
     has `prepare_enrolment`, or the save before the welcome document where it has the document and both mails."""
-    start = (await st.now()).date() + timedelta(days=30)
-    await add_subscription(st.sessions, "atonce", start - timedelta(days=1), start + timedelta(days=800))
-    handle = await st.start(enrolment("atonce", start))
-    await st.wait_enrolled("atonce")
-    await history_len(handle)
-    history = await handle.fetch_history()
+    history = await enrol_ahead(st, "atonce")
     await replay(history)
     real = workflow.patched
     monkeypatch.setattr(workflow, "patched", lambda patch_id: patch_id != rolled_back and real(patch_id))

@@ -214,21 +214,23 @@ class ProgramBase:
     async def _save(self) -> None:
         # One save at a time: an Update's and the main loop's could otherwise commit in the wrong order.
         async with self._save_lock:
-            self._dirty = False
-            audit, self._audit = self._audit, []
-            self._publish()
-            await act.save_projection(ProjectionUpdate(status=self._status, audit=audit),
+            await act.save_projection(ProjectionUpdate(status=self._status, audit=self._hand_over()),
                                       summary=f"Save programme state ({self._status.phase.value})")
+
+    def _hand_over(self) -> list[AuditEntry]:
+        """What a save writes, taken under the save lock: clean from here, the audit entries recorded so far, the
+        search attributes and details published as of now."""
+        self._dirty = False
+        audit, self._audit = self._audit, []
+        self._publish()
+        return audit
 
     async def _register(self) -> WorkspaceRef:
         """The enrolment's registration since PATCH_ENROL_MAILS_AT_ONCE: a save (same lock, same hand-over of the
         audit entries) whose transaction also creates the customer, its contacts and the workspace (D10, A9)."""
         async with self._save_lock:
-            self._dirty = False
-            audit, self._audit = self._audit, []
-            self._publish()
             return await act.register_programme_local(
-                RegisterProgramme(status=self._status, enrolment=self._input.enrolment, audit=audit),
+                RegisterProgramme(status=self._status, enrolment=self._input.enrolment, audit=self._hand_over()),
                 summary="Register programme and provision workspace (D10, A9)")
 
     async def _save_between_updates(self) -> None:
