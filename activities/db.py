@@ -44,7 +44,6 @@ from storage.repositories.customers import (
     registry_contact_count,
     subscription_model,
     sync_contacts,
-    upsert_contacts,
     upsert_customer,
 )
 from storage.repositories.extras import insert_billable_extra
@@ -143,11 +142,9 @@ class DatabaseActivities:
         customer = enrolment.customer
         async with self._session_factory() as session, session.begin():
             await upsert_customer(session, customer.id, customer.name, customer.maintenance_subscription_id)
-            contacts = _merge_contacts(enrolment.contacts(), status.contacts)
-            await upsert_contacts(session, customer.id, contacts)
             # D10: contacts of an earlier period left out of this enrolment lose access now, as the save that
             # followed did before `enrolment-mails-at-once` (a workspace readable after a close kept them active).
-            await deactivate_contacts(session, customer.id, keep=[str(c.email) for c in contacts])
+            await sync_contacts(session, customer.id, _merge_contacts(enrolment.contacts(), status.contacts))
             # reopen: a customer enrolled again after a closed programme gets its workspace back.
             workspace = await create_workspace(session, customer.id, workspace_id_for(customer.id), reopen=True)
             # The projection names the workspace it was registered with: the workflow sets the same id from
