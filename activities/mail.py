@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import email.message
-import email.policy
 import hashlib
 import re
 from dataclasses import dataclass
@@ -23,12 +22,12 @@ from typing import Any
 
 import jinja2
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.faults import MAIL_AFTER_COMMIT, MAIL_AFTER_SMTP, maybe_crash
 from activities.invites import render_ics
+from activities.mail_message import address_header, file_part, multipart, text_part
 from activities.mailer import PermanentMailError, SmtpMailer, TransientMailError
 from activities.metrics import MAILS_FAILED, MAILS_SENT
 from activities.templating import make_template_environment
@@ -37,6 +36,7 @@ from domain.activities import MailRequest, MailResult
 from domain.reply_address import reply_address, thread_id
 from storage.db import SessionFactory
 from storage.pdfs import document_pdf
+from storage.repositories.common import conflict_insert
 from storage.repositories.documents import DRAFT_KINDS
 from storage.tables import DocumentRow, OutboxRow
 
@@ -111,6 +111,12 @@ def document_files(document: DocumentRow | None, sender: str) -> list[DocumentFi
     return files
 
 
+def _inline_image(f: DocumentFile) -> email.message.Message:
+    part = file_part(f.content, f.content_type, f.filename, disposition="inline")
+    part["Content-ID"] = f"<{f.cid}>"
+    return part
+
+
 def _files_context(files: list[DocumentFile]) -> dict[str, Any]:
     """What the mail templates may show of the document's files (monthly report: the chart, by CID)."""
     image = next((f for f in files if f.cid is not None), None)
@@ -118,6 +124,16 @@ def _files_context(files: list[DocumentFile]) -> dict[str, Any]:
     if image is not None:
         context.update(chart_cid=image.cid, chart_alt=image.alt)
     return context
+
+
+@dataclass(frozen=True)
+class OutboxClaim:
+    """The outbox row an attempt claimed: `inserted` when this attempt wrote it."""
+
+    id: int
+    message_id: str
+    created_at: datetime
+    inserted: bool
 
 
 @dataclass(frozen=True)
@@ -194,13 +210,37 @@ class MailActivities:
         created_at: datetime,
         document: DocumentRow | None = None,
         pdf: bytes | None = None,
-    ) -> email.message.EmailMessage:
-        msg = email.message.EmailMessage(policy=email.policy.SMTP)
-        msg["From"] = self._sender
-        msg["To"] = ", ".join(request.to)
+    ) -> email.message.Message:
+        files = document_files(document, self._sender)
+        html: email.message.Message = text_part(rendered.html, "html")
+        inline = [f for f in files if f.cid is not None and isinstance(f.content, bytes)]
+        if inline:
+            # multipart/related around the HTML part: the body shows it as <img src="cid:...">,
+            # which Gmail and Outlook render where they drop inline SVG.
+            html = multipart("related", [html, *(_inline_image(f) for f in inline)])
+        body = multipart("alternative", [text_part(_text_body(rendered, document)), html])
+
+        attached: list[email.message.Message] = [
+            file_part(att.content if att.content_type.startswith("text/") else att.content.encode("utf-8"),
+                      att.content_type, att.filename) for att in request.attachments]
+        if document is not None:
+            attached.append(file_part(document.body_html, "text/html", _safe_filename(document.title, ".html")))
+            if pdf is not None:
+                # D10/A9: the same document as PDF, for those who file or print it (storage/pdfs.py).
+                attached.append(file_part(pdf, "application/pdf", _safe_filename(document.title, ".pdf")))
+        attached += [file_part(f.content, f.content_type, f.filename) for f in files if f.cid is None]
+        if request.invite is not None:
+            # DTSTAMP from the outbox row, not the clock: a resend carries the same invite.
+            ics = render_ics(request.invite, self._sender, stamp=created_at)
+            attached.append(file_part(ics, "text/calendar", "invite.ics", method="REQUEST"))
+        msg = multipart("mixed", [body, *attached]) if attached else body
+
+        msg["MIME-Version"] = "1.0"
+        msg["From"] = address_header(self._sender)
+        msg["To"] = address_header(", ".join(request.to))
         if request.cc:
-            msg["Cc"] = ", ".join(request.cc)
-        msg["Subject"] = rendered.subject
+            msg["Cc"] = address_header(", ".join(request.cc))
+        msg["Subject"] = rendered.subject  # outside ASCII, flattening writes RFC 2047 words
         msg["Date"] = format_datetime(datetime.now(UTC))
         msg["Message-ID"] = message_id
         # RFC 3834: keeps out-of-office replies from mailing the service back.
@@ -216,114 +256,68 @@ class MailActivities:
             msg["In-Reply-To"] = root
             msg["References"] = root
             msg["X-TechConnect-Request"] = tracking
-
-        msg.set_content(_text_body(rendered, document))
-        msg.add_alternative(rendered.html, subtype="html")
-        files = document_files(document, self._sender)
-        html_part = msg.get_body(("html",))
-        for f in files:
-            if f.cid is not None and isinstance(f.content, bytes) and isinstance(html_part, email.message.EmailMessage):
-                # multipart/related around the HTML part: the body shows it as <img src="cid:...">,
-                # which Gmail and Outlook render where they drop inline SVG.
-                maintype, _, subtype = f.content_type.partition("/")
-                html_part.add_related(f.content, maintype=maintype, subtype=subtype, cid=f"<{f.cid}>",
-                                      filename=f.filename, disposition="inline")
-
-        for att in request.attachments:
-            maintype, _, subtype = att.content_type.partition("/")
-            if maintype == "text":
-                msg.add_attachment(att.content, subtype=subtype or "plain", filename=att.filename)
-            else:
-                msg.add_attachment(
-                    att.content.encode("utf-8"),
-                    maintype=maintype or "application",
-                    subtype=subtype or "octet-stream",
-                    filename=att.filename,
-                )
-        if document is not None:
-            msg.add_attachment(document.body_html, subtype="html", filename=_safe_filename(document.title, ".html"))
-            if pdf is not None:
-                # D10/A9: the same document as PDF, for those who file or print it (storage/pdfs.py).
-                msg.add_attachment(pdf, maintype="application", subtype="pdf",
-                                   filename=_safe_filename(document.title, ".pdf"))
-        for f in files:
-            if f.cid is None:
-                maintype, _, subtype = f.content_type.partition("/")
-                if isinstance(f.content, str):
-                    msg.add_attachment(f.content, subtype=subtype or "plain", filename=f.filename)
-                else:
-                    msg.add_attachment(f.content, maintype=maintype, subtype=subtype, filename=f.filename)
-        if request.invite is not None:
-            # DTSTAMP from the outbox row, not the clock: a resend carries the same invite.
-            ics = render_ics(request.invite, self._sender, stamp=created_at)
-            msg.add_attachment(ics, subtype="calendar", filename="invite.ics", params={"method": "REQUEST"})
         return msg
 
-    async def _claim(self, request: MailRequest, content: dict[str, str]) -> tuple[OutboxRow, bool]:
-        """Insert the outbox row for this key, counting this attempt, or get the one a racer wrote; True when
-        inserted here (the caller found no row before rendering)."""
+    async def _claim(self, request: MailRequest, content: dict[str, str]) -> OutboxClaim | None:
+        """This attempt's outbox row, counted in the same write (a worker that dies mid-send still leaves a trace).
+
+        A new row counts attempt 1. A row the key already has, unless sent, counts one more and takes this
+        attempt's content: a row left "failed" can be retried by a new call with corrected input. None when the
+        row is sent (by an earlier attempt, or a racer meanwhile): then it is sent, and nothing goes again.
+        One statement decides each case, so no racer can mark the row sent between a look and a count.
+        """
         key = request.idempotency_key
+        claimed = (OutboxRow.id, OutboxRow.message_id, OutboxRow.created_at)
         async with self._sessions() as session:
-            row = OutboxRow(
-                idempotency_key=key,
-                customer_id=request.customer_id,
-                template=request.template,
-                message_id=message_id_for(key, self._sender),
-                sender=self._sender,
-                **content,
-                status="pending",
-                attempts=1,  # counted before the attempt, in the same write
-                created_at=datetime.now(UTC),
-            )
-            session.add(row)
-            try:
-                await session.commit()
-                return row, True
-            except IntegrityError:
-                await session.rollback()
-        # Lost the race on the unique key: the winner's row is the one to use.
-        async with self._sessions() as session:
-            return (await session.scalars(select(OutboxRow).where(OutboxRow.idempotency_key == key))).one(), False
-
-    async def _update(self, outbox_id: int, unless_sent: bool = False, **values: object) -> bool:
-        """Change the row; with `unless_sent`, only while it is not sent. True when a row changed."""
-        stmt = update(OutboxRow).where(OutboxRow.id == outbox_id)
-        if unless_sent:
-            stmt = stmt.where(OutboxRow.status != "sent")
-        async with self._sessions() as session:
-            changed = getattr(await session.execute(stmt.values(**values)), "rowcount", 0)
+            new = conflict_insert(session, OutboxRow, "the mail outbox").values(
+                idempotency_key=key, customer_id=request.customer_id, template=request.template,
+                message_id=message_id_for(key, self._sender), sender=self._sender, **content, status="pending",
+                attempts=1, created_at=datetime.now(UTC),
+            ).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(*claimed)
+            row = (await session.execute(new)).first()
+            inserted = row is not None
+            if row is None:
+                again = update(OutboxRow).where(OutboxRow.idempotency_key == key, OutboxRow.status != "sent").values(
+                    attempts=OutboxRow.attempts + 1, status="pending", **content).returning(*claimed)
+                row = (await session.execute(again)).first()
             await session.commit()
-        return bool(changed)
+        return None if row is None else OutboxClaim(row.id, row.message_id, row.created_at, inserted)
 
-    @staticmethod
-    def _already_sent(row: OutboxRow) -> MailResult:
-        activity.logger.info("mail %s already sent as %s", row.idempotency_key, row.message_id)
+    async def _sent_row(self, key: str) -> MailResult | None:
+        """The key's row if it is sent, as an "already sent" result."""
+        async with self._sessions() as session:
+            row = (await session.execute(select(OutboxRow.id, OutboxRow.message_id).where(
+                OutboxRow.idempotency_key == key, OutboxRow.status == "sent"))).first()
+        if row is None:
+            return None
+        activity.logger.info("mail %s already sent as %s", key, row.message_id)
         return MailResult(outbox_id=row.id, status="already_sent", message_id=row.message_id)
+
+    async def _update(self, outbox_id: int, **values: object) -> None:
+        async with self._sessions() as session:
+            await session.execute(update(OutboxRow).where(OutboxRow.id == outbox_id).values(**values))
+            await session.commit()
 
     @activity.defn
     async def send_mail(self, request: MailRequest) -> MailResult:
-        # Looked up before rendering: a mail sent last month must stay "already sent" even if
-        # its template has changed (or gone) since.
-        async with self._sessions() as session:
-            row = await session.scalar(select(OutboxRow).where(OutboxRow.idempotency_key == request.idempotency_key))
-        if row is not None and row.status == "sent":
-            return self._already_sent(row)
-        document = await self._load_document(request) if request.attach_document_id is not None else None
-        # A document's files (monthly report: CSV, chart PNG) are named to the templates, which
-        # show the chart by Content-ID.
-        files = document_files(document, self._sender)
-        context = request.context | _files_context(files) if files else request.context
-        rendered = self.render(request.template, context)
-        content = outbox_content(request, rendered, _text_body(rendered, document))
-        inserted = False
+        try:
+            document = await self._load_document(request) if request.attach_document_id is not None else None
+            # A document's files (monthly report: CSV, chart PNG) are named to the templates, which
+            # show the chart by Content-ID.
+            files = document_files(document, self._sender)
+            context = request.context | _files_context(files) if files else request.context
+            rendered = self.render(request.template, context)
+        except (jinja2.TemplateError, ApplicationError):
+            # A mail sent last month stays "already sent" even if its template or document has changed (or gone)
+            # since. Looked up only here: a first attempt, nearly every call, writes once before SMTP, once after.
+            if (sent := await self._sent_row(request.idempotency_key)) is not None:
+                return sent
+            raise
+        row = await self._claim(request, outbox_content(request, rendered, _text_body(rendered, document)))
         if row is None:
-            row, inserted = await self._claim(request, content)
-        # Counted before the attempt, so a worker that dies mid-send still leaves a trace (a new row counts its
-        # first attempt as it is written). Content is refreshed too: a row left "failed" can be retried by a new
-        # call with corrected input. Never over a row a concurrent attempt has marked sent (then it is sent).
-        if not inserted and not await self._update(row.id, unless_sent=True, attempts=OutboxRow.attempts + 1,
-                                                   status="pending", **content):
-            return self._already_sent(row)
+            sent = await self._sent_row(request.idempotency_key)
+            assert sent is not None, "a claim refused only for a sent row"
+            return sent
 
         # Rendered on first need and stored (not on this loop: storage/pdfs.py renders in a thread); a resend
         # carries the stored bytes, so the message stays the same.

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import aiosmtplib
 
+from activities.mail_message import envelope_of, wire_bytes
+
 if TYPE_CHECKING:
     from config.settings import Settings
 
@@ -59,11 +61,16 @@ class SmtpMailer:
         return cls(settings.smtp_host, settings.smtp_port, settings.smtp_user, settings.smtp_password,
                    settings.smtp_starttls, settings.smtp_timeout_seconds)
 
-    async def send(self, message: email.message.EmailMessage) -> None:
+    async def send(self, message: email.message.Message) -> None:
         """Deliver `message` to the envelope taken from its From/To/Cc/Bcc headers."""
+        # Flattened here, once, with the envelope read from the headers (aiosmtplib would copy the message and
+        # flatten it again with a policy of its own).
+        envelope = envelope_of(message)
         try:
             refused, _reply = await aiosmtplib.send(
-                message,
+                wire_bytes(message),
+                sender=envelope.sender,
+                recipients=envelope.recipients,
                 hostname=self.host,
                 port=self.port,
                 username=self.username,

@@ -401,6 +401,34 @@ async def test_round_trip_multipart_invite_and_document(database_url: str, tmp_p
         assert len(list((tmp_path / "mail").glob("*-1.eml"))) == 1
 
 
+async def test_round_trip_outside_ascii_long_lines_and_from_lines(sessions: SessionFactory) -> None:
+    """The message as activities/mail_message.py builds it reads back as written: a subject, a sender's name and a
+    file name outside ASCII, a line longer than SMTP allows (998), a line starting "From " (not mangled to
+    ">From ", compat32's default), and the envelope taken from the headers."""
+    sender = "Équipe TechConnect <techconnect@support.example>"
+    long_line = "x" * 1500
+    async with SmtpSink(port=free_port()) as sink:
+        acts = MailActivities(sessions, SmtpMailer(sink.host, sink.port, timeout=5), make_template_environment(),
+                              sender)
+        await acts.send_mail(mail_request(
+            "program-acme-p1-accents", cc=["carol@acme.example"],
+            context=sample_context("welcome") | {"customer_name": "Société Générale"},
+            attachments=[Attachment(filename="résumé.txt", content=f"From the top\n{long_line}\n"),
+                         Attachment(filename="notes.txt", content="From the desk\nshort\n")]))
+        (msg,) = await sink.wait_for(count=1)
+    assert msg["Subject"] == "Welcome to OpenText TechConnect, Société Générale"
+    (author,) = msg["From"].addresses
+    assert (author.display_name, author.addr_spec) == ("Équipe TechConnect", "techconnect@support.example")
+    assert msg["Return-Path"] == "<techconnect@support.example>"
+    assert msg["X-Original-To"] == "bob@acme.example, carol@acme.example"
+    text = msg.get_body(("plain",))
+    assert isinstance(text, email.message.EmailMessage) and "Société Générale" in text.get_content()
+    parts = _parts(msg)
+    assert parts["résumé.txt"].get_content() == f"From the top\n{long_line}\n"
+    assert parts["notes.txt"].get_content() == "From the desk\nshort\n"
+    assert msg.get_content_type() == "multipart/mixed" and msg.get_all("MIME-Version") == ["1.0"]
+
+
 async def test_same_key_twice_delivers_one_message(database_url: str, sink: SmtpSink) -> None:
     async with database(database_url) as sessions:
         acts = make_mail_activities(sessions, sink)
@@ -425,10 +453,12 @@ async def test_concurrent_claims_share_one_outbox_row(database_url: str, sink: S
         request = mail_request("program-acme-p1-race")
         rendered = acts.render(request.template, request.context)
         content = outbox_content(request, rendered, rendered.text)
-        claims = await asyncio.gather(*(acts._claim(request, content) for _ in range(4)))
-        assert len({r.id for r, _ in claims}) == 1
-        assert [inserted for _, inserted in claims].count(True) == 1  # one counted its attempt, the others wait
-        assert {r.message_id for r, _ in claims} == {message_id_for(request.idempotency_key, SENDER)}
+        claims = [c for c in await asyncio.gather(*(acts._claim(request, content) for _ in range(4))) if c]
+        assert len(claims) == 4 and len({c.id for c in claims}) == 1
+        assert [c.inserted for c in claims].count(True) == 1  # one wrote the row, the others found it
+        assert {c.message_id for c in claims} == {message_id_for(request.idempotency_key, SENDER)}
+        row = await outbox_row(sessions, request.idempotency_key)
+        assert (row.status, row.attempts) == ("pending", 4)  # each claim counted its attempt
         async with sessions() as session:
             assert len((await session.scalars(select(OutboxRow))).all()) == 1
 
@@ -458,20 +488,21 @@ async def test_a_retry_that_finds_its_row_sent_by_a_racer_meanwhile_sends_nothin
     with pytest.raises(TransientMailError):
         await acts.send_mail(mail_request())  # the row stays pending, attempts 1
     sink.fail_with = None
-    count = acts._update
+    claim = acts._claim
 
-    async def racer_sends_first(outbox_id: int, unless_sent: bool = False, **values: object) -> bool:
-        # Between this retry's lookup (pending) and its count, a racer (a worker presumed dead) sends it.
+    async def claim_after_racer(request: MailRequest, content: dict[str, str]) -> Any:
+        # Between this retry's render and its claim, a racer (a worker presumed dead) sends the mail.
         async with sessions() as session, session.begin():
-            await session.execute(update(OutboxRow).where(OutboxRow.id == outbox_id).values(status="sent"))
-        return await count(outbox_id, unless_sent=unless_sent, **values)
+            await session.execute(update(OutboxRow).where(OutboxRow.idempotency_key == request.idempotency_key)
+                                  .values(status="sent"))
+        return await claim(request, content)
 
-    monkeypatch.setattr(acts, "_update", racer_sends_first)
+    monkeypatch.setattr(acts, "_claim", claim_after_racer)
     result = await acts.send_mail(mail_request())
     assert result.status == "already_sent"
     assert sink.refused == 1 and sink.received == 0 and sink.messages == []  # the retry sent nothing
     row = await outbox_row(sessions, "program-acme-p1-welcome")
-    assert (row.status, row.attempts) == ("sent", 1)
+    assert (row.status, row.attempts) == ("sent", 1)  # and counted no attempt on a sent row
 
 
 async def test_5xx_is_permanent_and_marks_the_row_failed(sessions: SessionFactory, sink: SmtpSink) -> None:

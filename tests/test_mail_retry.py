@@ -48,7 +48,7 @@ class AcceptedThenLostMailer(SmtpMailer):
         super().__init__(host, port, timeout=5)
         self.calls = 0
 
-    async def send(self, message: email.message.EmailMessage) -> None:
+    async def send(self, message: email.message.Message) -> None:
         self.calls += 1
         await super().send(message)
         if self.calls == 1:

@@ -7,10 +7,12 @@ with its status code and message; the same customer's other user keeps getting i
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +38,11 @@ class CapturingMailer(SmtpMailer):
         super().__init__("127.0.0.1", 9)
         self.sent: list[EmailMessage] = []
 
-    async def send(self, message: EmailMessage) -> None:
-        self.sent.append(message)
+    async def send(self, message: Message) -> None:
+        # Read back as the relay would receive it.
+        parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        self.sent.append(parsed)
 
 
 @dataclass
