@@ -191,3 +191,27 @@ def test_every_activity_the_workflows_call_is_registered_on_the_worker(tmp_path:
     registered = {_Definition.must_from_callable(f).name
                   for f in build_activities(Settings(data_dir=tmp_path), sessions).all()}
     assert len(called) > 20 and called <= registered, f"called but not registered: {sorted(called - registered)}"
+
+
+MAX_MODULE_LINES = 500  # house style: a longer module is split along the concepts it already has
+
+
+def long_modules(root: Path = ROOT) -> dict[str, int]:
+    """Python files of the project (tests included, migrations too) longer than MAX_MODULE_LINES."""
+    found: dict[str, int] = {}
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if rel.parts[0].startswith(".") or "node_modules" in rel.parts:
+            continue
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > MAX_MODULE_LINES:
+            found[rel.as_posix()] = lines
+    return found
+
+
+def test_no_module_is_longer_than_500_lines(tmp_path: Path) -> None:
+    assert not long_modules(), f"split along their concepts: {long_modules()}"
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_long.py").write_text("x = 1\n" * (MAX_MODULE_LINES + 1))
+    (tmp_path / "short.py").write_text("x = 1\n" * MAX_MODULE_LINES)
+    assert long_modules(tmp_path) == {"tests/test_long.py": MAX_MODULE_LINES + 1}  # the check can fail

@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from activities.faults import CRASH_EXIT_CODE, REGISTRATION_AFTER_COMMIT, REQUEST_OPENED_AFTER_COMMIT
-from tests.test_crashes import (
+from tests.crash_rig import (
     Lane,
     Rig,
     audit_by_action,

@@ -43,9 +43,10 @@ from storage.tables import Base, CustomerRow, DocumentPdfRow, DocumentRow
 from testing.databases import migrated_sessions
 from testing.report_month import CUSTOMER, open_db, report_request, seed
 from tests.conftest import free_port
+from tests.document_samples import sample_contexts
+from tests.mail_fixtures import sample_context
 from tests.portal_fixtures import InProcess, Tenant, UnreachableTemporal, seed_tenant, sign_in
-from tests.test_documents import closing_status, sample_contexts
-from tests.test_mail import sample_context
+from tests.test_documents import closing_status
 
 SENDER = "TechConnect <techconnect@support.example>"
 TRACKING = re.compile(r"TC-[A-Z]+-2027-\d{5}")

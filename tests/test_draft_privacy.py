@@ -31,10 +31,11 @@ from storage.repositories.documents import MONTHLY_REPORT_DRAFT
 from storage.tables import CustomerRow, DocumentPdfRow, DocumentRow
 from storage.users import Role
 from tests.conftest import free_port
+from tests.document_samples import CUSTOMER, CUSTOMER_NAME
+from tests.mail_fixtures import mail_request, make_mail_activities
 from tests.portal_fixtures import UnreachableTemporal, add_staff, seed_tenant, sign_in
 from tests.test_document_pdf import pdf_words
-from tests.test_documents import CUSTOMER, CUSTOMER_NAME, at, monthly_request, seed_month
-from tests.test_mail import mail_request, make_mail_activities
+from tests.test_documents import at, monthly_request, seed_month
 
 PARIS = ZoneInfo("Europe/Paris")
 STAFF = "ops@techconnect.example"

@@ -27,8 +27,8 @@ from domain.naming import SA_CUSTOMER_ID, request_workflow_id
 from domain.request import RequestInput, RequestResult, RequestState
 from storage import repositories as repo
 from tests.harness import Stack, add_subscription, enrolment
+from tests.request_fixtures import file, live_programme, new_request
 from tests.test_program_refusals import history_len
-from tests.test_support_request import file, live_programme, new_request
 from workflows.monthly_cycle import MonthlyCycleWorkflow
 from workflows.program import (
     PATCH_ENROL_LOCALLY,

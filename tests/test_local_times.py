@@ -38,7 +38,7 @@ from testing.databases import migrated_sessions
 from tests.calendar_positions import next_plain_friday
 from tests.harness import Stack
 from tests.portal_fixtures import InProcess, Tenant, UnreachableTemporal, add_staff, seed_tenant, sign_in
-from tests.test_support_request import file, live_programme
+from tests.request_fixtures import file, live_programme
 
 PARIS = ZoneInfo("Europe/Paris")
 # The old promise, in any spelling a template might use; the clock never ran 60 plain minutes.

@@ -33,8 +33,8 @@ from activities.mailer import SmtpMailer, TransientMailError
 from devstack.smtp_sink import SmtpSink
 from domain.activities import MailRequest, MailResult
 from tests.conftest import free_port
+from tests.mail_fixtures import SENDER, database, mail_request, make_mail_activities, outbox_row
 from tests.mail_retry_workflow import MailRetryWorkflow
-from tests.test_mail import SENDER, database, mail_request, make_mail_activities, outbox_row
 
 TEST_SERVER = shutil.which("temporal-test-server") or str(
     Path(__file__).resolve().parent.parent / ".venv/bin/temporal-test-server"

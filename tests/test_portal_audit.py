@@ -39,7 +39,7 @@ from storage.users import Role
 from testing.databases import migrated_sessions
 from tests.harness import Stack
 from tests.portal_fixtures import NOW, InProcess, Tenant, UnreachableTemporal, add_staff, seed_tenant, sign_in
-from tests.test_support_request import file, live_programme
+from tests.request_fixtures import file, live_programme
 from worker import WORKFLOWS, workflow_runner
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from domain.naming import program_workflow_id
 from storage.tables import ProgrammeRow
 from tests.harness import Stack, eventually
-from tests.test_support_request import file, live_programme
+from tests.request_fixtures import file, live_programme
 
 PROJECTED_TL = "projected-tl@support.example"
 

@@ -57,9 +57,9 @@ from domain.program import ProgramStatus
 from domain.request import RequestInput
 from tests.calendar_positions import next_plain_friday
 from tests.harness import Stack, add_subscription, enrolment, stack_on_server, start_time_skipping
+from tests.request_fixtures import at_local, file, live_programme, new_request, update
 from tests.test_program_lifecycle import complete_onboarding, run_cycle
 from tests.test_program_refusals import history_len
-from tests.test_support_request import at_local, file, live_programme, new_request, update
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
 LOCAL = Path(__file__).resolve().parent / "local-activities"
