@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typer.testing import CliRunner, Result
 import cli.runtime as cli_module
 from cli.app import app
 from tests.conftest import free_port
+from tests.offline_cli import offline_cli_environment
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 START = date(2027, 1, 4)
@@ -45,18 +47,7 @@ class Offline:
 
 @pytest.fixture
 def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Offline:
-    for name in list(os.environ):
-        if name.startswith(("TEMPORAL_", "TECHCONNECT_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")  # nothing listens there
-    monkeypatch.setenv("TECHCONNECT_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("TECHCONNECT_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'techconnect.db'}")
-    monkeypatch.setenv("COLUMNS", "200")
-
-    async def no_temporal(*_: Any, **__: Any) -> Any:
-        raise AssertionError("the CLI connected to Temporal before refusing")
-
-    monkeypatch.setattr(cli_module, "client_for", no_temporal)
+    offline_cli_environment(tmp_path, monkeypatch, "the CLI connected to Temporal before refusing")
     return Offline(tmp_path)
 
 
@@ -321,6 +312,9 @@ def test_a_command_run_by_main_finds_its_group_as_the_whole_command_line_has_it(
     assert whole.exit_code == 0, whole.output
     monkeypatch.setattr(cli_module, "_cli_process", False)  # main() marks the process; restored after the test
     monkeypatch.setattr(sys, "argv", ["techconnect", group, "--help"])
+    # As the console script runs it: a bare __main__, not pytest's (`python -m pytest` would name the program
+    # after pytest's module in the usage line).
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
     from cli.app import main
 
     with pytest.raises(SystemExit) as done:

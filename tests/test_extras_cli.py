@@ -9,17 +9,14 @@ import asyncio
 import csv
 import io
 import json
-import os
 import tempfile
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
 
-import cli.runtime as cli_module
 from activities.db import DatabaseActivities
 from cli.app import app
 from domain.activities import ExtraRecord
@@ -30,7 +27,7 @@ from storage import repositories as repo
 from storage.ledger import LEDGER_COLUMNS, ledger_csv
 from storage.price_import import import_price_list_csv
 from testing.databases import migrated_sessions
-from tests.conftest import free_port
+from tests.offline_cli import offline_cli_environment
 
 PRICES = (
     "kind,basis,unit_price,currency,effective_from,description\n"
@@ -60,18 +57,7 @@ class Cli:
 
 @pytest.fixture
 def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    for name in list(os.environ):
-        if name.startswith(("TEMPORAL_", "TECHCONNECT_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")  # nothing listens there
-    monkeypatch.setenv("TECHCONNECT_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("TECHCONNECT_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'techconnect.db'}")
-    monkeypatch.setenv("COLUMNS", "200")
-
-    async def no_temporal(*_: Any, **__: Any) -> Any:
-        raise AssertionError("the command connected to Temporal")
-
-    monkeypatch.setattr(cli_module, "client_for", no_temporal)
+    offline_cli_environment(tmp_path, monkeypatch, "the command connected to Temporal")
     return Cli(tmp_path)
 
 

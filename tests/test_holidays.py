@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -22,7 +21,6 @@ import pytest_asyncio
 from sqlalchemy import event, func, select
 from typer.testing import CliRunner, Result
 
-import cli.runtime as cli_module
 from activities.calendar import CalendarActivities
 from activities.holidays import DatabaseHolidays
 from cli.app import app as cli_app
@@ -44,7 +42,7 @@ from storage.repositories import holidays as holiday_repo
 from storage.tables import Base, HolidayListRow, HolidayRow, HolidayYearRow
 from storage.users import Role
 from testing.databases import migrated_sessions
-from tests.conftest import free_port
+from tests.offline_cli import offline_cli_environment
 from tests.portal_fixtures import InProcess, UnreachableTemporal, add_staff, programme_status, seed_tenant, sign_in
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -380,18 +378,7 @@ class Cli:
 
 @pytest.fixture
 def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    for name in list(os.environ):
-        if name.startswith(("TEMPORAL_", "TECHCONNECT_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")  # nothing listens there
-    monkeypatch.setenv("TECHCONNECT_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("TECHCONNECT_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'techconnect.db'}")
-    monkeypatch.setenv("COLUMNS", "200")
-
-    async def no_temporal(*_: Any, **__: Any) -> Any:
-        raise AssertionError("the command connected to Temporal")
-
-    monkeypatch.setattr(cli_module, "client_for", no_temporal)
+    offline_cli_environment(tmp_path, monkeypatch, "the command connected to Temporal")
     return Cli(tmp_path, CliRunner())
 
 
