@@ -32,6 +32,14 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 log = logging.getLogger(__name__)
 
 Predicate = Callable[[email.message.EmailMessage], bool]
+_HEADERS = email.parser.BytesHeaderParser(policy=email.policy.compat32)  # the Message-ID only: cheap
+
+
+def _parse(raw: bytes) -> email.message.EmailMessage:
+    # The email package works in "\n" internally; CRLF left in would leak into get_content().
+    parsed = email.message_from_bytes(raw.replace(b"\r\n", b"\n"), policy=email.policy.default)
+    assert isinstance(parsed, email.message.EmailMessage)
+    return parsed
 
 
 def _free_port(host: str) -> int:
@@ -71,6 +79,9 @@ class SmtpSink:
         self.received = 0  # accepted DATA transactions, duplicates included
         self.refused = 0  # DATA transactions answered with `fail_with`
         self.duplicates: list[email.message.EmailMessage] = []
+        # Kept as received, parsed when read: parsing every message on the sink's thread cost the process as much
+        # CPU as the mail activity spent building it (issue 16's bench runs the sink beside the measured stack).
+        self._raw: list[bytes] = []
         self._messages: list[email.message.EmailMessage] = []
         self._seen_ids: set[str] = set()
         self._lock = threading.Lock()
@@ -119,10 +130,12 @@ class SmtpSink:
     def messages(self) -> list[email.message.EmailMessage]:
         """A snapshot: the server thread may append while the caller iterates."""
         with self._lock:
+            self._messages += [_parse(raw) for raw in self._raw[len(self._messages):]]
             return list(self._messages)
 
     def clear(self) -> None:
         with self._lock:
+            self._raw.clear()
             self._messages.clear()
             self.duplicates.clear()
             self._seen_ids.clear()
@@ -184,20 +197,17 @@ class SmtpSink:
             f"Return-Path: <{envelope.mail_from or ''}>\r\nX-Original-To: {', '.join(envelope.rcpt_tos)}\r\n"
         ).encode()
         raw = trace + raw
-        # The email package works in "\n" internally; CRLF left in would leak into get_content().
-        parsed = email.message_from_bytes(raw.replace(b"\r\n", b"\n"), policy=email.policy.default)
-        assert isinstance(parsed, email.message.EmailMessage)
-        message_id = str(parsed.get("Message-ID", "")).strip()
+        message_id = str(_HEADERS.parsebytes(raw).get("Message-ID", "")).strip()
         with self._lock:
             self.received += 1
             if self.dedupe and message_id and message_id in self._seen_ids:
-                self.duplicates.append(parsed)
+                self.duplicates.append(_parse(raw))
                 log.info("SMTP sink: duplicate %s dropped", message_id)
                 return "250 OK: duplicate Message-ID, already delivered"
             if message_id:
                 self._seen_ids.add(message_id)
-            self._messages.append(parsed)
-            n = len(self._messages)
+            self._raw.append(raw)
+            n = len(self._raw)
         if self.directory is not None:
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
             (self.directory / f"{stamp}-{n}.eml").write_bytes(raw)
