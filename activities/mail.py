@@ -27,7 +27,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.faults import MAIL_AFTER_COMMIT, MAIL_AFTER_SMTP, maybe_crash
 from activities.invites import render_ics
-from activities.mail_message import address_header, file_part, multipart, text_part
+from activities.mail_message import UndeliverableAddress, address_header, file_part, multipart, text_part
 from activities.mailer import PermanentMailError, SmtpMailer, TransientMailError
 from activities.metrics import MAILS_FAILED, MAILS_SENT
 from activities.templating import make_template_environment
@@ -221,7 +221,7 @@ class MailActivities:
         body = multipart("alternative", [text_part(_text_body(rendered, document)), html])
 
         attached: list[email.message.Message] = [
-            file_part(att.content if att.content_type.startswith("text/") else att.content.encode("utf-8"),
+            file_part(att.content if att.content_type.partition("/")[0] == "text" else att.content.encode("utf-8"),
                       att.content_type, att.filename) for att in request.attachments]
         if document is not None:
             attached.append(file_part(document.body_html, "text/html", _safe_filename(document.title, ".html")))
@@ -258,13 +258,13 @@ class MailActivities:
             msg["X-TechConnect-Request"] = tracking
         return msg
 
-    async def _claim(self, request: MailRequest, content: dict[str, str]) -> OutboxClaim | None:
-        """This attempt's outbox row, counted in the same write (a worker that dies mid-send still leaves a trace).
+    async def _claim(self, request: MailRequest, content: dict[str, str]) -> OutboxClaim | MailResult:
+        """This attempt's outbox row, counted in the same transaction (a worker that dies mid-send still leaves a
+        trace), or the "already sent" answer when the row is sent (by an earlier attempt, or a racer meanwhile).
 
         A new row counts attempt 1. A row the key already has, unless sent, counts one more and takes this
-        attempt's content: a row left "failed" can be retried by a new call with corrected input. None when the
-        row is sent (by an earlier attempt, or a racer meanwhile): then it is sent, and nothing goes again.
-        One statement decides each case, so no racer can mark the row sent between a look and a count.
+        attempt's content: a row left "failed" can be retried by a new call with corrected input. Each case is
+        one statement that checks and writes at once, so no racer can mark the row sent between a look and a count.
         """
         key = request.idempotency_key
         claimed = (OutboxRow.id, OutboxRow.message_id, OutboxRow.created_at)
@@ -280,23 +280,42 @@ class MailActivities:
                 again = update(OutboxRow).where(OutboxRow.idempotency_key == key, OutboxRow.status != "sent").values(
                     attempts=OutboxRow.attempts + 1, status="pending", **content).returning(*claimed)
                 row = (await session.execute(again)).first()
+            if row is None:  # the key has a row, and it is sent
+                sent = (await session.execute(select(OutboxRow.id, OutboxRow.message_id).where(
+                    OutboxRow.idempotency_key == key))).one()
+                return self._already_sent(key, sent.id, sent.message_id)
             await session.commit()
-        return None if row is None else OutboxClaim(row.id, row.message_id, row.created_at, inserted)
+        return OutboxClaim(row.id, row.message_id, row.created_at, inserted)
+
+    @staticmethod
+    def _already_sent(key: str, outbox_id: int, message_id: str) -> MailResult:
+        activity.logger.info("mail %s already sent as %s", key, message_id)
+        return MailResult(outbox_id=outbox_id, status="already_sent", message_id=message_id)
 
     async def _sent_row(self, key: str) -> MailResult | None:
         """The key's row if it is sent, as an "already sent" result."""
         async with self._sessions() as session:
             row = (await session.execute(select(OutboxRow.id, OutboxRow.message_id).where(
                 OutboxRow.idempotency_key == key, OutboxRow.status == "sent"))).first()
-        if row is None:
-            return None
-        activity.logger.info("mail %s already sent as %s", key, row.message_id)
-        return MailResult(outbox_id=row.id, status="already_sent", message_id=row.message_id)
+        return None if row is None else self._already_sent(key, row.id, row.message_id)
 
     async def _update(self, outbox_id: int, **values: object) -> None:
+        """Change the row unless it is sent: "sent" is final, whatever an attempt that lost the race learns later."""
         async with self._sessions() as session:
-            await session.execute(update(OutboxRow).where(OutboxRow.id == outbox_id).values(**values))
+            await session.execute(update(OutboxRow).where(OutboxRow.id == outbox_id, OutboxRow.status != "sent")
+                                  .values(**values))
             await session.commit()
+
+    async def _refused(self, request: MailRequest, outbox_id: int, exc: PermanentMailError) -> ApplicationError:
+        """A mail no retry can deliver: its row says failed, and the workflow is told without retrying."""
+        MAILS_FAILED.labels(request.template, "permanent").inc()
+        await self._update(outbox_id, status="failed", last_error=str(exc))
+        return ApplicationError(
+            f"mail {request.idempotency_key} refused: {exc}",
+            {"code": exc.code, "text": exc.text, "outbox_id": outbox_id},
+            type="PermanentMailError",
+            non_retryable=True,
+        )
 
     @activity.defn
     async def send_mail(self, request: MailRequest) -> MailResult:
@@ -307,22 +326,24 @@ class MailActivities:
             files = document_files(document, self._sender)
             context = request.context | _files_context(files) if files else request.context
             rendered = self.render(request.template, context)
-        except (jinja2.TemplateError, ApplicationError):
+        except Exception:
             # A mail sent last month stays "already sent" even if its template or document has changed (or gone)
-            # since. Looked up only here: a first attempt, nearly every call, writes once before SMTP, once after.
+            # since, whatever the error. Looked up only here: nearly every call is a first attempt, which needs
+            # no lookup before its claim.
             if (sent := await self._sent_row(request.idempotency_key)) is not None:
                 return sent
             raise
         row = await self._claim(request, outbox_content(request, rendered, _text_body(rendered, document)))
-        if row is None:
-            sent = await self._sent_row(request.idempotency_key)
-            assert sent is not None, "a claim refused only for a sent row"
-            return sent
+        if isinstance(row, MailResult):
+            return row
 
         # Rendered on first need and stored (not on this loop: storage/pdfs.py renders in a thread); a resend
         # carries the stored bytes, so the message stays the same.
         pdf = await document_pdf(self._sessions, document) if document is not None else None
-        message = self.build_message(request, rendered, row.message_id, row.created_at, document, pdf)
+        try:
+            message = self.build_message(request, rendered, row.message_id, row.created_at, document, pdf)
+        except UndeliverableAddress as exc:
+            raise await self._refused(request, row.id, PermanentMailError(str(exc))) from exc
         try:
             await self._mailer.send(message)
         except TransientMailError as exc:
@@ -331,14 +352,7 @@ class MailActivities:
             # Left to Temporal's retry policy; the retry resends with the same Message-ID.
             raise
         except PermanentMailError as exc:
-            MAILS_FAILED.labels(request.template, "permanent").inc()
-            await self._update(row.id, status="failed", last_error=str(exc))
-            raise ApplicationError(
-                f"mail {request.idempotency_key} refused: {exc}",
-                {"code": exc.code, "text": exc.text, "outbox_id": row.id},
-                type="PermanentMailError",
-                non_retryable=True,
-            ) from exc
+            raise await self._refused(request, row.id, exc) from exc
         MAILS_SENT.labels(request.template).inc()
         maybe_crash(MAIL_AFTER_SMTP)  # crash tests: SMTP accepted, the outbox does not know yet
         await self._update(row.id, status="sent", sent_at=datetime.now(UTC))

@@ -65,7 +65,10 @@ class SmtpMailer:
         """Deliver `message` to the envelope taken from its From/To/Cc/Bcc headers."""
         # Flattened here, once, with the envelope read from the headers (aiosmtplib would copy the message and
         # flatten it again with a policy of its own).
-        envelope = envelope_of(message)
+        try:
+            envelope = envelope_of(message)
+        except ValueError as exc:  # no sender or no recipient: no retry will find one
+            raise PermanentMailError(str(exc)) from exc
         try:
             refused, _reply = await aiosmtplib.send(
                 wire_bytes(message),

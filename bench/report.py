@@ -86,28 +86,30 @@ reason.
 
 **Mail at half the CPU; an enrolment without any mail still misses 0.35** (2026-12-04, evening). A mail's
 message was an `EmailMessage`, which parses every header into an object as it is set and folds it again when
-flattened, and aiosmtplib copied and flattened it once more: 1.85 ms to build and flatten a welcome mail. It is
-now built with `email.mime` and flattened once (0.38 ms; `activities/mail_message.py`), and its outbox row is
-claimed and counted in one statement, so a new mail writes twice instead of three times: `send_mail` 9.75 ->
-5.17 ms of CPU on its thread, 11.0 -> 6.0 ms for the process (300 welcome mails, SQLite, the sink in another
-process, the same script before and after). The SMTP sink, the relay's stand-in in the bench's own process,
-reads only the Message-ID of what it receives and parses a message when a test reads it (about 1 ms of CPU a
-mail). Figures 1 and 2 moved no further than the machine's noise: one `--only dev` run before the change gave
-0.219 and 0.236; after it, one `--only dev` run 0.186 and 0.227, and two `make bench` runs 0.180 and 0.234 (a
-slow hour: no-op workflows at 46-85 a second, and the CPU time of a programme up by 40 % from one round to the
-next) and 0.209 and 0.243 (this file). The worker's CPU a request in this file's rounds, 36-40 ms, is below the
-45-54 ms of the rounds before the change; a programme's, 46-56 ms, is not. How far the mails and the welcome
-document can take figure 1 at all: one `--only dev` run on a worker whose enrolment filed no document and sent
-no mail (a local edit, not committed): 25.0, 25.5 and 24.1 programmes a second against 97, 98 and 95 no-op
-workflows, ratio 0.26, with the worker at 32-35 ms and the server at 14-16 ms of CPU a programme. So a bare
-enrolment (the run's creation, its check and plan, its registration, three to four activations) costs the
-machine about three no-op workflows (54 against 17 ms of CPU), where 0.35 asks no more than 2.9 of the whole
-enrolment, its document and two mails included. Measured apart, one call at a time: the registration 6.7 ms
-(customer, contacts, workspace, projection, open steps and the audit entry in one transaction on SQLite), the
-check, plan and due dates 2.0 ms, creating the run in the sandbox 4.4 ms, about 3.5 ms of it `workflow.defn`
-applied to the class re-imported for the run (`inspect.getmembers` over its 113 members and, for each, an
-`isinstance` against the SDK's runtime-checkable update Protocol); the rest is the SDK's activations (three
-payload visitor passes over each activation and three over its completion, protobuf, the bridge).
+flattened (aiosmtplib copied it and flattened it with a policy of its own): 1.85 ms to build and flatten a
+welcome mail. It is now built with `email.mime` and flattened once (0.38 ms; `activities/mail_message.py`), and
+its outbox row is claimed and counted in one transaction with no lookup before it, so a new mail makes two round
+trips to the database where it made three (a lookup, the insert, the mark as sent): `send_mail` 9.75 -> 5.17 ms
+of CPU on its thread, 11.0 -> 6.0 ms for the process (300 welcome mails, SQLite, the sink in another process,
+the same script before and after; the 5.5 ms quoted above came from another script). The SMTP sink, the relay's
+stand-in in the bench's own process, reads only the Message-ID of what it receives and parses a message when a
+test reads it (about 1 ms of CPU a mail). Figures 1 and 2 moved no further than the machine's noise: one `--only
+dev` run before the change gave 0.219 and 0.236; after it, one `--only dev` run 0.186 and 0.227, and two `make
+bench` runs 0.180 and 0.234 (a slow hour: no-op workflows at 46-85 a second, and the CPU time of a programme up
+by 40 % from one round to the next) and 0.209 and 0.243 (this file). The worker's CPU a request in this file's
+rounds, 36-40 ms, is below the 45-54 ms of the rounds before the change; a programme's, 46-56 ms, is not. How
+far the mails and the welcome document can take figure 1 at all: one `--only dev` run on a worker whose
+enrolment filed no document and sent no mail (a local edit, not committed): 25.0, 25.5 and 24.1 programmes a
+second against 97, 98 and 95 no-op workflows, ratio 0.26, with the worker at 32-35 ms and the server at 14-16 ms
+of CPU a programme. So a bare enrolment (the run's creation, its check and plan, its registration, three to four
+activations) costs the machine about three no-op workflows (54 against 17 ms of CPU), where 0.35 asks no more
+than 2.9 of the whole enrolment, its document and two mails included. Measured apart, one call at a time: the
+registration 6.7 ms (customer, contacts, workspace, projection, open steps and the audit entry in one
+transaction on SQLite), the check, plan and due dates 2.0 ms, creating the run in the sandbox 4.4 ms, about 3.5
+ms of it `workflow.defn` applied to the class re-imported for the run (`inspect.getmembers` over its 113 members
+and, for each, an `isinstance` against the SDK's runtime-checkable update Protocol); the rest is the SDK's
+activations (three payload visitor passes over each activation and three over its completion, protobuf, the
+bridge).
 
 **Memory (figure 6): most of a held programme was its own copy of the workflow modules.** *(investigation)*
 tracemalloc (`BENCH_TRACEMALLOC=<file>` on `bench/worker.py`, 200 programmes, after `gc.collect()`) put

@@ -163,10 +163,9 @@ class SmtpSink:
 
     def _remember_stored_ids(self, directory: Path) -> None:
         # A restarted `make run` must still recognise a resend of a message it kept before.
-        parser = email.parser.BytesHeaderParser(policy=email.policy.default)
         for path in directory.glob("*.eml"):
             with path.open("rb") as fh:
-                message_id = str(parser.parse(fh).get("Message-ID", "")).strip()
+                message_id = str(_HEADERS.parse(fh).get("Message-ID", "")).strip()  # as _accept reads it
             if message_id:
                 with self._lock:
                     self._seen_ids.add(message_id)

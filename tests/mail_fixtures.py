@@ -162,7 +162,7 @@ async def database(url: str) -> AsyncIterator[SessionFactory]:
     try:
         async with make_session_factory(engine)() as session:
             session.add(
-                CustomerRow(id="acme", name="ACME Corp", maintenance_subscription_id="SMP-1001", created_at=_now())
+                CustomerRow(id="acme", name="ACME Corp", maintenance_subscription_id="SMP-1001", created_at=utc_now())
             )
             await session.commit()
         yield make_session_factory(engine)
@@ -170,7 +170,7 @@ async def database(url: str) -> AsyncIterator[SessionFactory]:
         await engine.dispose()
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
     """When the test's own rows were created: any fixed instant (nothing here compares it with a clock)."""
     return datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -188,7 +188,7 @@ async def add_document(
         body_html=body_html,
         data={},
         idempotency_key=key,
-        created_at=_now(),
+        created_at=utc_now(),
     )
     session.add(doc)
     await session.commit()

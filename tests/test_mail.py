@@ -32,7 +32,6 @@ from tests.mail_fixtures import (
     BASE,
     SAMPLE_CONTEXTS,
     SENDER,
-    _now,
     add_document,
     database,
     mail_request,
@@ -40,6 +39,7 @@ from tests.mail_fixtures import (
     make_mail_activities,
     outbox_row,
     sample_context,
+    utc_now,
 )
 
 
@@ -215,32 +215,71 @@ async def test_round_trip_multipart_invite_and_document(database_url: str, tmp_p
         assert len(list((tmp_path / "mail").glob("*-1.eml"))) == 1
 
 
-async def test_round_trip_outside_ascii_long_lines_and_from_lines(sessions: SessionFactory) -> None:
-    """The message as activities/mail_message.py builds it reads back as written: a subject, a sender's name and a
-    file name outside ASCII, a line longer than SMTP allows (998), a line starting "From " (not mangled to
-    ">From ", compat32's default), and the envelope taken from the headers."""
-    sender = "Équipe TechConnect <techconnect@support.example>"
+async def test_round_trip_outside_ascii_long_lines_and_from_lines(sessions: SessionFactory, tmp_path: Path) -> None:
+    """The message as activities/mail_message.py builds it reads back as written: a subject, a long display name, a
+    domain (IDNA on the wire) and a long file name outside ASCII (RFC 2231 pieces), a body line longer than SMTP
+    allows (998), a line starting "From " (not ">From ", compat32's habit), and the envelope from the headers;
+    no line on the wire is longer than SMTP allows, and only the message itself says MIME-Version."""
+    name = "Équipe d'assistance TechConnect de la Société Générale à Paris — 日本語のサポートチーム"
+    title = "報告書" * 40  # 120 characters, each nine on the wire once percent-encoded
     long_line = "x" * 1500
-    async with SmtpSink(port=free_port()) as sink:
+    async with SmtpSink(port=free_port(), directory=tmp_path / "mail") as sink:
         acts = MailActivities(sessions, SmtpMailer(sink.host, sink.port, timeout=5), make_template_environment(),
-                              sender)
+                              f"{name} <techconnect@support.example>")
         await acts.send_mail(mail_request(
-            "program-acme-p1-accents", cc=["carol@acme.example"],
+            "program-acme-p1-accents", cc=["carol@exämple.example"],
             context=sample_context("welcome") | {"customer_name": "Société Générale"},
             attachments=[Attachment(filename="résumé.txt", content=f"From the top\n{long_line}\n"),
-                         Attachment(filename="notes.txt", content="From the desk\nshort\n")]))
+                         Attachment(filename="notes.txt", content="From the desk\nshort\n"),
+                         Attachment(filename=f"{title}.txt", content="x")]))
         (msg,) = await sink.wait_for(count=1)
     assert msg["Subject"] == "Welcome to OpenText TechConnect, Société Générale"
     (author,) = msg["From"].addresses
-    assert (author.display_name, author.addr_spec) == ("Équipe TechConnect", "techconnect@support.example")
+    # Python's parser keeps the space between two encoded words of a display name (RFC 2047 6.2 drops it).
+    assert "".join(author.display_name.split()) == "".join(name.split())
+    assert author.addr_spec == "techconnect@support.example"
     assert msg["Return-Path"] == "<techconnect@support.example>"
-    assert msg["X-Original-To"] == "bob@acme.example, carol@acme.example"
+    assert msg["X-Original-To"] == "bob@acme.example, carol@xn--exmple-cua.example"
     text = msg.get_body(("plain",))
     assert isinstance(text, email.message.EmailMessage) and "Société Générale" in text.get_content()
     parts = _parts(msg)
     assert parts["résumé.txt"].get_content() == f"From the top\n{long_line}\n"
     assert parts["notes.txt"].get_content() == "From the desk\nshort\n"
-    assert msg.get_content_type() == "multipart/mixed" and msg.get_all("MIME-Version") == ["1.0"]
+    assert parts[f"{title}.txt"].get_content() == "x"
+    assert msg.get_content_type() == "multipart/mixed"
+    assert [p.get_content_type() for p in msg.walk() if "MIME-Version" in p] == ["multipart/mixed"]
+    (stored,) = (tmp_path / "mail").glob("*.eml")
+    assert max(map(len, stored.read_bytes().split(b"\r\n"))) <= 998
+
+
+async def test_a_local_part_outside_ascii_is_refused_for_good_and_recorded(sessions: SessionFactory) -> None:
+    """No relay without SMTPUTF8 takes it: the mail fails without retrying (the workflow records it), its row says
+    why, and nothing reaches SMTP."""
+    async with SmtpSink(port=free_port()) as sink:
+        acts = make_mail_activities(sessions, sink)
+        with pytest.raises(ApplicationError) as info:
+            await acts.send_mail(mail_request(to=["zoë@acme.example"]))
+        assert info.value.type == "PermanentMailError" and info.value.non_retryable
+        assert sink.received == 0
+    row = await outbox_row(sessions, "program-acme-p1-welcome")
+    assert row.status == "failed" and row.last_error is not None and "SMTPUTF8" in row.last_error
+
+
+async def test_a_sent_mail_stays_sent_whatever_its_template_raises_now(
+        sessions: SessionFactory, sink: SmtpSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any error while rendering again (not only a template's own) answers "already sent" for a sent mail, and is
+    raised for one not sent yet."""
+    acts = make_mail_activities(sessions, sink)
+    assert (await acts.send_mail(mail_request())).status == "sent"
+
+    def broken(template: str, context: dict[str, Any]) -> Any:
+        raise TypeError("unsupported operand type(s) for +: 'str' and 'int'")  # a template deployed since
+
+    monkeypatch.setattr(acts, "render", broken)
+    assert (await acts.send_mail(mail_request())).status == "already_sent"
+    with pytest.raises(TypeError):
+        await acts.send_mail(mail_request("program-acme-p1-another"))
+    assert sink.received == 1
 
 
 async def test_same_key_twice_delivers_one_message(database_url: str, sink: SmtpSink) -> None:
@@ -256,7 +295,7 @@ async def test_same_key_twice_delivers_one_message(database_url: str, sink: Smtp
         assert sink.received == 1 and len(sink.messages) == 1 and not sink.duplicates
         row = await outbox_row(sessions, "program-acme-p1-welcome")
         assert (row.status, row.attempts) == ("sent", 1)
-        # Not even rendered again: a template changed or removed since cannot fail a sent mail's retry.
+        # A template changed or removed since cannot fail a sent mail's retry.
         gone = await acts.send_mail(mail_request(template="template_removed_since", context={}))
         assert gone.status == "already_sent" and sink.received == 1
 
@@ -343,7 +382,7 @@ async def test_connection_refused_is_transient(sessions: SessionFactory, sink: S
 
 async def test_document_of_another_customer_is_never_attached(sessions: SessionFactory, sink: SmtpSink) -> None:
     async with sessions() as session:
-        session.add(CustomerRow(id="globex", name="Globex", maintenance_subscription_id="SMP-2", created_at=_now()))
+        session.add(CustomerRow(id="globex", name="Globex", maintenance_subscription_id="SMP-2", created_at=utc_now()))
         doc_id = await add_document(session, "globex", "notice", "Secret", "x", "<p>x</p>", "doc-globex")
     acts = make_mail_activities(sessions, sink)
     with pytest.raises(ApplicationError) as info:
