@@ -210,15 +210,19 @@ class MailActivities:
         created_at: datetime,
         document: DocumentRow | None = None,
         pdf: bytes | None = None,
+        *,
+        body_text: str,
+        files: list[DocumentFile],
     ) -> email.message.Message:
-        files = document_files(document, self._sender)
+        """`body_text` and `files`: what `send_mail` made of the document once (its text appended, its files
+        decoded), for the outbox row and the template context."""
         html: email.message.Message = text_part(rendered.html, "html")
         inline = [f for f in files if f.cid is not None and isinstance(f.content, bytes)]
         if inline:
             # multipart/related around the HTML part: the body shows it as <img src="cid:...">,
             # which Gmail and Outlook render where they drop inline SVG.
             html = multipart("related", [html, *(_inline_image(f) for f in inline)])
-        body = multipart("alternative", [text_part(_text_body(rendered, document)), html])
+        body = multipart("alternative", [text_part(body_text), html])
 
         attached: list[email.message.Message] = [
             file_part(att.content if att.content_type.partition("/")[0] == "text" else att.content.encode("utf-8"),
@@ -333,7 +337,8 @@ class MailActivities:
             if (sent := await self._sent_row(request.idempotency_key)) is not None:
                 return sent
             raise
-        row = await self._claim(request, outbox_content(request, rendered, _text_body(rendered, document)))
+        body_text = _text_body(rendered, document)
+        row = await self._claim(request, outbox_content(request, rendered, body_text))
         if isinstance(row, MailResult):
             return row
 
@@ -341,7 +346,8 @@ class MailActivities:
         # carries the stored bytes, so the message stays the same.
         pdf = await document_pdf(self._sessions, document) if document is not None else None
         try:
-            message = self.build_message(request, rendered, row.message_id, row.created_at, document, pdf)
+            message = self.build_message(request, rendered, row.message_id, row.created_at, document, pdf,
+                                         body_text=body_text, files=files)
         except UndeliverableAddress as exc:
             raise await self._refused(request, row.id, PermanentMailError(str(exc))) from exc
         try:
