@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.actions import programme_year_figure
-from bench.drive import noop_history, noop_round, open_requests, start_programmes
+from bench.drive import ENROLMENT_MAILS, mails_sent, noop_history, noop_round, open_requests, start_programmes
 from bench.inbox import inbox_figures
 from bench.memory import cached_programme_ratio, wait_quiet
 from bench.meter import CpuMeter, child_pid, cpu_text, history_length, load_text, until
@@ -130,22 +130,32 @@ class Bench(Run):
         out["noop_cpu"] = meter.per_item(s.noop)
         self.log(f"no-op baseline: {out['noop_before']:.1f} workflows/s; {cpu_text(out['noop_cpu'])}")
         meter = CpuMeter(server, w.pid)
+        began = datetime.now(UTC)
         out["prog_seconds"] = await start_programmes(stack, tq, prefix, s.programmes, s.concurrency)
+        # The whole enrolment (welcome document and both mails too) is over before anything else is measured, and
+        # its CPU is the programme's: nothing of it is left to slow the next round or the no-op baseline.
+        mails = ENROLMENT_MAILS * s.programmes
+        out["prog_done_seconds"] = await mails_sent(stack, prefix, mails, began)
         out["prog_cpu"] = meter.per_item(s.programmes)
         out["prog_rate"] = s.programmes / out["prog_seconds"]
-        self.log(f"programmes: {s.programmes} enrolled in {out['prog_seconds']:.2f} s = {out['prog_rate']:.1f}/s; "
-                 f"{cpu_text(out['prog_cpu'])}")
+        self.log(f"programmes: {s.programmes} enrolled in {out['prog_seconds']:.2f} s = {out['prog_rate']:.1f}/s, "
+                 f"their mails sent after {out['prog_done_seconds']:.2f} s; {cpu_text(out['prog_cpu'])}")
         if requests:
             customers = [f"{prefix}{i:04d}" for i in range(min(s.request_customers, s.programmes))]
             await open_requests(stack, tq, customers[:1], 1, 1)  # warm-up: first request of this worker
+            mails += 1
+            await mails_sent(stack, prefix, mails, began)
             meter = CpuMeter(server, w.pid)
+            began = datetime.now(UTC)
             out["req_seconds"], out["numbers_seconds"] = await open_requests(stack, tq, customers, s.requests,
                                                                              s.concurrency)
+            out["req_done_seconds"] = await mails_sent(stack, prefix, mails + s.requests, began)
             out["req_cpu"] = meter.per_item(s.requests)
             out["req_rate"] = s.requests / out["req_seconds"]
             out["req_customers"] = len(customers)
             self.log(f"requests: {s.requests} opened in {out['req_seconds']:.2f} s = {out['req_rate']:.1f}/s "
-                     f"(tracking numbers after {out['numbers_seconds']:.2f} s); {cpu_text(out['req_cpu'])}")
+                     f"(tracking numbers after {out['numbers_seconds']:.2f} s, TL mails sent after "
+                     f"{out['req_done_seconds']:.2f} s); {cpu_text(out['req_cpu'])}")
         out["noop_after"] = await noop_round(client, tq, s.noop, s.concurrency)
         out["noop"] = (out["noop_before"] + out["noop_after"]) / 2
         self.log(f"no-op baseline after: {out['noop_after']:.1f} workflows/s")
@@ -170,14 +180,16 @@ class Bench(Run):
             "program_start_ratio", prog_ratio, "", base, ">= 0.35", prog_ratio >= 0.35,
             f"median of {len(rounds)} rounds ({', '.join(f'{x:.3f}' for x in prog)}): {s.programmes} programmes "
             f"started at once through `starter.programs.start_program` ({s.concurrency} calls in flight), until every "
-            f"workspace existed: {prog_rates} programmes/s; "
-            f"{cpu_text(mid['prog_cpu'])} a programme in the median round"))
+            f"workspace existed (the latest workspace row's `created_at`): {prog_rates} programmes/s; every "
+            f"welcome and TL mail sent after {mid['prog_done_seconds']:.2f} s in the median round, and only then the "
+            f"next measurement; {cpu_text(mid['prog_cpu'])} a programme (the whole enrolment) in the median round"))
         self.results.add(Figure(
             "request_open_ratio", req_ratio, "", base, ">= 0.35", req_ratio >= 0.35,
             f"median of {len(rounds)} rounds ({', '.join(f'{x:.3f}' for x in req)}): {s.requests} requests on "
             f"{req_mid['req_customers']} of that round's programmes through `starter.requests.open_request`, until "
-            f"every TL mail was in the outbox: {req_rates} requests/s "
-            f"(tracking numbers back after {req_mid['numbers_seconds']:.2f} s in the median round); "
+            f"every TL mail was in the outbox (the latest row's `created_at`): {req_rates} requests/s "
+            f"(tracking numbers back after {req_mid['numbers_seconds']:.2f} s, every TL mail sent after "
+            f"{req_mid['req_done_seconds']:.2f} s in the median round); "
             f"{cpu_text(req_mid['req_cpu'])} a request in the median round"))
         self.results.info["noop_rate"] = f"{statistics.median(r['noop'] for r in rounds):.1f}"
 
@@ -301,12 +313,17 @@ class Bench(Run):
         try:
             await noop_round(stack.client, w.task_queue, 5, self.sizes.concurrency)
             await start_programmes(stack, w.task_queue, "bench-wiwarm-", 3, self.sizes.concurrency)
-            r = await self.start_rates(stack, w, "bench-wi-", requests=False)
+            # As many rounds as figure 1, its median: one round moved by a third from one to the next here.
+            rounds = [await self.start_rates(stack, w, f"bench-wi{k}-", requests=False)
+                      for k in range(self.sizes.rate_rounds)]
         finally:
             await w.stop()
-        what["program_start_ratio"] = r["prog_rate"] / r["noop"]
-        what["program_start_detail"] = (f"{r['prog_rate']:.1f} programmes/s against {r['noop']:.1f} no-op "
-                                        f"workflows/s; {cpu_text(r['prog_cpu'])} a programme")
+        ratios = [r["prog_rate"] / r["noop"] for r in rounds]
+        r = rounds[ratios.index(statistics.median_low(ratios))]
+        what["program_start_ratio"] = statistics.median(ratios)
+        what["program_start_detail"] = (f"median of {len(rounds)} rounds ({', '.join(f'{x:.3f}' for x in ratios)}); "
+                                        f"in the median round {r['prog_rate']:.1f} programmes/s against "
+                                        f"{r['noop']:.1f} no-op workflows/s, {cpu_text(r['prog_cpu'])} a programme")
         if self.elapsed() > self.sizes.what_if_rss_before_seconds:  # the RSS run takes 2-3 minutes
             what["rss_skipped"] = f"skipped: the bench had run {self.elapsed():.0f} s already"
             return
