@@ -134,7 +134,7 @@ class ActivitySet:
             self.requests.record_request_opened, self.requests.save_request, self.requests.record_status_change,
             self.requests.record_sla_event, self.requests.record_dispatch, self.requests.book_dispatch,
             self.requests.list_open_requests, self.requests.record_message,
-            self.enrolment.prepare_enrolment,
+            self.enrolment.prepare_enrolment, self.enrolment.send_welcome,
         ]
 
 
@@ -145,13 +145,15 @@ def build_activities(
     # Rule A1: OT's published holiday lists, seeded from the `holidays` package on first use.
     calendar = CalendarActivities(DatabaseHolidays(session_factory))
     database = DatabaseActivities(session_factory)
+    documents = DocumentActivities(session_factory, templates)
+    mail = MailActivities.from_settings(settings, session_factory, mailer, templates)
     return ActivitySet(
         calendar=calendar,
         database=database,
-        documents=DocumentActivities(session_factory, templates),
-        mail=MailActivities.from_settings(settings, session_factory, mailer, templates),
+        documents=documents,
+        mail=mail,
         requests=RequestActivities(session_factory),
-        enrolment=EnrolmentActivities(database, calendar),
+        enrolment=EnrolmentActivities(database, calendar, documents, mail),
     )
 
 

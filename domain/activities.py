@@ -287,6 +287,28 @@ class MailResult(BaseModel):
     message_id: str
 
 
+class Welcome(BaseModel):
+    """A new period's welcome in one activity task (since the patch `welcome-in-one-activity`): its document filed
+    in the workspace, then its mails (the contacts' welcome, the TL's assignment), each with its own outbox row."""
+
+    document: FileDocumentRequest
+    mails: list[MailRequest] = Field(min_length=1)
+
+
+class MailOutcome(BaseModel):
+    """One mail of a batch: sent (or found sent), or `refused` for good (an SMTP 5xx, an address no relay takes),
+    recorded on its outbox row and told to the workflow instead of raised, so the other mails still go."""
+
+    idempotency_key: str
+    result: MailResult | None = None
+    refused: str | None = None
+
+
+class WelcomeSent(BaseModel):
+    document: DocumentRef
+    mails: list[MailOutcome]
+
+
 # ---- support requests (A1, A4, A6, C12, C13) -----------------------------------
 class RequestProjection(BaseModel):
     """SupportRequestWorkflow's state, projected into `support_requests`.

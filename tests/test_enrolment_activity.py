@@ -9,14 +9,12 @@ plan (E1, C2, C5, C14, C16).
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities.calendar import CalendarActivities
-from activities.db import DatabaseActivities
-from activities.enrolment import EnrolmentActivities
-from activities.holidays import DatabaseHolidays
+from config.settings import Settings
 from domain.activities import DeadlineRequest, EnrolmentCheckRequest, EnrolmentPreparation, PlanPeriodRequest
 from domain.due_dates import default_deadlines
 from domain.enrolment import Enrolment
@@ -24,6 +22,7 @@ from domain.policy import ProgramPolicy
 from domain.steps import DueFrom, Workflow
 from storage.db import SessionFactory
 from tests.test_db_activities import add_subscription, enrolment
+from worker import build_activities
 
 
 def preparation(e: Enrolment, policy: ProgramPolicy) -> EnrolmentPreparation:
@@ -38,13 +37,13 @@ def preparation(e: Enrolment, policy: ProgramPolicy) -> EnrolmentPreparation:
 @pytest.mark.rule("C14")
 @pytest.mark.rule("C16")
 async def test_an_accepted_enrolment_gets_the_plan_and_due_dates_of_the_three_calls_it_replaces(
-        sessions: SessionFactory) -> None:
+        sessions: SessionFactory, tmp_path: Path) -> None:
     await add_subscription(sessions)
-    database, calendar = DatabaseActivities(sessions), CalendarActivities(DatabaseHolidays(sessions))
+    acts = build_activities(Settings(data_dir=tmp_path), sessions)
+    database, calendar = acts.database, acts.calendar
     # A French calendar with public holidays in the first weeks (1 and 8 May, Ascension): business days matter (C5).
     e, policy = enrolment(period_start=date(2027, 5, 3)), ProgramPolicy(step_reminder_business_days=3)
-    prepared = await ActivityEnvironment().run(EnrolmentActivities(database, calendar).prepare_enrolment,
-                                               preparation(e, policy))
+    prepared = await ActivityEnvironment().run(acts.enrolment.prepare_enrolment, preparation(e, policy))
 
     req = preparation(e, policy)
     check = await database.check_enrolment(req.check)
@@ -60,10 +59,10 @@ async def test_an_accepted_enrolment_gets_the_plan_and_due_dates_of_the_three_ca
 
 
 @pytest.mark.rule("E1")
-async def test_a_refused_enrolment_is_neither_planned_nor_given_due_dates(sessions: SessionFactory) -> None:
+async def test_a_refused_enrolment_is_neither_planned_nor_given_due_dates(sessions: SessionFactory,
+                                                                          tmp_path: Path) -> None:
     await add_subscription(sessions, end=date(2027, 6, 30))  # E1: ends inside the period
-    database, calendar = DatabaseActivities(sessions), CalendarActivities(DatabaseHolidays(sessions))
-    prepare = EnrolmentActivities(database, calendar).prepare_enrolment
+    prepare = build_activities(Settings(data_dir=tmp_path), sessions).enrolment.prepare_enrolment
     prepared = await prepare(preparation(enrolment(), ProgramPolicy()))
     assert [v.rule for v in prepared.check.violations] == ["E1"]
     assert prepared.plan is None and prepared.default_deadlines is None

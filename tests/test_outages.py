@@ -95,11 +95,13 @@ async def test_smtp_down_the_welcome_mail_waits_then_goes_exactly_once(
         row = await until(welcome_row, lambda r: r is not None and r.attempts >= 2, "welcome mail retried")
         assert row is not None and row.status == "pending" and row.last_error
         assert "SMTPConnectError" in row.last_error  # what went wrong, kept for ops
-        # Both mails wait (scheduled together since the patch `enrolment-mails-at-once`); the welcome
-        # document, which needs no SMTP, is filed.
+        # The welcome waits (the document and both mails, one activity since `welcome-in-one-activity`); its
+        # document, which needs no SMTP, is filed, filed first by each attempt.
         waiting = await pending(handle)
-        assert [a.activity_type.name for a in waiting] == ["send_mail", "send_mail"], waiting
+        assert [a.activity_type.name for a in waiting] == ["send_welcome"], waiting
         assert max(a.attempt for a in waiting) >= 2
+        async with st.sessions() as session:
+            assert [d.kind for d in await list_documents(session, "mailout")] == ["welcome"]
         assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
         # The outage delays the mails only: the programme's start is already in the database
         # (workspace id and audit entry written before the mails: by the registration itself since
@@ -123,7 +125,7 @@ async def test_smtp_down_the_welcome_mail_waits_then_goes_exactly_once(
         assert welcome.attempts >= 2 and welcome.last_error and "SMTPConnectError" in welcome.last_error
         assert [template(m) for m in st.sink.messages].count("welcome") == 1
         assert st.sink.received == len(rows) == len(st.sink.messages) and not st.sink.duplicates
-        assert (await started_attempts(handle))["send_mail"] >= 2
+        assert (await started_attempts(handle))["send_welcome"] >= 2
         s = await st.status("mailout")
         assert s.phase.value == "onboarding" and s.mail_failures == []
         assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
@@ -168,12 +170,12 @@ async def test_database_cut_while_a_programme_starts(
             await asyncio.wait_for(proxy.cut_done.wait(), timeout=30)
             assert (await counts(pg_url, "dbout"))["documents"] == 1  # committed before the cut
 
-            # Unreachable: the activity retries (connection refused), the workflow does not fail.
-            # (The mails, scheduled with the filing since `enrolment-mails-at-once`, wait for their outbox rows.)
+            # Unreachable: the activity retries (connection refused), the workflow does not fail. (The mails, in
+            # the same activity as the filing since `welcome-in-one-activity`, wait for their outbox rows.)
             waiting = await until(lambda: pending(handle), lambda p: any(
-                a.activity_type.name == "file_document" and a.attempt >= 3 for a in p),
-                "the filing retried while the database is unreachable")
-            retrying = next(a for a in waiting if a.activity_type.name == "file_document")
+                a.activity_type.name == "send_welcome" and a.attempt >= 3 for a in p),
+                "the welcome retried while the database is unreachable")
+            retrying = next(a for a in waiting if a.activity_type.name == "send_welcome")
             assert "Connect call failed" in retrying.last_failure.message  # attempt 2 found it unreachable
             assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
 
@@ -203,6 +205,6 @@ async def test_database_cut_while_a_programme_starts(
                                              "audit": len(audit)}
     assert sorted(template(m) for m in st.sink.messages) == ["tl_assignment", "welcome"]
     assert not st.sink.duplicates
-    assert (await started_attempts(handle))["file_document"] >= 2
+    assert (await started_attempts(handle))["send_welcome"] >= 2
     assert await workflow_task_failures(handle) == 0
     assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING

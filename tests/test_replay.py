@@ -30,6 +30,7 @@ from workflows.program import (
     PATCH_ENROL_LOCALLY,
     PATCH_ENROL_MAILS_AT_ONCE,
     PATCH_PREPARE_IN_ONE_CALL,
+    PATCH_WELCOME_IN_ONE_ACTIVITY,
     ProgramWorkflow,
 )
 from workflows.program_base import PATCH_UPSERT_CHANGES as PROGRAMME_UPSERTS_CHANGES
@@ -166,7 +167,12 @@ def test_the_main_paths_are_recorded() -> None:
     assert "send_mail" not in calls(refused) and calls(refused)["record_request_opened"] == 1
 
 
-SAVED = FILES + PRE_PATCH + LOCAL + BEFORE_16 + BEFORE_UPSERTS + BEFORE_MAILS_AT_ONCE
+# The programme paths as recorded before `welcome-in-one-activity` (the welcome document and each mail an activity
+# of its own, scheduled at once), pinned: programmes enrolled then still run.
+BEFORE_WELCOME: list[Path] = ([] if workflow.unsafe.in_sandbox()
+                              else sorted((HISTORIES.parent / "before-welcome-in-one-activity").glob("*.json")))
+
+SAVED = FILES + PRE_PATCH + LOCAL + BEFORE_16 + BEFORE_UPSERTS + BEFORE_MAILS_AT_ONCE + BEFORE_WELCOME
 
 
 @pytest.mark.parametrize("path", SAVED, ids=[f"{p.parent.name}/{p.stem}" for p in SAVED])
@@ -186,14 +192,14 @@ class ProgramWorkflowWithAnExtraTimer(ProgramWorkflow):
 
 
 @workflow.defn(name="ProgramWorkflow")
-class ProgramWorkflowWithoutTlAssignment(ProgramWorkflow):
-    """A careless change: the TL is no longer told at enrolment (one send_mail activity skipped)."""
+class ProgramWorkflowWithoutWelcome(ProgramWorkflow):
+    """A careless change: no welcome at enrolment (its one `send_welcome` activity skipped)."""
 
     @workflow.run
     async def run(self, input: ProgramInput) -> ProgramResult:
         return await super().run(input)
 
-    async def _mail_tl_assignment(self, purpose: str) -> None:
+    async def _send_welcome(self) -> None:
         return None
 
 
@@ -223,7 +229,7 @@ class SupportRequestWithoutSlaEvents(SupportRequestWorkflow):
 
 @pytest.mark.parametrize(("variant", "history"), [
     (ProgramWorkflowWithAnExtraTimer, "program-replay-refused"),
-    (ProgramWorkflowWithoutTlAssignment, "program-replay-onboarding"),
+    (ProgramWorkflowWithoutWelcome, "program-replay-onboarding"),
     (MonthlyCycleWithoutMail, "program-replay-onboarding-p1-m01"),
     (SupportRequestWithoutSlaEvents, "request-TC-RQSLA-"),
 ], ids=["program-extra-timer", "program-skips-an-activity", "cycle-skips-its-mail", "request-skips-sla-events"])
@@ -313,16 +319,31 @@ def enrolment_tail(path: Path) -> list[tuple[str, int]]:
 
 
 @pytest.mark.parametrize("name", ["program-replay-onboarding", "program-replay-renewed", "program-replay-lapsed"])
-def test_an_enrolment_schedules_its_document_and_mails_in_one_task(name: str) -> None:
-    """Since the patch: no save before the mails (the registration wrote the start), and the welcome document and
-    both mails scheduled by one workflow task; the same path recorded before saved first, then went one by one."""
+def test_an_enrolment_schedules_its_welcome_in_one_task(name: str) -> None:
+    """Since `enrolment-mails-at-once`: no save before the mails (the registration wrote the start), and the
+    welcome scheduled by one workflow task: since `welcome-in-one-activity` one activity (the document and both
+    mails), before it three. The same path recorded before the first patch saved first, then went one by one."""
     now = enrolment_tail(HISTORIES / f"{name}.json")
-    assert sorted(a for a, _ in now[:3]) == ["file_document", "send_mail", "send_mail"], now
-    assert len({task for _, task in now[:3]}) == 1, now
+    assert [a for a, task in now if task == now[0][1]] == ["send_welcome"], now
+    three = enrolment_tail(HISTORIES.parent / "before-welcome-in-one-activity" / f"{name}.json")
+    assert sorted(a for a, _ in three[:3]) == ["file_document", "send_mail", "send_mail"], three
+    assert len({task for _, task in three[:3]}) == 1, three
     before = enrolment_tail(HISTORIES.parent / "before-mails-at-once" / f"{name}.json")
     # (An Update of the onboarding scenario may slip its own mail in between.)
     assert before[0][0] == "save_projection" and "file_document" in [a for a, _ in before[1:4]], before
     assert len({task for _, task in before[:4]}) == 4, before
+
+
+@pytest.mark.parametrize("path", BEFORE_WELCOME, ids=[p.stem for p in BEFORE_WELCOME])
+async def test_without_the_guard_programmes_welcomed_by_three_activities_break(
+        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Code that always sends the welcome as one activity cannot replay a run that scheduled its document and
+    mails as three: `welcome-in-one-activity` guards them."""
+    real = workflow.patched
+    monkeypatch.setattr(workflow, "patched", lambda patch_id: patch_id == PATCH_WELCOME_IN_ONE_ACTIVITY
+                        or real(patch_id))
+    with pytest.raises((workflow.NondeterminismError, RuntimeError), match=r"Nondeterminism|decoding"):
+        await replayer(*WORKFLOWS).replay_workflow(load(path))
 
 
 @pytest.mark.parametrize("forced", [PATCH_ENROL_MAILS_AT_ONCE, PATCH_PREPARE_IN_ONE_CALL])

@@ -27,7 +27,7 @@ from temporalio.client import WorkflowHandle, WorkflowHistory, WorkflowUpdateSta
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from domain.activities import DeadlineRequest, DeadlineSchedule, MailRequest, MailResult
+from domain.activities import DeadlineRequest, DeadlineSchedule, MailRequest, MailResult, Welcome, WelcomeSent
 from domain.inbox import StepDifference
 from domain.program import ProgramStatus
 from starter.projection import check_projection
@@ -43,7 +43,8 @@ with workflow.unsafe.imports_passed_through():
     from worker import workflow_runner
 
 E = EventType
-# The enrolment's last mail, after which its tail saves when anything is dirty.
+# The enrolment's last mail (in `send_welcome` since `welcome-in-one-activity`, a `send_mail` of its own before),
+# after which its tail saves when anything is dirty.
 LAST_ENROLMENT_MAIL = "tl_assignment"
 
 
@@ -72,8 +73,15 @@ def holding(holds: Holds) -> Callable[[ActivitySet], list[object]]:
                 await holds.update_scheduling.wait()
             return await acts.mail.send_mail(req)
 
-        replaced = (acts.calendar.schedule_deadlines, acts.mail.send_mail)
-        return [a for a in acts.all() if a not in replaced] + [schedule_deadlines, send_mail]
+        @activity.defn(name="send_welcome")
+        async def send_welcome(req: Welcome) -> WelcomeSent:
+            # Since `welcome-in-one-activity` the enrolment's last mail goes in this one.
+            assert LAST_ENROLMENT_MAIL in [m.template for m in req.mails], req.mails
+            await holds.update_scheduling.wait()
+            return await acts.enrolment.send_welcome(req)
+
+        replaced = (acts.calendar.schedule_deadlines, acts.mail.send_mail, acts.enrolment.send_welcome)
+        return [a for a in acts.all() if a not in replaced] + [schedule_deadlines, send_mail, send_welcome]
 
     return registered
 

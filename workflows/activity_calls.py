@@ -52,6 +52,8 @@ with workflow.unsafe.imports_passed_through():
         RequestProjection,
         SlaEventRecord,
         StatusChangeRecord,
+        Welcome,
+        WelcomeSent,
         WorkspaceRef,
     )
     from domain.program import PeriodPlan
@@ -132,6 +134,9 @@ record_request_opened_local = ActivityCall[RequestOpened, Ack]("record_request_o
 # SMTP 5xx comes back as a non-retryable ApplicationError; callers catch it
 # (ActivityError) and record it, so a bad address never fails a programme.
 send_mail = ActivityCall[MailRequest, MailResult]("send_mail", MailResult, timeout_s=120)
+# The welcome document and the enrolment's two mails in one task (`welcome-in-one-activity`): a filing and two
+# sends, each within the time of its own call above.
+send_welcome = ActivityCall[Welcome, WelcomeSent]("send_welcome", WelcomeSent, timeout_s=300)
 
 # ---- support requests (A4, C12) ---------------------------------------------------
 record_request_opened = ActivityCall[RequestOpened, Ack]("record_request_opened", Ack)

@@ -34,10 +34,13 @@ with workflow.unsafe.imports_passed_through():
         CloseWorkspace,
         EnrolmentCheckRequest,
         EnrolmentPreparation,
+        FileDocumentRequest,
         FinalReportRequest,
+        MailRequest,
         PlanPeriodRequest,
         PreparedEnrolment,
         RegisterProgramme,
+        Welcome,
     )
     from domain.cycle import CycleCallHeld, CycleCompleted
     from domain.enrolment_extras import enrolment_extras
@@ -86,6 +89,10 @@ PATCH_ENROL_MAILS_AT_ONCE = "enrolment-mails-at-once"
 # Issue 16: the enrolment's check, its plan and its default due dates are one local activity (`prepare_enrolment`),
 # so their one result wakes the run once, not three times. A run enrolled before replays the three calls.
 PATCH_PREPARE_IN_ONE_CALL = "enrolment-prepared-in-one-call"
+# Issue 16: the welcome document and both enrolment mails are one activity (`send_welcome`), so the enrolment is
+# one activity task and one workflow task for its result, where three activities woke the run up to three times.
+# Each mail keeps its outbox row and key. A run enrolled before replays the three activities.
+PATCH_WELCOME_IN_ONE_ACTIVITY = "welcome-in-one-activity"
 
 DELIVERABLES = [
     {"id": "D1", "title": "Priority call handling", "frequency": "continuous"},
@@ -250,8 +257,12 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
             if self._dirty:
                 # Billed extras (C1, C4, C5, C9) reach the system of record before any mail, as the start did.
                 await self._save_between_updates()
-            # Neither mail names the welcome document: one workflow task schedules all three.
-            await asyncio.gather(self._file_welcome(), self._mail_welcome(), self._mail_tl_assignment("tl_assignment"))
+            if workflow.patched(PATCH_WELCOME_IN_ONE_ACTIVITY):
+                await self._send_welcome()
+            else:
+                # Neither mail names the welcome document: one workflow task schedules all three.
+                await asyncio.gather(self._file_welcome(), self._mail_welcome(),
+                                     self._mail_tl_assignment("tl_assignment"))
             if self._dirty:  # a mail refused for good, an Update meanwhile
                 await self._save_between_updates()
         else:
@@ -292,10 +303,10 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
             # refused for good, an Update meanwhile): otherwise it would write what the save above wrote.
             await self._save_between_updates()
 
-    async def _file_welcome(self) -> None:
+    def _welcome_document(self) -> FileDocumentRequest:
         s, e = self._status, self._input.enrolment
         assert s.plan is not None
-        await self._file(
+        return self._document_request(
             "welcome", "welcome", f"Welcome to TechConnect, period {s.period}",
             {"period_start": iso(s.plan.period_start), "period_end": iso(s.plan.period_end),
              "technical_lead": s.technical_lead.model_dump(mode="json"),
@@ -304,15 +315,33 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
              "handbook_version": s.handbook_version, "deliverables": deliverables(s.call_frequency_months)},
         )
 
-    async def _mail_welcome(self) -> None:
+    def _welcome_mail(self) -> MailRequest:
         s = self._status
         assert s.plan is not None
-        await self._mail_contacts("welcome", "welcome", {
+        return self._contacts_mail("welcome", "welcome", {
             "period_start": iso(s.plan.period_start), "period_end": iso(s.plan.period_end),
             "technical_lead": s.technical_lead.model_dump(mode="json"), "handbook_version": s.handbook_version,
             "workspace_url": f"{self._input.policy.portal_url}/workspace/{s.customer_id}",
             "deliverables": deliverables(s.call_frequency_months),
         })
+
+    async def _file_welcome(self) -> None:
+        document = self._welcome_document()
+        await act.file_document(document, summary=f"File '{document.title}' in the workspace")
+
+    async def _mail_welcome(self) -> None:
+        await self._send_mail(self._welcome_mail())
+
+    async def _send_welcome(self) -> None:
+        """The welcome document and the enrolment's two mails in one activity (PATCH_WELCOME_IN_ONE_ACTIVITY);
+        a mail refused for good is recorded as a `send_mail` of its own would have it."""
+        welcome = Welcome(document=self._welcome_document(),
+                          mails=[self._welcome_mail(), self._tl_assignment_mail("tl_assignment")])
+        sent = await act.send_welcome(welcome, summary=f"Welcome: file '{welcome.document.title}', mail the "
+                                                       f"contacts and the TL")
+        for mail, outcome in zip(welcome.mails, sent.mails, strict=True):
+            if outcome.refused is not None:
+                self._mail_refused(mail, outcome.refused)
 
     # -------------------------------------------------------- period end / renewal
     async def _end_of_period(self) -> ProgramResult:

@@ -165,51 +165,67 @@ class ProgramBase:
             summary=f"Billable extra {inp.kind.value} ({extra.rule})",
         )
 
+    def _document_request(self, kind: str, template: str, title: str, context: dict[str, Any], version: int = 1,
+                          purpose: str | None = None) -> FileDocumentRequest:
+        s = self._status
+        return FileDocumentRequest(customer_id=s.customer_id, period=s.period, kind=kind,  # type: ignore[arg-type]
+                                   title=title, template=template, version=version,
+                                   # The zone every time in the document is shown in (templates' `local`).
+                                   context={"customer_name": s.customer_name, "timezone": s.calendar.timezone,
+                                            **context},
+                                   idempotency_key=self._key(f"doc:{purpose or kind}:v{version}"))
+
     async def _file(self, kind: str, template: str, title: str, context: dict[str, Any], version: int = 1,
                     purpose: str | None = None) -> int:
-        s = self._status
-        ref = await act.file_document(
-            FileDocumentRequest(customer_id=s.customer_id, period=s.period, kind=kind,  # type: ignore[arg-type]
-                                title=title, template=template, version=version,
-                                # The zone every time in the document is shown in (templates' `local`).
-                                context={"customer_name": s.customer_name, "timezone": s.calendar.timezone,
-                                         **context},
-                                idempotency_key=self._key(f"doc:{purpose or kind}:v{version}")),
-            summary=f"File '{title}' in the workspace",
-        )
+        ref = await act.file_document(self._document_request(kind, template, title, context, version, purpose),
+                                      summary=f"File '{title}' in the workspace")
         return ref.document_id
+
+    def _mail_request(self, to: list[str], template: str, purpose: str, context: dict[str, Any],
+                      cc: list[str] | None = None, attach_document_id: int | None = None) -> MailRequest:
+        s = self._status
+        return MailRequest(idempotency_key=self._key(f"mail:{purpose}"), to=to, cc=cc or [], template=template,
+                           customer_id=s.customer_id, attach_document_id=attach_document_id,
+                           context={"customer_name": s.customer_name, "customer_id": s.customer_id,
+                                    "portal_url": self._input.policy.portal_url,
+                                    "timezone": s.calendar.timezone, **context})
 
     async def _mail(self, to: list[str], template: str, purpose: str, context: dict[str, Any],
                     cc: list[str] | None = None, attach_document_id: int | None = None) -> None:
-        s = self._status
+        await self._send_mail(self._mail_request(to, template, purpose, context, cc, attach_document_id))
+
+    async def _send_mail(self, mail: MailRequest) -> None:
         try:
-            await act.send_mail(
-                MailRequest(idempotency_key=self._key(f"mail:{purpose}"), to=to, cc=cc or [], template=template,
-                            customer_id=s.customer_id, attach_document_id=attach_document_id,
-                            context={"customer_name": s.customer_name, "customer_id": s.customer_id,
-                                     "portal_url": self._input.policy.portal_url,
-                                     "timezone": s.calendar.timezone, **context}),
-                summary=f"Mail '{template}' to {', '.join(to)}",
-            )
+            await act.send_mail(mail, summary=f"Mail '{mail.template}' to {', '.join(mail.to)}")
         except ActivityError as err:
             # SMTP refused the message for good (5xx): keep it visible, never fail the programme.
-            s.mail_failures.append(f"{template} to {', '.join(to)}: {err.cause or err}")
-            self._dirty = True
+            self._mail_refused(mail, str(err.cause or err))
+
+    def _mail_refused(self, mail: MailRequest, why: str) -> None:
+        self._status.mail_failures.append(f"{mail.template} to {', '.join(mail.to)}: {why}")
+        self._dirty = True
+
+    def _contacts_mail(self, template: str, purpose: str, context: dict[str, Any],
+                       cc: list[str] | None = None, attach_document_id: int | None = None) -> MailRequest:
+        to = [c.email for c in self._status.contacts] or [self._input.policy.ops_mailbox]
+        return self._mail_request(to, template, purpose, context, cc=cc, attach_document_id=attach_document_id)
 
     async def _mail_contacts(self, template: str, purpose: str, context: dict[str, Any],
                              cc: list[str] | None = None, attach_document_id: int | None = None) -> None:
-        to = [c.email for c in self._status.contacts] or [self._input.policy.ops_mailbox]
-        await self._mail(to, template, purpose, context, cc=cc, attach_document_id=attach_document_id)
+        await self._send_mail(self._contacts_mail(template, purpose, context, cc, attach_document_id))
 
-    async def _mail_tl_assignment(self, purpose: str) -> None:
+    def _tl_assignment_mail(self, purpose: str) -> MailRequest:
         s = self._status
         assert s.plan is not None
-        await self._mail([s.technical_lead.email], "tl_assignment", purpose, {
+        return self._mail_request([s.technical_lead.email], "tl_assignment", purpose, {
             "technical_lead": s.technical_lead.model_dump(mode="json"),
             "period_start": iso(s.plan.period_start), "period_end": iso(s.plan.period_end),
             "open_steps": [{"title": st.title, "due_on": iso(st.due_on)}
                            for st in s.steps if st.status in (StepStatus.open, StepStatus.waiting)],
         })
+
+    async def _mail_tl_assignment(self, purpose: str) -> None:
+        await self._send_mail(self._tl_assignment_mail(purpose))
 
     async def _save(self) -> None:
         # One save at a time: an Update's and the main loop's could otherwise commit in the wrong order.
