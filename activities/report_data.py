@@ -32,7 +32,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Float, Row, and_, case, exists, func, literal, or_, select
+from sqlalchemy import Float, and_, case, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
@@ -43,6 +43,7 @@ from sqlalchemy.sql.selectable import Subquery
 
 from domain.step_inputs import BillableExtraKind
 from storage.repositories.clock import as_utc
+from storage.repositories.common import AnyRow
 from storage.repositories.documents import DRAFT_KINDS
 from storage.tables import (
     BillableExtraRow,
@@ -370,7 +371,7 @@ async def optional_programmes(session: AsyncSession, month: ReportMonth) -> list
 # Columns, not rows: a filed report's body can weigh megabytes.
 
 
-async def documents_filed(session: AsyncSession, month: ReportMonth) -> list[Row[Any]]:
+async def documents_filed(session: AsyncSession, month: ReportMonth) -> list[AnyRow]:
     """The documents filed in the customer's workspace in the month, oldest first."""
     d = DocumentRow
     return list((await session.execute(
@@ -381,7 +382,7 @@ async def documents_filed(session: AsyncSession, month: ReportMonth) -> list[Row
     )).all())
 
 
-async def mails_sent(session: AsyncSession, month: ReportMonth) -> list[Row[Any]]:
+async def mails_sent(session: AsyncSession, month: ReportMonth) -> list[AnyRow]:
     """The mails sent to or about the customer in the month, oldest first."""
     o = OutboxRow
     return list((await session.execute(

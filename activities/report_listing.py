@@ -19,7 +19,7 @@ from itertools import chain
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Float, Select, case, cast, select, type_coerce
+from sqlalchemy import Float, case, cast, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import NullType
@@ -33,6 +33,7 @@ from activities.report_data import (
     minutes_between,
     requests_of_month,
 )
+from storage.repositories.common import AnySelect
 
 # One request of the month as the report lists it, instants as local ISO text to the minute: a plain
 # tuple, not a NamedTuple or a dict, because the garbage collector stops tracking a plain tuple of
@@ -81,7 +82,7 @@ def _plain(column: ColumnElement[Any]) -> ColumnElement[Any]:
     return type_coerce(column, NullType())
 
 
-def _listing(month: ReportMonth, dialect: str) -> Select[Any]:
+def _listing(month: ReportMonth, dialect: str) -> AnySelect:
     """The requests of the month, oldest first, as the listing shows them."""
     m = requests_of_month(month, dialect)
     sla = case(

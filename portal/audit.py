@@ -15,15 +15,14 @@ answer 401 on the API and send the page to the sign-in form.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import Select
 
 from portal import access
 from portal.access import Action
 from portal.auth import Principal
+from storage.repositories.common import AnySelect
 from storage.tables import AuditLogRow
 
 PAGE_SIZE = 100
@@ -50,7 +49,7 @@ class AuditFilters:
                                   ("interface", self.interface)) if v}
 
 
-def _filtered(stmt: Select[Any], f: AuditFilters) -> Select[Any]:
+def _filtered(stmt: AnySelect, f: AuditFilters) -> AnySelect:
     if f.customer_id:
         stmt = stmt.where(AuditLogRow.customer_id == f.customer_id)
     if f.actor:

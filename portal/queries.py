@@ -12,14 +12,14 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Select, case, func, or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.naming import request_workflow_id
 from domain.request import AttachmentRef, AuthorRole, Message
 from storage import repositories as repo
 from storage.repositories import as_utc
-from storage.repositories.common import where_given
+from storage.repositories.common import AnySelect, where_given
 from storage.tables import (
     BillableExtraRow,
     CustomerRow,
@@ -161,8 +161,8 @@ def programme_view(row: ProgrammeFields, customer_name: str) -> ProgrammeView:
     )
 
 
-def _programme_filters(stmt: Select[Any], *, customer_ids: list[str] | None, phase: str | None, tl: str | None,
-                       led_by: str | None, renewal_within_days: int | None, overdue: bool) -> Select[Any]:
+def _programme_filters(stmt: AnySelect, *, customer_ids: list[str] | None, phase: str | None, tl: str | None,
+                       led_by: str | None, renewal_within_days: int | None, overdue: bool) -> AnySelect:
     if customer_ids is not None:
         stmt = stmt.where(ProgrammeRow.customer_id.in_(customer_ids))
     if phase:
@@ -280,8 +280,8 @@ class DeskPage:
     late: int  # of which late (breached, or past the deadline unanswered)
 
 
-def _desk_filters(stmt: Select[Any], customer_ids: list[str] | None, customer: str | None, priority: str | None,
-                  state: str | None, tl: str | None, led_by: str | None) -> Select[Any]:
+def _desk_filters(stmt: AnySelect, customer_ids: list[str] | None, customer: str | None, priority: str | None,
+                  state: str | None, tl: str | None, led_by: str | None) -> AnySelect:
     stmt = (stmt.outerjoin(CustomerRow, CustomerRow.id == SupportRequestRow.customer_id)
             .outerjoin(ProgrammeRow, ProgrammeRow.customer_id == SupportRequestRow.customer_id)
             .where(SupportRequestRow.state.in_([state] if state in DESK_STATES else DESK_STATES)))

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +21,10 @@ from sqlalchemy.orm import InstrumentedAttribute
 from storage.tables import Base
 
 RowT = TypeVar("RowT", bound=Base)
-StmtT = TypeVar("StmtT", bound=Select[Any])
+# Any statement, any row (SQLAlchemy 2.1 types a Select and a Row by each of their columns).
+AnySelect = Select[*tuple[Any, ...]]
+AnyRow = Row[*tuple[Any, ...]]
+StmtT = TypeVar("StmtT", bound=AnySelect)
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,7 @@ async def one_by(session: AsyncSession, model: type[RowT], column: InstrumentedA
 
 
 async def rows(
-    session: AsyncSession, stmt: Select[tuple[RowT]], *filters: tuple[InstrumentedAttribute[Any], Any],
+    session: AsyncSession, stmt: Select[RowT], *filters: tuple[InstrumentedAttribute[Any], Any],
 ) -> list[RowT]:
     """The rows `stmt` selects, narrowed by the optional `filters` (see `where_given`)."""
     return list((await session.execute(where_given(stmt, *filters))).scalars())

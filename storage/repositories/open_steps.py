@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from sqlalchemy import Select, delete, func, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.inbox import ENDED_PHASES, PAGE_SIZE, OpenStep
 from storage.repositories.clock import at_or_now, utc_or_none
-from storage.repositories.common import where_given
+from storage.repositories.common import AnySelect, where_given
 from storage.tables import CustomerRow, OpenStepRow, ProgrammeRow
 
 T = TypeVar("T")
@@ -49,8 +49,8 @@ def open_step_of(row: OpenStepRow) -> OpenStep:
                     overdue=row.overdue)
 
 
-def _narrowed(stmt: Select[Any], technical_lead_id: str | None, customer_ids: Collection[str] | None,
-              customers_led_by: str | None) -> Select[Any]:
+def _narrowed(stmt: AnySelect, technical_lead_id: str | None, customer_ids: Collection[str] | None,
+              customers_led_by: str | None) -> AnySelect:
     stmt = where_given(stmt, (OpenStepRow.technical_lead_id, technical_lead_id))
     if customer_ids is not None:
         stmt = stmt.where(OpenStepRow.customer_id.in_(list(customer_ids)))
@@ -119,7 +119,7 @@ async def programmes_page(session: AsyncSession, *, phase: str | None = None, te
     """Running programmes by customer ID, with their own open steps: two queries a page and one for the total."""
     cols = (ProgrammeRow.workflow_id, ProgrammeRow.customer_id, ProgrammeRow.technical_lead_id, ProgrammeRow.phase)
 
-    def narrowed(stmt: Select[Any]) -> Select[Any]:
+    def narrowed(stmt: AnySelect) -> AnySelect:
         stmt = where_given(stmt.where(ProgrammeRow.phase.not_in(ENDED_PHASES)), (ProgrammeRow.phase, phase),
                            (ProgrammeRow.technical_lead_id, technical_lead_id))
         return stmt.where(ProgrammeRow.customer_id.in_(list(customer_ids))) if customer_ids is not None else stmt

@@ -171,7 +171,7 @@ async def list_sla_events(
 # ---- on-site dispatches (A4) ----------------------------------------------------------------
 
 
-def _dispatch(tracking_number: str, seq: int) -> Select[tuple[DispatchRow]]:
+def _dispatch(tracking_number: str, seq: int) -> Select[DispatchRow]:
     return fresh(select(DispatchRow).where(DispatchRow.tracking_number == tracking_number, DispatchRow.seq == seq))
 
 
