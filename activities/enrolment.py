@@ -57,27 +57,43 @@ class EnrolmentActivities:
 
     @activity.defn
     async def send_welcome(self, welcome: Welcome) -> WelcomeSent:
-        """Rules D10/A9: the welcome document filed first (an SMTP outage must not keep it from the
-        workspace), then each mail as `send_mail` sends it.
+        """Rules D10/A9: the welcome document filed first (an SMTP outage must not keep it from the workspace),
+        then each mail as `send_mail` sends it.
 
-        A filing that fails does not hold the mails back: they go, and then its error is raised for the retry,
-        where they answer "already sent" from their outbox rows. A mail refused for good is reported in its
-        outcome; any other error (the relay or the database unreachable) is raised, and the retry resends only
-        what is not sent yet.
+        Each part has its turn whatever happens to the others, as when they were three activities: a filing that
+        fails does not hold the mails back, nor does a mail the relay cannot take yet hold back the next one. The
+        first such error is raised once all have had their turn, and the retry answers "already sent" from the
+        outbox for what went. A mail refused for good is reported in its outcome, and a retry does not offer it
+        to the relay again.
         """
+        errors: list[Exception] = []
         document: DocumentRef | None = None
-        filing_error: Exception | None = None
+        activity.heartbeat("welcome document")
         try:
             document = await self._documents.file_document(welcome.document)
-        except Exception as err:  # raised again below, once the mails have had their turn
-            filing_error = err
-        mails = [await self._send(mail) for mail in welcome.mails]
-        if filing_error is not None:
-            raise filing_error
+        except Exception as err:  # raised below, once the mails have had their turn
+            activity.logger.warning("welcome document %s not filed: %r", welcome.document.idempotency_key, err)
+            errors.append(err)
+        mails: list[MailOutcome] = []
+        for mail in welcome.mails:
+            activity.heartbeat(f"mail {mail.idempotency_key}")
+            try:
+                mails.append(await self._send(mail))
+            except Exception as err:  # raised below, once the other mails have had their turn
+                activity.logger.warning("welcome mail %s not sent: %r", mail.idempotency_key, err)
+                errors.append(err)
+        if errors:
+            raise errors[0]
         assert document is not None, "filed, or its error was raised above"
         return WelcomeSent(document=document, mails=mails)
 
     async def _send(self, mail: MailRequest) -> MailOutcome:
+        if activity.info().attempt > 1:
+            # Refused for good by an earlier attempt: the same message would be refused again (a `send_mail` of its
+            # own was never retried after a refusal).
+            refused = await self._mail.refusal(mail.idempotency_key)
+            if refused is not None:
+                return MailOutcome(idempotency_key=mail.idempotency_key, refused=refused)
         try:
             return MailOutcome(idempotency_key=mail.idempotency_key, result=await self._mail.send_mail(mail))
         except ApplicationError as err:

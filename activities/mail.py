@@ -303,6 +303,13 @@ class MailActivities:
                 OutboxRow.idempotency_key == key, OutboxRow.status == "sent"))).first()
         return None if row is None else self._already_sent(key, row.id, row.message_id)
 
+    async def refusal(self, key: str) -> str | None:
+        """Why the key's mail was refused for good (its row says failed), as `send_mail` raised it; else None."""
+        async with self._sessions() as session:
+            row = (await session.execute(select(OutboxRow.status, OutboxRow.last_error).where(
+                OutboxRow.idempotency_key == key))).first()
+        return f"mail {key} refused: {row.last_error}" if row is not None and row.status == "failed" else None
+
     async def _update(self, outbox_id: int, **values: object) -> None:
         """Change the row unless it is sent: "sent" is final, whatever an attempt that lost the race learns later."""
         async with self._sessions() as session:

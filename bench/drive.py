@@ -67,7 +67,13 @@ async def _seconds_after(sessions: SessionFactory, began: datetime, column: Any,
 
 async def start_programmes(stack: DevStack, task_queue: str, prefix: str, n: int, concurrency: int,
                            calendar: dict[str, Any] | None = None) -> float:
-    """Start `n` programmes through the service's start path; seconds until every workspace exists.
+    """Start `n` programmes through the service's start path; seconds until every workspace exists."""
+    return (await start_programmes_at(stack, task_queue, prefix, n, concurrency, calendar))[0]
+
+
+async def start_programmes_at(stack: DevStack, task_queue: str, prefix: str, n: int, concurrency: int,
+                              calendar: dict[str, Any] | None = None) -> tuple[float, datetime]:
+    """`start_programmes`, and the instant its clock started (the first start's call), for later ends.
 
     The end is read from the rows, not from when a poll first saw them: the latest workspace's `created_at` (the
     worker's clock, this machine's). So the bench polls a few times a second instead of fifty, and its polling
@@ -89,7 +95,7 @@ async def start_programmes(stack: DevStack, task_queue: str, prefix: str, n: int
 
     await until(enrolled, f"{n} workspaces ({prefix}*)", timeout=60 + n * 1.0, interval=POLL_SECONDS)
     return await _seconds_after(stack.sessions, began, WorkspaceRow.created_at, WorkspaceRow.customer_id.like(
-        f"{prefix}%"))
+        f"{prefix}%")), began
 
 
 async def mails_sent(stack: DevStack, prefix: str, expected: int, began: datetime,
@@ -136,7 +142,9 @@ async def open_requests(stack: DevStack, task_queue: str, customers: list[str], 
                         concurrency: int) -> tuple[float, float]:
     """Open `n` requests (round robin over `customers`) through `starter.requests.open_request`.
 
-    Returns (seconds until every TL mail's outbox row exists, seconds until every tracking number was back).
+    Returns (seconds until every TL mail was sent, seconds until every tracking number was back). The end is the
+    latest of those mails' `sent_at`, stamped once the relay has taken the mail: a row's `created_at` is stamped
+    before its insert waits for SQLite's write lock, so under load it could come before the row existed.
     """
     from starter.requests import open_request
 
@@ -150,19 +158,19 @@ async def open_requests(stack: DevStack, task_queue: str, customers: list[str], 
                              for r in news], concurrency)
     numbers_seconds = (datetime.now(UTC) - began).total_seconds()
     waiting = {f"{request_workflow_id(x)}:" for x in numbers}
-    claimed: list[datetime] = []
+    sent: list[datetime] = []
 
-    async def queued() -> bool:
-        # The TL's "request opened" mail (A1, A4): its outbox row, key `request-<tracking>:...`, claimed at
-        # `created_at` (the end instant, read from the rows as start_programmes reads it).
+    async def delivered() -> bool:
+        # The TL's "request opened" mail (A1, A4), key `request-<tracking>:...`, once its row says sent.
         async with stack.sessions() as session:
-            rows = await session.execute(select(OutboxRow.idempotency_key, OutboxRow.created_at).where(
-                OutboxRow.template == "request_opened", OutboxRow.idempotency_key.like("request-TC-BENCH-%")))
+            rows = await session.execute(select(OutboxRow.idempotency_key, OutboxRow.sent_at).where(
+                OutboxRow.template == "request_opened", OutboxRow.status == "sent",
+                OutboxRow.idempotency_key.like("request-TC-BENCH-%")))
             for key, at in rows:
-                if key[:key.index(":") + 1] in waiting:
+                if key[:key.index(":") + 1] in waiting and at is not None:
                     waiting.discard(key[:key.index(":") + 1])
-                    claimed.append(_utc(at))
+                    sent.append(_utc(at))
         return not waiting
 
-    await until(queued, f"{n} TL mails in the outbox", timeout=60 + n * 1.0, interval=POLL_SECONDS)
-    return (max(claimed) - began).total_seconds(), numbers_seconds
+    await until(delivered, f"{n} TL mails sent", timeout=60 + n * 1.0, interval=POLL_SECONDS)
+    return (max(sent) - began).total_seconds(), numbers_seconds

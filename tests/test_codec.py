@@ -243,6 +243,7 @@ async def test_a_programme_stores_no_plaintext_in_history(
             b'{"id":"programme-upserts-only-changes","deprecated":false}',
             b'{"id":"enrolment-prepared-in-one-call","deprecated":false}',
             b'{"id":"enrolment-mails-at-once","deprecated":false}',
+            b'{"id":"welcome-in-one-activity","deprecated":false}',
             b'{"id":"kickoff-meeting-date-is-its-due-date","deprecated":false}',
             b'{"id":"update-saves-before-returning","deprecated":false}']
         # Nor the bookkeeping core writes beside a local activity's result (the enrolment's since

@@ -162,9 +162,9 @@ async def test_database_cut_while_a_programme_starts(
         async with stack(env, proxied, tmp_path) as st:
             # Cut at the worst moment: PostgreSQL commits the welcome document, the worker never hears.
             proxy.cut_when(b"INSERT INTO documents", b"COMMIT\0")
-            # The mails run beside the filing (`enrolment-mails-at-once`): the relay is down until the database is
-            # back, so that no mail is accepted by SMTP and then lost to the cut before its outbox commit (that
-            # case goes again with the same Message-ID: the load test with faults and the crash tests).
+            # The mails follow the filing in the same activity (`welcome-in-one-activity`): the relay is down until
+            # the database is back, so that no mail is accepted by SMTP and then lost to the cut before its outbox
+            # commit (that case goes again with the same Message-ID: the load test with faults and the crash tests).
             await asyncio.to_thread(st.sink.stop)
             handle = await begin(st, "dbout")
             await asyncio.wait_for(proxy.cut_done.wait(), timeout=30)

@@ -8,7 +8,10 @@ nothing twice.
 
 from __future__ import annotations
 
+import dataclasses
+import email.message
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ import pytest
 import pytest_asyncio
 from temporalio.testing import ActivityEnvironment
 
+from activities.mailer import SmtpMailer, TransientMailError
 from config.settings import Settings
 from devstack.smtp_sink import SmtpSink
 from domain.activities import FileDocumentRequest, Welcome
@@ -125,3 +129,60 @@ async def test_a_programme_records_the_welcome_mail_refused_for_good_and_goes_on
         row = await get_programme(session, "zoe")
     # Saved after the welcome: the projection says so too (what the ops pages show).
     assert row is not None and row.status["mail_failures"] == [failure]
+
+
+@dataclass(eq=False)
+class RelayRefusingWelcomeForNow(SmtpMailer):
+    """A relay that answers 4xx to the contacts' welcome while `busy`: a temporary failure of that mail alone."""
+
+    busy: bool = True
+
+    async def send(self, message: email.message.Message) -> None:
+        if self.busy and message["X-TechConnect-Template"] == "welcome":
+            raise TransientMailError("451 4.3.0 mailbox busy, try later")
+        await super().send(message)
+
+
+async def test_a_mail_the_relay_cannot_take_yet_does_not_hold_back_the_next(
+        sessions: SessionFactory, sink: SmtpSink, tmp_path: Path) -> None:
+    """The welcome mail fails for now: the TL's mail still goes in the same attempt, and the error is raised after
+    it (the activity is retried); the retry sends the welcome only, once the relay takes it."""
+    relay = RelayRefusingWelcomeForNow(sink.host, sink.port, timeout=5)
+    acts = build_activities(Settings(data_dir=tmp_path), sessions, mailer=relay)
+    with pytest.raises(TransientMailError, match="451"):
+        await ActivityEnvironment().run(acts.enrolment.send_welcome, welcome())
+    (tl_mail,) = await sink.wait_for(count=1)
+    assert tl_mail["X-TechConnect-Template"] == "tl_assignment"
+    relay.busy = False
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(retry.info, attempt=2)
+    sent = await retry.run(acts.enrolment.send_welcome, welcome())
+    assert [m.result.status for m in sent.mails if m.result] == ["sent", "already_sent"]
+    assert sorted(str(m["X-TechConnect-Template"]) for m in sink.messages) == ["tl_assignment", "welcome"]
+    assert sink.received == 2
+
+
+async def test_a_retry_does_not_offer_a_refused_mail_to_the_relay_again(
+        acts: ActivitySet, sessions: SessionFactory, sink: SmtpSink) -> None:
+    """Attempt 1: the document fails (its template is missing), the welcome goes, the TL's mail is refused for good.
+    Attempt 2 (the template back): the document is filed, the welcome is "already sent", and the TL's mail is told
+    refused as attempt 1 refused it, from its row, which no new attempt touched."""
+    with pytest.raises(Exception, match="no-such-document"):
+        await ActivityEnvironment().run(acts.enrolment.send_welcome,
+                                        welcome(tl_address="zoë@support.example", template="no-such-document"))
+    async with sessions() as session:
+        (refused_row,) = [r for r in await list_outbox(session, customer_id="acme") if r.template == "tl_assignment"]
+    assert (refused_row.status, refused_row.attempts) == ("failed", 1)
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(retry.info, attempt=2)
+    sent = await retry.run(acts.enrolment.send_welcome, welcome(tl_address="zoë@support.example"))
+    outcome = {m.idempotency_key: m for m in sent.mails}
+    assert outcome["program-acme:p1:mail:welcome"].result is not None
+    assert outcome["program-acme:p1:mail:welcome"].result.status == "already_sent"
+    assert outcome["program-acme:p1:mail:tl_assignment"].refused == (
+        f"mail program-acme:p1:mail:tl_assignment refused: {refused_row.last_error}")
+    async with sessions() as session:
+        rows = {r.template: (r.status, r.attempts) for r in await list_outbox(session, customer_id="acme")}
+        assert [d.kind for d in await list_documents(session, "acme")] == ["welcome"]
+    assert rows == {"welcome": ("sent", 1), "tl_assignment": ("failed", 1)}
+    assert sink.received == 1

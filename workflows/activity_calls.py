@@ -74,14 +74,22 @@ class ActivityCall(Generic[ArgT, T]):
     result_type: type[T]
     timeout_s: int = 60
     local: bool = False
+    # An activity of several steps heartbeats between them: a worker that dies mid-way is noticed after this long,
+    # not after the whole `timeout_s`.
+    heartbeat_s: int | None = None
 
     async def __call__(self, req: ArgT, summary: str) -> T:
-        execute = workflow.execute_local_activity if self.local else workflow.execute_activity
-        result: T = await execute(
+        if self.local:
+            local: T = await workflow.execute_local_activity(
+                self.name, req, result_type=self.result_type, start_to_close_timeout=timedelta(seconds=self.timeout_s),
+                retry_policy=RETRY_FOREVER, summary=summary)
+            return local
+        result: T = await workflow.execute_activity(
             self.name,
             req,
             result_type=self.result_type,
             start_to_close_timeout=timedelta(seconds=self.timeout_s),
+            heartbeat_timeout=timedelta(seconds=self.heartbeat_s) if self.heartbeat_s is not None else None,
             retry_policy=RETRY_FOREVER,
             summary=summary,
         )
@@ -135,8 +143,8 @@ record_request_opened_local = ActivityCall[RequestOpened, Ack]("record_request_o
 # (ActivityError) and record it, so a bad address never fails a programme.
 send_mail = ActivityCall[MailRequest, MailResult]("send_mail", MailResult, timeout_s=120)
 # The welcome document and the enrolment's two mails in one task (`welcome-in-one-activity`): a filing and two
-# sends, each within the time of its own call above.
-send_welcome = ActivityCall[Welcome, WelcomeSent]("send_welcome", WelcomeSent, timeout_s=300)
+# sends, each within the time of its own call above, a heartbeat before each.
+send_welcome = ActivityCall[Welcome, WelcomeSent]("send_welcome", WelcomeSent, timeout_s=300, heartbeat_s=60)
 
 # ---- support requests (A4, C12) ---------------------------------------------------
 record_request_opened = ActivityCall[RequestOpened, Ack]("record_request_opened", Ack)
