@@ -111,6 +111,29 @@ and, for each, an `isinstance` against the SDK's runtime-checkable update Protoc
 activations (three payload visitor passes over each activation and three over its completion, protobuf, the
 bridge).
 
+**The window made honest; the welcome in one activity; SQLAlchemy 2.1** (2026-12-04, late evening). *The
+window:* a round ended when the last workspace existed, while the enrolment's welcome document and mails still
+had to run: they ran in the request round and in the no-op baseline after it (in a probe with the baseline
+straight after the programmes, 90 no-op workflows a second before and 61 after), so figure 1 was flattered
+and figure 2 slowed. Each round now waits until its mails are sent before the next measurement, a programme's
+CPU is its whole enrolment's, and the ends are read from the rows (the latest workspace's `created_at`; for
+requests the latest TL mail's `sent_at`, stamped once the relay took it: a claim's `created_at` is stamped
+before its insert waits for SQLite's write lock), polled five times a second instead of fifty. On the code
+before the two changes below, one run measured so (its dev part; the rest of that run was lost): figure 1
+0.222 (rounds 0.230, 0.222, 0.168), figure 2 0.260, a whole enrolment 122-159 ms of CPU (server 43-55,
+worker 72-95). *The welcome in one activity* (patch `welcome-in-one-activity`, `EnrolmentActivities.
+send_welcome`): the welcome document and both mails, each mail with its outbox row, one activity task and one
+workflow task for its result where three activities woke the run up to three times (the renewed history up
+to its first timer: 48 -> 38 events, 10 -> 8 Actions, 4 -> 2 activity tasks). *SQLAlchemy 2.1:* 2.0's SQLite
+and PostgreSQL `INSERT .. ON CONFLICT` had no cache key (`inherit_cache = False`), so every upsert of a
+registration and every outbox claim was compiled at each execution, 9.2 % of the worker's busy time while
+programmes started; 2.1 caches them: 2.6 % left (the cache key), and the worker's busy time under the
+profiler 99 -> 86 ms a programme (two profile runs, the same 50 programmes, one after the other). In this
+file's run a whole enrolment costs 98-102 ms of CPU (server 30-31, worker 61-65, bench 6-7), about five no-op
+workflows (20 ms): figure 1 0.213, figure 2 0.249. What is left is mostly the SDK's per run and per
+activation (the sandbox 30 %, `workflow.defn` applied to the re-imported class 12 %) and SQLAlchemy's ORM
+(25 % of self time), with the mails' SMTP conversations (aiosmtplib 7 %).
+
 **Memory (figure 6): most of a held programme was its own copy of the workflow modules.** *(investigation)*
 tracemalloc (`BENCH_TRACEMALLOC=<file>` on `bench/worker.py`, 200 programmes, after `gc.collect()`) put
 about 290 KiB of Python objects on each cached programme: 42 % code objects of `workflows/program.py`
