@@ -57,6 +57,11 @@ def message_id_for(idempotency_key: str, sender: str) -> str:
     return f"<tc.{digest}@{domain}>"
 
 
+def refusal_text(key: str, why: str | None) -> str:
+    """What a mail refused for good says (`why`: the row's `last_error`), whether raised now or read back later."""
+    return f"mail {key} refused: {why}"
+
+
 def outbox_content(request: MailRequest, rendered: RenderedMail, body_text: str) -> dict[str, str]:
     """What an outbox row holds of the message: written with a new row, refreshed on each later attempt."""
     return {"recipients": ", ".join([*request.to, *request.cc]), "subject": rendered.subject[:998],
@@ -308,7 +313,7 @@ class MailActivities:
         async with self._sessions() as session:
             row = (await session.execute(select(OutboxRow.status, OutboxRow.last_error).where(
                 OutboxRow.idempotency_key == key))).first()
-        return f"mail {key} refused: {row.last_error}" if row is not None and row.status == "failed" else None
+        return refusal_text(key, row.last_error) if row is not None and row.status == "failed" else None
 
     async def _update(self, outbox_id: int, **values: object) -> None:
         """Change the row unless it is sent: "sent" is final, whatever an attempt that lost the race learns later."""
@@ -322,7 +327,7 @@ class MailActivities:
         MAILS_FAILED.labels(request.template, "permanent").inc()
         await self._update(outbox_id, status="failed", last_error=str(exc))
         return ApplicationError(
-            f"mail {request.idempotency_key} refused: {exc}",
+            refusal_text(request.idempotency_key, str(exc)),
             {"code": exc.code, "text": exc.text, "outbox_id": outbox_id},
             type="PermanentMailError",
             non_retryable=True,

@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import pytest_asyncio
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +21,7 @@ from devstack.smtp_sink import SmtpSink
 from domain.activities import MailRequest
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.tables import Base, CustomerRow, DocumentRow, OutboxRow
+from testing.servers import free_port
 
 SENDER = "TechConnect <techconnect@support.example>"
 ALICE = {"name": "Alice Martin", "email": "alice@support.example"}
@@ -216,3 +219,17 @@ def mail_request(key: str = "program-acme-p1-welcome", **overrides: Any) -> Mail
 async def outbox_row(sessions: SessionFactory, key: str) -> OutboxRow:
     async with sessions() as session:
         return (await session.scalars(select(OutboxRow).where(OutboxRow.idempotency_key == key))).one()
+
+
+# The two fixtures of the modules that test mail against a sink: `from tests.mail_fixtures import mail_sink,
+# mail_sessions` makes them that module's `sink` and `sessions` (the latter in place of conftest's migrated one).
+@pytest_asyncio.fixture(name="sink")
+async def mail_sink(tmp_path: Path) -> AsyncIterator[SmtpSink]:
+    async with SmtpSink(port=free_port(), directory=tmp_path / "mail") as running:
+        yield running
+
+
+@pytest_asyncio.fixture(name="sessions")
+async def mail_sessions(sqlite_url: str) -> AsyncIterator[SessionFactory]:
+    async with database(sqlite_url) as factory:  # customer "acme" included
+        yield factory

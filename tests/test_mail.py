@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import email.message
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import pytest
-import pytest_asyncio
 from icalendar import Calendar, Event
 from sqlalchemy import select, update
 from temporalio.exceptions import ApplicationError
@@ -35,24 +33,14 @@ from tests.mail_fixtures import (
     add_document,
     database,
     mail_request,
+    mail_sessions,  # noqa: F401 - the module's `sessions` fixture
+    mail_sink,  # noqa: F401 - the module's `sink` fixture
     mail_template_names,
     make_mail_activities,
     outbox_row,
     sample_context,
     utc_now,
 )
-
-
-@pytest_asyncio.fixture
-async def sink(tmp_path: Path) -> AsyncIterator[SmtpSink]:
-    async with SmtpSink(port=free_port(), directory=tmp_path / "mail") as running:
-        yield running
-
-
-@pytest_asyncio.fixture
-async def sessions(sqlite_url: str) -> AsyncIterator[SessionFactory]:
-    async with database(sqlite_url) as factory:
-        yield factory
 
 
 # ---- templates ----------------------------------------------------------------

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import email.message
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from temporalio.testing import ActivityEnvironment
 
 from activities.mailer import SmtpMailer, TransientMailError
@@ -26,23 +24,15 @@ from devstack.smtp_sink import SmtpSink
 from domain.activities import FileDocumentRequest, Welcome
 from storage.db import SessionFactory
 from storage.repositories import get_programme, list_documents, list_outbox
-from testing.servers import free_port
 from tests.document_samples import sample_contexts
 from tests.harness import Stack, add_subscription, enrolment, eventually
-from tests.mail_fixtures import database, mail_request, sample_context
+from tests.mail_fixtures import (  # the module's `sink` and `sessions` fixtures
+    mail_request,
+    mail_sessions,  # noqa: F401
+    mail_sink,  # noqa: F401
+    sample_context,
+)
 from worker import ActivitySet, build_activities
-
-
-@pytest_asyncio.fixture
-async def sink(tmp_path: Path) -> AsyncIterator[SmtpSink]:
-    async with SmtpSink(port=free_port(), directory=tmp_path / "mail") as running:
-        yield running
-
-
-@pytest_asyncio.fixture
-async def sessions(sqlite_url: str) -> AsyncIterator[SessionFactory]:
-    async with database(sqlite_url) as factory:  # customer "acme" included
-        yield factory
 
 
 @pytest.fixture

@@ -326,8 +326,7 @@ class ProgramWorkflow(ProgramSteps, ProgramChanges):
         })
 
     async def _file_welcome(self) -> None:
-        document = self._welcome_document()
-        await act.file_document(document, summary=f"File '{document.title}' in the workspace")
+        await self._file_document(self._welcome_document())
 
     async def _mail_welcome(self) -> None:
         await self._send_mail(self._welcome_mail())

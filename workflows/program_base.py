@@ -177,8 +177,10 @@ class ProgramBase:
 
     async def _file(self, kind: str, template: str, title: str, context: dict[str, Any], version: int = 1,
                     purpose: str | None = None) -> int:
-        ref = await act.file_document(self._document_request(kind, template, title, context, version, purpose),
-                                      summary=f"File '{title}' in the workspace")
+        return await self._file_document(self._document_request(kind, template, title, context, version, purpose))
+
+    async def _file_document(self, document: FileDocumentRequest) -> int:
+        ref = await act.file_document(document, summary=f"File '{document.title}' in the workspace")
         return ref.document_id
 
     def _mail_request(self, to: list[str], template: str, purpose: str, context: dict[str, Any],
