@@ -7,15 +7,17 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel
 from sqlalchemy import func, select
 from temporalio.client import Client
 
 from bench.meter import bounded, history_length, until
-from bench.models import NoopInput, NoopResult
+from bench.models import NoopInput, NoopResult, ShapeInput
 from bench.stack import DevStack
 from domain.enrolment import MaintenanceSubscription
 from domain.naming import request_workflow_id
@@ -122,12 +124,45 @@ async def mails_sent(stack: DevStack, prefix: str, expected: int, began: datetim
 
 async def noop_round(client: Client, task_queue: str, n: int, concurrency: int) -> float:
     """No-op workflows per second: `n` started at once, until every one has completed."""
+    return await _round(client, task_queue, "BenchNoopWorkflow", "noop", lambda i: NoopInput(label=str(i)), n,
+                        concurrency)
+
+
+async def shape_round(client: Client, task_queue: str, n: int, concurrency: int, local_activities: int) -> float:
+    """`BenchShapeWorkflow`s per second (an enrolment's shape, none of its work): `n` at once, until completed."""
+    return await _round(client, task_queue, "BenchShapeWorkflow", "shape",
+                        lambda i: ShapeInput(label=str(i), local_activities=local_activities), n, concurrency)
+
+
+async def _round(client: Client, task_queue: str, workflow: str, prefix: str, arg: Callable[[int], BaseModel],
+                 n: int, concurrency: int) -> float:
     tag = uuid.uuid4().hex[:6]
     began = time.monotonic()
     await asyncio.wait_for(bounded([lambda i=i: client.execute_workflow(
-        "BenchNoopWorkflow", NoopInput(label=str(i)), id=f"bench-noop-{tag}-{i}", task_queue=task_queue,
+        workflow, arg(i), id=f"bench-{prefix}-{tag}-{i}", task_queue=task_queue,
         result_type=NoopResult) for i in range(n)], concurrency), 60 + n)
     return n / (time.monotonic() - began)
+
+
+def shape_text(shape: dict[str, int]) -> str:
+    return ", ".join(f"{v} {k}" for k, v in shape.items())
+
+
+async def task_shape(client: Client, workflow_id: str) -> dict[str, int]:
+    """What a run's history holds up to its first timer or its end: workflow tasks, local activities, activities."""
+    shape = {"workflow tasks": 0, "local activities": 0, "activities": 0}
+    async for e in client.get_workflow_handle(workflow_id).fetch_history_events():
+        kind = e.WhichOneof("attributes")
+        if kind in ("timer_started_event_attributes", "workflow_execution_completed_event_attributes"):
+            break
+        if kind == "workflow_task_completed_event_attributes":
+            shape["workflow tasks"] += 1
+        elif kind == "marker_recorded_event_attributes" and \
+                e.marker_recorded_event_attributes.marker_name == "core_local_activity":
+            shape["local activities"] += 1
+        elif kind == "activity_task_scheduled_event_attributes":
+            shape["activities"] += 1
+    return shape
 
 
 async def noop_history(client: Client, tq: str) -> int:
@@ -138,11 +173,17 @@ async def noop_history(client: Client, tq: str) -> int:
     return await history_length(client, wid)
 
 
+class Opened(NamedTuple):
+    seconds: float  # until every TL mail was sent
+    numbers_seconds: float  # until every tracking number was back
+    workflow_ids: list[str]
+
+
 async def open_requests(stack: DevStack, task_queue: str, customers: list[str], n: int,
-                        concurrency: int) -> tuple[float, float]:
+                        concurrency: int) -> Opened:
     """Open `n` requests (round robin over `customers`) through `starter.requests.open_request`.
 
-    Returns (seconds until every TL mail was sent, seconds until every tracking number was back). The end is the
+    Returns the seconds until every TL mail was sent and until every tracking number was back. The end is the
     latest of those mails' `sent_at`, stamped once the relay has taken the mail: a row's `created_at` is stamped
     before its insert waits for SQLite's write lock, so under load it could come before the row existed.
     """
@@ -173,4 +214,4 @@ async def open_requests(stack: DevStack, task_queue: str, customers: list[str], 
         return not waiting
 
     await until(delivered, f"{n} TL mails sent", timeout=60 + n * 1.0, interval=POLL_SECONDS)
-    return (max(sent) - began).total_seconds(), numbers_seconds
+    return Opened((max(sent) - began).total_seconds(), numbers_seconds, [request_workflow_id(x) for x in numbers])

@@ -37,8 +37,11 @@ from bench.drive import (
     noop_history,
     noop_round,
     open_requests,
+    shape_round,
+    shape_text,
     start_programmes,
     start_programmes_at,
+    task_shape,
 )
 from bench.inbox import inbox_figures
 from bench.memory import cached_programme_ratio, wait_quiet
@@ -48,7 +51,7 @@ from bench.monthly_report import profile_report, reports
 from bench.period import full_period
 from bench.results import WHAT_IF_CHANGE, Figure, Log, Results, Run, Sizes, fmt, k_label
 from bench.stack import DevStack, dev_stack, own_database
-from domain.naming import request_workflow_id
+from domain.naming import program_workflow_id, request_workflow_id
 from domain.policy import ProgramPolicy
 from domain.request import NewRequest, RequestStatus
 from testing.workers import WorkerProcess
@@ -160,8 +163,8 @@ class Bench(Run):
             await mails_sent(stack, prefix, mails, began)
             meter = CpuMeter(server, w.pid)
             began = datetime.now(UTC)
-            out["req_seconds"], out["numbers_seconds"] = await open_requests(stack, tq, customers, s.requests,
-                                                                             s.concurrency)
+            opened = await open_requests(stack, tq, customers, s.requests, s.concurrency)
+            out["req_seconds"], out["numbers_seconds"] = opened.seconds, opened.numbers_seconds
             await mails_sent(stack, prefix, mails + s.requests, began)  # and nothing else of the prefix pending
             out["req_cpu"] = meter.per_item(s.requests)
             out["req_rate"] = s.requests / out["req_seconds"]
@@ -169,6 +172,15 @@ class Bench(Run):
             self.log(f"requests: {s.requests} opened, their TL mails sent, in {out['req_seconds']:.2f} s = "
                      f"{out['req_rate']:.1f}/s (tracking numbers after {out['numbers_seconds']:.2f} s); "
                      f"{cpu_text(out['req_cpu'])}")
+            # The ceiling of both figures with their shape: the same tasks, none of the service's work.
+            out["prog_shape"] = await task_shape(client, program_workflow_id(customers[0]))
+            out["req_shape"] = await task_shape(client, opened.workflow_ids[0])
+            meter = CpuMeter(server, w.pid)
+            out["shape_rate"] = await shape_round(client, tq, s.noop, s.concurrency,
+                                                  out["prog_shape"]["local activities"])
+            out["shape_cpu"] = meter.per_item(s.noop)
+            self.log(f"enrolment shape ({shape_text(out['prog_shape'])}), none of its work: "
+                     f"{out['shape_rate']:.1f}/s; {cpu_text(out['shape_cpu'])}")
         out["noop_after"] = await noop_round(client, tq, s.noop, s.concurrency)
         out["noop"] = (out["noop_before"] + out["noop_after"]) / 2
         self.log(f"no-op baseline after: {out['noop_after']:.1f} workflows/s")
@@ -203,6 +215,19 @@ class Bench(Run):
             f"every TL mail was sent (the latest outbox row's `sent_at`): {req_rates} requests/s "
             f"(tracking numbers back after {req_mid['numbers_seconds']:.2f} s in the median round); "
             f"{cpu_text(req_mid['req_cpu'])} a request in the median round"))
+        shapes = [r["shape_rate"] / r["noop"] for r in rounds]
+        shape_ratio = statistics.median(shapes)
+        shape_mid = rounds[shapes.index(statistics.median_low(shapes))]
+        shape_rates = ", ".join(f"{r['shape_rate']:.1f}" for r in rounds)
+        self.results.add(Figure(
+            "enrolment_shape_ratio", shape_ratio, "", base, "", None,
+            f"median of {len(rounds)} rounds ({', '.join(f'{x:.3f}' for x in shapes)}): {s.noop} "
+            f"`BenchShapeWorkflow`s (bench/workloads.py) at once, until completed: the tasks of an enrolment "
+            f"({shape_text(shape_mid['prog_shape'])}, as a programme's history up to its first timer has them; a "
+            f"request's opening: {shape_text(shape_mid['req_shape'])}) with none of the service's work, so the most "
+            f"figures 1 and 2 could reach with that shape; "
+            f"{shape_rates} a second; {cpu_text(shape_mid['shape_cpu'])} "
+            f"each in the median round"))
         self.results.info["noop_rate"] = f"{statistics.median(r['noop'] for r in rounds):.1f}"
 
     # ---- 7 and the request's history ----
@@ -358,6 +383,9 @@ class Bench(Run):
             await open_requests(stack, tq, ["bench-pw-0000"], 1, 1)
             n = s.profile_size
             paths = [p for p in ("program_start", "request_open") if p in s.profiles]
+            if "program_start" not in paths:  # the requests' programmes, started outside the profile
+                _, began = await start_programmes_at(stack, tq, "bench-pp-", n, s.concurrency)
+                await mails_sent(stack, "bench-pp-", ENROLMENT_MAILS * n, began)
             for k, path in enumerate(paths, 1):
                 prefix = self.tmp / f"profile-{k}"  # bench/worker.py numbers its profiles
                 w.proc.send_signal(signal.SIGUSR1)
@@ -367,7 +395,7 @@ class Bench(Run):
                     title = f"worker process while {n} programmes start (until every workspace exists)"
                 else:
                     customers = [f"bench-pp-{i:04d}" for i in range(min(s.request_customers, n))]
-                    seconds, _ = await open_requests(stack, tq, customers, n, s.concurrency)
+                    seconds = (await open_requests(stack, tq, customers, n, s.concurrency)).seconds
                     title = f"worker process while {n} requests open (until every TL mail is in the outbox)"
                 w.proc.send_signal(signal.SIGUSR2)
                 await until(lambda prefix=prefix: prefix.with_suffix(".done").exists(), "the profile", 60, 0.1)

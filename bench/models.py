@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class NoopInput(BaseModel):
@@ -17,6 +17,13 @@ class NoopInput(BaseModel):
 
 class NoopResult(BaseModel):
     label: str = ""
+
+
+class ShapeInput(BaseModel):
+    """`BenchShapeWorkflow`: how many local activities its first workflow task runs before its one activity."""
+
+    label: str = ""
+    local_activities: int = Field(default=1, ge=0, le=10)
 
 
 class TimerInput(BaseModel):

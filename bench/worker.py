@@ -17,13 +17,13 @@ import functools
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import worker as app_worker
-from bench.workloads import BENCH_WORKFLOWS
+from bench.workloads import BENCH_ACTIVITIES, BENCH_WORKFLOWS
 
 
 class InlineExecutor(concurrent.futures.ThreadPoolExecutor):
@@ -103,9 +103,20 @@ def _install_tracemalloc(path: Path) -> None:
     signal.signal(signal.SIGUSR2, dump)
 
 
+def _register_bench_activities() -> None:
+    """`build_worker`'s Worker with the bench's activities (BenchShapeWorkflow's) beside the service's."""
+    service_worker = app_worker.Worker
+
+    def build(*args: Any, activities: Sequence[Callable[..., Any]] = (), **kwargs: Any) -> Any:
+        return service_worker(*args, activities=[*activities, *BENCH_ACTIVITIES], **kwargs)
+
+    app_worker.Worker = build  # type: ignore[misc,assignment]
+
+
 def main() -> None:
     # `build_worker` reads `worker.WORKFLOWS` when it builds the Worker: same runner, slots and cache.
     app_worker.WORKFLOWS.extend(BENCH_WORKFLOWS)
+    _register_bench_activities()
     profile = os.environ.get("BENCH_PROFILE")
     if profile:
         _install_profiler(Path(profile))

@@ -42,7 +42,7 @@ async def test_bench_runs_every_measurement_at_tiny_sizes(tmp_path: Path) -> Non
     names = {f.name for f in results.figures}
     expected = {"program_start_ratio", "request_open_ratio", "full_period_seconds", "events_per_period",
                 "events_per_cycle", "events_per_request", f"worker_rss_mb_{sizes.rss_programmes}",
-                "cached_programme_kib_ratio",
+                "cached_programme_kib_ratio", "enrolment_shape_ratio",
                 "sla_breach_lag_seconds"} | {f"report_seconds_40_{db}" for db in sizes.report_databases}
     assert expected <= names, expected - names
     for f in results.figures:
