@@ -145,7 +145,9 @@ async def _round(client: Client, task_queue: str, workflow: str, prefix: str, ar
 
 
 def shape_text(shape: dict[str, int]) -> str:
-    return ", ".join(f"{v} {k}" for k, v in shape.items())
+    """`2 workflow tasks, 2 local activities, 1 activity`."""
+    singular = {"workflow tasks": "workflow task", "local activities": "local activity", "activities": "activity"}
+    return ", ".join(f"{v} {k if v != 1 else singular[k]}" for k, v in shape.items())
 
 
 async def task_shape(client: Client, workflow_id: str) -> dict[str, int]:
