@@ -38,7 +38,7 @@ class Sizes:
     profile_size: int = 50
     # The what-if part (last) runs only if the bench is younger than this, and its RSS run (2-4 min) only if
     # younger than the second: `make bench` stays under 15 minutes on 2 cores even when the machine is busy.
-    what_if_before_seconds: float = 480
+    what_if_before_seconds: float = 540
     what_if_rss_before_seconds: float = 620
     concurrency: int = 50  # client calls in flight at once
     # Figures 1 and 2: rounds of (no-op, programmes, requests, no-op), the median ratio is the figure. This machine's
