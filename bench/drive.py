@@ -129,42 +129,54 @@ async def noop_round(client: Client, task_queue: str, n: int, concurrency: int) 
 
 
 async def shape_round(client: Client, task_queue: str, n: int, concurrency: int, local_activities: int) -> float:
-    """`BenchShapeWorkflow`s per second (an enrolment's shape, none of its work): `n` at once, until completed."""
+    """`BenchShapeWorkflow`s per second (an enrolment's tasks, none of its work): `n` at once, until completed,
+    through the same client path as the no-op round, so that the two compare like with like."""
     return await _round(client, task_queue, "BenchShapeWorkflow", "shape",
                         lambda i: ShapeInput(label=str(i), local_activities=local_activities), n, concurrency)
 
 
-async def _round(client: Client, task_queue: str, workflow: str, prefix: str, arg: Callable[[int], BaseModel],
+async def _round(client: Client, task_queue: str, workflow: str, id_prefix: str, arg: Callable[[int], BaseModel],
                  n: int, concurrency: int) -> float:
     tag = uuid.uuid4().hex[:6]
     began = time.monotonic()
     await asyncio.wait_for(bounded([lambda i=i: client.execute_workflow(
-        workflow, arg(i), id=f"bench-{prefix}-{tag}-{i}", task_queue=task_queue,
+        workflow, arg(i), id=f"bench-{id_prefix}-{tag}-{i}", task_queue=task_queue,
         result_type=NoopResult) for i in range(n)], concurrency), 60 + n)
     return n / (time.monotonic() - began)
 
 
-def shape_text(shape: dict[str, int]) -> str:
-    """`2 workflow tasks, 2 local activities, 1 activity`."""
-    singular = {"workflow tasks": "workflow task", "local activities": "local activity", "activities": "activity"}
-    return ", ".join(f"{v} {k if v != 1 else singular[k]}" for k, v in shape.items())
+class TaskShape(NamedTuple):
+    """What a run's history holds up to its first timer or its end."""
+
+    workflow_tasks: int
+    local_activities: int
+    activities: int
+
+    def text(self) -> str:
+        """`2 workflow tasks, 2 local activities, 1 activity`."""
+        def n(count: int, one: str, many: str) -> str:
+            return f"{count} {one if count == 1 else many}"
+
+        return ", ".join((n(self.workflow_tasks, "workflow task", "workflow tasks"),
+                          n(self.local_activities, "local activity", "local activities"),
+                          n(self.activities, "activity", "activities")))
 
 
-async def task_shape(client: Client, workflow_id: str) -> dict[str, int]:
-    """What a run's history holds up to its first timer or its end: workflow tasks, local activities, activities."""
-    shape = {"workflow tasks": 0, "local activities": 0, "activities": 0}
+async def task_shape(client: Client, workflow_id: str) -> TaskShape:
+    """The tasks of a run up to its first timer (a programme's first wait) or its end."""
+    tasks = local = scheduled = 0
     async for e in client.get_workflow_handle(workflow_id).fetch_history_events():
         kind = e.WhichOneof("attributes")
         if kind in ("timer_started_event_attributes", "workflow_execution_completed_event_attributes"):
             break
         if kind == "workflow_task_completed_event_attributes":
-            shape["workflow tasks"] += 1
+            tasks += 1
         elif kind == "marker_recorded_event_attributes" and \
                 e.marker_recorded_event_attributes.marker_name == "core_local_activity":
-            shape["local activities"] += 1
+            local += 1
         elif kind == "activity_task_scheduled_event_attributes":
-            shape["activities"] += 1
-    return shape
+            scheduled += 1
+    return TaskShape(tasks, local, scheduled)
 
 
 async def noop_history(client: Client, tq: str) -> int:
@@ -176,18 +188,19 @@ async def noop_history(client: Client, tq: str) -> int:
 
 
 class Opened(NamedTuple):
-    seconds: float  # until every TL mail was sent
+    mails_seconds: float  # until every TL mail was sent
     numbers_seconds: float  # until every tracking number was back
-    workflow_ids: list[str]
+    workflow_ids: list[str]  # the requests' workflows
 
 
 async def open_requests(stack: DevStack, task_queue: str, customers: list[str], n: int,
                         concurrency: int) -> Opened:
     """Open `n` requests (round robin over `customers`) through `starter.requests.open_request`.
 
-    Returns the seconds until every TL mail was sent and until every tracking number was back. The end is the
-    latest of those mails' `sent_at`, stamped once the relay has taken the mail: a row's `created_at` is stamped
-    before its insert waits for SQLite's write lock, so under load it could come before the row existed.
+    Returns the seconds until every TL mail was sent and until every tracking number was back, and the requests'
+    workflow IDs. The end is the latest of those mails' `sent_at`, stamped once the relay has taken the mail: a
+    row's `created_at` is stamped before its insert waits for SQLite's write lock, so under load it could come
+    before the row existed.
     """
     from starter.requests import open_request
 

@@ -23,7 +23,7 @@ class ShapeInput(BaseModel):
     """`BenchShapeWorkflow`: how many local activities its first workflow task runs before its one activity."""
 
     label: str = ""
-    local_activities: int = Field(default=1, ge=0, le=10)
+    local_activities: int = Field(ge=0, le=10)
 
 
 class TimerInput(BaseModel):

@@ -232,7 +232,7 @@ def write_results(results: Results, out: Path, artefacts: Path | None = None, wo
         f"{', '.join(f'{n:,}' for n in s.report_sizes)} requests, {s.concurrency} client calls in flight",
         "- stack: `temporal server start-dev` (embedded dev server, search attributes registered, as "
         "`testing/servers.py` starts it) for figures 1, 2, 6, 7; the worker is a separate process "
-        "(`python -m bench.worker` = `worker.py` with the bench's no-op and timer workflows added, default "
+        "(`python -m bench.worker` = `worker.py` with the bench's no-op, timer and shape workflows added, default "
         "settings) on a SQLite application database, the SMTP sink on loopback; the time-skipping test server "
         "for the full period.",
         "",

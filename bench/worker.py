@@ -1,5 +1,6 @@
 """`python -m bench.worker`: the service's worker (`worker.main`, same settings and setup) with
-the bench's trivial workflows registered too, so baselines and real workflows share one worker.
+the bench's trivial workflows and `BenchShapeWorkflow` (with its activity) registered too, so baselines,
+the shape reference and the real workflows share one worker.
 
 With `BENCH_PROFILE=<path prefix>` the worker can be profiled with pyinstrument: SIGUSR1 starts
 the profiler, SIGUSR2 stops it and writes `<prefix>-<n>.pyisession`, `.txt` and `.html` (n = 1, 2, ...). pyinstrument
@@ -22,8 +23,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from temporalio import activity
+
 import worker as app_worker
-from bench.workloads import BENCH_ACTIVITIES, BENCH_WORKFLOWS
+from bench.models import NoopInput, NoopResult
+from bench.shape import NOTHING, BenchShapeWorkflow
+from bench.workloads import BENCH_WORKFLOWS
 
 
 class InlineExecutor(concurrent.futures.ThreadPoolExecutor):
@@ -103,20 +108,29 @@ def _install_tracemalloc(path: Path) -> None:
     signal.signal(signal.SIGUSR2, dump)
 
 
-def _register_bench_activities() -> None:
-    """`build_worker`'s Worker with the bench's activities (BenchShapeWorkflow's) beside the service's."""
+class ShapeActivities:
+    """`BenchShapeWorkflow`'s activity (bench/shape.py): nothing, answered at once."""
+
+    @activity.defn(name=NOTHING)
+    async def nothing(self, input: NoopInput) -> NoopResult:
+        return NoopResult(label=input.label)
+
+
+def _register_shape_activities() -> None:
+    """`build_worker`'s Worker with `ShapeActivities` beside the service's activities."""
     service_worker = app_worker.Worker
+    shape = ShapeActivities()
 
     def build(*args: Any, activities: Sequence[Callable[..., Any]] = (), **kwargs: Any) -> Any:
-        return service_worker(*args, activities=[*activities, *BENCH_ACTIVITIES], **kwargs)
+        return service_worker(*args, activities=[*activities, shape.nothing], **kwargs)
 
     app_worker.Worker = build  # type: ignore[misc,assignment]
 
 
 def main() -> None:
     # `build_worker` reads `worker.WORKFLOWS` when it builds the Worker: same runner, slots and cache.
-    app_worker.WORKFLOWS.extend(BENCH_WORKFLOWS)
-    _register_bench_activities()
+    app_worker.WORKFLOWS.extend([*BENCH_WORKFLOWS, BenchShapeWorkflow])
+    _register_shape_activities()
     profile = os.environ.get("BENCH_PROFILE")
     if profile:
         _install_profiler(Path(profile))
