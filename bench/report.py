@@ -134,23 +134,29 @@ workflows (20 ms): figure 1 0.213, figure 2 0.249. What is left is mostly the SD
 activation (the sandbox 30 %, `workflow.defn` applied to the re-imported class 12 %) and SQLAlchemy's ORM
 (25 % of self time), with the mails' SMTP conversations (aiosmtplib 7 %).
 
-**The ceiling of figures 1 and 2: an enrolment's tasks with none of its work** (2026-12-05). Each round of
-figures 1 and 2 now also runs 200 `BenchShapeWorkflow`s (bench/workloads.py): the tasks a programme's history
-holds up to its first timer, read from the round's first programme (2 workflow tasks, 2 local activities, 1
-activity; a request's opening has the same), each activity answering at once. Its ratio, `enrolment_shape_ratio`,
-is the most figures 1 and 2 could reach with that shape if the service's own work cost nothing. In the run of
-2026-12-05 00:54 UTC (a slow hour, not committed: no-op workflows at 59-64 a second, and both 50,000-request
-reports missed their bars in it): the shape 0.534, 54 ms of CPU each (server 29.5, worker 23.1, bench 1.7)
-against 31 ms a no-op workflow; a programme 0.225 at 149 ms (server 47, worker 91, bench 11); a request 0.245 at
-99 ms (server 34, worker 53, bench 12). The shape alone costs about 1.8 no-op workflows; what the service does
-in it (the check, plan and registration, the welcome document and both mails, the workflow's own code, the
-start call) costs about three more for a programme and about 1.4 more for a request, and 0.35 leaves it about
-one. Three changes were measured against it and none is in the service *(investigation, local edits, one
-`--only dev` run each)*: no sandbox at all (`UnsandboxedWorkflowRunner` for every workflow): 0.264 and 0.271
-(shape 0.566), so the sandbox is not what stands between the figures and 0.35; no patch markers (`patched()`
-answering yes without a marker, which leaves a new enrolment's first task 4 markers and 5
-`TemporalChangeVersion` upserts lighter, 24 -> 14 events): no change beyond the machine's noise; eager activity
-dispatch: already on in the dev server (an enrolment's activity starts 0.4 ms after it is scheduled).
+**A reference for figures 1 and 2: an enrolment's tasks with none of its work** (2026-12-05). After each
+round of figures 1 and 2 and its second no-op baseline, the bench runs 200 `BenchShapeWorkflow`s
+(bench/shape.py), started and awaited as the no-op workflows are: the tasks the round's first programme holds up
+to its first timer (2 workflow tasks, 2 local activities, 1 activity; a request's are the same), each activity
+answering at once. Its ratio, `enrolment_shape_ratio`, is not a bound on figures 1 and 2 (their windows end
+earlier, at a workspace row or a sent mail, and their starts go through the service); its CPU is the
+like-for-like part. In this file's run, against a no-op workflow's 32-33 ms: the shape 61 ms (server 35,
+worker 24, bench 2), a programme's whole enrolment 154 ms (server 45, worker 97, bench 12), a request 103 ms
+(server 34, worker 55, bench 13). So the tasks alone cost about 1.9 no-op workflows, and the service's own work
+in them (the check, plan and registration, the welcome document and both mails, the workflow's own code with
+its patch markers and search attributes, the start call, the SMTP sink's side of the mails) about 2.7 more for
+a programme and 1.2 more for a request; at 0.35 a whole enrolment could cost about 2.9 (and the rates fall
+further than the CPU, so a little less). Three changes were measured against it and none is in the service
+*(investigation, local edits, one `--only dev` run each)*: no sandbox at all (`UnsandboxedWorkflowRunner` for
+every workflow): figures 1 and 2 at 0.264 and 0.271, so the sandbox is not what stands between them and 0.35;
+no patch markers (`patched()` answering yes without a marker, which leaves a new enrolment's first task 4
+markers and 5 `TemporalChangeVersion` upserts lighter, 24 -> 14 events): no change beyond the machine's noise;
+eager activity dispatch: already on in the dev server (an enrolment's activity starts 0.4 ms after it is
+scheduled). This run was made on a slower machine than the runs before it, by the baselines that measure it:
+the import baseline of `step_list_all_seconds` 0.76 s (0.43 s on 2026-12-04), the 50,000-request report's
+queries, chart and CSV 1.60 s on SQLite (0.82 s on 2026-12-04, same report code), no-op workflows at 53-62 a
+second (72-89). The figures with bars in absolute seconds (`step_list_all_seconds`, `full_period_seconds`, both
+50,000-request reports) missed in it; those against a same-run baseline stayed within their bars.
 
 **Memory (figure 6): most of a held programme was its own copy of the workflow modules.** *(investigation)*
 tracemalloc (`BENCH_TRACEMALLOC=<file>` on `bench/worker.py`, 200 programmes, after `gc.collect()`) put
