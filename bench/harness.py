@@ -56,6 +56,11 @@ from domain.request import NewRequest, RequestStatus
 from testing.workers import WorkerProcess
 
 
+def median_round(ratios: list[float], rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round whose ratio is the median (the lower of the middle two for an even count): its detail is shown."""
+    return rounds[ratios.index(statistics.median_low(ratios))]
+
+
 class Bench(Run):
     def __init__(self, sizes: Sizes, tmp: Path, log: Log | None = None) -> None:
         super().__init__(sizes, tmp, log)
@@ -207,8 +212,8 @@ class Bench(Run):
         prog = [r["prog_rate"] / r["noop"] for r in rounds]
         req = [r["req_rate"] / r["noop"] for r in rounds]
         prog_ratio, req_ratio = statistics.median(prog), statistics.median(req)
-        mid = rounds[prog.index(statistics.median_low(prog))]  # the median round's CPU, for the detail
-        req_mid = rounds[req.index(statistics.median_low(req))]
+        mid = median_round(prog, rounds)  # the median round's CPU, for the detail
+        req_mid = median_round(req, rounds)
         noops = ", ".join(f"{r['noop']:.1f}" for r in rounds)
         prog_rates = ", ".join(f"{r['prog_rate']:.1f}" for r in rounds)
         req_rates = ", ".join(f"{r['req_rate']:.1f}" for r in rounds)
@@ -235,7 +240,7 @@ class Bench(Run):
         else:
             ratios = [x["ratio"] for x in shapes]
             rates = ", ".join(f"{x['rate']:.1f}" for x in shapes)
-            shape_mid = shapes[ratios.index(statistics.median_low(ratios))]
+            shape_mid = median_round(ratios, shapes)
             self.results.add(Figure(
                 "enrolment_shape_ratio", statistics.median(ratios), "", base, "", None,
                 f"median of {len(shapes)} rounds ({', '.join(f'{x:.3f}' for x in ratios)}), each measured after "
@@ -374,7 +379,7 @@ class Bench(Run):
         finally:
             await w.stop()
         ratios = [r["prog_rate"] / r["noop"] for r in rounds]
-        r = rounds[ratios.index(statistics.median_low(ratios))]
+        r = median_round(ratios, rounds)
         what["program_start_ratio"] = statistics.median(ratios)
         what["program_start_detail"] = (f"median of {len(rounds)} rounds ({', '.join(f'{x:.3f}' for x in ratios)}); "
                                         f"in the median round {r['prog_rate']:.1f} programmes/s against "
